@@ -1,0 +1,45 @@
+"""System checks: misconfiguration is reported here and on the dashboard, never by a crash."""
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def configuration(app_configs, **kwargs):
+    problems = []
+    if not settings.SECRET_KEY:
+        problems.append(
+            Error("SECRET_KEY is not set", hint="Set SECRET_KEY, or DEBUG=1 on a laptop.", id="pimsync.E001")
+        )
+    if not settings.ADOBE_CLIENT_ID:
+        problems.append(
+            Warning(
+                "ADOBE_CLIENT_ID is not set: every webhook delivery will be refused (401)",
+                hint="Copy the client id of the OAuth Server-to-Server credential from the Adobe Developer Console.",
+                id="pimsync.W001",
+            )
+        )
+    if not settings.AEM_EVENT_SOURCE:
+        problems.append(
+            Warning(
+                "AEM_EVENT_SOURCE is empty and cannot be derived from AEM_AUTHOR_URL: every event will be ignored",
+                hint="Set AEM_AUTHOR_URL=https://author-pP-eE.adobeaemcloud.com "
+                "or AEM_EVENT_SOURCE=acct:aem-pP-eE@adobe.com.",
+                id="pimsync.W002",
+            )
+        )
+    if not settings.PIMSYNC_SANDBOX and not settings.AEM_AUTHOR_URL:
+        problems.append(Warning("AEM_AUTHOR_URL is not set: nothing can be written to AEM", id="pimsync.W003"))
+    if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
+        problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
+    if settings.PIM_CONNECTOR == "rest" and not settings.PIM_BASE_URL:
+        problems.append(Error("PIM_CONNECTOR=rest needs PIM_BASE_URL", id="pimsync.E003"))
+    if settings.PIM_CONNECTOR not in {"rest", "demo", "akeneo"}:
+        problems.append(
+            Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
+        )
+    if settings.Q_CLUSTER["retry"] <= settings.Q_CLUSTER["timeout"]:
+        problems.append(
+            Error("django-q2 retry must exceed timeout, or running tasks are handed out twice", id="pimsync.E005")
+        )
+    return problems

@@ -1,0 +1,197 @@
+"""From an authenticated webhook body to stored Event rows (SPEC §3).
+
+`parse()` checks the shape and says exactly what is wrong; `store()` writes one transaction per
+request and decides, without any outbound call, whether an event needs the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from pimsync.models import Event, EventType, Status
+
+
+class EventError(ValueError):
+    """A body that is JSON but not (a batch of) Adobe events; the message says why."""
+
+
+def event_id_of(event: Mapping) -> str:
+    """`eventid`, with the deprecated `event_id` as fallback (PROTOCOLS §1.2)."""
+    return str(event.get("eventid") or event.get("event_id") or "")
+
+
+def recipient_of(event: Mapping) -> str:
+    return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
+
+
+def events_in(body: object) -> list[dict]:
+    """The events of a body: one object, or an array (batch delivery) of objects."""
+    if isinstance(body, dict):
+        return [body]
+    if isinstance(body, list):
+        if not body:
+            raise EventError("the batch is an empty array; expected at least one event")
+        if len(body) > settings.PIMSYNC_WEBHOOK_MAX_EVENTS:
+            raise EventError(
+                f"the batch holds {len(body)} events; at most {settings.PIMSYNC_WEBHOOK_MAX_EVENTS} are allowed"
+            )
+        for index, item in enumerate(body):
+            if not isinstance(item, dict):
+                raise EventError(f"event [{index}] is a JSON {type(item).__name__}, not an object")
+        return body
+    raise EventError(f"the body is a JSON {type(body).__name__}; expected an event object or an array of events")
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(value: object) -> datetime | None:
+    """CloudEvents `time`; Adobe sends up to nine fractional digits, Python reads six."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed, timezone.UTC)
+
+
+@dataclass
+class Incoming:
+    """One event of a body, with what pimsync reads out of it."""
+
+    event_id: str
+    payload: dict
+    fields: dict = field(default_factory=dict)
+
+
+def _text(value: object, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def parse(events: list[dict], header_event_id: str = "") -> list[Incoming]:
+    """Check the envelope of every event; raise EventError naming the first problem."""
+    parsed = []
+    for index, event in enumerate(events):
+        where = f"event [{index}]" if len(events) > 1 else "the event"
+        # A single event may take its id from the delivery header (SPEC §3); a batch may not,
+        # because the header names one event only.
+        event_id = event_id_of(event) or (header_event_id if len(events) == 1 else "")
+        missing = [name for name in ("type", "source") if not isinstance(event.get(name), str) or not event.get(name)]
+        if not event_id:
+            missing.insert(0, "eventid")
+        if missing:
+            raise EventError(f"{where} has no {', '.join(missing)}")
+        if len(event_id) > 255:
+            raise EventError(f"{where} has an eventid longer than 255 characters")
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        repo = data.get("repositoryMetadata") if isinstance(data.get("repositoryMetadata"), dict) else {}
+        path = _text(repo.get("repo:path"), 1024)
+        parsed.append(
+            Incoming(
+                event_id=event_id,
+                payload=event,
+                fields={
+                    "cloudevent_id": _text(event.get("id"), 255),
+                    "type": event["type"][:255],
+                    "source": event["source"][:255],
+                    "time": parse_time(event.get("time")),
+                    "asset_id": _text(data.get("assetId") or repo.get("repo:assetId"), 255),
+                    "asset_path": path,
+                    "asset_name": _text(repo.get("repo:name"), 255) or path.rsplit("/", 1)[-1][:255],
+                    "mime_type": _text(repo.get("dc:format"), 255),
+                },
+            )
+        )
+    return parsed
+
+
+def triage(fields: dict, payload: dict) -> tuple[str, str]:
+    """Status and reason for a new event: does it need the worker, and if not, why not."""
+    expected_source = settings.AEM_EVENT_SOURCE
+    if not expected_source:
+        return Status.IGNORED, "AEM_EVENT_SOURCE is not configured, so no event source is trusted"
+    if fields["source"] != expected_source:
+        return Status.IGNORED, f"source {fields['source']!r} is not this AEM environment ({expected_source})"
+    if fields["type"] not in EventType.HANDLED:
+        return Status.IGNORED, f"pimsync does not handle {fields['type']} events"
+    if not fields["asset_id"]:
+        return Status.IGNORED, "the event names no asset (data.assetId is missing)"
+    if fields["type"] == EventType.METADATA_UPDATED and is_own_write(payload):
+        return Status.IGNORED, "pimsync's own metadata write echoing back"
+    return Status.RECEIVED, ""
+
+
+def is_own_write(payload: dict) -> bool:
+    """A change made by pimsync's technical account (PROTOCOLS §2.2)."""
+    account = settings.ADOBE_TECHNICAL_ACCOUNT_EMAIL.lower()
+    user = (payload.get("data") or {}).get("user") or {}
+    if not account or not isinstance(user, dict):
+        return False
+    return account in {str(user.get("principalId", "")).lower(), str(user.get("imsUserId", "")).lower()}
+
+
+@dataclass
+class StoreResult:
+    accepted: list[str]
+    duplicates: int
+    asset_ids: set[str]
+
+
+def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
+    """Store new events in one transaction; a known event id is a duplicate, not new work."""
+    unique: dict[str, Incoming] = {}
+    for item in incoming:
+        unique.setdefault(item.event_id, item)
+    retry_count = headers.get("x-adobe-retry-count", "")
+    now = timezone.now()
+    with transaction.atomic():
+        known = set(Event.objects.filter(event_id__in=list(unique)).values_list("event_id", flat=True))
+        rows = []
+        for event_id, item in unique.items():
+            if event_id in known:
+                continue
+            status, reason = triage(item.fields, item.payload)
+            rows.append(
+                Event(
+                    event_id=event_id,
+                    payload=item.payload,
+                    status=status,
+                    reason=reason,
+                    received_at=now,
+                    next_attempt_at=now if status == Status.RECEIVED else None,
+                    enqueued_at=now if status == Status.RECEIVED else None,
+                    finished_at=now if status == Status.IGNORED else None,
+                    delivery_id=headers.get("x-adobe-delivery-id", "")[:255],
+                    delivery_retry_count=int(retry_count) if retry_count.isdigit() and len(retry_count) < 7 else None,
+                    **item.fields,
+                )
+            )
+        try:
+            with transaction.atomic():
+                Event.objects.bulk_create(rows)
+        except IntegrityError:
+            # Another request stored one of these ids between our SELECT and INSERT (Adobe
+            # redelivering while we answer): store the rest one by one.
+            stored = []
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        row.save(force_insert=True)
+                    stored.append(row)
+                except IntegrityError:
+                    known.add(row.event_id)
+            rows = stored
+    accepted = [row.event_id for row in rows]
+    return StoreResult(
+        accepted=accepted,
+        duplicates=len(incoming) - len(accepted),
+        asset_ids={row.asset_id for row in rows if row.status == Status.RECEIVED},
+    )

@@ -1,0 +1,75 @@
+"""`manage.py serve`: the web server and a worker in one foreground command (what `make run` runs).
+
+Ctrl-C (or SIGTERM) stops both; when one of them dies the other is stopped too, so a half-running
+pimsync never looks healthy.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the web server (gunicorn) and a django-q2 worker together until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("PIMSYNC_BIND", "127.0.0.1:8000"))
+        parser.add_argument("--web-workers", type=int, default=2)
+
+    def handle(self, *args, bind, web_workers, **options):
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        commands = {
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "pimsync.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                str(web_workers),
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "5",
+            ],
+            "worker": [python, manage, "qcluster"],
+        }
+        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        self.stdout.write(
+            f"pimsync is running at http://{bind}/ (web pid {children['web'].pid}, "
+            f"worker pid {children['worker'].pid}); Ctrl-C stops both."
+        )
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(child.poll() is None for child in children.values()):
+                time.sleep(0.2)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        dead = [name for name, child in children.items() if child.returncode not in (0, -signal.SIGTERM, None)]
+        if dead and not stopping:
+            self.stderr.write(f"stopped because the {' and '.join(dead)} process exited")
+            sys.exit(1)

@@ -1,0 +1,277 @@
+"""pimsync's rows: events as Adobe delivered them, every enrichment attempt, per-asset state,
+the mapping configuration and the cached IMS token.
+
+Our rows are the source of truth for work and retries; django-q2 only carries wake-up calls.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    RECEIVED = "received", "received"
+    PROCESSING = "processing", "processing"
+    SUCCEEDED = "succeeded", "succeeded"
+    UNCHANGED = "unchanged", "unchanged"
+    RETRYING = "retrying", "retrying"
+    FAILED = "failed", "failed"
+    IGNORED = "ignored", "ignored"
+
+
+# Statuses in which an event still waits for the worker.
+PENDING = (Status.RECEIVED, Status.RETRYING)
+# Statuses support may send back to the worker (a Retry keeps the history).
+RETRYABLE = (Status.FAILED, Status.RETRYING, Status.SUCCEEDED, Status.UNCHANGED)
+
+
+class EventType:
+    PROCESSING_COMPLETED = "aem.assets.asset.processing_completed"
+    METADATA_UPDATED = "aem.assets.asset.metadata_updated"
+    DELETED = "aem.assets.asset.deleted"
+    ENRICHED = (PROCESSING_COMPLETED, METADATA_UPDATED)
+    HANDLED = (PROCESSING_COMPLETED, METADATA_UPDATED, DELETED)
+
+
+class Event(models.Model):
+    """One Adobe I/O event, stored before it is acknowledged.
+
+    Status transitions (each one a conditional UPDATE, see `pimsync.pipeline`):
+      received   → processing (a worker claimed it) | ignored (asset deleted, echo)
+      processing → succeeded | unchanged | retrying | failed | ignored
+                   | received (its worker died: the sweeper hands it out again)
+      retrying   → processing | ignored
+      failed, succeeded, unchanged, retrying → received (manual Retry; attempts are kept)
+    """
+
+    event_id = models.CharField(max_length=255, unique=True)
+    cloudevent_id = models.CharField(max_length=255, blank=True)
+    type = models.CharField(max_length=255)
+    source = models.CharField(max_length=255)
+    time = models.DateTimeField(null=True, blank=True, help_text="When AEM emitted the event")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    asset_id = models.CharField(max_length=255, blank=True)
+    asset_path = models.CharField(max_length=1024, blank=True)
+    asset_name = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=255, blank=True)
+    product_key = models.CharField(max_length=255, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    reason = models.TextField(blank=True, help_text="Why the event is in its status")
+    error_class = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # Attempts counted against PIMSYNC_MAX_ATTEMPTS start here, so a manual retry gets a full budget.
+    attempts_base = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    payload = models.JSONField()
+    delivery_id = models.CharField(max_length=255, blank=True)
+    delivery_retry_count = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            # The dashboard's default list: newest first.
+            models.Index(fields=["-received_at", "-id"], name="event_newest"),
+            # Status filter on the list, status counts on the overview.
+            models.Index(fields=["status", "-received_at"], name="event_status_newest"),
+            # The sweeper: pending events that are due, and stuck `processing` rows.
+            models.Index(fields=["status", "next_attempt_at"], name="event_due"),
+            # A worker claiming every pending event of one asset.
+            models.Index(fields=["asset_id", "status"], name="event_asset_status"),
+            # Dashboard search: exact or prefix lookups.
+            models.Index(fields=["asset_name"], name="event_asset_name"),
+            models.Index(fields=["asset_path"], name="event_asset_path"),
+            models.Index(fields=["product_key"], name="event_product_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.short_type} {self.asset_name or self.asset_id or self.event_id}"
+
+    @property
+    def short_type(self) -> str:
+        return self.type.rsplit(".", 1)[-1]
+
+    @property
+    def needs_worker(self) -> bool:
+        return self.status in PENDING
+
+    def aem_asset_url(self) -> str:
+        """Link to the asset in the AEM author UI."""
+        if not settings.AEM_AUTHOR_URL or not self.asset_path:
+            return ""
+        return f"{settings.AEM_AUTHOR_URL}/ui#/aem/assetdetails.html{self.asset_path}"
+
+    def retry(self) -> bool:
+        """Send this event back to the worker, keeping every earlier attempt. The Retry button
+        and `retry_events` both come here; the caller enqueues after commit."""
+        updated = Event.objects.filter(pk=self.pk, status__in=RETRYABLE).update(
+            status=Status.RECEIVED,
+            reason="Retry requested",
+            error_class="",
+            next_attempt_at=timezone.now(),
+            attempts_base=models.F("attempts"),
+            finished_at=None,
+        )
+        if updated:
+            self.refresh_from_db()
+        return bool(updated)
+
+
+class Attempt(models.Model):
+    """One run of the enrichment for one event: what was read, what was written, what AEM said."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        UNCHANGED = "unchanged"
+        RETRYING = "retrying"
+        FAILED = "failed"
+        IGNORED = "ignored"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error_class = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+    product_key = models.CharField(max_length=255, blank=True)
+    pim_data = models.JSONField(null=True, blank=True)
+    # [{"path": "dc:title", "old": ..., "new": ...}] for the properties that changed.
+    changes = models.JSONField(default=list, blank=True)
+    aem_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    aem_body = models.TextField(blank=True, help_text="Excerpt of AEM's answer")
+
+    class Meta:
+        ordering = ["event", "number"]
+        # One index serves the detail page's timeline and the attempt counts.
+        indexes = [models.Index(fields=["event", "number"], name="attempt_event_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of event {self.event_id}: {self.outcome}"
+
+
+class AssetState(models.Model):
+    """Per-asset lease and memory of what pimsync last wrote.
+
+    The lease makes sure one asset is never enriched by two workers at once; the last written
+    values let an echoing `metadata_updated` event be recognised and skipped.
+    """
+
+    asset_id = models.CharField(max_length=255, primary_key=True)
+    lease_token = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_written = models.JSONField(default=dict, blank=True)
+    last_written_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.asset_id
+
+    @classmethod
+    def acquire(cls, asset_id: str) -> str | None:
+        """Take the asset's lease; return its token, or None when another worker holds it."""
+        now = timezone.now()
+        token = uuid.uuid4().hex
+        cls.objects.get_or_create(asset_id=asset_id)
+        lease_until = now + timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        taken = cls.objects.filter(free, asset_id=asset_id).update(lease_token=token, lease_until=lease_until)
+        return token if taken else None
+
+    @classmethod
+    def release(cls, asset_id: str, token: str) -> None:
+        cls.objects.filter(asset_id=asset_id, lease_token=token).update(lease_token="", lease_until=None)
+
+
+class MappingConfig(models.Model):
+    """The product-key rule (SPEC §5). There is one row; `MappingConfig.load()` returns it."""
+
+    class KeySource(models.TextChoices):
+        ASSET_NAME = "asset_name", "asset name"
+        ASSET_PATH = "asset_path", "asset path"
+        METADATA = "metadata", "metadata property"
+
+    key_from = models.CharField(
+        "product key from", max_length=16, choices=KeySource.choices, default=KeySource.ASSET_NAME
+    )
+    key_metadata_property = models.CharField(
+        max_length=255, blank=True, help_text="The metadata property, when the key comes from metadata"
+    )
+    key_pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Regular expression; its named group `key` (or the whole match) is the product "
+        "key. Empty: the asset name without its extension.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "product key rule"
+        verbose_name_plural = "product key rule"
+
+    def __str__(self) -> str:
+        return "Product key rule"
+
+    @classmethod
+    def load(cls) -> MappingConfig:
+        config, _ = cls.objects.get_or_create(pk=1)
+        return config
+
+
+class MappingRule(models.Model):
+    """One PIM field → one AEM metadata property (SPEC §5), applied in `position` order."""
+
+    class Transform(models.TextChoices):
+        NONE = "none", "none"
+        UPPER = "upper", "upper case"
+        LOWER = "lower", "lower case"
+        STRIP = "strip", "strip whitespace"
+        JOIN = "join", "join a list with ', '"
+        STRING = "string", "to string"
+
+    position = models.PositiveIntegerField(default=0, db_index=True)
+    pim_field = models.CharField(
+        max_length=500, help_text="JMESPath over the PIM product JSON; a plain field name is one"
+    )
+    metadata_path = models.CharField(max_length=255, help_text="AEM metadata property, e.g. dc:title")
+    transform = models.CharField(max_length=16, choices=Transform.choices, default=Transform.NONE)
+    default = models.JSONField(null=True, blank=True, help_text='Written when the PIM value is empty (JSON, e.g. "")')
+    path_glob = models.CharField(
+        max_length=500, blank=True, help_text="Only assets whose path matches, e.g. /content/dam/products/*"
+    )
+    mime_glob = models.CharField(max_length=255, blank=True, help_text="Only matching types, e.g. image/*")
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.pim_field} → {self.metadata_path}"
+
+    def clean(self) -> None:
+        from pimsync.mapping import validate_rule_fields
+
+        validate_rule_fields(self)
+
+
+class AccessToken(models.Model):
+    """The IMS access token, shared by every worker process, encrypted at rest."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    encrypted = models.BinaryField()
+    expires_at = models.DateTimeField()
+    refreshing_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} token (expires {self.expires_at:%Y-%m-%d %H:%M})"

@@ -1,0 +1,28 @@
+"""Defaults that point pimsync at the sandbox it serves itself (SPEC §8), when sandbox mode is on.
+
+Only base URLs and demo credentials change: signature verification, the IMS client and the AEM
+client are the production code paths, talking HTTP to `pimsync/sandbox/`.
+"""
+
+import os
+
+SANDBOX_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient in ../shared/payloads
+SANDBOX_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
+SANDBOX_TECHNICAL_ACCOUNT = "pimsync-sandbox@techacct.adobe.com"
+
+
+def apply_sandbox_defaults(settings: dict) -> None:
+    """Fill the Adobe/AEM settings the operator left empty with the sandbox's own endpoints."""
+    base = settings["PIMSYNC_PUBLIC_URL"] + "/sandbox"
+
+    def default(name: str, value: str) -> None:
+        if not os.environ.get(name):
+            settings[name] = value
+
+    default("AEM_AUTHOR_URL", base + "/aem")
+    default("ADOBE_IMS_TOKEN_URL", base + "/ims/token/v3")
+    default("ADOBE_EVENTS_KEY_BASE_URL", base + "/keys")
+    default("ADOBE_CLIENT_ID", SANDBOX_CLIENT_ID)
+    default("ADOBE_CLIENT_SECRET", "sandbox-secret")
+    default("ADOBE_TECHNICAL_ACCOUNT_EMAIL", SANDBOX_TECHNICAL_ACCOUNT)
+    default("AEM_EVENT_SOURCE", SANDBOX_EVENT_SOURCE)

@@ -1,0 +1,132 @@
+"""Named actors for the tests: Adobe's key server on loopback and a signer holding its private keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from pytest_httpserver import HTTPServer
+
+from pimsync import signatures
+
+FIXTURES = Path(__file__).parent / "fixtures"
+KEY1_PATH = "/prod/keys/pub-key-test1.pem"
+KEY2_PATH = "/prod/keys/pub-key-test2.pem"
+
+
+def fixture_bytes(name: str) -> bytes:
+    """The exact bytes of a real-shaped payload (copied from ../shared/payloads)."""
+    return (FIXTURES / name).read_bytes()
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
+    return base64.b64encode(key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
+
+
+@pytest.fixture(scope="session")
+def test_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    return new_key(), new_key()
+
+
+@dataclass
+class Adobe:
+    """Adobe I/O Events as the webhook sees it: a key server and deliveries signed by its keys."""
+
+    httpserver: object
+    key1: rsa.RSAPrivateKey
+    key2: rsa.RSAPrivateKey
+
+    def serve_key(self, path: str, key: rsa.RSAPrivateKey) -> None:
+        self.httpserver.expect_request(path, method="GET").respond_with_data(
+            public_pem(key), content_type="application/x-pem-file"
+        )
+
+    def key_fetches(self) -> int:
+        return sum(1 for request, _ in self.httpserver.log if "/keys/" in request.path)
+
+    def headers(self, body: bytes, *, key1=None, key2=None, **extra) -> dict[str, str]:
+        """Delivery headers as Django's test client takes them (HTTP_… names)."""
+        headers = {
+            "HTTP_X_ADOBE_DIGITAL_SIGNATURE_1": sign_bytes(key1 or self.key1, body),
+            "HTTP_X_ADOBE_DIGITAL_SIGNATURE_2": sign_bytes(key2 or self.key2, body),
+            "HTTP_X_ADOBE_PUBLIC_KEY1_PATH": KEY1_PATH,
+            "HTTP_X_ADOBE_PUBLIC_KEY2_PATH": KEY2_PATH,
+            "HTTP_X_ADOBE_DELIVERY_ID": "18abfb47-0000-4684-ade8-f442a3444033",
+        }
+        for name, value in extra.items():
+            header = "HTTP_" + name.upper().replace("-", "_")
+            if value is None:
+                headers.pop(header, None)
+            else:
+                headers[header] = value
+        return headers
+
+    def deliver(self, client, body: bytes | dict | list, **headers):
+        """POST a signed delivery to the webhook, the way Adobe does."""
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        return client.post(
+            "/webhooks/aem",
+            data=body,
+            content_type="application/cloudevents+json; charset=UTF-8",
+            **self.headers(body, **headers),
+        )
+
+
+@pytest.fixture
+def adobe(httpserver, settings, test_keys) -> Adobe:
+    """Adobe's key server on loopback, with an empty key cache in this process."""
+    settings.ADOBE_EVENTS_KEY_BASE_URL = httpserver.url_for("").rstrip("/")
+    httpserver.no_handler_status_code = 404  # what Adobe's static key host answers for no such key
+    signatures.keys.clear()
+    actor = Adobe(httpserver, *test_keys)
+    actor.serve_key(KEY1_PATH, actor.key1)
+    actor.serve_key(KEY2_PATH, actor.key2)
+    yield actor
+    signatures.keys.clear()
+
+
+def make_event(
+    n: int = 0,
+    *,
+    type: str = "aem.assets.asset.processing_completed",
+    name: str | None = None,
+    asset_id: str | None = None,
+    folder: str = "/content/dam/products",
+    **overrides,
+) -> dict:
+    """A real-shaped event (the processing_completed fixture) for asset number `n`."""
+    event = json.loads(fixture_bytes("aem.assets.asset.processing_completed.json"))
+    event["type"] = type
+    event["eventid"] = event["event_id"] = f"evt-{n:06d}-{type.rsplit('.', 1)[-1]}"
+    event["id"] = f"ce-{n:06d}"
+    asset_id = asset_id or f"urn:aaid:aem:00000000-0000-4000-8000-{n:012d}"
+    name = name or f"SKU-{100000 + n}_front.png"
+    event["data"]["assetId"] = asset_id
+    repo = event["data"]["repositoryMetadata"]
+    repo.update({"repo:assetId": asset_id, "repo:name": name, "repo:path": f"{folder}/{name}"})
+    event.update(overrides)
+    return event
+
+
+@pytest.fixture
+def second_server():
+    """Another loopback HTTP server, for a second external system."""
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()

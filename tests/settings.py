@@ -1,0 +1,20 @@
+"""Test settings: pimsync's own settings with hermetic values, never a developer's `.env`."""
+
+import os
+
+os.environ["PIMSYNC_READ_DOTENV"] = "0"
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ["PIMSYNC_SANDBOX"] = "0"
+for name in ("AEM_AUTHOR_URL", "PIM_BASE_URL", "PIMSYNC_BROKER_URL", "AEM_EVENT_SOURCE", "PIM_CONNECTOR"):
+    os.environ.pop(name, None)
+
+from pimsync.settings import *  # noqa: E402,F403
+
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+ADOBE_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient in ../shared/payloads
+ADOBE_CLIENT_SECRET = "test-client-secret"
+AEM_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
+ADOBE_TECHNICAL_ACCOUNT_EMAIL = "0a1b2c3d-0000-4000-8000-000000000000@techacct.adobe.com"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+WHITENOISE_AUTOREFRESH = True  # no collectstatic before tests
