@@ -130,3 +130,76 @@ def second_server():
     yield server
     server.clear()
     server.stop()
+
+
+STANDARD_MAPPING = {
+    "product_key": {"from": "asset_name", "pattern": "^(?P<key>[^_.]+)"},
+    "rules": [
+        {"pim_field": "SKUID", "metadata_path": "wknd-skuid"},
+        {"pim_field": "SupplierName", "metadata_path": "wknd-suppliername", "transform": "upper"},
+        {"pim_field": "values.name[?locale=='en_US'].data | [0]", "metadata_path": "dc:title", "default": ""},
+        {"pim_field": "colours", "metadata_path": "pim:colours", "transform": "join"},
+    ],
+}
+
+
+def product(sku: str, name: str = "Trail backpack 35L", supplier: str = "Nordwand Outdoor") -> dict:
+    return {
+        "SKUID": sku,
+        "SupplierName": supplier,
+        "values": {"name": [{"locale": "en_US", "data": name}, {"locale": "de_DE", "data": "Rucksack"}]},
+        "colours": ["black", "red"],
+    }
+
+
+@dataclass
+class World:
+    """Adobe, IMS, AEM and the PIM on loopback, and a way to run what the worker would run."""
+
+    adobe: Adobe
+    ims: object
+    aem: object
+    pim: object
+
+    def drain(self, rounds: int = 20) -> list[str]:
+        """Run the queued django-q2 tasks in this process, as a worker would, until none are left."""
+        from django.utils.module_loading import import_string
+        from django_q.models import OrmQ
+
+        results = []
+        for _ in range(rounds):
+            queued = list(OrmQ.objects.all())
+            if not queued:
+                return results
+            for row in queued:
+                task = row.task
+                row.delete()
+                results.append(import_string(task["func"])(*task["args"]))
+        raise AssertionError("the queue did not drain")
+
+    def upload(self, client, n: int, sku: str | None = None, **kwargs):
+        """An asset appears in AEM and AEM says it finished processing."""
+        event = make_event(n, name=f"{sku or f'SKU-{100000 + n}'}_front.png", **kwargs)
+        self.aem.add_asset(event["data"]["assetId"], {"dc:format": "image/png"})
+        return event
+
+
+@pytest.fixture
+def world(adobe, second_server, settings, db) -> World:
+    from pimsync import mapping
+    from pimsync.clients import ims
+    from tests.stubs import AemStub, ImsStub, PimStub
+
+    ims_stub = ImsStub(second_server)
+    aem_stub = AemStub(second_server, ims_stub)
+    pim_stub = PimStub(second_server)
+    settings.ADOBE_IMS_TOKEN_URL = ims_stub.url
+    settings.AEM_AUTHOR_URL = aem_stub.url
+    settings.PIM_BASE_URL = pim_stub.url
+    settings.PIM_CONNECTOR = "rest"
+    settings.PIM_API_TOKEN = PimStub.TOKEN
+    settings.PIMSYNC_RETRY_BASE_SECONDS = 30
+    ims.forget()
+    mapping.import_config(STANDARD_MAPPING)
+    yield World(adobe, ims_stub, aem_stub, pim_stub)
+    ims.forget()

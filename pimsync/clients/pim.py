@@ -1,0 +1,90 @@
+"""PIM connectors: look a product up by its key (SPEC §2 `PIM_*`).
+
+A connector is one method, `get_product(key) -> dict | None` (None: the PIM has no such product),
+raising `http.HttpError` for anything else, so an Akeneo connector can follow without touching
+the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from django.conf import settings
+
+from pimsync.clients import http
+
+DEMO_CATALOG = Path(__file__).resolve().parent.parent / "demo" / "catalog.json"
+
+
+class Connector(Protocol):
+    name: str
+
+    def get_product(self, key: str) -> dict | None: ...
+
+
+class RestConnector:
+    """Any PIM that answers `GET {PIM_BASE_URL}{PIM_PRODUCT_PATH}` with the product as JSON."""
+
+    name = "rest"
+
+    def get_product(self, key: str) -> dict | None:
+        path = settings.PIM_PRODUCT_PATH.replace("{key}", quote(key, safe=""))
+        headers = {"Accept": "application/json"}
+        if settings.PIM_API_TOKEN:
+            headers["Authorization"] = f"Bearer {settings.PIM_API_TOKEN}"
+        try:
+            response = http.request("GET", settings.PIM_BASE_URL + path, headers=headers, error_class="pim")
+        except http.HttpError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            product = response.json()
+        except ValueError:
+            raise http.HttpError(
+                "the PIM answered with something that is not JSON",
+                retryable=False,
+                status=response.status_code,
+                body=response.text,
+                error_class="pim_bad_response",
+            ) from None
+        if not isinstance(product, dict):
+            raise http.HttpError(
+                "the PIM answered with JSON that is not a product object",
+                retryable=False,
+                status=response.status_code,
+                body=response.text,
+                error_class="pim_bad_response",
+            )
+        return product
+
+
+class DemoConnector:
+    """The catalog shipped in `pimsync/demo/catalog.json`, for the sandbox."""
+
+    name = "demo"
+
+    def get_product(self, key: str) -> dict | None:
+        return demo_catalog().get(key)
+
+
+@cache
+def demo_catalog() -> dict[str, dict]:
+    return {product["SKUID"]: product for product in json.loads(DEMO_CATALOG.read_text())}
+
+
+def connector() -> Connector:
+    """The connector `PIM_CONNECTOR` names."""
+    if settings.PIM_CONNECTOR == "rest":
+        return RestConnector()
+    if settings.PIM_CONNECTOR == "demo":
+        return DemoConnector()
+    raise http.HttpError(
+        f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version",
+        retryable=False,
+        error_class="config",
+    )

@@ -1,0 +1,107 @@
+"""One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH (SPEC §4).
+
+`enrich()` never raises for an expected failure; it returns an Outcome that says which status the
+events get and why, with everything the dashboard shows for the attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pimsync import mapping
+from pimsync.clients import aem, http, pim
+from pimsync.models import AssetState, Event, MappingConfig, Status
+
+# A 412 means someone wrote between our GET and PATCH: read again and recompute, a few times.
+MAX_CONFLICT_ROUNDS = 3
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+    error_class: str = ""
+    retry_after: float | None = None
+    product_key: str = ""
+    pim_data: dict | None = None
+    changes: list = field(default_factory=list)
+    written: dict = field(default_factory=dict)
+    aem_status: int | None = None
+    aem_body: str = ""
+
+
+def asset_of(event: Event) -> mapping.Asset:
+    return mapping.Asset(event.asset_id, event.asset_path, event.asset_name, event.mime_type)
+
+
+def echoes_last_write(event: Event, state: AssetState) -> bool:
+    """A metadata change whose changed properties all hold what pimsync last wrote (PROTOCOLS §2.2)."""
+    metadata = (event.payload.get("data") or {}).get("assetMetadata") or {}
+    if not isinstance(metadata, dict) or not state.last_written:
+        return False
+    created = metadata.get("event:created") or []
+    updated = metadata.get("event:updated") or {}
+    changed = set(created if isinstance(created, list) else []) | set(updated if isinstance(updated, dict) else [])
+    if not changed:
+        return False
+    written = {path.lstrip("/"): value for path, value in state.last_written.items()}
+    return all(name in written and metadata.get(name, written[name]) == written[name] for name in changed)
+
+
+def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
+    outcome.status = Status.RETRYING if exc.retryable else Status.FAILED
+    outcome.reason = exc.message
+    outcome.error_class = exc.error_class
+    outcome.retry_after = exc.retry_after
+    if exc.error_class.startswith("aem"):
+        outcome.aem_status, outcome.aem_body = exc.status, exc.body
+    return outcome
+
+
+def enrich(event: Event) -> Outcome:
+    """Bring the event's asset in line with the PIM, writing only what differs."""
+    asset = asset_of(event)
+    config = MappingConfig.load()
+    rules = mapping.active_rules()
+    outcome = Outcome(status=Status.FAILED)
+    try:
+        metadata = None
+        if config.key_from == MappingConfig.KeySource.METADATA:
+            metadata = aem.get_metadata(asset.asset_id)
+        outcome.product_key = key = mapping.product_key(asset, config, metadata and metadata.values)
+        product = pim.connector().get_product(key)
+        if product is None:
+            outcome.error_class = "pim_not_found"
+            outcome.reason = f"product {key!r} is not in the PIM"
+            return outcome
+        outcome.pim_data = product
+        for _round in range(MAX_CONFLICT_ROUNDS):
+            metadata = metadata or aem.get_metadata(asset.asset_id)
+            planned = mapping.plan(asset, key, product, metadata.values, rules)
+            outcome.changes = planned.changes
+            if not planned.changes:
+                outcome.status = Status.UNCHANGED
+                outcome.reason = "AEM already holds the mapped values"
+                return outcome
+            try:
+                response = aem.patch_metadata(asset.asset_id, planned.operations, metadata.etag)
+            except http.HttpError as exc:
+                if exc.status == 412:
+                    metadata = None  # someone else wrote first: read again, recompute
+                    continue
+                raise
+            outcome.status = Status.SUCCEEDED
+            outcome.reason = f"wrote {len(planned.changes)} propert{'y' if len(planned.changes) == 1 else 'ies'}"
+            outcome.written = {change["path"]: change["new"] for change in planned.changes}
+            outcome.aem_status, outcome.aem_body = response.status_code, response.text[: http.BODY_EXCERPT_CHARS]
+            return outcome
+        outcome.status = Status.RETRYING
+        outcome.error_class = "aem_412"
+        outcome.reason = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+        outcome.aem_status = 412
+        return outcome
+    except mapping.MappingError as exc:
+        outcome.error_class, outcome.reason = "mapping", str(exc)
+        return outcome
+    except http.HttpError as exc:
+        return _failure(exc, outcome)

@@ -1,0 +1,289 @@
+"""Mapping rules: from (asset, PIM product, current metadata) to the changes to write (SPEC §5).
+
+`plan()` is pure: the worker and the dashboard's preview both call it, so what the preview shows
+is what the worker would send.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import jmespath
+import jmespath.exceptions
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from pimsync.models import MappingConfig, MappingRule
+
+# AEM metadata property names: `dc:title`, `wknd-skuid`, `pim:sku`, `xmp:Rating`; a leading `/`
+# (JSON Pointer style) is accepted as Adobe's samples use both forms (PROTOCOLS §3).
+PROPERTY_NAME = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?$")
+# Properties AEM owns; writing them would fail or corrupt the asset.
+READ_ONLY_PREFIXES = ("repo:", "jcr:", "dam:sha1", "tiff:", "aem:")
+TRANSFORMS = {choice.value for choice in MappingRule.Transform}
+RULE_FIELDS = ("pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob", "enabled")
+
+
+class MappingError(Exception):
+    """The configuration cannot produce a product key or a value (the event fails with this)."""
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def validate_rule_fields(rule: MappingRule) -> None:
+    """Raise ValidationError with one message per bad field."""
+    errors = {}
+    try:
+        jmespath.compile(rule.pim_field or "")
+    except jmespath.exceptions.JMESPathError as exc:
+        errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
+    if not rule.pim_field:
+        errors["pim_field"] = "a PIM field (JMESPath expression) is required"
+    path = rule.metadata_path or ""
+    if not PROPERTY_NAME.match(path):
+        errors["metadata_path"] = f"{path!r} is not a metadata property name such as dc:title, pim:sku or wknd-skuid"
+    elif path.lstrip("/").startswith(READ_ONLY_PREFIXES):
+        errors["metadata_path"] = f"{path} is owned by AEM and cannot be written"
+    if rule.transform not in TRANSFORMS:
+        errors["transform"] = f"{rule.transform!r} is not one of {', '.join(sorted(TRANSFORMS))}"
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_key_rule(config: MappingConfig) -> None:
+    errors = {}
+    if config.key_pattern:
+        try:
+            compiled = re.compile(config.key_pattern)
+        except re.error as exc:
+            errors["key_pattern"] = f"not a valid regular expression: {exc}"
+        else:
+            if compiled.groups and "key" not in compiled.groupindex:
+                errors["key_pattern"] = "a pattern with groups must name one of them `key`: (?P<key>…)"
+    if config.key_from == MappingConfig.KeySource.METADATA and not PROPERTY_NAME.match(
+        config.key_metadata_property or ""
+    ):
+        errors["key_metadata_property"] = "name the metadata property that holds the product key"
+    if config.key_from not in MappingConfig.KeySource.values:
+        errors["key_from"] = "must be asset_name, asset_path or metadata:<property>"
+    if errors:
+        raise ValidationError(errors)
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Asset:
+    asset_id: str
+    path: str = ""
+    name: str = ""
+    mime_type: str = ""
+
+
+@dataclass
+class RuleResult:
+    rule_id: int | None
+    pim_field: str
+    metadata_path: str
+    applies: bool
+    value: object = None
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    """What the rules yield for one asset, and the JSON Patch that would make AEM match."""
+
+    product_key: str
+    results: list[RuleResult] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # [{"path", "old", "new"}]
+
+    @property
+    def operations(self) -> list[dict]:
+        return [{"op": "add", "path": change["path"], "value": change["new"]} for change in self.changes]
+
+
+def product_key(asset: Asset, config: MappingConfig, metadata: dict | None = None) -> str:
+    """The product key of an asset, or MappingError saying why there is none."""
+    if config.key_from == MappingConfig.KeySource.ASSET_PATH:
+        source = asset.path
+    elif config.key_from == MappingConfig.KeySource.METADATA:
+        value = (metadata or {}).get(config.key_metadata_property)
+        source = value if isinstance(value, str) else ""
+        if not source:
+            raise MappingError(f"the asset has no {config.key_metadata_property} metadata to take the product key from")
+    else:
+        source = asset.name or PurePosixPath(asset.path).name
+    if not config.key_pattern:
+        key = PurePosixPath(source).stem if config.key_from == MappingConfig.KeySource.ASSET_NAME else source
+    else:
+        match = re.search(config.key_pattern, source)
+        if not match:
+            raise MappingError(f"the product key pattern {config.key_pattern!r} does not match {source!r}")
+        key = match.group("key") if "key" in match.re.groupindex else match.group(0)
+    if not key:
+        raise MappingError(f"no product key in {source!r}")
+    return key
+
+
+def _empty(value: object) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def transform(name: str, value: object) -> object:
+    if value is None:
+        return None
+    if name == MappingRule.Transform.UPPER:
+        return value.upper() if isinstance(value, str) else value
+    if name == MappingRule.Transform.LOWER:
+        return value.lower() if isinstance(value, str) else value
+    if name == MappingRule.Transform.STRIP:
+        return value.strip() if isinstance(value, str) else value
+    if name == MappingRule.Transform.JOIN:
+        return ", ".join(str(item) for item in value) if isinstance(value, list) else value
+    if name == MappingRule.Transform.STRING:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def applies(rule: MappingRule, asset: Asset) -> tuple[bool, str]:
+    if not rule.enabled:
+        return False, "disabled"
+    if rule.path_glob and not fnmatch.fnmatchcase(asset.path, rule.path_glob):
+        return False, f"path does not match {rule.path_glob}"
+    if rule.mime_glob and not fnmatch.fnmatchcase(asset.mime_type, rule.mime_glob):
+        return False, f"type {asset.mime_type or '(unknown)'} does not match {rule.mime_glob}"
+    return True, ""
+
+
+def plan(asset: Asset, key: str, product: dict, metadata: dict, rules: list[MappingRule]) -> Plan:
+    """The value every rule yields and the changes against `metadata` (nothing equal is written)."""
+    result = Plan(product_key=key)
+    wanted: dict[str, object] = {}
+    for rule in rules:
+        ok, note = applies(rule, asset)
+        if not ok:
+            result.results.append(RuleResult(rule.pk, rule.pim_field, rule.metadata_path, False, note=note))
+            continue
+        try:
+            value = transform(rule.transform, jmespath.search(rule.pim_field, product))
+        except jmespath.exceptions.JMESPathError as exc:
+            raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+        if _empty(value):
+            if rule.default is None:
+                result.results.append(
+                    RuleResult(
+                        rule.pk,
+                        rule.pim_field,
+                        rule.metadata_path,
+                        True,
+                        note="no PIM value and no default: not written",
+                    )
+                )
+                continue
+            value, note = rule.default, "PIM value empty: default used"
+        result.results.append(RuleResult(rule.pk, rule.pim_field, rule.metadata_path, True, value, note))
+        wanted[rule.metadata_path] = value  # a later rule for the same property wins
+    for path, value in wanted.items():
+        old = metadata.get(path.lstrip("/"))
+        if old != value:
+            result.changes.append({"path": path, "old": old, "new": value})
+    return result
+
+
+def active_rules() -> list[MappingRule]:
+    return list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
+
+
+# --- import / export ------------------------------------------------------------------------
+
+
+def export_config() -> dict:
+    """The configuration as SPEC §5 JSON."""
+    config = MappingConfig.load()
+    key_from = config.key_from
+    if key_from == MappingConfig.KeySource.METADATA:
+        key_from = f"metadata:{config.key_metadata_property}"
+    product_key_rule = {"from": key_from}
+    if config.key_pattern:
+        product_key_rule["pattern"] = config.key_pattern
+    rules = []
+    for rule in MappingRule.objects.order_by("position", "id"):
+        item = {"pim_field": rule.pim_field, "metadata_path": rule.metadata_path}
+        if rule.transform != MappingRule.Transform.NONE:
+            item["transform"] = rule.transform
+        if rule.default is not None:
+            item["default"] = rule.default
+        for name in ("path_glob", "mime_glob"):
+            if getattr(rule, name):
+                item[name] = getattr(rule, name)
+        if not rule.enabled:
+            item["enabled"] = False
+        rules.append(item)
+    return {"product_key": product_key_rule, "rules": rules}
+
+
+def _messages(error: ValidationError) -> str:
+    return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in error.message_dict.items())
+
+
+def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
+    """Replace the whole configuration atomically; ValidationError lists every problem, changes nothing."""
+    if not isinstance(document, dict):
+        raise ValidationError("the mapping file must be a JSON object with product_key and rules")
+    unknown = set(document) - {"product_key", "rules"}
+    if unknown:
+        raise ValidationError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    problems = []
+    key_rule = document.get("product_key") or {}
+    if not isinstance(key_rule, dict):
+        raise ValidationError('product_key must be an object such as {"from": "asset_name"}')
+    source = str(key_rule.get("from", "asset_name"))
+    config = MappingConfig.load()
+    config.key_from, config.key_metadata_property = source, ""
+    if source.startswith("metadata:"):
+        config.key_from, config.key_metadata_property = MappingConfig.KeySource.METADATA, source[len("metadata:") :]
+    config.key_pattern = str(key_rule.get("pattern", "") or "")
+    try:
+        validate_key_rule(config)
+    except ValidationError as exc:
+        problems.append(f"product_key: {_messages(exc)}")
+    items = document.get("rules", [])
+    if not isinstance(items, list):
+        raise ValidationError("rules must be a list")
+    rules = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(f"rules[{index}]: must be an object")
+            continue
+        extra = set(item) - set(RULE_FIELDS)
+        if extra:
+            problems.append(f"rules[{index}]: unknown keys {', '.join(sorted(extra))}")
+        rule = MappingRule(
+            position=index,
+            pim_field=str(item.get("pim_field", "")),
+            metadata_path=str(item.get("metadata_path", "")),
+            transform=str(item.get("transform", "none")),
+            default=item.get("default"),
+            path_glob=str(item.get("path_glob", "") or ""),
+            mime_glob=str(item.get("mime_glob", "") or ""),
+            enabled=bool(item.get("enabled", True)),
+        )
+        try:
+            validate_rule_fields(rule)
+        except ValidationError as exc:
+            problems.append(f"rules[{index}] ({item.get('metadata_path', '?')}): {_messages(exc)}")
+        rules.append(rule)
+    if problems:
+        raise ValidationError(problems)
+    with transaction.atomic():
+        config.save()
+        MappingRule.objects.all().delete()
+        MappingRule.objects.bulk_create(rules)
+    return config, rules

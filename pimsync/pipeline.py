@@ -1,0 +1,191 @@
+"""The worker side: claim an asset's pending events, enrich once, record every attempt (SPEC §4).
+
+One asset at a time: a worker takes the asset's lease (`AssetState.acquire`), claims every pending
+event of that asset, and runs the enrichment once for all of them, so a burst of events for one
+asset ends in one PATCH. Slow I/O happens outside transactions; every state change is a
+conditional UPDATE on our own rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from pimsync import enrichment
+from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Status
+from pimsync.tasks import enqueue_assets
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """About base·2^(n−1) with ±20% jitter, capped; a longer Retry-After wins."""
+    base = settings.PIMSYNC_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)
+    delay = min(settings.PIMSYNC_RETRY_MAX_SECONDS, base * random.uniform(0.8, 1.2))
+    return max(delay, retry_after or 0)
+
+
+def process_asset(asset_id: str) -> str:
+    """Run every pending, due event of one asset; return a one-line summary for django-q2."""
+    summaries = []
+    for _round in range(50):  # bounded: each round handles every event that was pending
+        token = AssetState.acquire(asset_id)
+        if token is None:
+            return "; ".join(summaries) or "another worker holds this asset"
+        try:
+            while batch := _claim(asset_id):
+                summaries.append(_run(asset_id, batch))
+        finally:
+            AssetState.release(asset_id, token)
+        # An event stored while we held the lease had its own wake-up call turned away; look once
+        # more now that the lease is free, so it is not left for the sweeper.
+        if not _pending(asset_id).exists():
+            break
+    return "; ".join(summaries) or "nothing pending"
+
+
+def _pending(asset_id: str):
+    return Event.objects.filter(asset_id=asset_id, status__in=PENDING, next_attempt_at__lte=timezone.now())
+
+
+def _claim(asset_id: str) -> list[Event]:
+    """Move the asset's due events to `processing` and count the attempt now, so a worker that
+    dies mid-way still uses up an attempt (a poison event cannot loop forever)."""
+    ids = list(_pending(asset_id).order_by("time", "id").values_list("id", flat=True)[:100])
+    if not ids:
+        return []
+    now = timezone.now()
+    Event.objects.filter(id__in=ids, status__in=PENDING).update(
+        status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
+    )
+    return list(Event.objects.filter(id__in=ids, status=Status.PROCESSING).order_by("time", "id"))
+
+
+def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, started_at) -> None:
+    """Record one attempt per event and move each event to its final or retry status."""
+    now = timezone.now()
+    duration = int((time.monotonic() - started) * 1000)
+    attempts = []
+    with transaction.atomic():
+        for event in events:
+            status, reason, next_at = outcome.status, outcome.reason, None
+            if status == Status.RETRYING:
+                used = event.attempts - event.attempts_base
+                if used >= settings.PIMSYNC_MAX_ATTEMPTS:
+                    status = Status.FAILED
+                    reason = f"gave up after {used} attempts: {outcome.reason}"
+                else:
+                    delay = backoff_seconds(used, outcome.retry_after)
+                    next_at = now + timedelta(seconds=delay)
+                    reason = (
+                        f"{outcome.reason} (attempt {used} of {settings.PIMSYNC_MAX_ATTEMPTS}; next in {delay:.0f}s)"
+                    )
+            Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
+                status=status,
+                reason=reason,
+                error_class=outcome.error_class,
+                product_key=outcome.product_key or event.product_key,
+                next_attempt_at=next_at,
+                enqueued_at=None,
+                finished_at=None if status == Status.RETRYING else now,
+            )
+            attempts.append(
+                Attempt(
+                    event=event,
+                    number=event.attempts,
+                    started_at=started_at,
+                    duration_ms=duration,
+                    outcome=status,
+                    error_class=outcome.error_class,
+                    message=reason,
+                    product_key=outcome.product_key,
+                    pim_data=outcome.pim_data,
+                    changes=outcome.changes,
+                    aem_status=outcome.aem_status,
+                    aem_body=outcome.aem_body,
+                )
+            )
+            log.info(
+                "event %s",
+                status,
+                extra={"event_id": event.event_id, "asset_id": event.asset_id, "status": status, "reason": reason},
+            )
+        Attempt.objects.bulk_create(attempts)
+
+
+def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> None:
+    _finish(events, enrichment.Outcome(status=status, reason=reason), time.monotonic(), timezone.now())
+
+
+def _run(asset_id: str, batch: list[Event]) -> str:
+    state = AssetState.objects.get(asset_id=asset_id)
+    deletions = [e for e in batch if e.type == EventType.DELETED]
+    if deletions:
+        deleted_at = max(e.time or e.received_at for e in deletions)
+        if state.deleted_at is None or deleted_at > state.deleted_at:
+            AssetState.objects.filter(pk=asset_id).update(deleted_at=deleted_at)
+            state.deleted_at = deleted_at
+    work = []
+    for event in batch:
+        if event.type == EventType.DELETED:
+            continue
+        if state.deleted_at and (event.time or event.received_at) <= state.deleted_at:
+            _skip([event], f"the asset was deleted in AEM at {state.deleted_at:%Y-%m-%d %H:%M:%S}")
+        elif event.type == EventType.METADATA_UPDATED and enrichment.echoes_last_write(event, state):
+            _skip([event], "echo of pimsync's own write: the changed properties hold what pimsync wrote")
+        else:
+            work.append(event)
+    if deletions:
+        cancelled = len(batch) - len(deletions) - len(work)
+        _skip(deletions, f"deletion recorded; {cancelled} pending update(s) cancelled", Status.SUCCEEDED)
+    if not work:
+        return f"{asset_id}: nothing to enrich"
+    # The newest event describes the asset as it is now (its path may have changed since).
+    newest = max(work, key=lambda e: (e.time or e.received_at, e.id))
+    started, started_at = time.monotonic(), timezone.now()
+    outcome = enrichment.enrich(newest)
+    if outcome.status == Status.SUCCEEDED:
+        AssetState.objects.filter(pk=asset_id).update(
+            last_written={**state.last_written, **outcome.written}, last_written_at=timezone.now()
+        )
+    _finish(work, outcome, started, started_at)
+    return f"{asset_id}: {len(work)} event(s) {outcome.status}"
+
+
+def sweep() -> str:
+    """Hand out again what nobody is working on: events whose worker died (stuck in `processing`
+    past the task timeout), retries that are due, and wake-up calls the broker lost."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+    stuck = Event.objects.filter(status=Status.PROCESSING, claimed_at__lt=stale)
+    revived = stuck.update(
+        status=Status.RECEIVED,
+        next_attempt_at=now,
+        enqueued_at=None,
+        reason="its worker stopped before finishing; handed out again",
+    )
+    due = Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now).filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    )
+    asset_ids = list(due.order_by().values_list("asset_id", flat=True).distinct()[:5000])
+    if asset_ids:
+        Event.objects.filter(asset_id__in=asset_ids, status__in=PENDING).update(enqueued_at=now)
+        enqueue_assets(asset_ids)
+    return f"revived {revived} stuck event(s); enqueued {len(asset_ids)} asset(s)"
+
+
+def retry(events) -> int:
+    """Send events back to the worker (the Retry button, the bulk action and `retry_events`)."""
+    retried = [event for event in events if event.retry()]
+    assets = {event.asset_id for event in retried}
+    if assets:
+        Event.objects.filter(pk__in=[e.pk for e in retried]).update(enqueued_at=timezone.now())
+        enqueue_assets(assets)
+    return len(retried)

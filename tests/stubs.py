@@ -1,0 +1,193 @@
+"""Loopback HTTP servers that implement the contracts of IMS, the AEM Assets Author API and a PIM,
+with fault injection. They are written from PROTOCOLS.md, independently of pimsync's clients."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from urllib.parse import parse_qs, unquote
+
+from werkzeug import Request, Response
+
+CLIENT_ID = "0123456789abcdef0123456789abcdef"
+CLIENT_SECRET = "test-client-secret"
+
+
+class Faults:
+    """Answers to give instead of the real one: `add(status, times, headers)` per method."""
+
+    def __init__(self) -> None:
+        self._queue: dict[str, deque] = {}
+
+    def add(self, method: str, status: int, times: int = 1, headers: dict | None = None, delay: float = 0) -> None:
+        self._queue.setdefault(method, deque()).extend([(status, headers or {}, delay)] * times)
+
+    def take(self, method: str):
+        queue = self._queue.get(method)
+        return queue.popleft() if queue else None
+
+
+def _json(status: int, body, headers: dict | None = None) -> Response:
+    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+
+class ImsStub:
+    """POST /ims/token/v3 with the client-credentials grant (PROTOCOLS §4)."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.issued: list[str] = []
+        self.faults = Faults()
+        self.expires_in = 86399
+        self._lock = threading.Lock()
+        server.expect_request("/ims/token/v3", method="POST").respond_with_handler(self.handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for("/ims/token/v3")
+
+    def valid(self, token: str) -> bool:
+        return token in self.issued
+
+    def handle(self, request: Request) -> Response:
+        fault = self.faults.take("POST")
+        if fault:
+            return _json(fault[0], {"error": "internal_error", "error_description": "Please try again later"})
+        form = request.form
+        if request.query_string:
+            return _json(400, {"error": "invalid_request", "error_description": "credentials in the query string"})
+        if form.get("grant_type") != "client_credentials" or not form.get("scope"):
+            return _json(400, {"error": "invalid_request"})
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return _json(401, {"error": "invalid_client", "error_description": "invalid client_secret parameter"})
+        time.sleep(0.05)  # a real token endpoint is not instant: gives concurrent callers a chance to collide
+        with self._lock:
+            token = f"token-{len(self.issued) + 1}"
+            self.issued.append(token)
+        return _json(200, {"access_token": token, "token_type": "bearer", "expires_in": self.expires_in})
+
+
+class AemStub:
+    """GET/PATCH /adobe/assets/{id}/metadata with ETags and If-Match (PROTOCOLS §3)."""
+
+    def __init__(self, server, ims: ImsStub) -> None:
+        self.server = server
+        self.ims = ims
+        self.assets: dict[str, dict] = {}
+        self.versions: dict[str, int] = {}
+        self.patches: list[dict] = []  # every PATCH that changed something: asset, body, headers
+        self.calls: list[tuple[str, str]] = []
+        self.faults = Faults()
+        self.on_get = None  # hook: called after a GET is answered (to simulate a concurrent writer)
+        self._lock = threading.Lock()
+        import re
+
+        server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for("").rstrip("/")
+
+    def add_asset(self, asset_id: str, metadata: dict | None = None) -> None:
+        self.assets[asset_id] = dict(metadata or {})
+        self.versions[asset_id] = 1
+
+    def etag(self, asset_id: str) -> str:
+        raw = f"{asset_id}:{self.versions[asset_id]}".encode()
+        return '"' + hashlib.sha1(raw).hexdigest()[:16] + '"'
+
+    def write(self, asset_id: str, values: dict) -> None:
+        """Someone else (a person in AEM) changes the asset."""
+        with self._lock:
+            self.assets[asset_id].update(values)
+            self.versions[asset_id] += 1
+
+    def handle(self, request: Request) -> Response:
+        asset_id = unquote(request.path.split("/")[3])
+        self.calls.append((request.method, asset_id))
+        fault = self.faults.take(request.method)
+        if fault:
+            status, headers, delay = fault
+            time.sleep(delay)
+            if status:
+                return _json(status, {"type": "about:blank", "title": "injected", "status": status}, headers)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not self.ims.valid(auth[7:]):
+            return _json(401, {"title": "Unauthorized", "status": 401})
+        if request.headers.get("X-Api-Key") != CLIENT_ID or request.headers.get("X-Adobe-Accept-Experimental") != "1":
+            return _json(
+                403, {"title": "Forbidden", "detail": "X-Api-Key or X-Adobe-Accept-Experimental", "status": 403}
+            )
+        if asset_id not in self.assets:
+            return _json(404, {"title": "Not Found", "status": 404})
+        if request.method == "GET":
+            with self._lock:
+                body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": {}}
+                etag = self.etag(asset_id)
+            response = _json(200, body, {"ETag": etag})
+            if self.on_get:
+                self.on_get(asset_id)
+            return response
+        if request.method != "PATCH":
+            return _json(405, {"title": "Method Not Allowed", "status": 405})
+        if request.headers.get("Content-Type") != "application/json-patch+json":
+            return _json(415, {"title": "Unsupported Media Type", "status": 415})
+        if_match = request.headers.get("If-Match")
+        if not if_match:
+            return _json(428, {"title": "Precondition Required", "status": 428})
+        try:
+            operations = json.loads(request.get_data())
+        except ValueError:
+            return _json(400, {"title": "Bad Request", "status": 400})
+        with self._lock:
+            if if_match != "*" and if_match != self.etag(asset_id):
+                return _json(412, {"title": "Precondition Failed", "status": 412})
+            for op in operations:
+                if op.get("op") != "add" or not isinstance(op.get("path"), str):
+                    return _json(400, {"title": "Bad Request", "detail": f"unsupported {op}", "status": 400})
+                self.assets[asset_id][op["path"].lstrip("/")] = op["value"]
+            self.versions[asset_id] += 1
+            self.patches.append(
+                {"asset_id": asset_id, "operations": operations, "if_match": if_match, "headers": dict(request.headers)}
+            )
+            etag = self.etag(asset_id)
+        return _json(200, {"assetId": asset_id}, {"ETag": etag})
+
+
+class PimStub:
+    """GET /products/{key} with a bearer token, 404 for unknown keys."""
+
+    TOKEN = "pim-token"
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.products: dict[str, dict] = {}
+        self.faults = Faults()
+        self.calls: list[str] = []
+        import re
+
+        server.expect_request(re.compile(r"^/products/.+$"), method="GET").respond_with_handler(self.handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for("").rstrip("/")
+
+    def handle(self, request: Request) -> Response:
+        key = unquote(request.path[len("/products/") :])
+        self.calls.append(key)
+        fault = self.faults.take("GET")
+        if fault:
+            time.sleep(fault[2])
+            return _json(fault[0], {"error": "injected"}, fault[1])
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return _json(401, {"error": "unauthorized"})
+        if key not in self.products:
+            return _json(404, {"error": f"no product {key}"})
+        return _json(200, self.products[key])
+
+
+def parse_form(body: bytes) -> dict:
+    return {k: v[0] for k, v in parse_qs(body.decode()).items()}

@@ -1,0 +1,383 @@
+"""From a signed webhook POST to the PATCH AEM receives, and every way it can go wrong (SPEC §4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from pimsync import pipeline
+from pimsync.models import AccessToken, Attempt, Event, Status
+from tests.conftest import make_event, product
+
+pytestmark = pytest.mark.django_db
+
+
+def later(seconds: float):
+    """Travel forward in time (the worker's backoff uses the real clock)."""
+    return time_machine.travel(timezone.now() + timedelta(seconds=seconds), tick=True)
+
+
+def test_a_signed_upload_event_ends_in_the_mapped_patch(client, world):
+    world.pim.products["SKU-100234"] = product("SKU-100234")
+    event = world.upload(client, 1, sku="SKU-100234")
+    asset_id = event["data"]["assetId"]
+    etag = world.aem.etag(asset_id)
+
+    assert world.adobe.deliver(client, event).status_code == 200
+    world.drain()
+
+    [patch] = world.aem.patches
+    assert patch["asset_id"] == asset_id
+    assert patch["if_match"] == etag
+    assert patch["headers"]["Content-Type"] == "application/json-patch+json"
+    assert patch["headers"]["X-Api-Key"] == "0123456789abcdef0123456789abcdef"
+    assert patch["headers"]["X-Adobe-Accept-Experimental"] == "1"
+    assert patch["headers"]["Authorization"] == "Bearer token-1"
+    assert patch["operations"] == [
+        {"op": "add", "path": "wknd-skuid", "value": "SKU-100234"},
+        {"op": "add", "path": "wknd-suppliername", "value": "NORDWAND OUTDOOR"},
+        {"op": "add", "path": "dc:title", "value": "Trail backpack 35L"},
+        {"op": "add", "path": "pim:colours", "value": "black, red"},
+    ]
+    stored = Event.objects.get()
+    assert stored.status == Status.SUCCEEDED
+    assert stored.product_key == "SKU-100234"
+    [attempt] = stored.attempt_set.all()
+    assert attempt.outcome == Status.SUCCEEDED
+    assert attempt.pim_data["SKUID"] == "SKU-100234"
+    assert {"path": "dc:title", "old": None, "new": "Trail backpack 35L"} in attempt.changes
+    assert attempt.aem_status == 200
+
+
+def test_many_events_share_one_ims_token_stored_encrypted(client, world):
+    for n in range(20):
+        world.pim.products[f"SKU-{100000 + n}"] = product(f"SKU-{100000 + n}")
+    world.adobe.deliver(client, [world.upload(client, n) for n in range(20)])
+    world.drain()
+    assert Event.objects.filter(status=Status.SUCCEEDED).count() == 20
+    assert len(world.ims.issued) == 1
+    row = AccessToken.objects.get()
+    assert b"token-1" not in bytes(row.encrypted)
+
+
+def test_another_process_reuses_the_stored_token(client, world):
+    from pimsync.clients import ims
+
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.pim.products["SKU-100002"] = product("SKU-100002")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    ims.forget()  # a second worker process starts with an empty memory
+    world.adobe.deliver(client, world.upload(client, 2))
+    world.drain()
+    assert len(world.ims.issued) == 1
+
+
+def test_a_revoked_token_is_renewed_once_on_401(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.aem.faults.add("GET", 401)
+    world.drain()
+    assert Event.objects.get().status == Status.SUCCEEDED
+    assert len(world.ims.issued) == 2
+
+
+def test_wrong_client_credentials_fail_with_a_clear_reason(client, world, settings):
+    settings.ADOBE_CLIENT_SECRET = "wrong"
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert "IMS refused the client credentials (401)" in event.reason
+    assert "invalid_client" in event.reason
+    assert "wrong" not in event.reason  # the secret never shows
+    assert world.aem.patches == []
+
+
+def test_an_unknown_product_fails_with_the_reason_and_no_patch(client, world):
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "product 'SKU-100001' is not in the PIM"
+    assert event.error_class == "pim_not_found"
+    assert world.aem.calls == []
+
+
+def test_a_pim_that_fails_twice_then_answers_succeeds_on_attempt_three(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.pim.faults.add("GET", 503, times=2)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.RETRYING
+    assert event.error_class == "pim_503"
+    assert 24 <= (event.next_attempt_at - timezone.now()).total_seconds() <= 36  # 30 s ± 20%
+
+    with later(40):
+        pipeline.sweep()
+        world.drain()
+        assert Event.objects.get().status == Status.RETRYING
+        with later(90):  # second retry waits about 60 s
+            pipeline.sweep()
+            world.drain()
+
+    event.refresh_from_db()
+    assert event.status == Status.SUCCEEDED
+    assert event.attempts == 3
+    assert [a.outcome for a in event.attempt_set.all()] == ["retrying", "retrying", "succeeded"]
+    assert len(world.aem.patches) == 1
+
+
+def test_a_retry_that_is_not_due_is_not_run_early(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.pim.faults.add("GET", 503)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    pipeline.sweep()
+    world.drain()
+    assert Event.objects.get().status == Status.RETRYING
+    assert len(world.pim.calls) == 1
+
+
+def test_aem_rate_limiting_honours_retry_after(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.aem.faults.add("PATCH", 429, headers={"Retry-After": "600"})
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.RETRYING
+    assert (event.next_attempt_at - timezone.now()).total_seconds() >= 595
+    assert event.attempt_set.get().aem_status == 429
+
+
+def test_a_concurrent_write_in_aem_is_reread_and_kept(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    asset_id = event["data"]["assetId"]
+    writes = []
+
+    def someone_edits_once(asset):
+        if not writes:
+            writes.append(asset)
+            world.aem.write(asset, {"dc:description": "edited by a person"})
+
+    world.aem.on_get = someone_edits_once
+    world.adobe.deliver(client, event)
+    world.drain()
+    assert Event.objects.get().status == Status.SUCCEEDED
+    assert [method for method, _ in world.aem.calls] == ["GET", "PATCH", "GET", "PATCH"]
+    assert world.aem.assets[asset_id]["dc:description"] == "edited by a person"
+    assert world.aem.assets[asset_id]["wknd-skuid"] == "SKU-100001"
+
+
+def test_nothing_to_change_is_unchanged_without_a_patch(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    world.aem.add_asset(
+        event["data"]["assetId"],
+        {
+            "wknd-skuid": "SKU-100001",
+            "wknd-suppliername": "NORDWAND OUTDOOR",
+            "dc:title": "Trail backpack 35L",
+            "pim:colours": "black, red",
+        },
+    )
+    world.adobe.deliver(client, event)
+    world.drain()
+    assert Event.objects.get().status == Status.UNCHANGED
+    assert world.aem.patches == []
+    assert [method for method, _ in world.aem.calls] == ["GET"]
+
+
+def test_a_metadata_change_echoing_our_own_write_triggers_no_work(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    world.adobe.deliver(client, event)
+    world.drain()
+    calls = len(world.aem.calls)
+    echo = make_event(
+        2, type="aem.assets.asset.metadata_updated", name="SKU-100001_front.png", asset_id=event["data"]["assetId"]
+    )
+    echo["data"]["user"] = {"principalId": "jane.doe@example.com"}
+    echo["data"]["assetMetadata"] = {
+        "event:created": ["wknd-skuid", "dc:title"],
+        "wknd-skuid": "SKU-100001",
+        "dc:title": "Trail backpack 35L",
+    }
+    world.adobe.deliver(client, echo)
+    world.drain()
+    stored = Event.objects.get(event_id=echo["eventid"])
+    assert stored.status == Status.IGNORED
+    assert "echo" in stored.reason
+    assert len(world.aem.calls) == calls
+
+
+def test_a_persons_metadata_change_is_enriched_again(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    world.adobe.deliver(client, event)
+    world.drain()
+    world.aem.write(event["data"]["assetId"], {"dc:title": "typo"})
+    change = make_event(
+        2, type="aem.assets.asset.metadata_updated", name="SKU-100001_front.png", asset_id=event["data"]["assetId"]
+    )
+    change["data"]["assetMetadata"] = {"event:updated": {"dc:title": "Trail backpack 35L"}, "dc:title": "typo"}
+    world.adobe.deliver(client, change)
+    world.drain()
+    assert Event.objects.get(event_id=change["eventid"]).status == Status.SUCCEEDED
+    assert world.aem.patches[-1]["operations"] == [{"op": "add", "path": "dc:title", "value": "Trail backpack 35L"}]
+
+
+def test_a_burst_for_one_asset_ends_in_one_patch(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    first = world.upload(client, 1)
+    asset_id = first["data"]["assetId"]
+    for n in range(10):
+        event = make_event(1000 + n, name="SKU-100001_front.png", asset_id=asset_id)
+        assert world.adobe.deliver(client, event).status_code == 200
+    world.drain()
+    assert len(world.aem.patches) == 1
+    assert Event.objects.filter(status=Status.SUCCEEDED).count() == 10
+    assert Attempt.objects.count() == 10
+
+
+def test_redelivered_and_out_of_order_events_never_patch_twice(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    first = world.upload(client, 1)
+    older = make_event(2, name="SKU-100001_front.png", asset_id=first["data"]["assetId"], time="2020-01-01T00:00:00Z")
+    world.adobe.deliver(client, first)
+    world.drain()
+    world.adobe.deliver(client, first)
+    world.adobe.deliver(client, older)
+    world.drain()
+    assert len(world.aem.patches) == 1
+    assert Event.objects.get(event_id=older["eventid"]).status == Status.UNCHANGED
+
+
+def test_a_deletion_cancels_pending_work_for_the_asset(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    upload = world.upload(client, 1, time="2025-10-02T09:00:00Z")
+    deleted = make_event(
+        2, type="aem.assets.asset.deleted", asset_id=upload["data"]["assetId"], time="2025-10-02T09:12:44Z"
+    )
+    world.adobe.deliver(client, [upload, deleted])
+    world.drain()
+    assert Event.objects.get(event_id=upload["eventid"]).status == Status.IGNORED
+    deletion = Event.objects.get(event_id=deleted["eventid"])
+    assert deletion.status == Status.SUCCEEDED
+    assert "1 pending update(s) cancelled" in deletion.reason
+    assert world.aem.calls == []
+    late = make_event(3, asset_id=upload["data"]["assetId"], time="2025-10-02T09:10:00Z")
+    world.adobe.deliver(client, late)
+    world.drain()
+    assert Event.objects.get(event_id=late["eventid"]).status == Status.IGNORED
+
+
+def test_a_permanent_aem_refusal_fails_with_aems_answer(client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.aem.faults.add("PATCH", 403)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.error_class == "aem_403"
+    attempt = event.attempt_set.get()
+    assert attempt.aem_status == 403
+    assert "injected" in attempt.aem_body
+
+
+def test_retryable_errors_give_up_after_max_attempts(client, world, settings):
+    settings.PIMSYNC_MAX_ATTEMPTS = 2
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.aem.faults.add("GET", 502, times=5)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    with later(3600):
+        pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason.startswith("gave up after 2 attempts")
+
+
+def test_an_unreachable_aem_is_retried(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    settings.AEM_AUTHOR_URL = "http://127.0.0.1:9"
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.RETRYING
+    assert event.error_class == "aem_unreachable"
+
+
+def test_a_worker_that_died_mid_task_is_picked_up_by_the_sweeper(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    from django_q.models import OrmQ
+
+    OrmQ.objects.all().delete()  # the wake-up call died with the worker...
+    Event.objects.update(status=Status.PROCESSING, claimed_at=timezone.now(), attempts=1)  # ...mid-task
+    pipeline.sweep()
+    world.drain()
+    assert Event.objects.get().status == Status.PROCESSING  # its lease is still young
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED
+    assert event.attempts == 2
+
+
+def test_a_lost_wake_up_call_is_sent_again_by_the_sweeper(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    from django_q.models import OrmQ
+
+    OrmQ.objects.all().delete()  # the broker lost it (Redis has no delivery receipts)
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        pipeline.sweep()
+        world.drain()
+    assert Event.objects.get().status == Status.SUCCEEDED
+
+
+def test_a_manual_retry_keeps_the_history(client, world):
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    assert pipeline.retry([event]) == 1
+    world.drain()
+    event.refresh_from_db()
+    assert event.status == Status.SUCCEEDED
+    assert [a.outcome for a in event.attempt_set.all()] == ["failed", "succeeded"]
+
+
+def test_the_asset_lease_is_exclusive():
+    from pimsync.models import AssetState
+
+    token = AssetState.acquire("urn:aaid:aem:x")
+    assert token
+    assert AssetState.acquire("urn:aaid:aem:x") is None
+    AssetState.release("urn:aaid:aem:x", token)
+    assert AssetState.acquire("urn:aaid:aem:x")
+
+
+def test_a_busy_asset_is_left_to_the_worker_holding_it(client, world):
+    from pimsync.models import AssetState
+
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    token = AssetState.acquire(event["data"]["assetId"])
+    world.adobe.deliver(client, event)
+    world.drain()
+    assert Event.objects.get().status == Status.RECEIVED
+    assert world.aem.calls == []
+    AssetState.release(event["data"]["assetId"], token)
+    pipeline.process_asset(event["data"]["assetId"])
+    assert Event.objects.get().status == Status.SUCCEEDED
