@@ -122,14 +122,19 @@ def make_event(
     return event
 
 
-@pytest.fixture
-def second_server():
-    """Another loopback HTTP server, for a second external system."""
+@pytest.fixture(scope="session")
+def _second_server_process():
     server = HTTPServer(host="127.0.0.1", port=0)
     server.start()
     yield server
-    server.clear()
     server.stop()
+
+
+@pytest.fixture
+def second_server(_second_server_process):
+    """Another loopback HTTP server (IMS, AEM and the PIM), cleared after each test."""
+    yield _second_server_process
+    _second_server_process.clear()
 
 
 STANDARD_MAPPING = {

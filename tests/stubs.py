@@ -181,7 +181,8 @@ class PimStub:
         fault = self.faults.take("GET")
         if fault:
             time.sleep(fault[2])
-            return _json(fault[0], {"error": "injected"}, fault[1])
+            if fault[0]:
+                return _json(fault[0], {"error": "injected"}, fault[1])
         if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
             return _json(401, {"error": "unauthorized"})
         if key not in self.products:

@@ -1,0 +1,36 @@
+"""`manage.py import_mappings FILE`: replace the mapping configuration atomically (SPEC §5)."""
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from pimsync.mapping import import_config
+
+
+class Command(BaseCommand):
+    help = "Replace the product-key rule and all mapping rules with those in a JSON file ('-' reads stdin)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+
+    def handle(self, *args, file, **options):
+        try:
+            if file == "-":
+                text = self.stdin.read()
+            else:
+                with open(file, encoding="utf-8") as handle:
+                    text = handle.read()
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CommandError(f"{file} is not UTF-8 text") from None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{file} is not valid JSON: {exc}") from None
+        try:
+            _, rules = import_config(document)
+        except ValidationError as exc:
+            raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
+        self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))

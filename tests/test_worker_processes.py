@@ -1,0 +1,135 @@
+"""Real `manage.py qcluster` processes: a worker killed with SIGKILL mid-task, and two workers
+racing for one asset. The database is the test database, committed, shared with the processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from pimsync import pipeline
+from pimsync.models import Event, Status
+from tests.conftest import make_event, product
+from tests.stubs import CLIENT_SECRET, PimStub
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+class Worker:
+    """`manage.py qcluster` in its own process group, configured like a deployment."""
+
+    def __init__(self, world, settings, workers: int = 1) -> None:
+        env = {
+            "PATH": os.environ["PATH"],
+            "PIMSYNC_READ_DOTENV": "0",
+            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "DATABASE_URL": database_url(),
+            "ADOBE_CLIENT_ID": settings.ADOBE_CLIENT_ID,
+            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+            "ADOBE_IMS_TOKEN_URL": world.ims.url,
+            "ADOBE_EVENTS_KEY_BASE_URL": settings.ADOBE_EVENTS_KEY_BASE_URL,
+            "AEM_AUTHOR_URL": world.aem.url,
+            "AEM_EVENT_SOURCE": settings.AEM_EVENT_SOURCE,
+            "PIM_BASE_URL": world.pim.url,
+            "PIM_API_TOKEN": PimStub.TOKEN,
+            "PIMSYNC_TASK_TIMEOUT_SECONDS": str(settings.PIMSYNC_TASK_TIMEOUT_SECONDS),
+            "PIMSYNC_WORKERS": str(workers),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster: guard, pusher, workers and monitor."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def short_timeout(settings):
+    settings.PIMSYNC_TASK_TIMEOUT_SECONDS = 4
+    return settings
+
+
+def test_an_event_survives_its_worker_being_killed_mid_task(client, world, short_timeout):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    world.aem.faults.add("PATCH", 503, delay=3)  # the first PATCH hangs: the worker is killed inside it
+    first = Worker(world, short_timeout)
+    second = None
+    try:
+        assert world.adobe.deliver(client, event).status_code == 200
+        wait_for(lambda: Event.objects.filter(status=Status.PROCESSING).exists(), what="the worker to claim it")
+        wait_for(lambda: ("PATCH", event["data"]["assetId"]) in world.aem.calls, what="the PATCH to start")
+        first.kill()
+        assert Event.objects.get().status == Status.PROCESSING
+
+        second = Worker(world, short_timeout)
+        # The sweeper (scheduled every minute in production) hands the event out again once the
+        # dead worker's lease has expired.
+        wait_for(lambda: "revived 1" in pipeline.sweep(), timeout=15, what="the lease to expire")
+        wait_for(lambda: Event.objects.get().status == Status.SUCCEEDED, what="the event to succeed")
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+    assert world.aem.assets[event["data"]["assetId"]]["wknd-skuid"] == "SKU-100001"
+    assert Event.objects.get().attempts == 2
+
+
+def test_two_workers_never_enrich_one_asset_at_once(client, world, short_timeout):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    first = world.upload(client, 1)
+    asset_id = first["data"]["assetId"]
+    world.pim.faults.add("GET", 0, times=8, delay=0.5)  # a slow PIM widens the window for a race
+    worker = Worker(world, short_timeout, workers=2)
+    try:
+        for n in range(8):
+            event = make_event(500 + n, name="SKU-100001_front.png", asset_id=asset_id)
+            assert world.adobe.deliver(client, event).status_code == 200
+        wait_for(
+            lambda: Event.objects.filter(status__in=[Status.SUCCEEDED, Status.UNCHANGED]).count() == 8,
+            what="all eight events to finish",
+        )
+    finally:
+        worker.stop()
+    assert len(world.aem.patches) == 1
