@@ -266,6 +266,7 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
         if extra:
             problems.append(f"rules[{index}]: unknown keys {', '.join(sorted(extra))}")
         rule = MappingRule(
+            config_id=1,
             position=index,
             pim_field=str(item.get("pim_field", "")),
             metadata_path=str(item.get("metadata_path", "")),

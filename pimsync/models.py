@@ -88,11 +88,16 @@ class Event(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="event_due"),
             # A worker claiming every pending event of one asset.
             models.Index(fields=["asset_id", "status"], name="event_asset_status"),
-            # Dashboard search: exact or prefix lookups.
-            models.Index(fields=["asset_name"], name="event_asset_name"),
-            models.Index(fields=["asset_path"], name="event_asset_path"),
-            models.Index(fields=["product_key"], name="event_product_key"),
+            # Dashboard search: exact or prefix (LIKE 'x%') lookups; on PostgreSQL a prefix LIKE
+            # can use a btree only with the pattern operator class (ignored on SQLite).
+            models.Index(fields=["asset_name"], name="event_asset_name", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["asset_path"], name="event_asset_path", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["product_key"], name="event_product_key", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["asset_id"], name="event_asset_id"),
+            # Overview: outcomes and latency over time.
+            models.Index(fields=["finished_at"], name="event_finished"),
         ]
+        permissions = [("retry_event", "Can retry events")]
 
     def __str__(self) -> str:
         return f"{self.short_type} {self.asset_name or self.asset_id or self.event_id}"
@@ -222,6 +227,11 @@ class MappingConfig(models.Model):
     def __str__(self) -> str:
         return "Product key rule"
 
+    def clean(self) -> None:
+        from pimsync.mapping import validate_key_rule
+
+        validate_key_rule(self)
+
     @classmethod
     def load(cls) -> MappingConfig:
         config, _ = cls.objects.get_or_create(pk=1)
@@ -230,6 +240,9 @@ class MappingConfig(models.Model):
 
 class MappingRule(models.Model):
     """One PIM field → one AEM metadata property (SPEC §5), applied in `position` order."""
+
+    # There is one configuration (pk 1); the key lets the admin edit rules inline with it.
+    config = models.ForeignKey(MappingConfig, on_delete=models.CASCADE, default=1, related_name="rules")
 
     class Transform(models.TextChoices):
         NONE = "none", "none"
@@ -275,3 +288,18 @@ class AccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} token (expires {self.expires_at:%Y-%m-%d %H:%M})"
+
+
+class Heartbeat(models.Model):
+    """When a worker last proved it is alive (the sweeper beats every minute)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    at = models.DateTimeField()
+    detail = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%H:%M:%S}"
+
+    @classmethod
+    def beat(cls, name: str, detail: str = "") -> None:
+        cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})

@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import enrichment
-from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Status
+from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Heartbeat, Status
 from pimsync.tasks import enqueue_assets
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,9 @@ def sweep() -> str:
     if asset_ids:
         Event.objects.filter(asset_id__in=asset_ids, status__in=PENDING).update(enqueued_at=now)
         enqueue_assets(asset_ids)
-    return f"revived {revived} stuck event(s); enqueued {len(asset_ids)} asset(s)"
+    summary = f"revived {revived} stuck event(s); enqueued {len(asset_ids)} asset(s)"
+    Heartbeat.beat("sweeper", summary)
+    return summary
 
 
 def retry(events) -> int:

@@ -50,7 +50,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     "pimsync.apps.PimsyncConfig",
     "dashboard.apps.DashboardConfig",
-    "django.contrib.admin",
+    "dashboard.apps.PimsyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,0 +1,132 @@
+"""Figures for the overview page: what happened, how fast, and whether anything needs a person.
+
+Every query here is bounded by time (last 24 h / 7 d, served by the `finished_at` and
+`status, received_at` indexes), so the page stays fast with millions of stored events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import checks
+from django.db.models import Count
+from django.utils import timezone
+
+from pimsync.models import Event, Heartbeat, Status
+
+# Bound the latency sample: percentiles of the newest 20,000 finished events are plenty.
+LATENCY_SAMPLE = 20_000
+HEARTBEAT_STALE = timedelta(minutes=3)
+
+
+@dataclass
+class Bucket:
+    start: object
+    done: int = 0
+    failed: int = 0
+    p50: float | None = None
+    p95: float | None = None
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+
+
+def status_counts(since) -> dict[str, int]:
+    counts = dict.fromkeys(Status.values, 0)
+    for row in Event.objects.filter(received_at__gte=since).values("status").annotate(n=Count("id")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def success_rate(counts: dict[str, int]) -> float | None:
+    done = counts[Status.SUCCEEDED] + counts[Status.UNCHANGED]
+    finished = done + counts[Status.FAILED]
+    return None if not finished else 100.0 * done / finished
+
+
+def hourly(now, hours: int = 24) -> list[Bucket]:
+    """Throughput and latency per hour, from events that finished in the window."""
+    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
+    samples: list[list[float]] = [[] for _ in buckets]
+    rows = (
+        Event.objects.filter(finished_at__gte=start, status__in=[Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED])
+        .order_by("-finished_at")
+        .values_list("finished_at", "received_at", "status")[:LATENCY_SAMPLE]
+    )
+    for finished, received, status in rows:
+        index = int((finished - start).total_seconds() // 3600)
+        if not 0 <= index < hours:
+            continue
+        if status == Status.FAILED:
+            buckets[index].failed += 1
+        else:
+            buckets[index].done += 1
+            samples[index].append((finished - received).total_seconds())
+    for bucket, values in zip(buckets, samples, strict=True):
+        bucket.p50, bucket.p95 = percentile(values, 0.5), percentile(values, 0.95)
+    return buckets
+
+
+def queue_depth() -> dict:
+    """Events waiting for a worker (our rows) and wake-up calls waiting in the broker."""
+    from django_q.brokers import get_broker
+
+    waiting = Event.objects.filter(status__in=[Status.RECEIVED, Status.RETRYING]).count()
+    try:
+        broker = get_broker().queue_size()
+    except Exception:  # the broker being down is itself shown on the page
+        broker = None
+    return {"events": waiting, "broker": broker}
+
+
+def worker_state(now) -> dict:
+    beat = Heartbeat.objects.filter(name="sweeper").first()
+    return {
+        "at": beat.at if beat else None,
+        "alive": bool(beat and now - beat.at < HEARTBEAT_STALE),
+        "detail": beat.detail if beat else "",
+    }
+
+
+def warnings(now) -> list[str]:
+    """Configuration problems (the system checks) and outbound systems that recently failed."""
+    from pimsync.checks import configuration
+
+    messages = [f"{m.msg}. {m.hint or ''}".strip() for m in configuration(None) if m.level >= checks.WARNING]
+    recent = (
+        Event.objects.filter(finished_at__gte=now - timedelta(hours=1), error_class__endswith="_unreachable")
+        .values_list("error_class", flat=True)
+        .distinct()
+    )
+    names = {"aem": "AEM", "pim": "the PIM", "ims": "Adobe IMS"}
+    for error_class in recent:
+        system = names.get(error_class.split("_")[0], error_class)
+        messages.append(f"{system} was unreachable in the last hour ({error_class}).")
+    if settings.PIMSYNC_SANDBOX:
+        messages.append("Sandbox mode: events are written to pimsync's built-in AEM stand-in, not to a real AEM.")
+    return messages
+
+
+def build(now=None) -> dict:
+    now = now or timezone.now()
+    day, week = status_counts(now - timedelta(days=1)), status_counts(now - timedelta(days=7))
+    failures = Event.objects.filter(status=Status.FAILED).order_by("-finished_at", "-id")[:10]
+    return {
+        "day": day,
+        "week": week,
+        "rate_day": success_rate(day),
+        "rate_week": success_rate(week),
+        "hours": hourly(now),
+        "queue": queue_depth(),
+        "worker": worker_state(now),
+        "warnings": warnings(now),
+        "failures": list(failures.only("id", "asset_name", "asset_path", "reason", "finished_at", "product_key")),
+        "statuses": Status.values,
+    }

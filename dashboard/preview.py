@@ -1,0 +1,76 @@
+"""The mapping preview: what the rules would write for a product or a stored event, never writing.
+
+It reads the PIM and the asset's current metadata through the same clients as the worker and
+plans with the same `mapping.plan`, so the preview shows exactly the patch the worker would send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pimsync import mapping
+from pimsync.clients import aem, http, pim
+from pimsync.enrichment import asset_of
+from pimsync.models import Event, MappingConfig, MappingRule
+
+
+@dataclass
+class PreviewResult:
+    key: str = ""
+    event: Event | None = None
+    asset: mapping.Asset | None = None
+    product: dict | None = None
+    plan: mapping.Plan | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _find_event(reference: str) -> Event | None:
+    lookup = Event.objects.filter(event_id=reference)
+    if reference.isdigit():
+        lookup = lookup | Event.objects.filter(pk=int(reference))
+    return lookup.first()
+
+
+def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", event_ref: str = "") -> PreviewResult:
+    result = PreviewResult()
+    if event_ref:
+        result.event = _find_event(event_ref)
+        if result.event is None:
+            result.problems.append(f"No stored event has the id {event_ref!r}.")
+            return result
+    elif key:
+        # Conditions on path and type need an asset: use the newest event with this key, if any.
+        result.event = Event.objects.filter(product_key=key).exclude(asset_id="").order_by("-received_at").first()
+    if result.event is not None:
+        result.asset = asset_of(result.event)
+    metadata = None
+    try:
+        if result.asset is not None:
+            metadata = aem.get_metadata(result.asset.asset_id).values
+        if key:
+            result.key = key
+        else:
+            result.key = mapping.product_key(result.asset, config, metadata)
+        result.product = pim.connector().get_product(result.key)
+    except mapping.MappingError as exc:
+        result.problems.append(str(exc))
+        return result
+    except http.HttpError as exc:
+        result.problems.append(exc.message)
+        return result
+    if result.product is None:
+        result.problems.append(f"Product {result.key!r} is not in the PIM.")
+        return result
+    asset = result.asset
+    if asset is None:
+        asset = mapping.Asset(asset_id="", path="", name="", mime_type="")
+        result.notes.append(
+            "No stored event for this product key: path and type conditions cannot match, "
+            "and the patch is shown against empty metadata."
+        )
+    try:
+        result.plan = mapping.plan(asset, result.key, result.product, metadata or {}, rules)
+    except mapping.MappingError as exc:
+        result.problems.append(str(exc))
+    return result

@@ -1,0 +1,24 @@
+"""The admin site whose index is pimsync's overview page."""
+
+from django.contrib import admin
+
+from dashboard import charts, overview
+
+RETRY_PERMISSION = "pimsync.retry_event"
+
+
+class PimsyncAdminSite(admin.AdminSite):
+    site_header = "pimsync"
+    site_title = "pimsync"
+    index_title = "Overview"
+    index_template = "admin/pimsync_index.html"
+
+    def index(self, request, extra_context=None):
+        """Status counts, charts, queue depth, worker heartbeat, warnings and recent failures."""
+        if request.user.has_perm("pimsync.view_event"):
+            data = overview.build()
+            data["throughput_chart"] = charts.throughput(data["hours"])
+            data["latency_chart"] = charts.latency(data["hours"])
+            data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
+            extra_context = {**(extra_context or {}), "overview": data}
+        return super().index(request, extra_context)

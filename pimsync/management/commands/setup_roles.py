@@ -1,0 +1,25 @@
+"""`manage.py setup_roles`: create the dashboard's groups with exactly their permissions (SPEC §6)."""
+
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+
+VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule"]
+ROLES = {
+    "Viewers": VIEW,
+    "Support": [*VIEW, "retry_event"],
+    "Mapping editors": [*VIEW, "change_mappingconfig", "add_mappingrule", "change_mappingrule", "delete_mappingrule"],
+}
+
+
+class Command(BaseCommand):
+    help = "Create or reset the groups Mapping editors, Support and Viewers. Members must also be staff users."
+
+    def handle(self, *args, **options):
+        for name, codenames in ROLES.items():
+            group, created = Group.objects.get_or_create(name=name)
+            permissions = Permission.objects.filter(content_type__app_label="pimsync", codename__in=codenames)
+            missing = set(codenames) - set(permissions.values_list("codename", flat=True))
+            if missing:  # permissions are created by migrate
+                self.stderr.write(f"missing permissions {sorted(missing)}: run `manage.py migrate` first")
+            group.permissions.set(permissions)
+            self.stdout.write(f"{'Created' if created else 'Updated'} {name}: {', '.join(sorted(codenames))}")
