@@ -19,8 +19,35 @@ from pimsync import mapping
 from pimsync.models import Event, MappingConfig, MappingRule
 
 
+class DefaultField(forms.JSONField):
+    """The rule's default as one line of JSON; empty means "no default" (not the JSON null)."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
+class MappingRuleForm(forms.ModelForm):
+    default = DefaultField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 16, "placeholder": "no default"}),
+        help_text='JSON written when the PIM value is empty, e.g. "" or "n/a"',
+    )
+
+    class Meta:
+        model = MappingRule
+        fields = ("position", "enabled", "pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob")
+        widgets = {
+            "position": forms.NumberInput(attrs={"style": "width: 4em"}),
+            "pim_field": forms.TextInput(attrs={"size": 36}),
+            "metadata_path": forms.TextInput(attrs={"size": 20}),
+            "path_glob": forms.TextInput(attrs={"size": 22}),
+            "mime_glob": forms.TextInput(attrs={"size": 10}),
+        }
+
+
 class MappingRuleInline(admin.TabularInline):
     model = MappingRule
+    form = MappingRuleForm
     fields = ("position", "enabled", "pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob")
     ordering = ("position", "id")
     extra = 1

@@ -12,6 +12,8 @@ class PimsyncAdminSite(admin.AdminSite):
     site_title = "pimsync"
     index_title = "Overview"
     index_template = "admin/pimsync_index.html"
+    # The event list and the mapping rules are wide tables; they need the room more than a menu.
+    enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
         """Status counts, charts, queue depth, worker heartbeat, warnings and recent failures."""

@@ -221,11 +221,11 @@ class MappingConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "product key rule"
-        verbose_name_plural = "product key rule"
+        verbose_name = "mapping rules"
+        verbose_name_plural = "mapping rules"
 
     def __str__(self) -> str:
-        return "Product key rule"
+        return "Mapping rules"
 
     def clean(self) -> None:
         from pimsync.mapping import validate_key_rule
@@ -303,3 +303,22 @@ class Heartbeat(models.Model):
     @classmethod
     def beat(cls, name: str, detail: str = "") -> None:
         cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})
+
+
+class SandboxAsset(models.Model):
+    """An asset in the built-in AEM stand-in (sandbox mode only, SPEC §8)."""
+
+    asset_id = models.CharField(max_length=255, primary_key=True)
+    path = models.CharField(max_length=1024)
+    name = models.CharField(max_length=255)
+    mime_type = models.CharField(max_length=255, default="image/png")
+    metadata = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.asset_id.rsplit(":", 1)[-1][:8]}-{self.version}"'

@@ -1,11 +1,15 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from pimsync import webhooks
+from pimsync import operations, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     re_path(r"^webhooks/aem/?$", webhooks.aem_webhook, name="aem-webhook"),
+    path("healthz", operations.healthz, name="healthz"),
+    path("metrics", operations.metrics, name="metrics"),
+    # Answers only in sandbox mode (see pimsync.sandbox.views.sandbox_only).
+    path("sandbox/", include("pimsync.sandbox.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,130 @@
+"""HTTP endpoints of the sandbox, each following the contract of the Adobe service it stands in
+for (PROTOCOLS §1.2, §3, §4), including the checks the real service makes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from pimsync.models import SandboxAsset
+from pimsync.sandbox import keys
+
+TOKEN_SALT = "pimsync-sandbox-ims"
+TOKEN_SECONDS = 86399
+
+
+def sandbox_only(view):
+    """The sandbox answers only in sandbox mode; in production its URLs do not exist."""
+
+    def wrapped(request, *args, **kwargs):
+        if not settings.PIMSYNC_SANDBOX:
+            raise Http404("sandbox mode is off")
+        return view(request, *args, **kwargs)
+
+    wrapped.__name__ = view.__name__
+    wrapped.csrf_exempt = getattr(view, "csrf_exempt", False)
+    return wrapped
+
+
+def _problem(status: int, title: str, detail: str = "") -> JsonResponse:
+    """RFC 7807 problem details, as AEM's OpenAPIs answer errors."""
+    return JsonResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+@sandbox_only
+@csrf_exempt
+@require_POST
+def ims_token(request: HttpRequest) -> JsonResponse:
+    """Client-credentials grant: the sandbox accepts exactly the configured client id and secret."""
+    form = request.POST
+    if form.get("grant_type") != "client_credentials":
+        return JsonResponse({"error": "unsupported_grant_type"}, status=400)
+    if not (
+        secrets.compare_digest(form.get("client_id", ""), settings.ADOBE_CLIENT_ID)
+        and secrets.compare_digest(form.get("client_secret", ""), settings.ADOBE_CLIENT_SECRET)
+    ):
+        return JsonResponse({"error": "invalid_client", "error_description": "invalid client_id or secret"}, status=401)
+    token = signing.dumps({"client": settings.ADOBE_CLIENT_ID, "n": secrets.token_hex(4)}, salt=TOKEN_SALT)
+    return JsonResponse({"access_token": token, "token_type": "bearer", "expires_in": TOKEN_SECONDS})
+
+
+@sandbox_only
+@require_GET
+def public_key(request: HttpRequest, path: str) -> HttpResponse:
+    if "/" + path != keys.KEY_PATH:
+        return HttpResponse("no such key", status=404, content_type="text/plain")
+    return HttpResponse(keys.public_pem(), content_type="application/x-pem-file")
+
+
+def _authorised(request: HttpRequest) -> JsonResponse | None:
+    auth = request.headers.get("Authorization", "")
+    try:
+        signing.loads(auth.removeprefix("Bearer "), salt=TOKEN_SALT, max_age=TOKEN_SECONDS)
+    except signing.BadSignature:
+        return _problem(401, "Unauthorized", "a valid IMS bearer token is required")
+    if request.headers.get("X-Api-Key") != settings.ADOBE_CLIENT_ID:
+        return _problem(403, "Forbidden", "X-Api-Key is not an allowed client id")
+    if request.headers.get("X-Adobe-Accept-Experimental") != "1":
+        return _problem(400, "Bad Request", "X-Adobe-Accept-Experimental: 1 is required")
+    return None
+
+
+@sandbox_only
+@csrf_exempt
+@require_http_methods(["GET", "PATCH"])
+def asset_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
+    """GET with an ETag; PATCH with a JSON Patch of `add` operations, conditional on If-Match."""
+    refusal = _authorised(request)
+    if refusal:
+        return refusal
+    if request.method == "GET":
+        asset = SandboxAsset.objects.filter(pk=asset_id).first()
+        if asset is None:
+            return _problem(404, "Not Found", f"no asset {asset_id}")
+        response = JsonResponse(
+            {
+                "assetId": asset.asset_id,
+                "assetMetadata": asset.metadata,
+                "repositoryMetadata": {"repo:name": asset.name, "repo:path": asset.path, "dc:format": asset.mime_type},
+            }
+        )
+        response["ETag"] = asset.etag
+        return response
+    if request.content_type != "application/json-patch+json":
+        return _problem(415, "Unsupported Media Type", "Content-Type must be application/json-patch+json")
+    if_match = request.headers.get("If-Match")
+    if not if_match:
+        return _problem(428, "Precondition Required", "If-Match is required")
+    try:
+        operations = json.loads(request.body)
+    except ValueError:
+        return _problem(400, "Bad Request", "the body is not JSON")
+    if not isinstance(operations, list) or not all(
+        isinstance(op, dict) and op.get("op") == "add" and isinstance(op.get("path"), str) and "value" in op
+        for op in operations
+    ):
+        return _problem(400, "Bad Request", "expected a JSON Patch list of add operations")
+    with transaction.atomic():
+        asset = SandboxAsset.objects.select_for_update().filter(pk=asset_id).first()
+        if asset is None:
+            return _problem(404, "Not Found", f"no asset {asset_id}")
+        if if_match != "*" and if_match != asset.etag:
+            return _problem(412, "Precondition Failed", "the asset changed since it was read")
+        for op in operations:
+            asset.metadata[op["path"].lstrip("/")] = op["value"]
+        asset.version += 1
+        asset.save(update_fields=["metadata", "version"])
+    response = JsonResponse({"assetId": asset.asset_id})
+    response["ETag"] = asset.etag
+    return response

@@ -1,0 +1,234 @@
+"""The sandbox: `make run`'s steps on an empty database, `simulate_upload`, and the built-in
+stand-ins for IMS, the key server and AEM (SPEC §7-§8)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from pimsync.models import Event, SandboxAsset, Status
+from pimsync.sandbox import keys
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSET = "urn:aaid:aem:5a4d0000-0000-4000-8000-000000000001"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sandbox_env(port: int, tmp_path) -> dict:
+    from tests.test_worker_processes import database_url
+
+    return {
+        "PATH": os.environ["PATH"],
+        "PIMSYNC_READ_DOTENV": "0",
+        "DEBUG": "1",
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": "sandbox-test-secret",
+        "PIMSYNC_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PIMSYNC_ADMIN_PASSWORD": "a-demo-password-42",
+        "PIMSYNC_SANDBOX_KEY_FILE": str(tmp_path / "key.pem"),
+    }
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_path):
+    port = free_port()
+    env = sandbox_env(port, tmp_path)
+    manage(env, "migrate", "--noinput")
+    seeded = manage(env, "seed")
+    assert "Seeded 9 demo mapping rules" in seeded
+    assert "as admin / from PIMSYNC_ADMIN_PASSWORD" in seeded
+    assert "Seeded" not in manage(env, "seed")  # a second start changes nothing
+
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the web server did not start"
+                time.sleep(0.2)
+        out = manage(env, "simulate_upload", "--count", "20", "--seed", "5", "--duplicates")
+        assert "20 event(s) accepted, 20 duplicate(s) recognised" in out
+        deadline = time.monotonic() + 60
+        while Event.objects.filter(status__in=[Status.RECEIVED, Status.PROCESSING]).exists():
+            assert time.monotonic() < deadline, "the worker did not finish the uploads"
+            time.sleep(0.3)
+        stopped = time.monotonic()
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C stops both processes
+        server.wait(timeout=30)
+        assert time.monotonic() - stopped < 30
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+
+    assert Event.objects.count() == 20
+    succeeded = Event.objects.filter(status=Status.SUCCEEDED)
+    failed = Event.objects.filter(status=Status.FAILED)
+    assert succeeded.count() + failed.count() == 20
+    assert succeeded.count() >= 12
+    for event in failed:
+        assert event.reason == f"product {event.product_key!r} is not in the PIM"
+    for event in succeeded:
+        metadata = SandboxAsset.objects.get(pk=event.asset_id).metadata
+        assert metadata["wknd-skuid"] == event.product_key
+        assert metadata["dc:title"] and metadata["wknd-suppliername"].isupper()
+        assert ("pim:dimensions" in metadata) == event.asset_path.startswith("/content/dam/pimsync-demo/products/")
+
+    client.force_login(User.objects.get(username="admin"))
+    page = client.get("/admin/pimsync/event/").content.decode()
+    assert page.count('class="badge badge-succeeded"') == succeeded.count()
+    overview = client.get("/admin/").content.decode()
+    assert "is not in the PIM" in overview or not failed.exists()
+
+
+@pytest.fixture
+def sandbox(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))
+    keys.private_key.cache_clear()
+    settings.PIMSYNC_SANDBOX = True
+    yield settings
+    keys.private_key.cache_clear()
+
+
+def token(client) -> str:
+    response = client.post(
+        "/sandbox/ims/token/v3",
+        {
+            "grant_type": "client_credentials",
+            "client_id": "0123456789abcdef0123456789abcdef",
+            "client_secret": "test-client-secret",
+            "scope": "AdobeID,openid",
+        },
+    )
+    assert response.status_code == 200
+    return response.json()["access_token"]
+
+
+def aem(client, method: str, bearer: str = "", **headers):
+    headers = {
+        "HTTP_AUTHORIZATION": f"Bearer {bearer}",
+        "HTTP_X_API_KEY": "0123456789abcdef0123456789abcdef",
+        "HTTP_X_ADOBE_ACCEPT_EXPERIMENTAL": "1",
+        **headers,
+    }
+    url = f"/sandbox/aem/adobe/assets/{ASSET}/metadata"
+    if method == "GET":
+        return client.get(url, **headers)
+    return client.patch(
+        url,
+        data=headers.pop("body", "[]"),
+        content_type=headers.pop("content_type", "application/json-patch+json"),
+        **headers,
+    )
+
+
+@pytest.mark.django_db
+class TestSandboxContract:
+    def test_ims_refuses_wrong_credentials(self, client, sandbox):
+        response = client.post(
+            "/sandbox/ims/token/v3", {"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"}
+        )
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+
+    def test_aem_needs_a_token_from_ims(self, client, sandbox):
+        SandboxAsset.objects.create(asset_id=ASSET, path="/content/dam/a.png", name="a.png")
+        assert aem(client, "GET", "forged").status_code == 401
+        assert aem(client, "GET", token(client)).status_code == 200
+
+    def test_patch_is_conditional_on_the_etag(self, client, sandbox):
+        SandboxAsset.objects.create(asset_id=ASSET, path="/content/dam/a.png", name="a.png")
+        bearer = token(client)
+        etag = aem(client, "GET", bearer)["ETag"]
+        body = '[{"op": "add", "path": "dc:title", "value": "A"}]'
+        assert aem(client, "PATCH", bearer, body=body).status_code == 428
+        assert (
+            aem(client, "PATCH", bearer, body=body, content_type="application/json", HTTP_IF_MATCH=etag).status_code
+            == 415
+        )
+        assert aem(client, "PATCH", bearer, body=body, HTTP_IF_MATCH=etag).status_code == 200
+        assert aem(client, "PATCH", bearer, body=body, HTTP_IF_MATCH=etag).status_code == 412
+        assert aem(client, "GET", bearer).json()["assetMetadata"] == {"dc:title": "A"}
+
+    def test_the_public_key_verifies_what_simulate_upload_signs(self, client, sandbox):
+        from cryptography.hazmat.primitives import serialization
+
+        pem = client.get("/sandbox/keys" + keys.KEY_PATH).content
+        public = serialization.load_pem_public_key(pem)
+        assert public.public_numbers() == keys.private_key().public_key().public_numbers()
+        assert client.get("/sandbox/keys/prod/keys/other.pem").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_sandbox_does_not_answer_when_sandbox_mode_is_off(client, settings):
+    settings.PIMSYNC_SANDBOX = False
+    assert client.post("/sandbox/ims/token/v3", {"grant_type": "client_credentials"}).status_code == 404
+    assert client.get(f"/sandbox/aem/adobe/assets/{ASSET}/metadata").status_code == 404
+
+
+@pytest.mark.django_db
+def test_simulate_upload_refuses_outside_sandbox_mode(settings):
+    settings.PIMSYNC_SANDBOX = False
+    with pytest.raises(CommandError, match="needs sandbox mode"):
+        call_command("simulate_upload", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"DEBUG": "0"}, "False"),  # production settings with no AEM_AUTHOR_URL: no sandbox
+        ({"DEBUG": "1"}, "True"),  # a laptop
+        ({"DEBUG": "1", "AEM_AUTHOR_URL": "https://author-p1-e2.adobeaemcloud.com"}, "False"),
+        ({"DEBUG": "0", "PIMSYNC_SANDBOX": "1"}, "True"),  # only when asked for explicitly
+    ],
+)
+def test_sandbox_mode_never_switches_on_in_production_by_accident(env, expected):
+    code = "import django; django.setup(); from django.conf import settings; print(settings.PIMSYNC_SANDBOX)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.environ["PATH"],
+            "PIMSYNC_READ_DOTENV": "0",
+            "SECRET_KEY": "x",
+            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
+            **env,
+        },
+    )
+    assert result.stdout.strip() == expected, result.stderr
