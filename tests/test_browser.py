@@ -1,0 +1,125 @@
+"""The dashboard in real headless Chromium: support retries a failure, an editor previews and
+saves a rule change. Chromium is Debian's package (`.ci/run` installs it when missing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+
+from pimsync.models import Event, MappingRule, Status
+from tests.conftest import product
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# PIMSYNC_SCREENSHOTS_DIR=docs/screenshots keeps the pages the tests saw.
+SCREENSHOTS = os.environ.get("PIMSYNC_SCREENSHOTS_DIR")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `apt-get install chromium` (.ci/run does it)")
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def log_in(page, role: str) -> None:
+    call_command("setup_roles", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    user = User.objects.create_user(role.split()[0].lower(), password="a-browser-password-1", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    page.goto("/admin/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "a-browser-password-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#overview")
+
+
+def test_support_finds_a_failed_event_by_asset_name_and_retries_it(page, client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, [world.upload(client, 1), world.upload(client, 2)])
+    world.drain()
+    log_in(page, "Support")
+    assert "is not in the PIM" in page.inner_text("#latest-failures")
+    shot(page, "overview")
+
+    page.get_by_role("link", name="Events", exact=True).click()
+    page.fill("#searchbar", "SKU-100002")
+    page.press("#searchbar", "Enter")
+    page.wait_for_selector("#result_list")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "failed" in rows.first.inner_text().lower()
+    shot(page, "event-list")
+
+    rows.first.locator("a").first.click()
+    page.wait_for_selector("#event-detail")
+    assert "product 'SKU-100002' is not in the PIM" in page.inner_text("#event-detail")
+    world.pim.products["SKU-100002"] = product("SKU-100002")  # the product is added to the PIM
+    page.click("#retry-button")
+    page.wait_for_selector("text=Retry queued")
+    world.drain()  # the worker picks it up
+    page.reload()
+    assert page.inner_text("#event-detail h2").lower().startswith("succeeded")
+    assert "Trail backpack 35L" in page.inner_text("table.changes")
+    shot(page, "event-detail")
+    assert Event.objects.get(asset_name="SKU-100002_front.png").status == Status.SUCCEEDED
+
+
+def test_a_mapping_editor_changes_a_rule_previews_it_and_saves_it(page, client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    log_in(page, "Mapping editors")
+    page.goto("/admin/pimsync/mappingconfig/")
+    row = page.locator("tr.form-row", has=page.locator("input[value='wknd-suppliername']"))
+    row.locator("select[name$='-transform']").select_option("lower")
+    page.fill("#preview_key", "SKU-100001")
+    page.click("#preview-button")
+    page.wait_for_selector("#preview")
+    assert "These results use your unsaved edits" in page.inner_text("#preview")
+    patch = page.inner_text("#patch")
+    assert "NORDWAND OUTDOOR" in patch and "nordwand outdoor" in patch
+    assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "upper"
+    shot(page, "mapping-preview")
+
+    page.click("#save-previewed")
+    page.wait_for_selector(".messagelist")
+    assert "was changed successfully" in page.inner_text(".messagelist")
+    assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "lower"
