@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pimsync.models import Event, EventType, Status
+from pimsync.tasks import uses_orm_broker, wake
 
 
 class EventError(ValueError):
@@ -142,7 +143,7 @@ def is_own_write(payload: dict) -> bool:
 class StoreResult:
     accepted: list[str]
     duplicates: int
-    asset_ids: set[str]
+    needs_worker: bool
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
@@ -167,7 +168,6 @@ def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
                     reason=reason,
                     received_at=now,
                     next_attempt_at=now if status == Status.RECEIVED else None,
-                    enqueued_at=now if status == Status.RECEIVED else None,
                     finished_at=now if status == Status.IGNORED else None,
                     delivery_id=headers.get("x-adobe-delivery-id", "")[:255],
                     delivery_retry_count=int(retry_count) if retry_count.isdigit() and len(retry_count) < 7 else None,
@@ -189,9 +189,13 @@ def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
                 except IntegrityError:
                     known.add(row.event_id)
             rows = stored
+        work = any(row.status == Status.RECEIVED for row in rows)
+        if work and uses_orm_broker():
+            # Stored and enqueued in one transaction: an acknowledged event always reaches a worker.
+            wake()
     accepted = [row.event_id for row in rows]
     return StoreResult(
         accepted=accepted,
         duplicates=len(incoming) - len(accepted),
-        asset_ids={row.asset_id for row in rows if row.status == Status.RECEIVED},
+        needs_worker=work,
     )

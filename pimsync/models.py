@@ -69,7 +69,6 @@ class Event(models.Model):
     # Attempts counted against PIMSYNC_MAX_ATTEMPTS start here, so a manual retry gets a full budget.
     attempts_base = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -174,7 +173,8 @@ class AssetState(models.Model):
 
     asset_id = models.CharField(max_length=255, primary_key=True)
     lease_token = models.CharField(max_length=64, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
+    # Indexed: the drain loop skips assets whose lease is still running.
+    lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
     last_written = models.JSONField(default=dict, blank=True)
     last_written_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

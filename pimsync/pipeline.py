@@ -15,12 +15,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from pimsync import enrichment
 from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Heartbeat, Status
-from pimsync.tasks import enqueue_assets
+from pimsync.tasks import wake
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, st
                 error_class=outcome.error_class,
                 product_key=outcome.product_key or event.product_key,
                 next_attempt_at=next_at,
-                enqueued_at=None,
                 finished_at=None if status == Status.RETRYING else now,
             )
             attempts.append(
@@ -161,24 +160,18 @@ def _run(asset_id: str, batch: list[Event]) -> str:
 
 def sweep() -> str:
     """Hand out again what nobody is working on: events whose worker died (stuck in `processing`
-    past the task timeout), retries that are due, and wake-up calls the broker lost."""
+    past the task timeout), then wake workers for every due event (retries whose time has come,
+    wake-ups the broker lost: Redis has no delivery receipts)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
     stuck = Event.objects.filter(status=Status.PROCESSING, claimed_at__lt=stale)
     revived = stuck.update(
-        status=Status.RECEIVED,
-        next_attempt_at=now,
-        enqueued_at=None,
-        reason="its worker stopped before finishing; handed out again",
+        status=Status.RECEIVED, next_attempt_at=now, reason="its worker stopped before finishing; handed out again"
     )
-    due = Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now).filter(
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
-    )
-    asset_ids = list(due.order_by().values_list("asset_id", flat=True).distinct()[:5000])
-    if asset_ids:
-        Event.objects.filter(asset_id__in=asset_ids, status__in=PENDING).update(enqueued_at=now)
-        enqueue_assets(asset_ids)
-    summary = f"revived {revived} stuck event(s); enqueued {len(asset_ids)} asset(s)"
+    due = Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now).count()
+    # One drain per 100 due events, up to one per worker process, so a backlog uses them all.
+    woken = wake(min(settings.PIMSYNC_WORKERS, 1 + due // 100)) if due else 0
+    summary = f"revived {revived} stuck event(s); {due} due; woke {woken} worker(s)"
     Heartbeat.beat("sweeper", summary)
     return summary
 
@@ -186,8 +179,6 @@ def sweep() -> str:
 def retry(events) -> int:
     """Send events back to the worker (the Retry button, the bulk action and `retry_events`)."""
     retried = [event for event in events if event.retry()]
-    assets = {event.asset_id for event in retried}
-    if assets:
-        Event.objects.filter(pk__in=[e.pk for e in retried]).update(enqueued_at=timezone.now())
-        enqueue_assets(assets)
+    if retried:
+        wake()
     return len(retried)

@@ -170,6 +170,11 @@ PIMSYNC_WEBHOOK_MAX_BYTES = env_int("PIMSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024
 PIMSYNC_WEBHOOK_MAX_EVENTS = 20
 PIMSYNC_BROKER_URL = env_str("PIMSYNC_BROKER_URL")
 PIMSYNC_WORKERS = env_int("PIMSYNC_WORKERS", 2)
+# Assets each worker process enriches at once (threads; the work waits on PIM and AEM). SQLite
+# allows one writer at a time, so the embedded default keeps it low.
+PIMSYNC_WORKER_THREADS = env_int(
+    "PIMSYNC_WORKER_THREADS", 2 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
+)
 
 # Sandbox (SPEC §7-§8): with no AEM_AUTHOR_URL pimsync serves an AEM and IMS stand-in itself.
 # It must never switch on by accident in production, so DEBUG off needs PIMSYNC_SANDBOX=1.

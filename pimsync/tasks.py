@@ -1,44 +1,56 @@
 """django-q2 task entry points. Names are stable: queued tasks refer to them by dotted path.
 
-Tasks carry asset ids, never objects; what to do is read from our own rows when the task runs.
+Tasks carry no data: what to do is read from our own rows when a task runs, so a lost, repeated
+or late task can never lose or double work (STYLE habit 4).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
+from django.conf import settings
+from django.db import transaction
 from django_q.tasks import async_task
 
 log = logging.getLogger(__name__)
 
-PROCESS_ASSET = "pimsync.tasks.process_asset"
+DRAIN = "pimsync.tasks.drain"
 
 
-def enqueue_assets(asset_ids: Iterable[str]) -> int:
-    """Wake a worker for each asset; return how many wake-ups reached the broker.
+def uses_orm_broker() -> bool:
+    return "orm" in settings.Q_CLUSTER
 
-    A failure here loses nothing: the events stay `received` and the sweeper enqueues them again.
+
+def wake(times: int = 1) -> int:
+    """Ask for `times` drain tasks; return how many reached the broker.
+
+    With the ORM broker, call it inside the transaction that stored the work: the wake-up then
+    commits or rolls back with it. A failure here loses nothing: the sweeper wakes a worker for
+    any due event every minute.
     """
     sent = 0
-    for asset_id in sorted(set(filter(None, asset_ids))):
+    for _ in range(times):
         try:
-            async_task(PROCESS_ASSET, asset_id, task_name=f"enrich {asset_id}"[:100], group="enrich")
+            # A savepoint: with the ORM broker a failed insert must not break the caller's
+            # transaction (it would silently roll back the events it just stored).
+            with transaction.atomic():
+                async_task(DRAIN, task_name="drain", group="drain")
             sent += 1
         except Exception:  # any broker failure; the sweeper covers it
-            log.warning("could not enqueue asset %s; the sweeper will", asset_id, exc_info=True)
+            log.warning("could not enqueue a wake-up; the sweeper will", exc_info=True)
+            break
     return sent
 
 
-def process_asset(asset_id: str) -> str:
-    """Enrich every pending event of one asset."""
-    from pimsync.pipeline import process_asset as run
+def drain() -> str:
+    """Enrich due events, many assets at once, until none are left."""
+    from pimsync.worker import drain as run
 
-    return run(asset_id)
+    return run()
 
 
 def sweep() -> str:
-    """Re-enqueue due retries, lost wake-ups and events whose worker died."""
+    """Revive events whose worker died and wake workers for due retries and lost wake-ups."""
     from pimsync.pipeline import sweep as run
 
     return run()

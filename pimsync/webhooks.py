@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pimsync import events, signatures
-from pimsync.tasks import enqueue_assets
+from pimsync.tasks import uses_orm_broker, wake
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,10 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         log.exception("cannot store a delivery; answering 503 so Adobe delivers it again")
         return _answer(503, "storage unavailable; deliver again later")
-    # After the commit: a lost wake-up call (broker down, process killed right now) is covered by
-    # the sweeper, which re-enqueues `received` events; the stored row is what counts.
-    enqueue_assets(result.asset_ids)
+    if result.needs_worker and not uses_orm_broker():
+        # Redis: after the commit. A wake-up lost here (broker down, process killed right now)
+        # is covered by the sweeper, which wakes a worker for every due event each minute.
+        wake()
     for event_id in result.accepted:
         log.info("event stored", extra={"event_id": event_id})
     return _answer(200, accepted=len(result.accepted), duplicates=result.duplicates)
