@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from pimsync.models import Event, EventType, Status
-from pimsync.tasks import uses_orm_broker, wake
+from pimsync.tasks import drain_will_poll, enqueue_drain, uses_orm_broker
 
 
 class EventError(ValueError):
@@ -32,8 +32,21 @@ def recipient_of(event: Mapping) -> str:
     return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def events_in(body: object) -> list[dict]:
     """The events of a body: one object, or an array (batch delivery) of objects."""
+    if _has_nul(body):
+        # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
+        raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
     if isinstance(body, dict):
         return [body]
     if isinstance(body, list):
@@ -146,56 +159,61 @@ class StoreResult:
     needs_worker: bool
 
 
+def _insert_new(rows: list[Event]) -> set[str]:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, in one round trip.
+
+    One statement instead of a SELECT for known ids plus an INSERT: the webhook is CPU-bound in
+    Django, and this is its hottest path (bench: ingest). RETURNING names exactly the new rows,
+    also when a concurrent request stores the same id at the same moment. PostgreSQL and SQLite
+    (≥ 3.35) both speak this SQL; values go through each field's own database preparation.
+    """
+    if not rows:
+        return set()
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
+    sql = (
+        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}) VALUES {placeholders} "
+        f"ON CONFLICT ({quote('event_id')}) DO NOTHING RETURNING {quote('event_id')}"
+    )
+    params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {event_id for (event_id,) in cursor.fetchall()}
+
+
 def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
     """Store new events in one transaction; a known event id is a duplicate, not new work."""
     unique: dict[str, Incoming] = {}
     for item in incoming:
         unique.setdefault(item.event_id, item)
     retry_count = headers.get("x-adobe-retry-count", "")
+    delivery_retry_count = int(retry_count) if retry_count.isdigit() and len(retry_count) < 7 else None
     now = timezone.now()
-    with transaction.atomic():
-        known = set(Event.objects.filter(event_id__in=list(unique)).values_list("event_id", flat=True))
-        rows = []
-        for event_id, item in unique.items():
-            if event_id in known:
-                continue
-            status, reason = triage(item.fields, item.payload)
-            rows.append(
-                Event(
-                    event_id=event_id,
-                    payload=item.payload,
-                    status=status,
-                    reason=reason,
-                    received_at=now,
-                    next_attempt_at=now if status == Status.RECEIVED else None,
-                    finished_at=now if status == Status.IGNORED else None,
-                    delivery_id=headers.get("x-adobe-delivery-id", "")[:255],
-                    delivery_retry_count=int(retry_count) if retry_count.isdigit() and len(retry_count) < 7 else None,
-                    **item.fields,
-                )
+    rows = []
+    for event_id, item in unique.items():
+        status, reason = triage(item.fields, item.payload)
+        rows.append(
+            Event(
+                event_id=event_id,
+                payload=item.payload,
+                status=status,
+                reason=reason,
+                received_at=now,
+                next_attempt_at=now if status == Status.RECEIVED else None,
+                finished_at=now if status == Status.IGNORED else None,
+                delivery_id=headers.get("x-adobe-delivery-id", "")[:255],
+                delivery_retry_count=delivery_retry_count,
+                **item.fields,
             )
-        try:
-            with transaction.atomic():
-                Event.objects.bulk_create(rows)
-        except IntegrityError:
-            # Another request stored one of these ids between our SELECT and INSERT (Adobe
-            # redelivering while we answer): store the rest one by one.
-            stored = []
-            for row in rows:
-                try:
-                    with transaction.atomic():
-                        row.save(force_insert=True)
-                    stored.append(row)
-                except IntegrityError:
-                    known.add(row.event_id)
-            rows = stored
-        work = any(row.status == Status.RECEIVED for row in rows)
-        if work and uses_orm_broker():
-            # Stored and enqueued in one transaction: an acknowledged event always reaches a worker.
-            wake()
-    accepted = [row.event_id for row in rows]
-    return StoreResult(
-        accepted=accepted,
-        duplicates=len(incoming) - len(accepted),
-        needs_worker=work,
-    )
+        )
+    with transaction.atomic():
+        new = _insert_new(rows)
+        work = any(row.status == Status.RECEIVED for row in rows if row.event_id in new)
+        if work and uses_orm_broker() and not drain_will_poll():
+            # Stored and enqueued in one transaction: both or neither (then the answer is 503 and
+            # Adobe delivers again), so an acknowledged event always reaches a worker.
+            enqueue_drain()
+    accepted = [row.event_id for row in rows if row.event_id in new]
+    return StoreResult(accepted=accepted, duplicates=len(incoming) - len(accepted), needs_worker=work)

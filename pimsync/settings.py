@@ -93,7 +93,9 @@ DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {
     # Persistent connections: the webhook is a hot path and a new PostgreSQL connection per
     # request costs more than the insert itself.
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    # No per-request health check: it is one more round trip on the webhook's hot path. A connection
+    # broken by a database restart fails one request (503, which Adobe retries) and is replaced.
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=False)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one SQLite file: WAL lets readers run beside the
@@ -169,6 +171,9 @@ PIMSYNC_HTTP_TIMEOUT_SECONDS = env_int("PIMSYNC_HTTP_TIMEOUT_SECONDS", 15)
 PIMSYNC_WEBHOOK_MAX_BYTES = env_int("PIMSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024)
 PIMSYNC_WEBHOOK_MAX_EVENTS = 20
 PIMSYNC_BROKER_URL = env_str("PIMSYNC_BROKER_URL")
+# A drain that runs dry keeps polling this long before it ends; while it does, webhooks need not
+# queue wake-ups of their own (see pimsync.tasks.drain_will_poll).
+PIMSYNC_DRAIN_LINGER_SECONDS = float(os.environ.get("PIMSYNC_DRAIN_LINGER_SECONDS") or 3)
 PIMSYNC_WORKERS = env_int("PIMSYNC_WORKERS", 2)
 # Assets each worker process enriches at once (threads; the work waits on PIM and AEM). SQLite
 # allows one writer at a time, so the embedded default keeps it low.

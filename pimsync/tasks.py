@@ -7,9 +7,13 @@ or late task can never lose or double work (STYLE habit 4).
 from __future__ import annotations
 
 import logging
+import time
+from functools import cache
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
+from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task
 
 log = logging.getLogger(__name__)
@@ -21,12 +25,47 @@ def uses_orm_broker() -> bool:
     return "orm" in settings.Q_CLUSTER
 
 
+@cache
+def broker() -> Broker:
+    """One broker per process: for Redis, `get_broker()` would open a new connection pool per call."""
+    return get_broker()
+
+
+# Margin between "a drain promised to poll until P" and this request's commit.
+COMMIT_MARGIN_SECONDS = 1.0
+# How long a web process trusts its last read of that promise (it only ever moves forward).
+PROMISE_CACHE_SECONDS = 0.5
+_promise = {"read_at": -1e9, "until": None}
+
+
+def drain_will_poll() -> bool:
+    """Will a running drain look for new events after this request commits?
+
+    Each running drain promises to run one more candidate check at or after the time it keeps in
+    the `drain` heartbeat row, and moves it forward while it works (pimsync.worker). When that time
+    is comfortably ahead, this request needs no wake-up of its own: the per-request broker insert
+    was the most expensive step of the webhook. If the drain is SIGKILLed, the sweeper wakes a
+    worker within a minute.
+    """
+    now = time.monotonic()
+    if now - _promise["read_at"] > PROMISE_CACHE_SECONDS:
+        from pimsync.models import Heartbeat
+
+        _promise["until"] = Heartbeat.objects.filter(name="drain").values_list("at", flat=True).first()
+        _promise["read_at"] = now
+    until = _promise["until"]
+    return until is not None and (until - timezone.now()).total_seconds() > COMMIT_MARGIN_SECONDS
+
+
+def enqueue_drain() -> None:
+    """Queue one drain task; errors propagate (inside the webhook's transaction they must)."""
+    async_task(DRAIN, task_name="drain", group="drain", broker=broker())
+
+
 def wake(times: int = 1) -> int:
     """Ask for `times` drain tasks; return how many reached the broker.
 
-    With the ORM broker, call it inside the transaction that stored the work: the wake-up then
-    commits or rolls back with it. A failure here loses nothing: the sweeper wakes a worker for
-    any due event every minute.
+    A failure here loses nothing: the sweeper wakes a worker for any due event every minute.
     """
     sent = 0
     for _ in range(times):
@@ -34,7 +73,7 @@ def wake(times: int = 1) -> int:
             # A savepoint: with the ORM broker a failed insert must not break the caller's
             # transaction (it would silently roll back the events it just stored).
             with transaction.atomic():
-                async_task(DRAIN, task_name="drain", group="drain")
+                enqueue_drain()
             sent += 1
         except Exception:  # any broker failure; the sweeper covers it
             log.warning("could not enqueue a wake-up; the sweeper will", exc_info=True)

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pimsync import events, signatures
-from pimsync.tasks import uses_orm_broker, wake
+from pimsync.tasks import drain_will_poll, uses_orm_broker, wake
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         log.exception("cannot store a delivery; answering 503 so Adobe delivers it again")
         return _answer(503, "storage unavailable; deliver again later")
-    if result.needs_worker and not uses_orm_broker():
+    if result.needs_worker and not uses_orm_broker() and not drain_will_poll():
         # Redis: after the commit. A wake-up lost here (broker down, process killed right now)
         # is covered by the sweeper, which wakes a worker for every due event each minute.
         wake()

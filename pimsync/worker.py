@@ -12,13 +12,14 @@ import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
 from pimsync import pipeline
-from pimsync.models import PENDING, AssetState, Event
+from pimsync.models import PENDING, AssetState, Event, Heartbeat
 from pimsync.tasks import wake
 
 log = logging.getLogger(__name__)
@@ -63,31 +64,64 @@ def _run_one(asset_id: str) -> str:
         close_old_connections()
 
 
+class Promise:
+    """This drain's promise to look for new events once more at or after a time (see
+    `tasks.drain_will_poll`); kept in the `drain` heartbeat row, which only moves forward."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit  # never promise past the task's own deadline (monotonic seconds)
+        self.written = -1e9
+
+    def keep_polling_until(self, monotonic_until: float) -> None:
+        until = min(monotonic_until, self.limit)
+        if until - self.written < 0.5:  # at most about two writes a second
+            return
+        self.written = until
+        at = timezone.now() + timedelta(seconds=until - time.monotonic())
+        if not Heartbeat.objects.filter(name="drain", at__lt=at).update(at=at):
+            Heartbeat.objects.get_or_create(name="drain", defaults={"at": at})
+
+
 def drain() -> str:
-    """Process due assets until none are left or half the task timeout has passed."""
+    """Process due assets until none are left (after lingering briefly) or half the task timeout
+    has passed."""
     deadline = time.monotonic() + settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2
+    linger = settings.PIMSYNC_DRAIN_LINGER_SECONDS
+    promise = Promise(limit=deadline)
+    inline = threads() == 0  # enrich in this thread (the tests; a debugging session)
+    pool = None if inline else _executor()
+    running: dict[Future, str] = {}
     done = 0
-    if threads() == 0:  # enrich in this thread: the embedded default's SQLite, and the tests
-        while time.monotonic() < deadline and (batch := candidates(10, set())):
-            for asset_id in batch:
-                pipeline.process_asset(asset_id)
-                done += 1
-    else:
-        pool, running = _executor(), {}
-        while True:
-            free = threads() - len(running)
-            if free > 0 and time.monotonic() < deadline:
-                for asset_id in candidates(free, set(running.values())):
+    idle_until = time.monotonic() + linger
+    while True:
+        # Promise before looking: whatever commits from now on is seen by a later check.
+        promise.keep_polling_until(idle_until)
+        started = 0
+        free = 10 if inline else threads() - len(running)
+        if free > 0 and time.monotonic() < deadline:
+            for asset_id in candidates(free, set(running.values())):
+                started += 1
+                if inline:
+                    pipeline.process_asset(asset_id)
+                    done += 1
+                else:
                     running[pool.submit(_run_one, asset_id)] = asset_id
-            if not running:
-                break
-            finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+        if running:
+            finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
-                asset_id = running.pop(future)
+                _log_failure(future, running.pop(future))
                 done += 1
-                _log_failure(future, asset_id)
-    if time.monotonic() >= deadline and candidates(1, set()):
-        wake()  # hand the rest to a fresh task rather than run into django-q2's timeout
+        if running or started:
+            idle_until = time.monotonic() + linger
+            continue
+        # Run dry: this check came after the promised time, so the promise is kept.
+        if time.monotonic() >= min(idle_until, deadline):
+            break
+        time.sleep(0.2)
+    if time.monotonic() >= deadline:
+        # Hand over to a fresh task rather than run into django-q2's timeout. Unconditionally:
+        # webhooks may have skipped their wake-up trusting this drain's promise.
+        wake()
     return f"drained {done} asset(s)"
 
 

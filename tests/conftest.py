@@ -36,6 +36,14 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
     return base64.b64encode(key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
+@pytest.fixture(autouse=True)
+def _forget_drain_promise():
+    """A web process caches the drain's promise for half a second; tests start without it."""
+    from pimsync import tasks
+
+    tasks._promise.update(read_at=-1e9, until=None)
+
+
 @pytest.fixture(scope="session")
 def test_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
     return new_key(), new_key()

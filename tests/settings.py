@@ -24,3 +24,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
 PIMSYNC_WORKER_THREADS = 0  # the drain runs inline, inside each test's transaction
+PIMSYNC_DRAIN_LINGER_SECONDS = 0

@@ -1,0 +1,1 @@
+"""pimsync's benchmark suite: `make bench` (see BENCHMARKS.md). Benchmarks are not tests."""

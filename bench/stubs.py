@@ -1,0 +1,113 @@
+"""IMS, the I/O Events key server, AEM and a PIM on loopback, each call delayed by a fixed
+latency, counting every call. Threaded, keep-alive: the stubs must not be the bottleneck."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+
+class State:
+    def __init__(self, latency: float, public_pem: bytes, catalog: dict) -> None:
+        self.latency = latency
+        self.public_pem = public_pem
+        self.catalog = catalog
+        self.assets: dict[str, dict] = {}
+        self.versions: Counter = Counter()
+        self.calls: Counter = Counter()
+        self.patches_per_asset: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.patches_per_asset.clear()
+
+    def etag(self, asset_id: str) -> str:
+        return '"' + hashlib.md5(f"{asset_id}{self.versions[asset_id]}".encode()).hexdigest()[:12] + '"'
+
+
+def handler_for(state: State):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: dict | bytes, headers: dict | None = None) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_GET(self):
+            if self.path.startswith("/keys/"):
+                state.calls["key"] += 1
+                return self._send(200, state.public_pem)
+            time.sleep(state.latency)
+            if self.path.startswith("/pim/products/"):
+                state.calls["pim"] += 1
+                product = state.catalog.get(unquote(self.path.rsplit("/", 1)[1]))
+                return self._send(200, product) if product else self._send(404, {"error": "not found"})
+            if self.path.startswith("/adobe/assets/"):
+                state.calls["aem_get"] += 1
+                asset_id = unquote(self.path.split("/")[3])
+                with state.lock:
+                    metadata = dict(state.assets.setdefault(asset_id, {}))
+                    etag = state.etag(asset_id)
+                return self._send(200, {"assetId": asset_id, "assetMetadata": metadata}, {"ETag": etag})
+            self._send(404, {})
+
+        def do_POST(self):
+            body = self._body()
+            if self.path == "/ims/token/v3":
+                state.calls["ims"] += 1
+                time.sleep(state.latency)
+                return self._send(200, {"access_token": "bench-token", "token_type": "bearer", "expires_in": 86399})
+            self._send(404, {"unexpected": body[:50].decode(errors="replace")})
+
+        def do_PATCH(self):
+            body = self._body()
+            time.sleep(state.latency)
+            asset_id = unquote(self.path.split("/")[3])
+            state.calls["aem_patch"] += 1
+            with state.lock:
+                if self.headers.get("If-Match") not in ("*", state.etag(asset_id)):
+                    return self._send(412, {"title": "Precondition Failed"})
+                for op in json.loads(body):
+                    state.assets.setdefault(asset_id, {})[op["path"]] = op["value"]
+                state.versions[asset_id] += 1
+                state.patches_per_asset[asset_id] += 1
+                etag = state.etag(asset_id)
+            self._send(200, {"assetId": asset_id}, {"ETag": etag})
+
+    return Handler
+
+
+class StubServer:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        ThreadingHTTPServer.daemon_threads = True
+        ThreadingHTTPServer.request_queue_size = 512
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
