@@ -78,6 +78,10 @@ class MappingConfigAdmin(admin.ModelAdmin):
         config = MappingConfig.load()
         return HttpResponseRedirect(reverse("admin:pimsync_mappingconfig_change", args=[config.pk]))
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        mapping.forget()
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [

@@ -61,8 +61,7 @@ def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
 def enrich(event: Event) -> Outcome:
     """Bring the event's asset in line with the PIM, writing only what differs."""
     asset = asset_of(event)
-    config = MappingConfig.load()
-    rules = mapping.active_rules()
+    config, rules = mapping.current()
     outcome = Outcome(status=Status.FAILED)
     try:
         metadata = None

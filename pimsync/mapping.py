@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -197,8 +198,26 @@ def plan(asset: Asset, key: str, product: dict, metadata: dict, rules: list[Mapp
     return result
 
 
-def active_rules() -> list[MappingRule]:
-    return list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
+# The worker reads the configuration for every asset; each process keeps it this long, so an
+# edit in the dashboard reaches every worker within these seconds (this process: at once).
+CONFIG_CACHE_SECONDS = 5.0
+_cache: dict = {}
+
+
+def current() -> tuple[MappingConfig, list[MappingRule]]:
+    """The product-key rule and the enabled rules in order, as the worker applies them."""
+    cached = _cache.get("config")
+    if cached and time.monotonic() - cached[0] < CONFIG_CACHE_SECONDS:
+        return cached[1], cached[2]
+    config = MappingConfig.load()
+    rules = list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
+    _cache["config"] = (time.monotonic(), config, rules)
+    return config, rules
+
+
+def forget() -> None:
+    """Drop this process's copy after an edit, so the next enrichment reads the new rules."""
+    _cache.clear()
 
 
 # --- import / export ------------------------------------------------------------------------
@@ -287,4 +306,5 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
         config.save()
         MappingRule.objects.all().delete()
         MappingRule.objects.bulk_create(rules)
+    forget()
     return config, rules

@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 
@@ -187,15 +187,29 @@ class AssetState(models.Model):
         """Take the asset's lease; return its token, or None when another worker holds it."""
         now = timezone.now()
         token = uuid.uuid4().hex
-        cls.objects.get_or_create(asset_id=asset_id)
         lease_until = now + timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
         free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
-        taken = cls.objects.filter(free, asset_id=asset_id).update(lease_token=token, lease_until=lease_until)
-        return token if taken else None
+        if cls.objects.filter(free, asset_id=asset_id).update(lease_token=token, lease_until=lease_until):
+            return token
+        # A new asset has no row yet: creating it takes the lease; if another worker created it
+        # first, the primary key says so and that worker holds the lease.
+        try:
+            if connection.in_atomic_block:  # keep the caller's transaction usable on a conflict
+                with transaction.atomic():
+                    cls.objects.create(asset_id=asset_id, lease_token=token, lease_until=lease_until)
+            else:
+                cls.objects.create(asset_id=asset_id, lease_token=token, lease_until=lease_until)
+        except IntegrityError:
+            return None
+        return token
 
     @classmethod
-    def release(cls, asset_id: str, token: str) -> None:
-        cls.objects.filter(asset_id=asset_id, lease_token=token).update(lease_token="", lease_until=None)
+    def release(cls, asset_id: str, token: str, last_written: dict | None = None) -> None:
+        """Give the lease back, recording what was written to AEM under it in the same UPDATE."""
+        changes = {"lease_token": "", "lease_until": None}
+        if last_written is not None:
+            changes.update(last_written=last_written, last_written_at=timezone.now())
+        cls.objects.filter(asset_id=asset_id, lease_token=token).update(**changes)
 
 
 class MappingConfig(models.Model):

@@ -33,39 +33,49 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 
 
 def process_asset(asset_id: str) -> str:
-    """Run every pending, due event of one asset; return a one-line summary for django-q2."""
-    summaries = []
-    for _round in range(50):  # bounded: each round handles every event that was pending
-        token = AssetState.acquire(asset_id)
-        if token is None:
-            return "; ".join(summaries) or "another worker holds this asset"
-        try:
-            while batch := _claim(asset_id):
-                summaries.append(_run(asset_id, batch))
-        finally:
-            AssetState.release(asset_id, token)
-        # An event stored while we held the lease had its own wake-up call turned away; look once
-        # more now that the lease is free, so it is not left for the sweeper.
-        if not _pending(asset_id).exists():
-            break
-    return "; ".join(summaries) or "nothing pending"
+    """Run every pending, due event of one asset; return a one-line summary for django-q2.
 
-
-def _pending(asset_id: str):
-    return Event.objects.filter(asset_id=asset_id, status__in=PENDING, next_attempt_at__lte=timezone.now())
+    Events that arrive while the lease is held wait for the next drain round, which sees them as
+    soon as the lease is released (pimsync.worker).
+    """
+    token = AssetState.acquire(asset_id)
+    if token is None:
+        return "another worker holds this asset"
+    written = None
+    try:
+        batch = _claim(asset_id)
+        if not batch:
+            return "nothing pending"
+        summary, written = _run(asset_id, batch)
+        return summary
+    finally:
+        AssetState.release(asset_id, token, written)
 
 
 def _claim(asset_id: str) -> list[Event]:
     """Move the asset's due events to `processing` and count the attempt now, so a worker that
-    dies mid-way still uses up an attempt (a poison event cannot loop forever)."""
-    ids = list(_pending(asset_id).order_by("time", "id").values_list("id", flat=True)[:100])
-    if not ids:
-        return []
+    dies mid-way still uses up an attempt (a poison event cannot loop forever).
+
+    A plain SELECT then UPDATE is safe: the asset's lease keeps other workers away, and the
+    sweeper only touches events already in `processing`."""
     now = timezone.now()
-    Event.objects.filter(id__in=ids, status__in=PENDING).update(
-        status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
+    events = list(
+        Event.objects.filter(asset_id=asset_id, status__in=PENDING, next_attempt_at__lte=now).order_by("time", "id")[
+            :100
+        ]
     )
-    return list(Event.objects.filter(id__in=ids, status=Status.PROCESSING).order_by("time", "id"))
+    if events:
+        Event.objects.filter(id__in=[e.id for e in events]).update(
+            status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
+        )
+        for event in events:
+            event.status, event.claimed_at, event.attempts, event.reason = (
+                Status.PROCESSING,
+                now,
+                event.attempts + 1,
+                "",
+            )
+    return events
 
 
 def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, started_at) -> None:
@@ -123,7 +133,7 @@ def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> Non
     _finish(events, enrichment.Outcome(status=status, reason=reason), time.monotonic(), timezone.now())
 
 
-def _run(asset_id: str, batch: list[Event]) -> str:
+def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     state = AssetState.objects.get(asset_id=asset_id)
     deletions = [e for e in batch if e.type == EventType.DELETED]
     if deletions:
@@ -145,17 +155,14 @@ def _run(asset_id: str, batch: list[Event]) -> str:
         cancelled = len(batch) - len(deletions) - len(work)
         _skip(deletions, f"deletion recorded; {cancelled} pending update(s) cancelled", Status.SUCCEEDED)
     if not work:
-        return f"{asset_id}: nothing to enrich"
+        return f"{asset_id}: nothing to enrich", None
     # The newest event describes the asset as it is now (its path may have changed since).
     newest = max(work, key=lambda e: (e.time or e.received_at, e.id))
     started, started_at = time.monotonic(), timezone.now()
     outcome = enrichment.enrich(newest)
-    if outcome.status == Status.SUCCEEDED:
-        AssetState.objects.filter(pk=asset_id).update(
-            last_written={**state.last_written, **outcome.written}, last_written_at=timezone.now()
-        )
+    written = {**state.last_written, **outcome.written} if outcome.status == Status.SUCCEEDED else None
     _finish(work, outcome, started, started_at)
-    return f"{asset_id}: {len(work)} event(s) {outcome.status}"
+    return f"{asset_id}: {len(work)} event(s) {outcome.status}", written
 
 
 def sweep() -> str:

@@ -91,6 +91,7 @@ def drain() -> str:
     inline = threads() == 0  # enrich in this thread (the tests; a debugging session)
     pool = None if inline else _executor()
     running: dict[Future, str] = {}
+    backlog: list[str] = []  # candidates fetched in one query, handed out as threads free up
     done = 0
     idle_until = time.monotonic() + linger
     while True:
@@ -99,8 +100,14 @@ def drain() -> str:
         started = 0
         free = 10 if inline else threads() - len(running)
         if free > 0 and time.monotonic() < deadline:
-            for asset_id in candidates(free, set(running.values())):
+            if not backlog:
+                backlog = candidates(free if inline else threads() * 2, set(running.values()))
+            while backlog and free > 0:
+                asset_id = backlog.pop()
+                if asset_id in running.values():
+                    continue
                 started += 1
+                free -= 1
                 if inline:
                     pipeline.process_asset(asset_id)
                     done += 1

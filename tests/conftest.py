@@ -37,11 +37,12 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _forget_drain_promise():
-    """A web process caches the drain's promise for half a second; tests start without it."""
-    from pimsync import tasks
+def _forget_process_caches():
+    """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
+    from pimsync import mapping, tasks
 
     tasks._promise.update(read_at=-1e9, until=None)
+    mapping.forget()
 
 
 @pytest.fixture(scope="session")
