@@ -240,6 +240,7 @@ class Bench:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+        call_command("collectstatic", "--noinput", verbosity=0)  # production static files (whitenoise)
         from pimsync.mapping import import_config
 
         import_config(json.loads((ROOT / "pimsync/demo/mappings.json").read_text()))
