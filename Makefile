@@ -21,12 +21,18 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-# A laptop run: DEBUG on (so the built-in sandbox switches on when AEM_AUTHOR_URL is unset) unless
-# the environment or .env says otherwise.
-run: $(VENV)/.runtime
-	DEBUG=$${DEBUG:-1} $(MANAGE) migrate --noinput
-	DEBUG=$${DEBUG:-1} $(MANAGE) seed
-	DEBUG=$${DEBUG:-1} $(MANAGE) serve
+# A laptop's first run writes .env with DEBUG=1 (so the built-in sandbox switches on while
+# AEM_AUTHOR_URL is unset) and a secret key of its own; every manage.py command in this checkout
+# reads it. An existing .env is never touched.
+.env:
+	@printf '%s\n' '# Local settings of this checkout, written by make run. See README "Connect to your AEM and PIM".' \
+		'DEBUG=1' "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')" > $@
+	@echo "Wrote .env: DEBUG=1 and a new SECRET_KEY (sandbox mode while AEM_AUTHOR_URL is unset)."
+
+run: .env $(VENV)/.runtime
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed
+	$(MANAGE) serve
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -34,6 +34,15 @@ def configuration(app_configs, **kwargs):
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
     if settings.PIM_CONNECTOR == "rest" and not settings.PIM_BASE_URL:
         problems.append(Error("PIM_CONNECTOR=rest needs PIM_BASE_URL", id="pimsync.E003"))
+    if settings.PIM_CONNECTOR == "akeneo":
+        problems.append(
+            Error(
+                "PIM_CONNECTOR=akeneo is reserved: this version has the rest and demo connectors",
+                hint="Use PIM_CONNECTOR=rest with an endpoint that answers "
+                "GET PIM_BASE_URL + PIM_PRODUCT_PATH with the product.",
+                id="pimsync.E006",
+            )
+        )
     if settings.PIM_CONNECTOR not in {"rest", "demo", "akeneo"}:
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
