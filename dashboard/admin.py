@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from dashboard.mapping_admin import MappingConfigAdmin
 from dashboard.sites import RETRY_PERMISSION
 from pimsync import pipeline
-from pimsync.models import Event, EventType, MappingConfig, Status
+from pimsync.models import RETRYABLE, Event, EventType, MappingConfig, Status
 
 
 def status_badge(status: str) -> str:
@@ -163,7 +163,7 @@ class EventAdmin(admin.ModelAdmin):
             count = pipeline.retry(list(queryset))
             self.message_user(request, f"{count} event(s) sent back to the worker.", messages.SUCCESS)
             return None
-        retryable = queryset.filter(status__in=[Status.FAILED, Status.RETRYING, Status.SUCCEEDED, Status.UNCHANGED])
+        retryable = queryset.filter(status__in=RETRYABLE)
         return TemplateResponse(
             request,
             "admin/pimsync/event/retry_confirm.html",
@@ -207,11 +207,15 @@ class EventAdmin(admin.ModelAdmin):
             raise PermissionDenied
         params = request.GET.copy() if request.method == "GET" else request.POST.copy()
         filters = params.get("filters", "")
-        request.GET = _query(filters)
+        # The list's own filters and search, rebuilt from its query string, select the events.
+        request.GET = QueryDict(filters)
         changelist: ChangeList = self.get_changelist_instance(request)
         failed = changelist.get_queryset(request).filter(status=Status.FAILED)
         if request.method == "POST":
-            count = pipeline.retry(list(failed[:5000]))
+            count = 0
+            ids = list(failed.values_list("pk", flat=True))
+            for start in range(0, len(ids), 500):  # bounded memory however many match
+                count += pipeline.retry(list(Event.objects.filter(pk__in=ids[start : start + 500])))
             self.message_user(request, f"{count} failed event(s) sent back to the worker.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:pimsync_event_changelist") + ("?" + filters if filters else ""))
         return TemplateResponse(
@@ -246,16 +250,9 @@ class EventAdmin(admin.ModelAdmin):
             "pim_data": next(
                 (json.dumps(a.pim_data, indent=2, ensure_ascii=False) for a in reversed(attempts) if a.pim_data), ""
             ),
-            "can_retry": request.user.has_perm(RETRY_PERMISSION)
-            and event.status in (Status.FAILED, Status.RETRYING, Status.SUCCEEDED, Status.UNCHANGED),
+            "can_retry": request.user.has_perm(RETRY_PERMISSION) and event.status in RETRYABLE,
         }
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-def _query(querystring: str):
-    from django.http import QueryDict
-
-    return QueryDict(querystring, mutable=False)
 
 
 admin.site.register(MappingConfig, MappingConfigAdmin)

@@ -3,6 +3,7 @@
 Idempotent: it only fills what is empty, so running it on every start is safe.
 """
 
+import io
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     help = "Create the roles, the demo mapping rules (demo PIM) and an admin user, where none exist."
 
     def handle(self, *args, **options):
-        call_command("setup_roles", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        call_command("setup_roles", stdout=io.StringIO())
         MappingConfig.load()
         if not MappingRule.objects.exists() and settings.PIM_CONNECTOR == "demo":
             _, rules = import_config(json.loads(DEMO_MAPPINGS.read_text()))
