@@ -108,6 +108,17 @@ def test_an_unknown_product_fails_with_the_reason_and_no_patch(client, world):
     assert world.aem.calls == []
 
 
+def test_a_pim_answer_that_is_not_a_product_fails_with_the_reason(client, world):
+    world.pim.products["SKU-100001"] = ["not", "an", "object"]
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "the PIM answered with something that is not a JSON object"
+    assert event.error_class == "pim_bad_response"
+    assert world.aem.calls == []
+
+
 def test_a_pim_that_fails_twice_then_answers_succeeds_on_attempt_three(client, world):
     world.pim.products["SKU-100001"] = product("SKU-100001")
     world.pim.faults.add("GET", 503, times=2)

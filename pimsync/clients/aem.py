@@ -47,17 +47,8 @@ def _call(method: str, asset_id: str, *, expected, headers=None, **kwargs):
 def get_metadata(asset_id: str) -> Metadata:
     """The asset's current metadata and its ETag."""
     response = _call("GET", asset_id, expected=(200,), headers={"Accept": "application/json"})
-    try:
-        body = response.json()
-    except ValueError:
-        raise http.HttpError(
-            "AEM answered the metadata GET with something that is not JSON",
-            retryable=True,
-            status=response.status_code,
-            body=response.text,
-            error_class="aem_bad_response",
-        ) from None
-    values = body.get("assetMetadata") if isinstance(body, dict) else None
+    body = http.json_object(response, who="AEM's metadata GET", error_class="aem_bad_response", retryable=True)
+    values = body.get("assetMetadata")
     return Metadata(values=values if isinstance(values, dict) else {}, etag=response.headers.get("ETag", ""))
 
 

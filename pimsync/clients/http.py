@@ -122,3 +122,20 @@ def request(
             error_class=f"{error_class}_{response.status_code}",
         )
     return response
+
+
+def json_object(response: requests.Response, *, who: str, error_class: str, retryable: bool) -> dict:
+    """The response's JSON object, or an HttpError saying the system answered something else."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise HttpError(
+            f"{who} answered with something that is not a JSON object",
+            retryable=retryable,
+            status=response.status_code,
+            body=response.text,
+            error_class=error_class,
+        )
+    return body

@@ -42,25 +42,8 @@ class RestConnector:
             if exc.status == 404:
                 return None
             raise
-        try:
-            product = response.json()
-        except ValueError:
-            raise http.HttpError(
-                "the PIM answered with something that is not JSON",
-                retryable=False,
-                status=response.status_code,
-                body=response.text,
-                error_class="pim_bad_response",
-            ) from None
-        if not isinstance(product, dict):
-            raise http.HttpError(
-                "the PIM answered with JSON that is not a product object",
-                retryable=False,
-                status=response.status_code,
-                body=response.text,
-                error_class="pim_bad_response",
-            )
-        return product
+        # A malformed answer will not fix itself by asking again: the event fails and says so.
+        return http.json_object(response, who="the PIM", error_class="pim_bad_response", retryable=False)
 
 
 class DemoConnector:
