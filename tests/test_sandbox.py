@@ -232,3 +232,35 @@ def test_sandbox_mode_never_switches_on_in_production_by_accident(env, expected)
         },
     )
     assert result.stdout.strip() == expected, result.stderr
+
+
+@pytest.mark.parametrize(
+    "env, broker",
+    [
+        ({}, "orm"),
+        ({"PIMSYNC_BROKER_URL": "redis://127.0.0.1:6379/3"}, "redis"),
+    ],
+)
+def test_the_broker_is_the_database_unless_a_redis_url_is_given(env, broker):
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from django_q.brokers import get_broker; q = settings.Q_CLUSTER; "
+        "print('redis' if 'redis' in q else 'orm', q['retry'] > q['timeout'], type(get_broker()).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.environ["PATH"],
+            "PIMSYNC_READ_DOTENV": "0",
+            "SECRET_KEY": "x",
+            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
+            **env,
+        },
+    )
+    kind, retry_above_timeout, broker_class = result.stdout.split()
+    assert kind == broker and retry_above_timeout == "True"
+    assert broker_class == ("Redis" if broker == "redis" else "ORM"), result.stderr

@@ -1,0 +1,51 @@
+"""The IMS token is shared by every worker process and asked for once (PROTOCOLS §4)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from pimsync.clients import ims
+from pimsync.models import AccessToken
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_process_waits_for_the_refresh_another_process_claimed(world):
+    """Another process holds the refresh claim and stores its token a moment later: this one
+    waits for it instead of asking IMS itself (no stampede when many workers start at once)."""
+    AccessToken.objects.create(
+        name="ims",
+        encrypted=b"",
+        expires_at=timezone.now() - timedelta(seconds=1),
+        refreshing_until=timezone.now() + timedelta(seconds=30),
+    )
+
+    def the_other_process_finishes():
+        time.sleep(0.3)
+        AccessToken.objects.filter(name="ims").update(
+            encrypted=ims._fernet().encrypt(b"token-from-the-other-process"),
+            expires_at=timezone.now() + timedelta(hours=24),
+            refreshing_until=None,
+        )
+        connection.close()
+
+    other = threading.Thread(target=the_other_process_finishes)
+    other.start()
+    token = ims.get_token()
+    other.join()
+    assert token == "token-from-the-other-process"
+    assert world.ims.issued == []
+
+
+def test_an_expiring_token_is_renewed_before_it_expires(world):
+    first = ims.get_token()
+    AccessToken.objects.filter(name="ims").update(expires_at=timezone.now() + timedelta(minutes=4))
+    ims.forget()
+    assert ims.get_token() != first  # within EXPIRY_MARGIN of expiry: renewed
+    assert len(world.ims.issued) == 2
