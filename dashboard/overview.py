@@ -91,12 +91,8 @@ def queue_depth() -> dict:
 
 
 def worker_state(now) -> dict:
-    beat = Heartbeat.objects.filter(name="sweeper").first()
-    return {
-        "at": beat.at if beat else None,
-        "alive": bool(beat and now - beat.at < HEARTBEAT_STALE),
-        "detail": beat.detail if beat else "",
-    }
+    seen = Heartbeat.worker_last_seen()
+    return {"at": seen, "alive": bool(seen and now - seen < HEARTBEAT_STALE)}
 
 
 def warnings(now) -> list[str]:

@@ -319,6 +319,21 @@ class Heartbeat(models.Model):
     def beat(cls, name: str, detail: str = "") -> None:
         cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})
 
+    @classmethod
+    def worker_last_seen(cls):
+        """When a worker last did something: the sweeper's beat, or a drain (whose row holds the
+        time it promised to poll until, written while it runs)."""
+        now = timezone.now()
+        seen = []
+        for beat in cls.objects.filter(name__in=["sweeper", "drain"]):
+            at = (
+                beat.at
+                if beat.name == "sweeper"
+                else beat.at - timedelta(seconds=settings.PIMSYNC_DRAIN_LINGER_SECONDS)
+            )
+            seen.append(min(at, now))
+        return max(seen, default=None)
+
 
 class SandboxAsset(models.Model):
     """An asset in the built-in AEM stand-in (sandbox mode only, SPEC §8)."""

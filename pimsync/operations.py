@@ -39,10 +39,10 @@ def _check_broker() -> dict:
 def _check_worker(database_ok: bool) -> dict:
     if not database_ok:
         return {"ok": False, "error": "database unavailable"}
-    beat = Heartbeat.objects.filter(name="sweeper").first()
-    if beat is None:
+    seen = Heartbeat.worker_last_seen()
+    if seen is None:
         return {"ok": False, "error": "no worker has reported yet (is `manage.py qcluster` running?)"}
-    age = (timezone.now() - beat.at).total_seconds()
+    age = (timezone.now() - seen).total_seconds()
     return {"ok": age < HEARTBEAT_STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
 
 
@@ -99,10 +99,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# TYPE pimsync_queue_depth gauge",
         f"pimsync_queue_depth {Event.objects.filter(status__in=PENDING).count()}",
     ]
-    beat = Heartbeat.objects.filter(name="sweeper").first()
+    seen = Heartbeat.worker_last_seen()
     lines += [
         "# HELP pimsync_worker_heartbeat_age_seconds Seconds since a worker last reported.",
         "# TYPE pimsync_worker_heartbeat_age_seconds gauge",
-        f"pimsync_worker_heartbeat_age_seconds {(timezone.now() - beat.at).total_seconds() if beat else 'NaN'}",
+        f"pimsync_worker_heartbeat_age_seconds {(timezone.now() - seen).total_seconds() if seen else 'NaN'}",
     ]
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -82,12 +82,21 @@ class Promise:
             Heartbeat.objects.get_or_create(name="drain", defaults={"at": at})
 
 
+def _another_drain_promises() -> bool:
+    at = Heartbeat.objects.filter(name="drain").values_list("at", flat=True).first()
+    return at is not None and (at - timezone.now()).total_seconds() > 1.0
+
+
 def drain() -> str:
     """Process due assets until none are left (after lingering briefly) or half the task timeout
     has passed."""
     deadline = time.monotonic() + settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2
     linger = settings.PIMSYNC_DRAIN_LINGER_SECONDS
     promise = Promise(limit=deadline)
+    if not candidates(1, set()) and _another_drain_promises():
+        # Nothing to do and a running drain already covers what arrives next: end at once, so
+        # surplus wake-ups do not hold worker processes (and the sweeper) for a linger each.
+        return "nothing due; another drain is polling"
     inline = threads() == 0  # enrich in this thread (the tests; a debugging session)
     pool = None if inline else _executor()
     running: dict[Future, str] = {}

@@ -391,3 +391,12 @@ def test_a_busy_asset_is_left_to_the_worker_holding_it(client, world):
     AssetState.release(event["data"]["assetId"], token)
     pipeline.process_asset(event["data"]["assetId"])
     assert Event.objects.get().status == Status.SUCCEEDED
+
+
+def test_a_surplus_wake_up_ends_at_once_while_another_drain_polls(settings):
+    from pimsync import worker
+    from pimsync.models import Heartbeat
+
+    settings.PIMSYNC_DRAIN_LINGER_SECONDS = 30  # would hold the worker for half a minute
+    Heartbeat.objects.create(name="drain", at=timezone.now() + timedelta(seconds=20))
+    assert worker.drain() == "nothing due; another drain is polling"
