@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -26,6 +27,18 @@ def _answer(status: int, error: str = "", **body) -> JsonResponse:
     if error:
         body = {"error": error, **body}
     return JsonResponse(body, status=status)
+
+
+def _not_json(constant: str):
+    """Python's json accepts NaN and Infinity; JSON (and PostgreSQL's jsonb) does not."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: a number jsonb cannot store
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
 
 
 def _read_body(request: HttpRequest) -> bytes | None:
@@ -54,8 +67,10 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     if body is None:
         return _answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_not_json, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _answer(400, f"body is not valid JSON: {exc}")
+    except ValueError as exc:
         return _answer(400, f"body is not valid JSON: {exc}")
 
     if isinstance(document, dict) and set(document) == {"validationUrl"}:

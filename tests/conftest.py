@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pytest_httpserver import HTTPServer
 
 from pimsync import signatures
+
+# CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
+# keeps exploring new ones.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY1_PATH = "/prod/keys/pub-key-test1.pem"

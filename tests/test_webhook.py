@@ -267,6 +267,12 @@ class TestBadInput:
         assert response.status_code == 400
         assert "not valid JSON" in response.json()["error"]
 
+    @pytest.mark.parametrize("body", [b'{"type": NaN}', b'{"type": Infinity}', b'{"size": 1e400}'])
+    def test_numbers_json_does_not_have_are_a_400(self, client, adobe, body):
+        response = client.post("/webhooks/aem", body, content_type="application/json", **adobe.headers(body))
+        assert response.status_code == 400
+        assert "not valid JSON" in response.json()["error"]
+
     @pytest.mark.parametrize(
         "document, message",
         [
