@@ -22,6 +22,18 @@ hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def needs(service: str, available: bool) -> None:
+    """A test that needs Redis or Chromium: skipped on a bare laptop, a failure in CI, where
+    `.ci/run` starts or installs them and sets PIMSYNC_REQUIRE_SERVICES=1."""
+    if available:
+        return
+    if os.environ.get("PIMSYNC_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{service} is not available, and .ci/run requires it")
+    pytest.skip(f"{service} is not available here (CI runs this test)")
+
+
 KEY1_PATH = "/prod/keys/pub-key-test1.pem"
 KEY2_PATH = "/prod/keys/pub-key-test2.pem"
 

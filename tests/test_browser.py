@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
 from pimsync.models import Event, MappingRule, Status
-from tests.conftest import product
+from tests.conftest import needs, product
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,8 +26,7 @@ SCREENSHOTS = os.environ.get("PIMSYNC_SCREENSHOTS_DIR")
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `apt-get install chromium` (.ci/run does it)")
+    needs("Chromium (apt-get install chromium)", Path(CHROMIUM).exists())
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 
 from pimsync.models import Event, SandboxAsset, Status
 from pimsync.sandbox import keys
+from tests.conftest import needs
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET = "urn:aaid:aem:5a4d0000-0000-4000-8000-000000000001"
@@ -52,11 +53,23 @@ def manage(env: dict, *args: str) -> str:
     return result.stdout
 
 
+REDIS_TEST_URL = "redis://127.0.0.1:6379/5"  # a database of its own, emptied first
+
+
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_path):
+@pytest.mark.parametrize("broker", ["orm", "redis"])
+def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_path, broker):
     port = free_port()
     env = sandbox_env(port, tmp_path)
+    if broker == "redis":  # what a deployment with PIMSYNC_BROKER_URL runs: web and worker on Redis
+        import redis
+
+        try:
+            redis.from_url(REDIS_TEST_URL).flushdb()
+        except redis.ConnectionError:
+            needs("Redis on 127.0.0.1:6379", False)
+        env["PIMSYNC_BROKER_URL"] = REDIS_TEST_URL
     manage(env, "migrate", "--noinput")
     seeded = manage(env, "seed")
     assert "Seeded 9 demo mapping rules" in seeded
@@ -82,6 +95,10 @@ def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_p
                 time.sleep(0.2)
         out = manage(env, "simulate_upload", "--count", "20", "--seed", "5", "--duplicates")
         assert "20 event(s) accepted, 20 duplicate(s) recognised" in out
+        if broker == "redis":  # the cluster really runs on Redis: it keeps its status there
+            import redis
+
+            assert redis.from_url(REDIS_TEST_URL).keys("django_q:pimsync:*")
         deadline = time.monotonic() + 60
         while Event.objects.filter(status__in=[Status.RECEIVED, Status.PROCESSING]).exists():
             assert time.monotonic() < deadline, "the worker did not finish the uploads"
