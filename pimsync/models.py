@@ -106,10 +106,6 @@ class Event(models.Model):
     def short_type(self) -> str:
         return self.type.rsplit(".", 1)[-1]
 
-    @property
-    def needs_worker(self) -> bool:
-        return self.status in PENDING
-
     def aem_asset_url(self) -> str:
         """Link to the asset in the AEM author UI."""
         if not settings.AEM_AUTHOR_URL or not self.asset_path:
@@ -118,7 +114,7 @@ class Event(models.Model):
 
     def retry(self) -> bool:
         """Send this event back to the worker, keeping every earlier attempt. The Retry button
-        and `retry_events` both come here; the caller enqueues after commit."""
+        and `retry_events` both come here, through `pipeline.retry`, which wakes a worker."""
         updated = Event.objects.filter(pk=self.pk, status__in=RETRYABLE).update(
             status=Status.RECEIVED,
             reason="Retry requested",

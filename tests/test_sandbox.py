@@ -223,6 +223,26 @@ def test_simulate_upload_refuses_outside_sandbox_mode(settings):
         call_command("simulate_upload", stdout=io.StringIO())
 
 
+def fresh_settings(env: dict, code: str) -> str:
+    """What `code` prints in a new process that loads pimsync's own settings from `env` alone."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; " + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": os.environ["PATH"],
+            "PIMSYNC_READ_DOTENV": "0",
+            "SECRET_KEY": "x",
+            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
+            **env,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize(
     "env, expected",
     [
@@ -233,22 +253,7 @@ def test_simulate_upload_refuses_outside_sandbox_mode(settings):
     ],
 )
 def test_sandbox_mode_never_switches_on_in_production_by_accident(env, expected):
-    code = "import django; django.setup(); from django.conf import settings; print(settings.PIMSYNC_SANDBOX)"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "PATH": os.environ["PATH"],
-            "PIMSYNC_READ_DOTENV": "0",
-            "SECRET_KEY": "x",
-            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
-            **env,
-        },
-    )
-    assert result.stdout.strip() == expected, result.stderr
+    assert fresh_settings(env, "print(settings.PIMSYNC_SANDBOX)") == expected
 
 
 @pytest.mark.parametrize(
@@ -259,25 +264,11 @@ def test_sandbox_mode_never_switches_on_in_production_by_accident(env, expected)
     ],
 )
 def test_the_broker_is_the_database_unless_a_redis_url_is_given(env, broker):
-    code = (
-        "import django; django.setup(); from django.conf import settings; "
+    printed = fresh_settings(
+        env,
         "from django_q.brokers import get_broker; q = settings.Q_CLUSTER; "
-        "print('redis' if 'redis' in q else 'orm', q['retry'] > q['timeout'], type(get_broker()).__name__)"
+        "print('redis' if 'redis' in q else 'orm', q['retry'] > q['timeout'], type(get_broker()).__name__)",
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "PATH": os.environ["PATH"],
-            "PIMSYNC_READ_DOTENV": "0",
-            "SECRET_KEY": "x",
-            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
-            **env,
-        },
-    )
-    kind, retry_above_timeout, broker_class = result.stdout.split()
+    kind, retry_above_timeout, broker_class = printed.split()
     assert kind == broker and retry_above_timeout == "True"
-    assert broker_class == ("Redis" if broker == "redis" else "ORM"), result.stderr
+    assert broker_class == ("Redis" if broker == "redis" else "ORM")
