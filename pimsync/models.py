@@ -318,7 +318,8 @@ class MappingRule(models.Model):
                 errors["pim_field"] = "not a valid JMESPath expression: it is nested too deeply"
         path = self.metadata_path or ""
         if not patterns.PROPERTY_NAME.fullmatch(path):
-            errors["metadata_path"] = f"{path!r} is not a metadata property name such as dc:title, pim:sku or wknd-skuid"
+            shown = repr(path) if len(path) <= 60 else repr(path[:60]) + "…"
+            errors["metadata_path"] = f"{shown} is not a metadata property name such as dc:title, pim:sku or wknd-skuid"
         elif path.lstrip("/").startswith(patterns.READ_ONLY_PREFIXES):
             errors["metadata_path"] = f"{path} is owned by AEM and cannot be written"
         if self.transform not in self.Transform.values:

@@ -22,6 +22,9 @@ PROPERTY_NAME = re.compile(r"/?[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_
 # Properties AEM owns; writing them would fail or corrupt the asset.
 READ_ONLY_PREFIXES = ("repo:", "jcr:", "dam:sha1", "tiff:", "aem:")
 
+# Lookaround `(?=` `(?!` `(?<=` `(?<!` and backreferences `\1` `(?P=name)` `\k<name>`: Perl and
+# Python have them, RE2 cannot have them and stay linear.
+_PERL_ONLY = re.compile(r"\(\?<?[=!]|\(\?P=|\\[1-9]|\\k<")
 UNSUPPORTED = "RE2 (linear-time) does not support lookahead/lookbehind or backreferences"
 
 
@@ -46,8 +49,10 @@ def compile_regex(pattern: str):
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
         detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-        if re.search(r"invalid perl operator: \(\?<?[=!]|invalid escape sequence: \\[1-9]", detail):
+        if _PERL_ONLY.search(pattern):
             raise PatternError(f"{UNSUPPORTED}: {detail}") from None
+        if "\\Z" in detail:
+            detail += " (RE2 writes the end of the text as \\z)"
         raise PatternError(f"not a valid regular expression (RE2 syntax): {detail}") from None
 
 
