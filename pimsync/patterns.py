@@ -39,9 +39,11 @@ def _options() -> re2.Options:
     return options
 
 
-@functools.lru_cache(maxsize=256)
 def compile_regex(pattern: str):
-    """The RE2 program for `pattern`, or PatternError with a message fit for a form."""
+    """The RE2 program for `pattern`, or PatternError with a message fit for a form.
+
+    `re2.compile` keeps the last 128 programs (each within RE2's 8 MiB budget), so the worker
+    compiles a rule's pattern once and patterns tried in the preview do not pile up."""
     try:
         return re2.compile(pattern, _options())
     except UnicodeEncodeError:
@@ -101,9 +103,13 @@ def _glob_class(glob: str, start: int) -> tuple[str, int] | None:
     return f"[{'^' if negate else ''}{''.join(members)}]", j + 1
 
 
-@functools.lru_cache(maxsize=256)
 def glob_regex(glob: str):
     """`glob` (fnmatch syntax: `*`, `?`, `[...]`, case-sensitive) as an RE2 full-match program."""
+    return compile_regex(_glob_source(glob))
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_source(glob: str) -> str:
     parts, i = [], 0
     while i < len(glob):
         char = glob[i]
@@ -120,7 +126,7 @@ def glob_regex(glob: str):
         else:
             parts.append(char if char.isalnum() and char.isascii() else f"\\x{{{ord(char):x}}}")
             i += 1
-    return compile_regex(f"(?s:{''.join(parts)})")
+    return f"(?s:{''.join(parts)})"
 
 
 def _subject(text: str) -> str:
