@@ -195,6 +195,7 @@ class TestOverLongValuesAreRefused:
             ("key_pattern", "(?P<key>" + "a" * 591 + ")", "at most 500 characters (it has 600)"),
             ("rules-0-metadata_path", "p:" + "a" * 298, "at most 255 characters (it has 300)"),
             ("rules-1-pim_field", "a." * 300 + "b", "at most 500 characters (it has 601)"),
+            ("rules-1-pim_field", "!" * 499 + "a", "nested too deeply"),
         ],
     )
     def test_the_form_and_the_previews_save_refuse_with_a_message(self, editor, world, field, value, message):
@@ -265,3 +266,11 @@ class TestProductKeysStayInTheirSegment:
         event.refresh_from_db()
         assert (event.status, event.error_class) == (Status.FAILED, "mapping")
         assert "at most 255 are allowed" in event.reason
+
+
+class TestPreviewInput:
+    @pytest.mark.parametrize("reference", ["9" * 5000, "²"])
+    def test_a_preview_of_an_event_id_that_is_no_number_says_there_is_none(self, viewer, reference):
+        response = viewer.get(PREVIEW, {"preview_event": reference})
+        assert response.status_code == 200
+        assert "No stored event has the id" in response.content.decode()
