@@ -67,6 +67,15 @@ class MappingConfigAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["dashboard/dashboard.css"]}
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "key_pattern":
+            field.help_text = (
+                "Regular expression in RE2 syntax (no lookaround or backreferences); its named group "
+                "(?P<key>…), or the whole match, is the product key. Empty: the asset name without its extension."
+            )
+        return field
+
     def has_add_permission(self, request):
         return False
 

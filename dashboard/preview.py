@@ -27,13 +27,22 @@ class PreviewResult:
 
 def _find_event(reference: str) -> Event | None:
     lookup = Event.objects.filter(event_id=reference)
-    if reference.isdigit():
+    # `isdigit` is also true of "²", which int() refuses; ids have at most 19 digits.
+    if reference.isascii() and reference.isdigit() and len(reference) <= 18:
         lookup = lookup | Event.objects.filter(pk=int(reference))
     return lookup.first()
 
 
 def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", event_ref: str = "") -> PreviewResult:
+    """What `rules` would write for the product `key` or the stored event `event_ref`; writes nothing."""
     result = PreviewResult()
+    if key:
+        # A typed key goes to the PIM as it is: refuse what is not one path segment first.
+        try:
+            mapping.check_product_key(key)
+        except mapping.MappingError as exc:
+            result.problems.append(str(exc))
+            return result
     if event_ref:
         result.event = _find_event(event_ref)
         if result.event is None:

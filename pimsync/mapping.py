@@ -6,9 +6,7 @@ is what the worker would send.
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -18,62 +16,15 @@ import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pimsync.models import MappingConfig, MappingRule
+from pimsync import patterns
+from pimsync.models import Event, MappingConfig, MappingRule
 
-# AEM metadata property names: `dc:title`, `wknd-skuid`, `pim:sku`, `xmp:Rating`; a leading `/`
-# (JSON Pointer style) is accepted as Adobe's samples use both forms (PROTOCOLS §3).
-PROPERTY_NAME = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?$")
-# Properties AEM owns; writing them would fail or corrupt the asset.
-READ_ONLY_PREFIXES = ("repo:", "jcr:", "dam:sha1", "tiff:", "aem:")
-TRANSFORMS = {choice.value for choice in MappingRule.Transform}
 RULE_FIELDS = ("pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob", "enabled")
+PRODUCT_KEY_MAX_LENGTH = Event._meta.get_field("product_key").max_length
 
 
 class MappingError(Exception):
     """The configuration cannot produce a product key or a value (the event fails with this)."""
-
-
-# --- validation -----------------------------------------------------------------------------
-
-
-def validate_rule_fields(rule: MappingRule) -> None:
-    """Raise ValidationError with one message per bad field."""
-    errors = {}
-    try:
-        jmespath.compile(rule.pim_field or "")
-    except jmespath.exceptions.JMESPathError as exc:
-        errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
-    if not rule.pim_field:
-        errors["pim_field"] = "a PIM field (JMESPath expression) is required"
-    path = rule.metadata_path or ""
-    if not PROPERTY_NAME.match(path):
-        errors["metadata_path"] = f"{path!r} is not a metadata property name such as dc:title, pim:sku or wknd-skuid"
-    elif path.lstrip("/").startswith(READ_ONLY_PREFIXES):
-        errors["metadata_path"] = f"{path} is owned by AEM and cannot be written"
-    if rule.transform not in TRANSFORMS:
-        errors["transform"] = f"{rule.transform!r} is not one of {', '.join(sorted(TRANSFORMS))}"
-    if errors:
-        raise ValidationError(errors)
-
-
-def validate_key_rule(config: MappingConfig) -> None:
-    errors = {}
-    if config.key_pattern:
-        try:
-            compiled = re.compile(config.key_pattern)
-        except re.error as exc:
-            errors["key_pattern"] = f"not a valid regular expression: {exc}"
-        else:
-            if compiled.groups and "key" not in compiled.groupindex:
-                errors["key_pattern"] = "a pattern with groups must name one of them `key`: (?P<key>…)"
-    if config.key_from == MappingConfig.KeySource.METADATA and not PROPERTY_NAME.match(
-        config.key_metadata_property or ""
-    ):
-        errors["key_metadata_property"] = "name the metadata property that holds the product key"
-    if config.key_from not in MappingConfig.KeySource.values:
-        errors["key_from"] = "must be asset_name, asset_path or metadata:<property>"
-    if errors:
-        raise ValidationError(errors)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -124,13 +75,34 @@ def product_key(asset: Asset, config: MappingConfig, metadata: dict | None = Non
     if not config.key_pattern:
         key = PurePosixPath(source).stem if config.key_from == MappingConfig.KeySource.ASSET_NAME else source
     else:
-        match = re.search(config.key_pattern, source)
-        if not match:
-            raise MappingError(f"the product key pattern {config.key_pattern!r} does not match {source!r}")
-        key = match.group("key") if "key" in match.re.groupindex else match.group(0)
+        try:
+            key = patterns.search_key(config.key_pattern, source)
+        except patterns.PatternError as exc:
+            raise MappingError(f"the product key pattern {config.key_pattern!r} cannot be used: {exc}") from None
+        if key is None:
+            raise MappingError(f"the product key pattern {config.key_pattern!r} does not match {_excerpt(source)}")
     if not key:
-        raise MappingError(f"no product key in {source!r}")
+        raise MappingError(f"no product key in {_excerpt(source)}")
+    check_product_key(key)
     return key
+
+
+def check_product_key(key: str) -> None:
+    """MappingError unless `key` can be one path segment of a PIM URL (nor `.`, `..` nor empty)."""
+    if key in (".", "..") or not key.strip():
+        raise MappingError(
+            f"{key!r} cannot be a product key: a key is one path segment of the PIM's URL, and "
+            "an empty key, '.' or '..' would name another resource"
+        )
+    if len(key) > PRODUCT_KEY_MAX_LENGTH:
+        raise MappingError(
+            f"the product key {_excerpt(key)} is {len(key)} characters long; at most "
+            f"{PRODUCT_KEY_MAX_LENGTH} are allowed (check the product key rule)"
+        )
+
+
+def _excerpt(text: str, limit: int = 120) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
 
 
 def _empty(value: object) -> bool:
@@ -156,9 +128,9 @@ def transform(name: str, value: object) -> object:
 def applies(rule: MappingRule, asset: Asset) -> tuple[bool, str]:
     if not rule.enabled:
         return False, "disabled"
-    if rule.path_glob and not fnmatch.fnmatchcase(asset.path, rule.path_glob):
+    if rule.path_glob and not patterns.glob_matches(rule.path_glob, asset.path):
         return False, f"path does not match {rule.path_glob}"
-    if rule.mime_glob and not fnmatch.fnmatchcase(asset.mime_type, rule.mime_glob):
+    if rule.mime_glob and not patterns.glob_matches(rule.mime_glob, asset.mime_type):
         return False, f"type {asset.mime_type or '(unknown)'} does not match {rule.mime_glob}"
     return True, ""
 
@@ -270,7 +242,7 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
         config.key_from, config.key_metadata_property = MappingConfig.KeySource.METADATA, source[len("metadata:") :]
     config.key_pattern = str(key_rule.get("pattern", "") or "")
     try:
-        validate_key_rule(config)
+        config.full_clean()
     except ValidationError as exc:
         problems.append(f"product_key: {_messages(exc)}")
     items = document.get("rules", [])
@@ -296,9 +268,12 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
             enabled=bool(item.get("enabled", True)),
         )
         try:
-            validate_rule_fields(rule)
+            # The configuration row is ours to set; every other field is checked as a form would.
+            rule.full_clean(exclude=["config"])
         except ValidationError as exc:
-            problems.append(f"rules[{index}] ({item.get('metadata_path', '?')}): {_messages(exc)}")
+            label = str(item.get("metadata_path", "?"))
+            label = label if len(label) <= 60 else label[:60] + "…"
+            problems.append(f"rules[{index}] ({label}): {_messages(exc)}")
         rules.append(rule)
     if problems:
         raise ValidationError(problems)

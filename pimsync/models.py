@@ -239,9 +239,24 @@ class MappingConfig(models.Model):
         return "Mapping rules"
 
     def clean(self) -> None:
-        from pimsync.mapping import validate_key_rule
+        """The key pattern compiles on RE2 and names its group `key`; a metadata source names a property."""
+        from django.core.exceptions import ValidationError
 
-        validate_key_rule(self)
+        from pimsync import patterns
+
+        errors = {}
+        if self.key_pattern:
+            problem = patterns.key_pattern_problem(self.key_pattern)
+            if problem:
+                errors["key_pattern"] = problem
+        if self.key_from == self.KeySource.METADATA and not patterns.PROPERTY_NAME.fullmatch(
+            self.key_metadata_property or ""
+        ):
+            errors["key_metadata_property"] = "name the metadata property that holds the product key"
+        if self.key_from not in self.KeySource.values:
+            errors["key_from"] = "must be asset_name, asset_path or metadata:<property>"
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def load(cls) -> MappingConfig:
@@ -284,9 +299,38 @@ class MappingRule(models.Model):
         return f"{self.pim_field} → {self.metadata_path}"
 
     def clean(self) -> None:
-        from pimsync.mapping import validate_rule_fields
+        """One message per bad field: the JMESPath, the property (not one AEM owns), the globs."""
+        import jmespath
+        import jmespath.exceptions
+        from django.core.exceptions import ValidationError
 
-        validate_rule_fields(self)
+        from pimsync import patterns
+
+        errors = {}
+        if not self.pim_field:
+            errors["pim_field"] = "a PIM field (JMESPath expression) is required"
+        else:
+            try:
+                jmespath.compile(self.pim_field)
+            except jmespath.exceptions.JMESPathError as exc:
+                errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
+            except RecursionError:
+                errors["pim_field"] = "not a valid JMESPath expression: it is nested too deeply"
+        path = self.metadata_path or ""
+        if not patterns.PROPERTY_NAME.fullmatch(path):
+            shown = repr(path) if len(path) <= 60 else repr(path[:60]) + "…"
+            errors["metadata_path"] = f"{shown} is not a metadata property name such as dc:title, pim:sku or wknd-skuid"
+        elif path.lstrip("/").startswith(patterns.READ_ONLY_PREFIXES):
+            errors["metadata_path"] = f"{path} is owned by AEM and cannot be written"
+        if self.transform not in self.Transform.values:
+            errors["transform"] = f"{self.transform!r} is not one of {', '.join(sorted(self.Transform.values))}"
+        for name in ("path_glob", "mime_glob"):
+            try:
+                patterns.glob_regex(getattr(self, name) or "")
+            except patterns.PatternError as exc:
+                errors[name] = f"not a pattern that can be matched: {exc}"
+        if errors:
+            raise ValidationError(errors)
 
 
 class AccessToken(models.Model):

@@ -127,11 +127,11 @@ class TestValidation:
 
     def test_a_key_pattern_with_unnamed_groups_is_refused(self):
         with pytest.raises(ValidationError, match="must name one of them"):
-            mapping.validate_key_rule(MappingConfig(key_pattern=r"^(\w+)_"))
+            MappingConfig(key_pattern=r"^(\w+)_").full_clean()
 
     def test_an_invalid_regex_is_refused(self):
         with pytest.raises(ValidationError, match="not a valid regular expression"):
-            mapping.validate_key_rule(MappingConfig(key_pattern=r"^(?P<key>"))
+            MappingConfig(key_pattern=r"^(?P<key>").full_clean()
 
 
 class TestImportExport:

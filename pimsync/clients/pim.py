@@ -26,13 +26,29 @@ class Connector(Protocol):
     def get_product(self, key: str) -> dict | None: ...
 
 
+def key_segment(key: str) -> str:
+    """`key` as exactly one path segment: every reserved character quoted, `.`, `..` and "" refused.
+
+    `/`, `?` and `#` are quoted so the key stays inside its segment, and `.`/`..` would be
+    resolved away by the HTTP client (RFC 3986 dot segments), sending the PIM token to the
+    parent path; a key that is empty or one of those names no product.
+    """
+    if key in (".", "..") or not key.strip():
+        raise http.HttpError(
+            f"{key!r} cannot be a product key: it must be one path segment, not empty, '.' or '..'",
+            retryable=False,
+            error_class="mapping",
+        )
+    return quote(key, safe="")
+
+
 class RestConnector:
     """Any PIM that answers `GET {PIM_BASE_URL}{PIM_PRODUCT_PATH}` with the product as JSON."""
 
     name = "rest"
 
     def get_product(self, key: str) -> dict | None:
-        path = settings.PIM_PRODUCT_PATH.replace("{key}", quote(key, safe=""))
+        path = settings.PIM_PRODUCT_PATH.replace("{key}", key_segment(key))
         headers = {"Accept": "application/json"}
         if settings.PIM_API_TOKEN:
             headers["Authorization"] = f"Bearer {settings.PIM_API_TOKEN}"
