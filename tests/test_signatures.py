@@ -10,6 +10,8 @@ import threading
 
 import pytest
 import time_machine
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from pimsync import signatures
 from pimsync.models import Event
@@ -182,3 +184,10 @@ def silent_server():
         for connection in connections:
             connection.close()
         listener.close()
+
+
+@pytest.mark.parametrize("prefix", ["", "prod/keys/", "/prod/keys", "//evil/", "/prod/../keys/"])
+def test_a_key_path_prefix_that_is_not_a_plain_path_is_a_system_check_error(settings, prefix):
+    settings.ADOBE_EVENTS_KEY_PATH_PREFIX = prefix
+    with pytest.raises(SystemCheckError, match="ADOBE_EVENTS_KEY_PATH_PREFIX"):
+        call_command("check")
