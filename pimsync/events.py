@@ -47,34 +47,40 @@ MAX_DEPTH = 64
 
 
 def _check_document(body: object) -> None:
-    """Refuse bodies nested deeper than MAX_DEPTH or holding NUL; iterative, so any depth is safe."""
-    stack = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
-                raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
-            continue
-        if isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep; Adobe's events are not")
-            children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
+    """Refuse bodies nested deeper than MAX_DEPTH or holding NUL; level by level, so any depth is safe."""
+    level = [body] if isinstance(body, dict | list) else []
+    depth = 0
+    while level:
+        if depth == MAX_DEPTH:
+            raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep; Adobe's events are not")
+        depth += 1
+        deeper = []
+        for value in level:
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            for child in children:
+                if isinstance(child, str):
+                    if "\x00" in child:
+                        # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
+                        raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
+                elif isinstance(child, dict | list):
+                    deeper.append(child)
+        level = deeper
 
 
 def events_in(body: object) -> list[dict]:
     """The events of a body: one object, or an array (batch delivery) of objects."""
-    _check_document(body)
     if isinstance(body, dict):
+        _check_document(body)
         return [body]
     if isinstance(body, list):
         if not body:
             raise EventError("the batch is an empty array; expected at least one event")
         if len(body) > settings.PIMSYNC_WEBHOOK_MAX_EVENTS:
+            # Before walking the body: a huge array is refused without looking at its items.
             raise EventError(
                 f"the batch holds {len(body)} events; at most {settings.PIMSYNC_WEBHOOK_MAX_EVENTS} are allowed"
             )
+        _check_document(body)
         for index, item in enumerate(body):
             if not isinstance(item, dict):
                 raise EventError(f"event [{index}] is a JSON {type(item).__name__}, not an object")
