@@ -76,6 +76,15 @@ def is_key_path(path: str) -> bool:
     return 0 < len(name) <= KEY_FILE_MAX_CHARS and all(char in KEY_FILE_CHARS for char in name)
 
 
+class _Flight:
+    """One fetch of a path in progress; requests wanting the same path wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.key: rsa.RSAPublicKey | None = None
+        self.error: str | None = None
+
+
 @dataclass
 class _CachedKey:
     key: rsa.RSAPublicKey
@@ -90,6 +99,7 @@ class KeyStore:
         self._keys: dict[str, _CachedKey] = {}
         self._missing: dict[str, float] = {}  # path -> until when it counts as "no such key"
         self._unknown_fetches: deque[float] = deque()  # times of fetches of paths not seen before
+        self._flights: dict[str, _Flight] = {}
         self._refusal_logged_at = -1e18
         self._lock = threading.Lock()
         self.fetches = 0
@@ -99,6 +109,7 @@ class KeyStore:
             self._keys.clear()
             self._missing.clear()
             self._unknown_fetches.clear()
+            self._flights.clear()
             self._refusal_logged_at = -1e18
 
     def cached(self, path: str) -> rsa.RSAPublicKey | None:
@@ -108,41 +119,74 @@ class KeyStore:
             return entry.key
         return None
 
-    def fetch(self, path: str) -> rsa.RSAPublicKey | None:
+    def fetch(self, path: str, *, tried: rsa.RSAPublicKey | None = None) -> rsa.RSAPublicKey | None:
         """Ask the key server for `path` unless that was done just now or is known to fail.
 
-        None: no key to verify with (the server has none, or we asked too recently). Raises
+        `tried` is the cached key the caller already tried (None if there was none). Returns None when
+        there is no other key to verify with (the server has none, or we asked too recently). Raises
         KeyFetchRefused when the per-minute budget for keys not seen before is used up, and
         KeyUnavailable when the key server cannot be reached.
         """
         now = time.time()
         with self._lock:
             entry = self._keys.get(path)
-            if entry is not None:
-                if now - entry.tried_at < REFETCH_COOLDOWN_SECONDS:
-                    if now - entry.fetched_at >= KEY_MAX_AGE_SECONDS:
-                        # Expired, and the key server failed us moments ago: deliver again later.
-                        raise KeyUnavailable("public key server unavailable: the last try failed moments ago")
-                    return None  # the cached key already failed: a forged body, not a rotation
-                entry.tried_at = now
+            if entry is not None and entry.key is not tried and now - entry.fetched_at < KEY_MAX_AGE_SECONDS:
+                return entry.key  # another request fetched it since the caller looked
+            flight = self._flights.get(path)
+            if flight is None:
+                if entry is not None:
+                    if now - entry.tried_at < REFETCH_COOLDOWN_SECONDS:
+                        if now - entry.fetched_at >= KEY_MAX_AGE_SECONDS:
+                            # Expired, and the key server failed us moments ago: deliver again later.
+                            raise KeyUnavailable("public key server unavailable: the last try failed moments ago")
+                        return None  # the cached key already failed: a forged body, not a rotation
+                    entry.tried_at = now
+                else:
+                    if self._missing.get(path, 0) > now:
+                        return None
+                    self._take_unknown_fetch(now)
+                flight = self._flights[path] = _Flight()
+                leader = True
             else:
-                if self._missing.get(path, 0) > now:
-                    return None
-                self._take_unknown_fetch(now)
-        key = self._fetch(path)  # KeyUnavailable passes through; the next try waits for the budget
-        with self._lock:
-            if key is None:
-                # Withdrawn (or never there): forget any key we held for it, and stop asking.
-                self._keys.pop(path, None)
-                self._prune(self._missing, now)
-                self._missing[path] = now + MISSING_KEY_SECONDS
-            else:
-                self._missing.pop(path, None)
-                self._keys[path] = _CachedKey(key, now, now)
-                # Keys rotated away long ago would otherwise stay in memory for the process's life.
-                for stale in [p for p, e in self._keys.items() if now - e.fetched_at > 2 * KEY_MAX_AGE_SECONDS]:
-                    del self._keys[stale]
+                leader = False
+        if not leader:
+            # Deliveries arriving together after a start or a rotation share one fetch (and one
+            # unit of the budget). The leader's fetch is bounded by its own timeout.
+            if not flight.done.wait(2 * KEY_FETCH_TIMEOUT_SECONDS + 1):
+                raise KeyUnavailable("public key server unavailable: the fetch of this key has not finished")
+            if flight.error is not None:
+                raise KeyUnavailable(flight.error)
+            return flight.key
+        try:
+            key = self._fetch(path)
+        except KeyUnavailable as exc:
+            flight.error = str(exc)
+            raise
+        except BaseException:
+            flight.error = "public key fetch failed"
+            raise
+        else:
+            flight.key = key
+            with self._lock:
+                self._record(path, key, now)
+        finally:
+            with self._lock:
+                self._flights.pop(path, None)
+            flight.done.set()
         return key
+
+    def _record(self, path: str, key: rsa.RSAPublicKey | None, now: float) -> None:
+        if key is None:
+            # Withdrawn (or never there): forget any key we held for it, and stop asking.
+            self._keys.pop(path, None)
+            self._prune(self._missing, now)
+            self._missing[path] = now + MISSING_KEY_SECONDS
+        else:
+            self._missing.pop(path, None)
+            self._keys[path] = _CachedKey(key, now, now)
+            # Keys rotated away long ago would otherwise stay in memory for the process's life.
+            for stale in [p for p, e in self._keys.items() if now - e.fetched_at > 2 * KEY_MAX_AGE_SECONDS]:
+                del self._keys[stale]
 
     def _take_unknown_fetch(self, now: float) -> None:
         recent = self._unknown_fetches
@@ -224,8 +268,9 @@ def verify(body: bytes, headers: Mapping[str, str]) -> None:
     """Raise SignatureError unless either signature in `headers` verifies `body`."""
     pairs = [(signature, path) for signature, path in _signature_pairs(headers) if signature]
     # Cached keys first: a delivery signed with a key we hold costs no fetch, whatever the other pair says.
+    tried = {path: keys.cached(path) for _, path in pairs}
     for signature, path in pairs:
-        if _verifies(keys.cached(path), signature, body):
+        if _verifies(tried[path], signature, body):
             return
     # Then fetch, each path once: keys not cached yet, and cached keys that may have been rotated
     # under the same path. A refused or failed fetch ends the request at once (503): the other
@@ -233,7 +278,7 @@ def verify(body: bytes, headers: Mapping[str, str]) -> None:
     fetched: dict[str, rsa.RSAPublicKey | None] = {}
     for signature, path in pairs:
         if path not in fetched:
-            fetched[path] = keys.fetch(path)
+            fetched[path] = keys.fetch(path, tried=tried[path])
         if _verifies(fetched[path], signature, body):
             return
     raise SignatureError("invalid signature: neither digital signature matches the body")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import socket
 import threading
+import time
 
 import pytest
 import time_machine
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.test import Client
+from werkzeug import Response
 
 from pimsync import signatures
 from pimsync.models import Event
-from tests.conftest import KEY1_PATH, make_event, new_key
+from tests.conftest import KEY1_PATH, make_event, new_key, public_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +148,35 @@ class TestKeyFetches:
             answers = [forged(adobe, client, n, KEY1_PATH).status_code for n in range(2, 7)]
         assert answers == [401] * 5
         assert adobe.key_fetches() == 1  # the refetch that found the key withdrawn
+
+    def test_deliveries_arriving_together_share_one_key_fetch(self, adobe, httpserver):
+        def slow_key_server(request):
+            time.sleep(1)  # every delivery arrives while the first fetch is still under way
+            return Response(public_pem(adobe.key1), content_type="application/x-pem-file")
+
+        httpserver.clear()
+        httpserver.no_handler_status_code = 404
+        httpserver.expect_request(KEY1_PATH).respond_with_handler(slow_key_server)
+        event = make_event(1)
+        del event["type"]  # authentic, then refused before storage: this test needs no database
+        body = json.dumps(event).encode()
+        start = threading.Barrier(20)
+        answers = []
+
+        def deliver() -> None:
+            start.wait()
+            only_key1 = {"x-adobe-public-key2-path": None, "x-adobe-digital-signature-2": None}
+            answers.append(adobe.deliver(Client(), body, **only_key1))
+
+        threads = [threading.Thread(target=deliver) for _ in range(20)]
+        with within(60):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert [a.status_code for a in answers] == [400] * 20  # 400, not 401 or 503: the signature verified
+        assert {a.json()["error"] for a in answers} == {"the event has no type"}
+        assert adobe.key_fetches() == 1
 
     def test_a_forged_request_waits_for_one_key_fetch_at_most_when_the_key_server_hangs(self, client, adobe, settings):
         with silent_server() as (url, connections):
