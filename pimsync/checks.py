@@ -51,4 +51,14 @@ def configuration(app_configs, **kwargs):
         problems.append(
             Error("django-q2 retry must exceed timeout, or running tasks are handed out twice", id="pimsync.E005")
         )
+    prefix = settings.ADOBE_EVENTS_KEY_PATH_PREFIX
+    if not (prefix.startswith("/") and prefix.endswith("/")) or "//" in prefix or "/../" in prefix:
+        problems.append(
+            Error(
+                f"ADOBE_EVENTS_KEY_PATH_PREFIX={prefix!r} is not a path like /prod/keys/: "
+                "every webhook delivery will be refused (401)",
+                hint="Leave it unset; Adobe's signing keys live under /prod/keys/.",
+                id="pimsync.E010",
+            )
+        )
     return problems

@@ -28,34 +28,59 @@ def event_id_of(event: Mapping) -> str:
     return str(event.get("eventid") or event.get("event_id") or "")
 
 
+def body_event_id(event: Mapping) -> str:
+    """The id a delivered event is stored under: `eventid`, `event_id`, then the CloudEvents `id`.
+
+    Only ids inside the signed body count. The `x-adobe-event-id` header is not signed: taking an
+    id from it would let anyone replay a captured body as a new event under a new header.
+    """
+    return event_id_of(event) or str(event.get("id") or "")
+
+
 def recipient_of(event: Mapping) -> str:
     return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
 
 
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+# Adobe's events nest about five levels deep; anything far deeper is not an event, and deep
+# nesting would exhaust the recursion limit of whatever walks it next (json, jsonb, the admin).
+MAX_DEPTH = 64
+
+
+def _check_document(body: object) -> None:
+    """Refuse bodies nested deeper than MAX_DEPTH or holding NUL; level by level, so any depth is safe."""
+    level = [body] if isinstance(body, dict | list) else []
+    depth = 0
+    while level:
+        if depth == MAX_DEPTH:
+            raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep; Adobe's events are not")
+        depth += 1
+        deeper = []
+        for value in level:
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            for child in children:
+                if isinstance(child, str):
+                    if "\x00" in child:
+                        # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
+                        raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
+                elif isinstance(child, dict | list):
+                    deeper.append(child)
+        level = deeper
 
 
 def events_in(body: object) -> list[dict]:
     """The events of a body: one object, or an array (batch delivery) of objects."""
-    if _has_nul(body):
-        # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
-        raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
     if isinstance(body, dict):
+        _check_document(body)
         return [body]
     if isinstance(body, list):
         if not body:
             raise EventError("the batch is an empty array; expected at least one event")
         if len(body) > settings.PIMSYNC_WEBHOOK_MAX_EVENTS:
+            # Before walking the body: a huge array is refused without looking at its items.
             raise EventError(
                 f"the batch holds {len(body)} events; at most {settings.PIMSYNC_WEBHOOK_MAX_EVENTS} are allowed"
             )
+        _check_document(body)
         for index, item in enumerate(body):
             if not isinstance(item, dict):
                 raise EventError(f"event [{index}] is a JSON {type(item).__name__}, not an object")
@@ -68,7 +93,8 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 def parse_time(value: object) -> datetime | None:
     """CloudEvents `time`; Adobe sends up to nine fractional digits, Python reads six."""
-    if not isinstance(value, str) or not value:
+    # An RFC 3339 time is about 35 characters; a longer value is not one, so it is not scanned.
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
         parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00"))
@@ -90,14 +116,12 @@ def _text(value: object, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def parse(events: list[dict], header_event_id: str = "") -> list[Incoming]:
+def parse(events: list[dict]) -> list[Incoming]:
     """Check the envelope of every event; raise EventError naming the first problem."""
     parsed = []
     for index, event in enumerate(events):
         where = f"event [{index}]" if len(events) > 1 else "the event"
-        # A single event may take its id from the delivery header (SPEC §3); a batch may not,
-        # because the header names one event only.
-        event_id = event_id_of(event) or (header_event_id if len(events) == 1 else "")
+        event_id = body_event_id(event)
         missing = [name for name in ("type", "source") if not isinstance(event.get(name), str) or not event.get(name)]
         if not event_id:
             missing.insert(0, "eventid")

@@ -139,6 +139,9 @@ ADOBE_SCOPES = env_str("ADOBE_SCOPES", "AdobeID,openid,aem.folders,aem.assets.au
 ADOBE_TECHNICAL_ACCOUNT_EMAIL = env_str("ADOBE_TECHNICAL_ACCOUNT_EMAIL")
 ADOBE_IMS_TOKEN_URL = env_str("ADOBE_IMS_TOKEN_URL", "https://ims-na1.adobelogin.com/ims/token/v3")
 ADOBE_EVENTS_KEY_BASE_URL = env_str("ADOBE_EVENTS_KEY_BASE_URL", "https://static.adobeioevents.com").rstrip("/")
+# Only key paths under this prefix are fetched (Adobe's look like /prod/keys/pub-key-<id>.pem); see
+# docs/adobe-events.md.
+ADOBE_EVENTS_KEY_PATH_PREFIX = env_str("ADOBE_EVENTS_KEY_PATH_PREFIX", "/prod/keys/")
 
 AEM_AUTHOR_URL = env_str("AEM_AUTHOR_URL").rstrip("/")
 

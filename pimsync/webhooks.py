@@ -3,6 +3,7 @@
 Verify, store, answer; nothing here calls the PIM, AEM or IMS (only the signing-key server, and
 only when a key is not cached). Answers: 200 stored, 400 not an event, 401 not authentic,
 413 too large, 503 when we cannot store or verify right now (Adobe retries 5xx, not 4xx).
+What is verified and trusted is described in docs/adobe-events.md.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -38,6 +40,30 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):  # 1e400: a number jsonb cannot store
         raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+# Adobe's asynchronous validation URL is on csm.adobe.io; see
+# https://developer.adobe.com/events/docs/guides/#asynchronous-validation
+ADOBE_DOMAINS = ("adobe.io", "adobe.com")
+
+
+def adobe_validation_url(value: object) -> str | None:
+    """`value` when it is an https URL on Adobe's own domain (adobe.io, adobe.com), else None."""
+    if not isinstance(value, str) or len(value) > 2000 or not value.isprintable() or not value.isascii():
+        return None  # also keeps newlines and control characters out of the log line
+    if " " in value:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.username is not None or port not in (None, 443):
+        return None
+    if not any(host == domain or host.endswith("." + domain) for domain in ADOBE_DOMAINS):
+        return None
     return value
 
 
@@ -72,15 +98,12 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
         return _answer(400, f"body is not valid JSON: {exc}")
     except ValueError as exc:
         return _answer(400, f"body is not valid JSON: {exc}")
+    except RecursionError:
+        # json's parser gives up near a thousand levels; events.MAX_DEPTH refuses far less anyway.
+        return _answer(400, f"the body is nested more than {events.MAX_DEPTH} levels deep; Adobe's events are not")
 
     if isinstance(document, dict) and set(document) == {"validationUrl"}:
-        # Adobe's asynchronous validation: an operator must GET this URL within 5 minutes
-        # (PROTOCOLS §1.1). We only log it; we never call a URL taken from a request.
-        log.warning(
-            "Adobe asks for asynchronous webhook validation: open %s within 5 minutes",
-            str(document["validationUrl"])[:500],
-        )
-        return _answer(200, received="validationUrl")
+        return _validation_request(document["validationUrl"])
 
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
@@ -96,12 +119,15 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
         signatures.verify(body, headers)
     except signatures.SignatureError as exc:
         return _answer(401, str(exc))
+    except signatures.KeyFetchRefused:
+        # Logged once a minute by the key store; one line per forged request would flood the log.
+        return _answer(503, "too many unknown signing keys were asked for in the last minute; deliver again later")
     except signatures.KeyUnavailable as exc:
         log.error("cannot verify a delivery: %s", exc)
         return _answer(503, "signing keys are unavailable right now; deliver again later")
 
     try:
-        incoming = events.parse(batch, headers.get("x-adobe-event-id", ""))
+        incoming = events.parse(batch)
     except events.EventError as exc:
         return _answer(400, str(exc))
 
@@ -117,3 +143,18 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     for event_id in result.accepted:
         log.info("event stored", extra={"event_id": event_id})
     return _answer(200, accepted=len(result.accepted), duplicates=result.duplicates)
+
+
+def _validation_request(url: object) -> JsonResponse:
+    """Adobe's asynchronous validation: an operator must GET the URL within 5 minutes.
+
+    The POST is not signed, so anyone can send one: the log line that asks an operator to open a
+    URL is written only for an https URL on Adobe's domain. Anything else is not Adobe's request
+    and is answered 400, which also tells a prober nothing was passed on. We never call the URL.
+    """
+    adobe_url = adobe_validation_url(url)
+    if adobe_url is None:
+        log.warning("ignored a validationUrl POST: its URL is not an https URL on adobe.io or adobe.com")
+        return _answer(400, "validationUrl must be an https URL on adobe.io or adobe.com; ignored")
+    log.warning("Adobe asks for asynchronous webhook validation: open %s within 5 minutes", adobe_url)
+    return _answer(200, received="validationUrl")

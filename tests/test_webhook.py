@@ -47,6 +47,39 @@ class TestChallenge:
         assert url in caplog.text
         assert Event.objects.count() == 0
 
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://evil.example/csm/registrations/validate?id=1",
+            "http://csm.adobe.io/csm/registrations/validate?id=1",
+            "https://csm.adobe.io.evil.example/validate",
+            "https://csm.adobe.io@evil.example/validate",
+            "https://evil.example\\@csm.adobe.io/validate",
+            "https://notadobe.io/validate",
+            "https://csm.adobe.io:8443/validate",
+            "https://csm.adobe.io/x\nAdobe asks for asynchronous webhook validation: open https://evil.example",
+            "javascript:alert(1)",
+            ["https://csm.adobe.io/validate"],
+            42,
+        ],
+    )
+    def test_a_validation_url_not_on_adobes_domain_is_ignored_and_not_offered_to_open(self, client, caplog, url):
+        with caplog.at_level(logging.INFO):
+            response = client.post("/webhooks/aem", {"validationUrl": url}, content_type="application/json")
+        assert response.status_code == 400
+        assert "ignored" in response.json()["error"]
+        assert "ignored a validationUrl POST" in caplog.text
+        assert "open" not in caplog.text
+        assert "evil" not in caplog.text
+        assert Event.objects.count() == 0
+
+    def test_a_validation_url_on_an_adobe_com_subdomain_is_logged(self, client, caplog):
+        url = "https://example.adobe.com/validate?id=1"
+        with caplog.at_level(logging.WARNING):
+            response = client.post("/webhooks/aem", {"validationUrl": url}, content_type="application/json")
+        assert response.status_code == 200
+        assert f"open {url} within 5 minutes" in caplog.text
+
 
 class TestAcceptance:
     def test_it_stores_a_signed_real_shaped_event_and_queues_its_asset(self, client, adobe):
@@ -120,12 +153,22 @@ class TestAcceptance:
         response = adobe.deliver(client, [make_event(1), make_event(1), make_event(2)])
         assert response.json() == {"accepted": 2, "duplicates": 1}
 
-    def test_it_takes_the_event_id_from_the_delivery_header_when_the_body_has_none(self, client, adobe):
+    def test_it_takes_the_cloudevents_id_when_the_body_has_no_eventid(self, client, adobe):
         event = make_event(3)
         del event["eventid"], event["event_id"]
         response = adobe.deliver(client, event, **{"x-adobe-event-id": "from-header"})
         assert response.status_code == 200
-        assert Event.objects.get().event_id == "from-header"
+        assert Event.objects.get().event_id == "ce-000003"
+
+    def test_the_unsigned_event_id_header_never_supplies_an_id(self, client, adobe):
+        """A captured body without ids must not be accepted again and again under new headers."""
+        event = make_event(3)
+        del event["eventid"], event["event_id"], event["id"]
+        body = json.dumps(event).encode()
+        answers = [adobe.deliver(client, body, **{"x-adobe-event-id": f"replay-{n}"}) for n in range(2)]
+        assert [a.status_code for a in answers] == [400, 400]
+        assert "has no eventid" in answers[0].json()["error"]
+        assert Event.objects.count() == 0
 
     @pytest.mark.parametrize("field", ["recipientclientid", "recipient_client_id"])
     def test_either_spelling_of_the_recipient_is_enough(self, client, adobe, field):
@@ -300,7 +343,7 @@ class TestBadInput:
 
     def test_an_event_without_any_id_is_a_400(self, client, adobe):
         event = make_event(1)
-        del event["eventid"], event["event_id"]
+        del event["eventid"], event["event_id"], event["id"]
         response = adobe.deliver(client, event)
         assert response.status_code == 400
         assert "eventid" in response.json()["error"]
@@ -324,6 +367,24 @@ class TestBadInput:
         response = adobe.deliver(client, [make_event(1), make_event(2, recipientclientid="x", recipient_client_id="x")])
         assert response.status_code == 401
         assert "event [1]" in response.json()["error"]
+
+    @pytest.mark.parametrize("depth", [65, 900, 100_000])
+    @pytest.mark.parametrize("opening, closing", [("[", "]"), ('{"a":', "}")])
+    def test_deeply_nested_json_is_a_400_saying_so(self, client, adobe, depth, opening, closing):
+        nested = (opening * depth + "1" + closing * depth).encode()
+        for body in (nested, b'{"type": "x", "data": ' + nested + b"}"):
+            response = client.post("/webhooks/aem", body, content_type="application/json", **adobe.headers(body))
+            assert response.status_code == 400
+            assert "nested more than 64 levels deep" in response.json()["error"]
+        assert Event.objects.count() == 0
+
+    def test_an_event_nested_64_levels_deep_is_accepted(self, client, adobe):
+        event = make_event(1)
+        nested: object = "deep"
+        for _ in range(62):  # the event object is level 1, "data" level 2
+            nested = [nested]
+        event["data"]["deep"] = nested
+        assert adobe.deliver(client, event).status_code == 200
 
     def test_a_body_over_the_limit_is_a_413(self, client, adobe, settings):
         body = b"[" + b" " * settings.PIMSYNC_WEBHOOK_MAX_BYTES + b"]"
