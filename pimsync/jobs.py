@@ -37,10 +37,7 @@ MAX_IDS = 10_000
 
 def selected_events(job: Job) -> QuerySet[Event]:
     """The events a job works on: its selection, without events stored after it was created."""
-    if job.ids is not None:
-        events = Event.objects.filter(pk__in=job.ids)
-    else:
-        events = selection.select(job.query)
+    events = Event.objects.filter(pk__in=job.ids) if job.ids is not None else selection.select(job.query)
     if job.only_status:
         events = events.filter(status=job.only_status)
     return events.filter(pk__lte=job.upto_id)
