@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Events retried per transaction: each batch holds its rows' locks for well under a second.
 BATCH_SIZE = 500
-# Seconds one task works before it queues its continuation (django-q2 kills a task at its timeout).
+# Seconds one task works before it queues its continuation (django-q2 kills a task at its timeout,
+# PIMSYNC_TASK_TIMEOUT_SECONDS; a slice is at most a quarter of it).
 SLICE_SECONDS = 20.0
 # Explicit id lists are for page selections; anything larger is selected by its filter instead.
 MAX_IDS = 10_000
@@ -82,8 +83,10 @@ def describe(job: Job) -> str:
     return f"retry {what} matching {job.query}"[:255] if job.query else f"retry all {what}"
 
 
-def run(job_id: int, *, slice_seconds: float = SLICE_SECONDS) -> str:
+def run(job_id: int, *, slice_seconds: float | None = None) -> str:
     """Work on one job until it ends or its time slice is used up (then queue the rest)."""
+    if slice_seconds is None:  # a slice always ends well before django-q2 would kill the task
+        slice_seconds = min(SLICE_SECONDS, settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 4)
     now = timezone.now()
     if not Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(status=Job.State.RUNNING, heartbeat_at=now):
         return f"job {job_id}: not active, nothing to do"
