@@ -116,7 +116,8 @@ def _batch(job_id: int) -> str:
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.status != Job.State.RUNNING:  # cancelled between batches
             return job.status
-        batch = list(selected_events(job).filter(pk__gt=job.position).defer("payload").order_by("pk")[:BATCH_SIZE])
+        position = job.position
+        batch = list(selected_events(job).filter(pk__gt=position).defer("payload").order_by("pk")[:BATCH_SIZE])
         now = timezone.now()
         if batch:
             retried = pipeline.retry(batch)
@@ -133,7 +134,14 @@ def _batch(job_id: int) -> str:
             job.status, job.finished_at = Job.State.FINISHED, now
             log.info("job %s finished: %s retried, %s skipped", job.pk, job.succeeded, job.skipped)
         job.heartbeat_at = now
-        job.save()
+        progress = ["position", "done", "succeeded", "skipped", "total", "status", "finished_at", "heartbeat_at"]
+        # Conditional on `running`: where the row lock is a no-op (SQLite) a Cancel may have come
+        # in since the read; then this batch is undone rather than recorded behind its back.
+        if not Job.objects.filter(pk=job.pk, position=position, status=Job.State.RUNNING).update(
+            **{name: getattr(job, name) for name in progress}
+        ):
+            transaction.set_rollback(True)
+            return Job.objects.values_list("status", flat=True).get(pk=job.pk)
         return job.status
 
 
