@@ -1,7 +1,8 @@
 """The dashboard: pimsync's admin pages for events, attempts and mapping rules (SPEC §6).
 
 The dashboard owns no models. It reads pimsync's rows and changes them only through the same
-model methods the worker uses (`pipeline.retry`, `mapping.import_config`).
+model methods the worker uses (`pipeline.retry`, `mapping.import_config`); retries too large for
+one request become background jobs (`pimsync.jobs`) whose progress the job pages show.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Q
-from django.http import HttpResponseRedirect, QueryDict
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,8 +23,11 @@ from django.views.decorators.http import require_POST
 
 from dashboard.mapping_admin import MappingConfigAdmin
 from dashboard.sites import RETRY_PERMISSION
-from pimsync import pipeline
-from pimsync.models import RETRYABLE, Event, EventType, MappingConfig, Status
+from pimsync import jobs, pipeline, selection
+from pimsync.models import RETRYABLE, Event, Job, MappingConfig, Status
+
+# A selection up to this size is retried inside the request; a larger one becomes a background job.
+INLINE_RETRY_LIMIT = 100
 
 
 def status_badge(status: str) -> str:
@@ -55,12 +57,10 @@ class TypeFilter(admin.SimpleListFilter):
     parameter_name = "type"
 
     def lookups(self, request, model_admin):
-        return [(t, t.rsplit(".", 1)[-1]) for t in EventType.HANDLED] + [("other", "other types")]
+        return [(t, t.rsplit(".", 1)[-1]) for t in selection.TYPE_CHOICES[:-1]] + [("other", "other types")]
 
     def queryset(self, request, queryset):
-        if self.value() == "other":
-            return queryset.exclude(type__in=EventType.HANDLED)
-        return queryset.filter(type=self.value()) if self.value() else queryset
+        return selection.by_type(queryset, self.value())
 
 
 class ErrorClassFilter(admin.SimpleListFilter):
@@ -68,22 +68,10 @@ class ErrorClassFilter(admin.SimpleListFilter):
     parameter_name = "error"
 
     def lookups(self, request, model_admin):
-        return [
-            ("pim_not_found", "product not in the PIM"),
-            ("pim", "PIM errors"),
-            ("aem", "AEM errors"),
-            ("ims", "IMS / credentials"),
-            ("mapping", "mapping rules"),
-            ("config", "configuration"),
-        ]
+        return list(selection.ERROR_CLASSES.items())
 
     def queryset(self, request, queryset):
-        value = self.value()
-        if not value:
-            return queryset
-        if value in {"pim_not_found", "mapping", "config"}:
-            return queryset.filter(error_class=value)
-        return queryset.filter(error_class__startswith=value)
+        return selection.by_error(queryset, self.value())
 
 
 @admin.register(Event)
@@ -96,6 +84,8 @@ class EventAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Facets would count every filter choice over the whole table on each page view.
+    show_facets = admin.ShowFacets.NEVER
     actions = ["retry_selected"]
     change_form_template = "admin/pimsync/event/change_form.html"
     change_list_template = "admin/pimsync/event/change_list.html"
@@ -116,18 +106,14 @@ class EventAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer("payload")
 
+    def lookup_allowed(self, lookup, value, request=None):
+        """Only the declared list filters: Django would allow any lookup on a local field
+        (`?payload__icontains=…`, `?reason__regex=…`), each a full scan any viewer could start.
+        Anything else raises DisallowedModelAdminLookup, which answers 400 before any query."""
+        return lookup in selection.FILTER_PARAMS
+
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        # Each lookup is exact or a prefix, so each one can use its index (see Event.Meta.indexes).
-        return queryset.filter(
-            Q(event_id=term)
-            | Q(asset_id=term)
-            | Q(asset_name__startswith=term)
-            | Q(asset_path__startswith=term)
-            | Q(product_key__startswith=term)
-        ), False
+        return selection.search(queryset, search_term), False
 
     @admin.display(description="status", ordering="status")
     def status_label(self, event):
@@ -159,31 +145,31 @@ class EventAdmin(admin.ModelAdmin):
     def retry_selected(self, request, queryset):
         if not request.user.has_perm(RETRY_PERMISSION):
             raise PermissionDenied
-        if request.POST.get("confirmed") == "yes":
-            count = pipeline.retry(list(queryset))
-            self.message_user(request, f"{count} event(s) sent back to the worker.", messages.SUCCESS)
-            return None
-        retryable = queryset.filter(status__in=RETRYABLE)
-        return TemplateResponse(
-            request,
-            "admin/pimsync/event/retry_confirm.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Retry events?",
-                "count": retryable.count(),
-                "skipped": queryset.count() - retryable.count(),
-                "selected": queryset.values_list("pk", flat=True),
-                "action": "retry_selected",
-                "opts": self.model._meta,
-            },
-        )
+        across = request.POST.get("select_across") == "1"
+        filters = selection.filters_only(request.GET)
+        if request.POST.get("confirmed") == "yes":  # a confirmation that posted the selection back
+            ids = None if across else list(queryset.values_list("pk", flat=True))
+            return self._retry(request, query=filters, ids=ids)
+        total = queryset.count()
+        retryable = queryset.filter(status__in=RETRYABLE).count()
+        # The confirmation carries the selection in one field, however many events it holds: all
+        # events matching the list's filters, or the ids ticked on the page.
+        if across:
+            fields = {"filters": filters, "select_across": "1"}
+        else:
+            fields = {"filters": filters, "ids": ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))}
+        url_name = "pimsync_event_retry_selection"
+        return self._confirm(request, "Retry events?", retryable, total - retryable, fields, url_name)
 
     def get_urls(self):
+        view = self.admin_site.admin_view
         return [
-            path("<int:pk>/retry/", self.admin_site.admin_view(self.retry_one), name="pimsync_event_retry"),
-            path(
-                "retry-matching/", self.admin_site.admin_view(self.retry_matching), name="pimsync_event_retry_matching"
-            ),
+            path("<int:pk>/retry/", view(self.retry_one), name="pimsync_event_retry"),
+            path("retry-matching/", view(self.retry_matching), name="pimsync_event_retry_matching"),
+            path("retry-selection/", view(require_POST(self.retry_selection)), name="pimsync_event_retry_selection"),
+            path("jobs/", view(self.job_list), name="pimsync_event_jobs"),
+            path("jobs/<int:pk>/", view(self.job_detail), name="pimsync_event_job"),
+            path("jobs/<int:pk>/cancel/", view(require_POST(self.job_cancel)), name="pimsync_event_job_cancel"),
             *super().get_urls(),
         ]
 
@@ -205,36 +191,129 @@ class EventAdmin(admin.ModelAdmin):
         """Retry every failed event that matches the list's current filters, after a confirmation."""
         if not request.user.has_perm(RETRY_PERMISSION):
             raise PermissionDenied
-        params = request.GET.copy() if request.method == "GET" else request.POST.copy()
+        params = request.GET if request.method == "GET" else request.POST
         filters = params.get("filters", "")
-        # The list's own filters and search, rebuilt from its query string, select the events.
-        request.GET = QueryDict(filters)
-        changelist: ChangeList = self.get_changelist_instance(request)
-        failed = changelist.get_queryset(request).filter(status=Status.FAILED)
         if request.method == "POST":
-            count = 0
-            ids = list(failed.values_list("pk", flat=True))
-            for start in range(0, len(ids), 500):  # bounded memory however many match
-                count += pipeline.retry(list(Event.objects.filter(pk__in=ids[start : start + 500])))
-            self.message_user(request, f"{count} failed event(s) sent back to the worker.", messages.SUCCESS)
-            return HttpResponseRedirect(reverse("admin:pimsync_event_changelist") + ("?" + filters if filters else ""))
+            return self._retry(request, query=filters, only_status=Status.FAILED)
+        try:
+            failed = selection.select(filters).filter(status=Status.FAILED)
+        except selection.SelectionError as exc:
+            return self._not_understood(request, exc)
+        return self._confirm(
+            request,
+            "Retry all failed events matching this filter?",
+            failed.count(),
+            0,
+            {"filters": filters},
+            "pimsync_event_retry_matching",
+        )
+
+    def retry_selection(self, request):
+        """The confirmation of "Retry selected events": the ids ticked, or all events matching."""
+        if not request.user.has_perm(RETRY_PERMISSION):
+            raise PermissionDenied
+        ids = None
+        if request.POST.get("select_across") != "1":
+            try:
+                ids = [int(pk) for pk in request.POST.get("ids", "").split(",") if pk.strip()]
+            except ValueError:
+                return self._not_understood(request, selection.SelectionError("the selected ids are not numbers"))
+        return self._retry(request, query=request.POST.get("filters", ""), ids=ids)
+
+    def _confirm(self, request, title, count, skipped, fields, url_name):
         return TemplateResponse(
             request,
             "admin/pimsync/event/retry_confirm.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Retry all failed events matching this filter?",
-                "count": failed.count(),
-                "filters": filters,
+                "title": title,
+                "count": count,
+                "skipped": skipped,
+                "fields": fields,
+                "form_action": reverse(f"admin:{url_name}"),
+                "filters": fields.get("filters", ""),
+                "background": count > INLINE_RETRY_LIMIT,
                 "opts": self.model._meta,
             },
         )
+
+    def _not_understood(self, request, exc):
+        """A filter the list does not offer: say so, change nothing."""
+        return TemplateResponse(
+            request,
+            "admin/pimsync/event/retry_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "This filter is not understood",
+                "error": f"This filter is not understood: {exc}. Nothing was retried.",
+                "opts": self.model._meta,
+            },
+            status=400,
+        )
+
+    def _retry(self, request, *, query: str, only_status: str = "", ids: list[int] | None = None):
+        """Retry a small selection now; hand a large one to a background job and show its page."""
+        back = reverse("admin:pimsync_event_changelist") + (f"?{query}" if query else "")
+        try:
+            events = Event.objects.filter(pk__in=ids) if ids is not None else selection.select(query)
+        except selection.SelectionError as exc:
+            return self._not_understood(request, exc)
+        if only_status:
+            events = events.filter(status=only_status)
+        first = list(events.defer("payload").order_by("pk")[: INLINE_RETRY_LIMIT + 1])
+        if len(first) <= INLINE_RETRY_LIMIT:
+            count = pipeline.retry(first)
+            what = "failed event(s)" if only_status == Status.FAILED else "event(s)"
+            self.message_user(request, f"{count} {what} sent back to the worker.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        try:
+            job = jobs.start_retry(request.user, query=query if ids is None else "", only_status=only_status, ids=ids)
+        except selection.SelectionError as exc:
+            return self._not_understood(request, exc)
+        self.message_user(
+            request, f"Retrying {job.total} events in the background: this page shows how far it is.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
+
+    # --- background jobs -------------------------------------------------------------------
+
+    def _jobs_context(self, request, **extra):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "can_retry": request.user.has_perm(RETRY_PERMISSION),
+            "recent": Job.objects.select_related("created_by")[:20],
+            **extra,
+        }
+
+    def job_list(self, request):
+        """The latest background jobs, newest first."""
+        return TemplateResponse(request, "admin/pimsync/event/jobs.html", self._jobs_context(request, title="Jobs"))
+
+    def job_detail(self, request, pk):
+        """One job's progress; the page reloads itself until the job has ended."""
+        job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
+        context = self._jobs_context(request, title=f"Job {job.pk}: {job.description}", job=job)
+        return TemplateResponse(request, "admin/pimsync/event/jobs.html", context)
+
+    def job_cancel(self, request, pk):
+        """Stop a job before its next batch (Support only); what it already retried stays retried."""
+        if not request.user.has_perm(RETRY_PERMISSION):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=pk)
+        if job.cancel():
+            self.message_user(request, f"Job {job.pk} cancelled after {job.done} of {job.total} events.")
+        else:
+            self.message_user(request, f"Job {job.pk} had already ended ({job.status}).", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
             **(extra_context or {}),
             "can_retry": request.user.has_perm(RETRY_PERMISSION),
-            "filters": request.GET.urlencode(),
+            "filters": selection.filters_only(request.GET),
         }
         return super().changelist_view(request, extra_context)
 

@@ -90,7 +90,41 @@ def drain() -> str:
 
 
 def sweep() -> str:
-    """Revive events whose worker died and wake workers for due retries and lost wake-ups."""
+    """Revive events whose worker died, wake workers for due retries and lost wake-ups, and
+    queue again background jobs whose worker died."""
+    from pimsync.jobs import requeue_stale
     from pimsync.pipeline import sweep as run
 
-    return run()
+    summary = run()
+    requeued = requeue_stale()
+    return f"{summary}; re-queued {requeued} job(s)" if requeued else summary
+
+
+RUN_JOB = "pimsync.tasks.run_job"
+
+
+def queue_job(job_id: int) -> int:
+    """Queue one run of a background job; return 1, or 0 when the broker failed (the sweeper
+    queues it again). With Redis the task is sent after the caller's commit, so that the worker
+    finds the job's row; the ORM broker stores it in the same transaction."""
+
+    def send() -> int:
+        try:
+            with transaction.atomic():  # a savepoint, as in wake()
+                async_task(RUN_JOB, job_id, task_name=f"job {job_id}", group="jobs", broker=broker(), save=False)
+            return 1
+        except Exception:  # any broker failure; the sweeper covers it
+            log.warning("could not queue job %s; the sweeper will", job_id, exc_info=True)
+            return 0
+
+    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
+        return send()
+    transaction.on_commit(send)
+    return 1
+
+
+def run_job(job_id: int) -> str:
+    """Work on one background job (a large retry) for a time slice; it queues its own continuation."""
+    from pimsync.jobs import run
+
+    return run(job_id)

@@ -351,3 +351,63 @@ def test_setup_roles_can_run_twice(people):
         "view_mappingrule",
         "retry_event",
     }
+
+
+class TestEventListLookups:
+    """Only the list's declared filters and its search box select events."""
+
+    @pytest.mark.parametrize(
+        "query",
+        [
+            {"payload__icontains": "x"},
+            {"reason__regex": "(a+)+$"},
+            {"asset_path__contains": "x"},
+            {"status__in": "failed,succeeded"},
+            {"id__gt": "0"},
+            {"foo": "bar"},
+        ],
+    )
+    def test_a_viewer_cannot_run_other_lookups(self, client, people, history, query):
+        as_user(client, people["Viewers"])
+        client.get(EVENTS)  # warm the session and content-type caches
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(EVENTS, query)
+        assert response.status_code == 400
+        assert not [q["sql"] for q in queries if "pimsync_event" in q["sql"]]  # refused before any query
+
+    def test_the_declared_filters_search_and_ordering_still_work(self, client, people, history):
+        from django.utils import timezone
+
+        as_user(client, people["Viewers"])
+        today = str(timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0))
+        for query in (
+            {"status__exact": "failed"},
+            {"type": "aem.assets.asset.processing_completed", "error": "pim"},
+            {"received_at__gte": today, "q": "SKU-100002"},
+            {"o": "6.-2", "p": "0"},
+            {"o": "99"},
+            {"o": "x"},
+            {"e": "1"},
+            {"_facets": "True"},
+        ):
+            response = client.get(EVENTS, query)
+            assert response.status_code == 200, query
+        assert (
+            "SKU-100002_front.png" in client.get(EVENTS, {"error": "pim", "status__exact": "failed"}).content.decode()
+        )
+        assert "SKU-100002_front.png" not in client.get(EVENTS, {"status__exact": "succeeded"}).content.decode()
+
+    def test_the_detail_page_of_a_filtered_list_keeps_its_filters(self, client, people, history):
+        as_user(client, people["Support"])
+        url = f"{EVENTS}{history['failed'].pk}/change/?_changelist_filters=status__exact%3Dfailed"
+        page = client.get(url)
+        assert page.status_code == 200 and 'id="retry-button"' in page.content.decode()
+
+    def test_facets_cannot_make_the_list_count_every_filter_choice(self, client, people, history):
+        as_user(client, people["Viewers"])
+        client.get(EVENTS)
+        with CaptureQueriesContext(connection) as plain:
+            client.get(EVENTS)
+        with CaptureQueriesContext(connection) as faceted:
+            assert client.get(EVENTS, {"_facets": "True"}).status_code == 200
+        assert len(faceted) == len(plain)

@@ -1,0 +1,157 @@
+"""Background jobs: retries of thousands of events, run by a worker in batches with visible progress.
+
+A request creates a `Job` row (what to retry, who asked, how many) and queues one django-q2 task;
+the task retries the selected events in id order, `BATCH_SIZE` per transaction, through the one
+retry code path (`pipeline.retry`). Each batch and the job's new position commit together, so a
+worker that dies mid-batch leaves the batch undone and the position where it was: a re-run goes on
+from there and never retries an event twice. A task runs for at most `SLICE_SECONDS` and then queues
+its continuation, well inside django-q2's task timeout. The sweeper calls `requeue_stale` every
+minute: an active job whose heartbeat is older than the task timeout lost its worker (or its task:
+Redis has no delivery receipts) and is queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, QuerySet
+from django.utils import timezone
+
+from pimsync import pipeline, selection
+from pimsync.models import Event, Job
+from pimsync.tasks import queue_job
+
+log = logging.getLogger(__name__)
+
+# Events retried per transaction: each batch holds its rows' locks for well under a second.
+BATCH_SIZE = 500
+# Seconds one task works before it queues its continuation (django-q2 kills a task at its timeout,
+# PIMSYNC_TASK_TIMEOUT_SECONDS; a slice is at most a quarter of it).
+SLICE_SECONDS = 20.0
+# Explicit id lists are for page selections; anything larger is selected by its filter instead.
+MAX_IDS = 10_000
+
+
+def selected_events(job: Job) -> QuerySet[Event]:
+    """The events a job works on: its selection, without events stored after it was created."""
+    events = Event.objects.filter(pk__in=job.ids) if job.ids is not None else selection.select(job.query)
+    if job.only_status:
+        events = events.filter(status=job.only_status)
+    return events.filter(pk__lte=job.upto_id)
+
+
+def start_retry(user, *, query: str = "", only_status: str = "", ids: list[int] | None = None) -> Job:
+    """Create a queued retry job for a selection (a list query string or ids) and queue its task.
+
+    Raises `selection.SelectionError` for a query string the event list does not understand."""
+    if ids is not None:
+        if len(ids) > MAX_IDS:
+            raise selection.SelectionError(f"more than {MAX_IDS} ids: select by a filter instead")
+        upto = max(ids, default=0)
+    else:
+        selection.check(query)
+        upto = Event.objects.aggregate(last=Max("pk"))["last"] or 0
+    now = timezone.now()
+    job = Job(
+        kind=Job.Kind.RETRY,
+        created_by=user,
+        created_at=now,
+        heartbeat_at=now,
+        query=query,
+        only_status=only_status,
+        ids=ids,
+        upto_id=upto,
+    )
+    job.total = selected_events(job).count()
+    job.description = describe(job)
+    with transaction.atomic():
+        job.save()
+        queue_job(job.pk)
+    log.info("job %s queued: %s", job.pk, job.description)
+    return job
+
+
+def describe(job: Job) -> str:
+    """What the job works on, in words."""
+    what = "failed events" if job.only_status == "failed" else "selected events"
+    if job.ids is not None:
+        return f"retry {len(job.ids)} selected events"
+    return f"retry {what} matching {job.query}"[:255] if job.query else f"retry all {what}"
+
+
+def run(job_id: int, *, slice_seconds: float | None = None) -> str:
+    """Work on one job until it ends or its time slice is used up (then queue the rest)."""
+    if slice_seconds is None:  # a slice always ends well before django-q2 would kill the task
+        slice_seconds = min(SLICE_SECONDS, settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 4)
+    now = timezone.now()
+    if not Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(status=Job.State.RUNNING, heartbeat_at=now):
+        return f"job {job_id}: not active, nothing to do"
+    Job.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    deadline = time.monotonic() + slice_seconds
+    try:
+        while True:
+            status = _batch(job_id)
+            if status != Job.State.RUNNING:
+                return f"job {job_id} {status}"
+            if time.monotonic() >= deadline:
+                queue_job(job_id)
+                return f"job {job_id}: continues in a new task"
+    except Exception as exc:  # the job says why it stopped; the dashboard shows it
+        log.exception("job %s failed", job_id)
+        Job.objects.filter(pk=job_id, status=Job.State.RUNNING).update(
+            status=Job.State.FAILED, error=f"{type(exc).__name__}: {exc}"[:1000], finished_at=timezone.now()
+        )
+        return f"job {job_id} failed"
+
+
+def _batch(job_id: int) -> str:
+    """Retry the next batch and record the progress in one transaction; return the job's status."""
+    with transaction.atomic():
+        # The row lock makes a second runner (a task queued again while the first still ran)
+        # wait, then see the position the first one reached.
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status != Job.State.RUNNING:  # cancelled between batches
+            return job.status
+        position = job.position
+        batch = list(selected_events(job).filter(pk__gt=position).defer("payload").order_by("pk")[:BATCH_SIZE])
+        now = timezone.now()
+        if batch:
+            retried = pipeline.retry(batch)
+            job.position = batch[-1].pk
+            job.done += len(batch)
+            job.succeeded += retried
+            job.skipped += len(batch) - retried
+            job.total = max(job.total, job.done)  # an event may enter the selection while the job runs
+        else:
+            # Events that left the selection before the job reached them (someone retried them,
+            # or they are no longer in the chosen status) were skipped.
+            job.skipped += job.total - job.done
+            job.done = job.total
+            job.status, job.finished_at = Job.State.FINISHED, now
+            log.info("job %s finished: %s retried, %s skipped", job.pk, job.succeeded, job.skipped)
+        job.heartbeat_at = now
+        progress = ["position", "done", "succeeded", "skipped", "total", "status", "finished_at", "heartbeat_at"]
+        # Conditional on `running`: where the row lock is a no-op (SQLite) a Cancel may have come
+        # in since the read; then this batch is undone rather than recorded behind its back.
+        if not Job.objects.filter(pk=job.pk, position=position, status=Job.State.RUNNING).update(
+            **{name: getattr(job, name) for name in progress}
+        ):
+            transaction.set_rollback(True)
+            return Job.objects.values_list("status", flat=True).get(pk=job.pk)
+        return job.status
+
+
+def requeue_stale() -> int:
+    """Queue a run for every active job whose worker died or whose task was lost; return how many."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+    requeued = 0
+    for job_id in Job.objects.filter(status__in=Job.ACTIVE, heartbeat_at__lt=stale).values_list("pk", flat=True)[:100]:
+        # Moving the heartbeat on means the next sweep leaves the job alone while the new task waits.
+        if Job.objects.filter(pk=job_id, status__in=Job.ACTIVE, heartbeat_at__lt=stale).update(heartbeat_at=now):
+            requeued += queue_job(job_id)
+    return requeued
