@@ -47,6 +47,22 @@ def configuration(app_configs, **kwargs):
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
         )
+    for name, shown, expected in getattr(settings, "PIMSYNC_ENV_PROBLEMS", []):
+        problems.append(
+            Error(
+                f"{name}={shown} is not {expected}",
+                hint=f"Fix or unset {name}; until then its default is used.",
+                id="pimsync.E002",
+            )
+        )
+    if getattr(settings, "PIMSYNC_SANDBOX_CONFLICT", ""):
+        problems.append(
+            Error(
+                settings.PIMSYNC_SANDBOX_CONFLICT,
+                hint="Unset PIMSYNC_SANDBOX to use the real AEM, or unset AEM_AUTHOR_URL to use the sandbox.",
+                id="pimsync.E007",
+            )
+        )
     if settings.Q_CLUSTER["retry"] <= settings.Q_CLUSTER["timeout"]:
         problems.append(
             Error("django-q2 retry must exceed timeout, or running tasks are handed out twice", id="pimsync.E005")

@@ -470,3 +470,37 @@ class Job(models.Model):
         )
         self.refresh_from_db()
         return bool(updated)
+
+
+class MetricTotal(models.Model):
+    """One monotonic sample behind `/metrics` (a counter, or a histogram bucket, sum or count).
+
+    Totals are kept here rather than counted from events and attempts on every scrape, so that a
+    scrape costs the same at any history size and a retention purge never makes a counter go down.
+    """
+
+    sample = models.CharField(max_length=255, primary_key=True, help_text="Name with labels, as exposed")
+    value = models.FloatField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.sample} {self.value:g}"
+
+
+class MetricsWatermark(models.Model):
+    """How far `/metrics` has counted: rows up to these marks are in the totals, later ones not yet.
+
+    A single row, locked while a scrape adds to the totals so two scrapes never count a row twice.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True, default="metrics")
+    # Attempt ids up to this one are counted.
+    attempts_counted_to = models.BigIntegerField(default=0)
+    # The highest attempt id when `attempts_seen_at` was read: counted once every transaction that
+    # could still insert a lower id has had time to commit.
+    attempts_seen_max = models.BigIntegerField(default=0)
+    attempts_seen_at = models.DateTimeField(null=True, blank=True)
+    # Events finished at or before this moment are counted (None: nothing counted yet).
+    events_counted_to = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"metrics counted to attempt {self.attempts_counted_to}, events finished by {self.events_counted_to}"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
+from collections import defaultdict
 from datetime import timedelta
 
-from django.db import connection
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, IntegerField, Sum, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from pimsync.models import PENDING, Attempt, Event, Heartbeat, Status
+from pimsync.models import PENDING, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Status
 
 HEARTBEAT_STALE = timedelta(minutes=3)
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
@@ -61,39 +64,138 @@ def _labels(**labels) -> str:
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
 
 
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition (version 0.0.4)."""
-    lines = [
-        "# HELP pimsync_events Stored events by type and status.",
-        "# TYPE pimsync_events gauge",
-    ]
-    for row in Event.objects.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
-        lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
-    lines += ["# HELP pimsync_attempts_total Enrichment attempts by outcome.", "# TYPE pimsync_attempts_total counter"]
-    for row in Attempt.objects.values("outcome").annotate(n=Count("id")).order_by("outcome"):
-        lines.append(f"pimsync_attempts_total{_labels(outcome=row['outcome'])} {row['n']}")
+# A row is counted once every transaction that could still write an earlier one has committed:
+# workers stamp `finished_at` and take attempt ids a moment before they commit (and web and worker
+# hosts' clocks differ a little). Counters therefore trail writes by up to twice this long plus a
+# scrape interval (attempt ids are counted up to the highest one seen at least this long ago).
+SETTLE = timedelta(seconds=15)
+FINAL = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED, Status.IGNORED)
+LATENCY_STATUSES = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED)
 
-    finished = Event.objects.filter(
-        status__in=[Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED], finished_at__isnull=False
-    ).annotate(latency=ExpressionWrapper(F("finished_at") - F("received_at"), output_field=DurationField()))
-    aggregates = {"count": Count("id"), "total": Sum("latency")}
+
+def _authorized(request: HttpRequest) -> bool:
+    token = settings.PIMSYNC_METRICS_TOKEN
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def _count_new_rows(now) -> None:
+    """Add the attempts and finished events since the last scrape to the stored totals."""
+    if not MetricsWatermark.objects.filter(name="metrics").exists():
+        try:
+            with transaction.atomic():
+                MetricsWatermark.objects.create(name="metrics")
+        except IntegrityError:
+            pass  # a concurrent first scrape created it
+    with transaction.atomic():
+        mark = MetricsWatermark.objects.select_for_update().get(name="metrics")
+        add: dict[str, float] = defaultdict(float)
+
+        if mark.attempts_seen_at is not None and mark.attempts_seen_at <= now - SETTLE:
+            window = Attempt.objects.filter(id__gt=mark.attempts_counted_to, id__lte=mark.attempts_seen_max)
+            for row in window.values("outcome").annotate(n=Count("id")).order_by():
+                add[f"pimsync_attempts_total{_labels(outcome=row['outcome'])}"] += row["n"]
+            mark.attempts_counted_to = max(mark.attempts_counted_to, mark.attempts_seen_max)
+            mark.attempts_seen_at = None
+        if mark.attempts_seen_at is None:
+            newest = Attempt.objects.order_by("-id").values_list("id", flat=True).first() or 0
+            mark.attempts_seen_max, mark.attempts_seen_at = max(newest, mark.attempts_counted_to), now
+
+        cutoff = now - SETTLE
+        if mark.events_counted_to is None or mark.events_counted_to < cutoff:
+            finished = Event.objects.filter(status__in=FINAL, finished_at__lte=cutoff)
+            if mark.events_counted_to is not None:
+                finished = finished.filter(finished_at__gt=mark.events_counted_to)
+            for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
+                add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
+            _add_latency(add, finished.filter(status__in=LATENCY_STATUSES))
+            mark.events_counted_to = cutoff
+        mark.save()
+
+        add = {sample: n for sample, n in add.items() if n}
+        if add:
+            totals = {t.sample: t for t in MetricTotal.objects.filter(sample__in=add)}
+            rows = [MetricTotal(sample=s, value=(totals[s].value if s in totals else 0) + n) for s, n in add.items()]
+            MetricTotal.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["sample"], update_fields=["value"]
+            )
+
+
+def _add_latency(add: dict[str, float], finished) -> None:
+    latency = ExpressionWrapper(F("finished_at") - F("received_at"), output_field=DurationField())
+    aggregates = {"count": Count("id"), "total": Sum(latency)}
     for bound in LATENCY_BUCKETS:
         aggregates[f"le_{bound}"] = Sum(
             Case(When(latency__lte=timedelta(seconds=bound), then=1), default=0, output_field=IntegerField())
         )
-    totals = finished.aggregate(**aggregates)
-    latency_sum = totals["total"].total_seconds() if totals["total"] else 0.0
-    lines += [
-        "# HELP pimsync_event_latency_seconds Seconds from receipt to a final status.",
-        "# TYPE pimsync_event_latency_seconds histogram",
-    ]
+    totals = finished.annotate(latency=latency).aggregate(**aggregates)
     for bound in LATENCY_BUCKETS:
-        lines.append(f"pimsync_event_latency_seconds_bucket{_labels(le=bound)} {totals[f'le_{bound}'] or 0}")
-    lines.append(f'pimsync_event_latency_seconds_bucket{{le="+Inf"}} {totals["count"]}')
-    lines.append(f"pimsync_event_latency_seconds_count {totals['count']}")
-    lines.append(f"pimsync_event_latency_seconds_sum {latency_sum}")
+        add[f"pimsync_event_latency_seconds_bucket{_labels(le=bound)}"] += totals[f"le_{bound}"] or 0
+    add['pimsync_event_latency_seconds_bucket{le="+Inf"}'] += totals["count"]
+    add["pimsync_event_latency_seconds_count"] += totals["count"]
+    add["pimsync_event_latency_seconds_sum"] += totals["total"].total_seconds() if totals["total"] else 0.0
 
+
+def _family(lines: list[str], totals: dict[str, float], name: str, kind: str, help: str, always=()) -> None:
+    lines += [f"# HELP {name} {help}", f"# TYPE {name} {kind}"]
+    samples = {s: v for s, v in totals.items() if s == name or s.startswith((name + "{", name + "_"))}
+    for sample in always:
+        samples.setdefault(sample, 0.0)
+    for sample in sorted(samples, key=_sample_order):
+        value = samples[sample]
+        lines.append(f"{sample} {int(value) if value.is_integer() else value!r}")
+
+
+def _sample_order(sample: str):
+    # Histogram buckets in ascending order of `le`, as Prometheus expects; the rest by name.
+    if '_bucket{le="' in sample:
+        bound = sample.split('le="', 1)[1].rstrip('"}')
+        return (0, float("inf") if bound == "+Inf" else float(bound), sample)
+    return (1, 0, sample)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition (version 0.0.4); `Authorization: Bearer` when a token is set."""
+    if not _authorized(request):
+        response = HttpResponse("a bearer token is required (PIMSYNC_METRICS_TOKEN)\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    now = timezone.now()
+    _count_new_rows(now)
+    totals = dict(MetricTotal.objects.values_list("sample", "value"))
+
+    lines = [
+        "# HELP pimsync_events Events not yet in a final status, by type and status.",
+        "# TYPE pimsync_events gauge",
+    ]
+    waiting = Event.objects.filter(status__in=(*PENDING, Status.PROCESSING))
+    for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
+        lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
+    _family(
+        lines,
+        totals,
+        "pimsync_events_finished_total",
+        "counter",
+        "Events that reached a final status, by type and status.",
+    )
+    _family(lines, totals, "pimsync_attempts_total", "counter", "Enrichment attempts by outcome.")
+    latency_samples = [
+        *(f"pimsync_event_latency_seconds_bucket{_labels(le=bound)}" for bound in LATENCY_BUCKETS),
+        'pimsync_event_latency_seconds_bucket{le="+Inf"}',
+        "pimsync_event_latency_seconds_count",
+        "pimsync_event_latency_seconds_sum",
+    ]
+    _family(
+        lines,
+        totals,
+        "pimsync_event_latency_seconds",
+        "histogram",
+        "Seconds from receipt to a final status.",
+        always=latency_samples,
+    )
     lines += [
         "# HELP pimsync_queue_depth Events waiting for a worker.",
         "# TYPE pimsync_queue_depth gauge",
@@ -103,6 +205,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     lines += [
         "# HELP pimsync_worker_heartbeat_age_seconds Seconds since a worker last reported.",
         "# TYPE pimsync_worker_heartbeat_age_seconds gauge",
-        f"pimsync_worker_heartbeat_age_seconds {(timezone.now() - seen).total_seconds() if seen else 'NaN'}",
+        f"pimsync_worker_heartbeat_age_seconds {(now - seen).total_seconds() if seen else 'NaN'}",
     ]
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -11,6 +11,17 @@ SANDBOX_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
 SANDBOX_TECHNICAL_ACCOUNT = "pimsync-sandbox@techacct.adobe.com"
 
 
+def sandbox_conflict(settings: dict) -> str:
+    """Why sandbox mode cannot run beside these settings, or "" when it can."""
+    author = os.environ.get("AEM_AUTHOR_URL", "").strip().rstrip("/")
+    if author and author != settings["PIMSYNC_PUBLIC_URL"] + "/sandbox/aem":
+        return (
+            "PIMSYNC_SANDBOX=1 with AEM_AUTHOR_URL set to a real AEM: sandbox mode would swap in its "
+            "own signing keys and client id beside it"
+        )
+    return ""
+
+
 def apply_sandbox_defaults(settings: dict) -> None:
     """Fill the Adobe/AEM settings the operator left empty with the sandbox's own endpoints."""
     base = settings["PIMSYNC_PUBLIC_URL"] + "/sandbox"
