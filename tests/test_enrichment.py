@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -489,3 +490,29 @@ def test_a_manual_retry_gives_a_poison_event_a_fresh_budget(client, world, setti
     assert event.status == Status.SUCCEEDED
     assert event.attempts == settings.PIMSYNC_MAX_ATTEMPTS + 1
     assert [a.outcome for a in event.attempt_set.all()] == ["failed", "succeeded"]
+
+
+@pytest.mark.parametrize("pim", ["answering 500", "unreachable"])
+def test_credentials_in_the_configured_urls_never_reach_reasons_attempts_logs_or_pages(
+    client, admin_client, world, settings, caplog, pim
+):
+    caplog.set_level(logging.DEBUG)
+    if pim == "unreachable":
+        settings.PIM_BASE_URL = "http://user:secret@127.0.0.1:9"
+    else:
+        settings.PIM_BASE_URL = world.pim.url.replace("http://", "http://user:secret@")
+        world.pim.faults.add("GET", 500)
+    settings.AEM_AUTHOR_URL = world.aem.url.replace("http://", "http://aem-user:secret@")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.RETRYING
+    assert event.error_class == ("pim_500" if pim == "answering 500" else "pim_unreachable")
+    assert "://***@" in event.reason
+    attempt = event.attempt_set.get()
+    shown = [event.reason, attempt.message, attempt.aem_body, caplog.text]
+    shown += [str(record.__dict__) for record in caplog.records]
+    shown += [admin_client.get(f"/admin/pimsync/event/{event.pk}/change/").content.decode()]
+    shown += [admin_client.get("/admin/pimsync/event/").content.decode(), admin_client.get("/").content.decode()]
+    assert "open in AEM" in shown[-3]
+    assert not [text for text in shown if "secret" in text]
