@@ -100,8 +100,8 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
     query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(_secret_name(name) for name, _ in pairs):
         query = urlencode([(name, "***" if _secret_name(name) else value) for name, value in pairs], safe="*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
