@@ -91,8 +91,8 @@ def _budget_used(event: Event) -> bool:
     return event.attempts - event.attempts_base >= settings.PIMSYNC_MAX_ATTEMPTS
 
 
-def _budget_reason(event: Event) -> str:
-    """Why an event that used its attempts without an answer ends `failed`, counting the attempts
+def _budget_reason(event: Event) -> tuple[str, str]:
+    """Why an event that used its attempts ends `failed`, and its error class, counting the attempts
     whose worker stopped (those left no attempt row of their own, or a `worker_stopped` one)."""
     used = event.attempts - event.attempts_base
     limit = f"PIMSYNC_MAX_ATTEMPTS={settings.PIMSYNC_MAX_ATTEMPTS}"
@@ -102,13 +102,14 @@ def _budget_reason(event: Event) -> str:
         .count()
     )
     stopped = max(0, used - answered)
-    if not stopped:
-        return f"gave up after {used} attempts ({limit})"
+    if not stopped:  # PIMSYNC_MAX_ATTEMPTS was lowered while the event waited for a retry
+        return f"gave up after {used} attempts ({limit})", event.error_class
     times = f"{stopped} times" if stopped == used else f"{stopped} of {used} times"
-    return (
+    reason = (
         f"its worker stopped {times} before finishing ({limit}); it looks like a poison event: "
         "see the worker log for what stopped it, fix the cause, then Retry to give it a fresh budget"
     )
+    return reason, WORKER_STOPPED
 
 
 def _give_up(events: list[Event], now, *, from_statuses, ran: bool = True) -> int:
@@ -116,7 +117,7 @@ def _give_up(events: list[Event], now, *, from_statuses, ran: bool = True) -> in
     (`ran`: the row stands for the run that was stuck in `processing` until now)."""
     failed = 0
     for event in events:
-        reason = _budget_reason(event)
+        reason, error_class = _budget_reason(event)
         with transaction.atomic():
             # Conditional on the claim we saw, so a worker that finishes after all wins.
             if not Event.objects.filter(
@@ -124,7 +125,7 @@ def _give_up(events: list[Event], now, *, from_statuses, ran: bool = True) -> in
             ).update(
                 status=Status.FAILED,
                 reason=reason,
-                error_class=WORKER_STOPPED,
+                error_class=error_class,
                 next_attempt_at=None,
                 finished_at=now,
             ):
@@ -135,7 +136,7 @@ def _give_up(events: list[Event], now, *, from_statuses, ran: bool = True) -> in
                 started_at=(event.claimed_at if ran else None) or now,
                 duration_ms=_since(event.claimed_at, now) if ran else 0,
                 outcome=Status.FAILED,
-                error_class=WORKER_STOPPED,
+                error_class=error_class,
                 message=reason,
                 product_key=event.product_key,
             )

@@ -516,3 +516,23 @@ def test_credentials_in_the_configured_urls_never_reach_reasons_attempts_logs_or
     shown += [admin_client.get("/admin/pimsync/event/").content.decode(), admin_client.get("/").content.decode()]
     assert "open in AEM" in shown[-3]
     assert not [text for text in shown if "secret" in text]
+
+
+def test_a_retry_past_a_lowered_attempt_limit_fails_without_running(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.pim.faults.add("GET", 503, times=2)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    with later(3600):
+        pipeline.sweep()
+        world.drain()
+    assert Event.objects.get().attempts == 2
+    settings.PIMSYNC_MAX_ATTEMPTS = 2  # the operator lowers the limit while the event waits
+    with later(7200):
+        pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "gave up after 2 attempts (PIMSYNC_MAX_ATTEMPTS=2)"
+    assert event.error_class == "pim_503"
+    assert len(world.pim.calls) == 2
