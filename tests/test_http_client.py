@@ -4,11 +4,18 @@ the answer's size, and credentials that never reach a message."""
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from pimsync.clients import http
 
@@ -19,13 +26,14 @@ CALL_BOUND_SECONDS = 15  # a regression fails the test instead of hanging it
 class RawServer:
     """A socket server on 127.0.0.1 that reads a request and then answers with `script(conn)`."""
 
-    def __init__(self, script) -> None:
+    def __init__(self, script, tls: ssl.SSLContext | None = None) -> None:
         self.script = script
+        self.tls = tls
         self.stop = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -35,6 +43,11 @@ class RawServer:
                 conn, _ = self.listener.accept()
             except OSError:
                 continue
+            if self.tls:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    continue
             with conn:
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -88,8 +101,8 @@ def huge_body_without_length(conn, stop) -> None:
 def serve(settings):
     servers = []
 
-    def start(script) -> RawServer:
-        server = RawServer(script)
+    def start(script, tls: ssl.SSLContext | None = None) -> RawServer:
+        server = RawServer(script, tls)
         servers.append(server)
         settings.PIM_BASE_URL = server.url
         return server
@@ -127,6 +140,44 @@ def test_a_server_trickling_its_answer_times_out_at_the_total_deadline(serve, sc
     assert error.error_class == "pim_timeout"
     assert error.retryable
     assert "timed out after 1s" in error.message
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize("script", [trickled_headers, trickled_body_until_close])
+def test_a_tls_server_trickling_its_answer_times_out_at_the_total_deadline(serve, certificate, script):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = serve(script, tls=context)
+    outcome = call_bounded(server.url + "/products/SKU-1", timeout=1, verify=certificate[0])
+    error = outcome.get("error")
+    assert isinstance(error, http.HttpError), outcome
+    assert error.error_class == "pim_timeout"
 
 
 def test_the_configured_timeout_is_the_default_total_deadline(serve, settings):

@@ -143,9 +143,6 @@ class _Deadline:
             # Never hand a half-read connection back for the next call.
             self._connection.close()
 
-    def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
-
     def passed(self) -> bool:
         return self.expired or time.monotonic() >= self.at
 
