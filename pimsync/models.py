@@ -110,7 +110,10 @@ class Event(models.Model):
         """Link to the asset in the AEM author UI."""
         if not settings.AEM_AUTHOR_URL or not self.asset_path:
             return ""
-        return f"{settings.AEM_AUTHOR_URL}/ui#/aem/assetdetails.html{self.asset_path}"
+        # A user:password@ in the configured URL is for pimsync's calls, never for a page.
+        from pimsync.clients.http import without_credentials
+
+        return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{self.asset_path}"
 
     def retry(self) -> bool:
         """Send this event back to the worker, keeping every earlier attempt. The Retry button

@@ -24,6 +24,9 @@ from pimsync.tasks import wake
 
 log = logging.getLogger(__name__)
 
+# The error class of an attempt whose worker stopped (killed, out of memory, a host restart).
+WORKER_STOPPED = "worker_stopped"
+
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     """About base·2^(n−1) with ±20% jitter, capped; a longer Retry-After wins."""
@@ -54,16 +57,21 @@ def process_asset(asset_id: str) -> str:
 
 def _claim(asset_id: str) -> list[Event]:
     """Move the asset's due events to `processing` and count the attempt now, so a worker that
-    dies mid-way still uses up an attempt (a poison event cannot loop forever).
+    dies mid-way still uses up an attempt; a due event whose attempts are used up is failed
+    instead of claimed (with the sweeper, a poison event cannot loop forever).
 
     A plain SELECT then UPDATE is safe: the asset's lease keeps other workers away, and the
     sweeper only touches events already in `processing`."""
     now = timezone.now()
-    events = list(
+    due = list(
         Event.objects.filter(asset_id=asset_id, status__in=PENDING, next_attempt_at__lte=now).order_by("time", "id")[
             :100
         ]
     )
+    spent = [event for event in due if _budget_used(event)]
+    if spent:
+        _give_up(spent, now, from_statuses=PENDING, ran=False)
+    events = [event for event in due if not _budget_used(event)]
     if events:
         Event.objects.filter(id__in=[e.id for e in events]).update(
             status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
@@ -76,6 +84,73 @@ def _claim(asset_id: str) -> list[Event]:
                 "",
             )
     return events
+
+
+def _budget_used(event: Event) -> bool:
+    """Whether the event has used its PIMSYNC_MAX_ATTEMPTS since it was received or last retried by hand."""
+    return event.attempts - event.attempts_base >= settings.PIMSYNC_MAX_ATTEMPTS
+
+
+def _budget_reason(event: Event) -> tuple[str, str]:
+    """Why an event that used its attempts ends `failed`, and its error class, counting the attempts
+    whose worker stopped (those left no attempt row of their own, or a `worker_stopped` one)."""
+    used = event.attempts - event.attempts_base
+    limit = f"PIMSYNC_MAX_ATTEMPTS={settings.PIMSYNC_MAX_ATTEMPTS}"
+    answered = (
+        Attempt.objects.filter(event=event, number__gt=event.attempts_base, number__lte=event.attempts)
+        .exclude(error_class=WORKER_STOPPED)
+        .count()
+    )
+    stopped = max(0, used - answered)
+    if not stopped:  # PIMSYNC_MAX_ATTEMPTS was lowered while the event waited for a retry
+        return f"gave up after {used} attempts ({limit})", event.error_class
+    times = f"{stopped} times" if stopped == used else f"{stopped} of {used} times"
+    reason = (
+        f"its worker stopped {times} before finishing ({limit}); it looks like a poison event: "
+        "see the worker log for what stopped it, fix the cause, then Retry to give it a fresh budget"
+    )
+    return reason, WORKER_STOPPED
+
+
+def _give_up(events: list[Event], now, *, from_statuses, ran: bool = True) -> int:
+    """Fail events that used their attempts without finishing, each with an attempt row saying why
+    (`ran`: the row stands for the run that was stuck in `processing` until now)."""
+    failed = 0
+    for event in events:
+        reason, error_class = _budget_reason(event)
+        with transaction.atomic():
+            # Conditional on the claim we saw, so a worker that finishes after all wins.
+            if not Event.objects.filter(
+                pk=event.pk, status__in=from_statuses, attempts=event.attempts, claimed_at=event.claimed_at
+            ).update(
+                status=Status.FAILED,
+                reason=reason,
+                error_class=error_class,
+                next_attempt_at=None,
+                finished_at=now,
+            ):
+                continue
+            Attempt.objects.create(
+                event=event,
+                number=event.attempts,
+                started_at=(event.claimed_at if ran else None) or now,
+                duration_ms=_since(event.claimed_at, now) if ran else 0,
+                outcome=Status.FAILED,
+                error_class=error_class,
+                message=reason,
+                product_key=event.product_key,
+            )
+        failed += 1
+        log.warning(
+            "event %s",
+            Status.FAILED,
+            extra={"event_id": event.event_id, "asset_id": event.asset_id, "status": Status.FAILED, "reason": reason},
+        )
+    return failed
+
+
+def _since(claimed_at, now) -> int:
+    return max(0, int((now - claimed_at).total_seconds() * 1000)) if claimed_at else 0
 
 
 def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, started_at) -> None:
@@ -167,20 +242,50 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
 
 def sweep() -> str:
     """Hand out again what nobody is working on: events whose worker died (stuck in `processing`
-    past the task timeout), then wake workers for every due event (retries whose time has come,
-    wake-ups the broker lost: Redis has no delivery receipts)."""
+    past the task timeout; those that used their attempts end `failed`), then wake workers for
+    every due event (retries whose time has come, wake-ups the broker lost: Redis has no delivery
+    receipts)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
-    stuck = Event.objects.filter(status=Status.PROCESSING, claimed_at__lt=stale)
-    revived = stuck.update(
-        status=Status.RECEIVED, next_attempt_at=now, reason="its worker stopped before finishing; handed out again"
-    )
+    stuck = list(Event.objects.filter(status=Status.PROCESSING, claimed_at__lt=stale).order_by("claimed_at")[:1000])
+    failed = _give_up([e for e in stuck if _budget_used(e)], now, from_statuses=[Status.PROCESSING])
+    revived = _revive([e for e in stuck if not _budget_used(e)], now)
     due = Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now).count()
     # One drain per 100 due events, up to one per worker process, so a backlog uses them all.
     woken = wake(min(settings.PIMSYNC_WORKERS, 1 + due // 100)) if due else 0
-    summary = f"revived {revived} stuck event(s); {due} due; woke {woken} worker(s)"
+    summary = (
+        f"revived {revived} stuck event(s); failed {failed} that used their attempts; {due} due; woke {woken} worker(s)"
+    )
     Heartbeat.beat("sweeper", summary)
     return summary
+
+
+def _revive(events: list[Event], now) -> int:
+    """Hand stuck events out again, with an attempt row for the run their worker did not finish."""
+    revived = 0
+    with transaction.atomic():
+        for event in events:
+            used = event.attempts - event.attempts_base
+            reason = (
+                "its worker stopped before finishing; handed out again "
+                f"(attempt {used} of {settings.PIMSYNC_MAX_ATTEMPTS})"
+            )
+            if not Event.objects.filter(
+                pk=event.pk, status=Status.PROCESSING, attempts=event.attempts, claimed_at=event.claimed_at
+            ).update(status=Status.RECEIVED, next_attempt_at=now, reason=reason, error_class=WORKER_STOPPED):
+                continue
+            Attempt.objects.create(
+                event=event,
+                number=event.attempts,
+                started_at=event.claimed_at,
+                duration_ms=_since(event.claimed_at, now),
+                outcome=Attempt.Outcome.RETRYING,
+                error_class=WORKER_STOPPED,
+                message=reason,
+                product_key=event.product_key,
+            )
+            revived += 1
+    return revived
 
 
 def retry(events) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -400,3 +401,138 @@ def test_a_surplus_wake_up_ends_at_once_while_another_drain_polls(settings):
     settings.PIMSYNC_DRAIN_LINGER_SECONDS = 30  # would hold the worker for half a minute
     Heartbeat.objects.create(name="drain", at=timezone.now() + timedelta(seconds=20))
     assert worker.drain() == "nothing due; another drain is polling"
+
+
+def stopped_mid_task(attempts: int, attempts_base: int = 0) -> None:
+    """Leave the only event as a dead worker leaves it: `processing`, claimed now, attempts counted."""
+    Event.objects.update(
+        status=Status.PROCESSING, claimed_at=timezone.now(), attempts=attempts, attempts_base=attempts_base
+    )
+
+
+def test_an_event_whose_worker_stopped_every_time_ends_failed_when_its_attempts_are_used(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    stopped_mid_task(attempts=settings.PIMSYNC_MAX_ATTEMPTS)
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        assert "failed 1 that used their attempts" in pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason.startswith(
+        f"its worker stopped {settings.PIMSYNC_MAX_ATTEMPTS} times before finishing "
+        f"(PIMSYNC_MAX_ATTEMPTS={settings.PIMSYNC_MAX_ATTEMPTS}); it looks like a poison event"
+    )
+    assert event.error_class == "worker_stopped"
+    assert event.finished_at is not None
+    attempt = event.attempt_set.get()
+    assert (attempt.number, attempt.outcome, attempt.message) == (event.attempts, "failed", event.reason)
+    assert world.pim.calls == []
+
+
+def test_an_event_far_past_its_attempts_is_not_revived_again(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    stopped_mid_task(attempts=50)
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        pipeline.sweep()
+        world.drain()
+        with later(3600):
+            pipeline.sweep()
+            world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.attempts == 50
+    assert "its worker stopped 50 times" in event.reason
+    assert world.pim.calls == []
+
+
+def test_a_stopped_worker_leaves_an_attempt_and_the_event_is_handed_out_again(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    stopped_mid_task(attempts=settings.PIMSYNC_MAX_ATTEMPTS - 1)
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        assert "revived 1 stuck event(s)" in pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED
+    assert event.attempts == settings.PIMSYNC_MAX_ATTEMPTS
+    assert [(a.outcome, a.error_class) for a in event.attempt_set.all()] == [
+        ("retrying", "worker_stopped"),
+        ("succeeded", ""),
+    ]
+
+
+def test_a_worker_never_claims_an_event_whose_attempts_are_used(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    # As an older sweeper left it: handed out again although its attempts were used.
+    Event.objects.update(attempts=settings.PIMSYNC_MAX_ATTEMPTS, claimed_at=timezone.now())
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.attempts == settings.PIMSYNC_MAX_ATTEMPTS
+    assert "its worker stopped" in event.reason
+    assert world.pim.calls == []
+
+
+def test_a_manual_retry_gives_a_poison_event_a_fresh_budget(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    stopped_mid_task(attempts=settings.PIMSYNC_MAX_ATTEMPTS)
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 5):
+        pipeline.sweep()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert pipeline.retry([event]) == 1
+    world.drain()
+    event.refresh_from_db()
+    assert event.status == Status.SUCCEEDED
+    assert event.attempts == settings.PIMSYNC_MAX_ATTEMPTS + 1
+    assert [a.outcome for a in event.attempt_set.all()] == ["failed", "succeeded"]
+
+
+@pytest.mark.parametrize("pim", ["answering 500", "unreachable"])
+def test_credentials_in_the_configured_urls_never_reach_reasons_attempts_logs_or_pages(
+    client, admin_client, world, settings, caplog, pim
+):
+    caplog.set_level(logging.DEBUG)
+    if pim == "unreachable":
+        settings.PIM_BASE_URL = "http://user:secret@127.0.0.1:9"
+    else:
+        settings.PIM_BASE_URL = world.pim.url.replace("http://", "http://user:secret@")
+        world.pim.faults.add("GET", 500)
+    settings.AEM_AUTHOR_URL = world.aem.url.replace("http://", "http://aem-user:secret@")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.RETRYING
+    assert event.error_class == ("pim_500" if pim == "answering 500" else "pim_unreachable")
+    assert "://***@" in event.reason
+    attempt = event.attempt_set.get()
+    shown = [event.reason, attempt.message, attempt.aem_body, caplog.text]
+    shown += [str(record.__dict__) for record in caplog.records]
+    shown += [admin_client.get(f"/admin/pimsync/event/{event.pk}/change/").content.decode()]
+    shown += [admin_client.get("/admin/pimsync/event/").content.decode(), admin_client.get("/").content.decode()]
+    assert "open in AEM" in shown[-3]
+    assert not [text for text in shown if "secret" in text]
+
+
+def test_a_retry_past_a_lowered_attempt_limit_fails_without_running(client, world, settings):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.pim.faults.add("GET", 503, times=2)
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    with later(3600):
+        pipeline.sweep()
+        world.drain()
+    assert Event.objects.get().attempts == 2
+    settings.PIMSYNC_MAX_ATTEMPTS = 2  # the operator lowers the limit while the event waits
+    with later(7200):
+        pipeline.sweep()
+        world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "gave up after 2 attempts (PIMSYNC_MAX_ATTEMPTS=2)"
+    assert event.error_class == "pim_503"
+    assert len(world.pim.calls) == 2

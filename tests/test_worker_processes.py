@@ -33,7 +33,7 @@ def database_url() -> str:
 class Worker:
     """`manage.py qcluster` in its own process group, configured like a deployment."""
 
-    def __init__(self, world, settings, workers: int = 1) -> None:
+    def __init__(self, world, settings, workers: int = 1, **extra_env: str) -> None:
         env = {
             "PATH": os.environ["PATH"],
             "PIMSYNC_READ_DOTENV": "0",
@@ -50,6 +50,7 @@ class Worker:
             "PIM_API_TOKEN": PimStub.TOKEN,
             "PIMSYNC_TASK_TIMEOUT_SECONDS": str(settings.PIMSYNC_TASK_TIMEOUT_SECONDS),
             "PIMSYNC_WORKERS": str(workers),
+            **extra_env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
@@ -114,6 +115,32 @@ def test_an_event_survives_its_worker_being_killed_mid_task(client, world, short
             second.stop()
     assert world.aem.assets[event["data"]["assetId"]]["wknd-skuid"] == "SKU-100001"
     assert Event.objects.get().attempts == 2
+
+
+def test_an_event_whose_worker_is_killed_every_time_ends_failed(client, world, short_timeout):
+    short_timeout.PIMSYNC_MAX_ATTEMPTS = 2
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    asset_id = event["data"]["assetId"]
+    world.aem.faults.add("PATCH", 503, times=2, delay=3)  # each PATCH hangs: the worker dies inside it
+    assert world.adobe.deliver(client, event).status_code == 200
+    for attempt, sweeper_says in ((1, "revived 1"), (2, "failed 1")):
+        worker = Worker(world, short_timeout, PIMSYNC_MAX_ATTEMPTS="2")
+        try:
+            wait_for(
+                lambda: world.aem.calls.count(("PATCH", asset_id)) == attempt,  # noqa: B023 (waited on at once)
+                what=f"PATCH number {attempt} to start",
+            )
+            worker.kill()
+        finally:
+            worker.stop()
+        assert Event.objects.get().status == Status.PROCESSING
+        wait_for(lambda: sweeper_says in pipeline.sweep(), timeout=15, what=f"the sweeper to say {sweeper_says!r}")  # noqa: B023
+    stored = Event.objects.get()
+    assert stored.status == Status.FAILED
+    assert stored.reason.startswith("its worker stopped 2 times before finishing (PIMSYNC_MAX_ATTEMPTS=2)")
+    assert [a.error_class for a in stored.attempt_set.all()] == ["worker_stopped", "worker_stopped"]
+    assert "revived 0" in pipeline.sweep()  # it stays failed
 
 
 def test_two_workers_never_enrich_one_asset_at_once(client, world, short_timeout):

@@ -1,24 +1,37 @@
 """The one place pimsync makes outbound HTTP calls (STYLE habit 5).
 
-Every client goes through `request()`: a timeout on every call, one keep-alive session per thread,
-a host allow-list built from the configured base URLs (nothing is ever sent to a host taken
-from an event), and one error type that says whether trying again later can help.
+Every client goes through `request()`: a total deadline on every call (connecting, the status
+line, the headers and the body together) and a cap on the answer's size, one keep-alive session
+per thread, a host allow-list built from the configured base URLs (nothing is ever sent to a host
+taken from an event), one error type that says whether trying again later can help, and URLs in
+messages with their credentials blanked out.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 # Statuses worth another try later: rate limiting, timeouts and server faults (but not
 # "505 HTTP Version Not Supported" or "501 Not Implemented", which will not change).
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 BODY_EXCERPT_CHARS = 2000
+# A product, an asset's metadata, a token or a public key is a few kilobytes; an answer this big
+# is a fault (or an attack) and must not be held in a worker's memory.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+# Query parameters whose values are blanked in messages: anything named like a credential.
+SECRET_PARAMETER_WORDS = ("token", "key", "secret", "password", "passwd", "pwd", "auth", "sig", "credential")
 
 _local = threading.local()
 
@@ -57,8 +70,153 @@ def allowed_origins() -> set[str]:
 
 
 def _origin(url: str) -> str:
+    """Scheme, host and port, without any user:password@ (so they never reach a message)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    suffix = f":{port}" if port and port != default else ""
+    return f"{parts.scheme}://{host}{suffix}".lower()
+
+
+def without_credentials(url: str) -> str:
+    """The URL without its user:password@ part (for links a browser follows)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may appear in a message, reason, log or attempt: user:password@ and the values
+    of query parameters named like credentials (token, key, secret, password…) become ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(_secret_name(name) for name, _ in pairs):
+        query = urlencode([(name, "***" if _secret_name(name) else value) for name, value in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_PARAMETER_WORDS)
+
+
+class _Deadline:
+    """Ends a call at its deadline, whatever stage it is in.
+
+    A socket timeout bounds each read, not the call: a server that sends one byte every second
+    never trips it. So a timer shuts the connection's socket down at the deadline; the blocked
+    read returns at once and the call ends with a timeout. The connection classes below tell the
+    deadline of the calling thread which socket it is using."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._done = False
+        self._connection = None
+        self._socket = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _local.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _local.deadline = None
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        if self.expired and self._connection is not None:
+            # Never hand a half-read connection back for the next call.
+            self._connection.close()
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+    def watch(self, connection) -> None:
+        with self._lock:
+            self._connection = connection
+            # Kept apart from the connection: an answer without a length is read until the
+            # server closes, and http.client detaches such a socket from its connection.
+            self._socket = connection.sock or self._socket
+            if self.expired:
+                _shut(self._socket)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            _shut(self._socket)
+
+
+def _shut(sock) -> None:
+    if sock is None:
+        return
+    try:
+        # The plain socket's shutdown, also for TLS: it wakes a reader blocked in another thread
+        # without touching the TLS state that thread is using.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError):
+        pass
+
+
+def _watched(connection) -> None:
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None:
+        deadline.watch(connection)
+
+
+class _Watched:
+    """Mixin for urllib3's connections: report the socket to this thread's deadline whenever it
+    connects, sends or waits for an answer (a pooled connection is reused without connecting)."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watched(self)
+
+    def request(self, *args, **kwargs):
+        _watched(self)
+        return super().request(*args, **kwargs)
+
+    def getresponse(self, *args, **kwargs):
+        _watched(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def session() -> requests.Session:
@@ -68,6 +226,8 @@ def session() -> requests.Session:
         # Proxies from the environment would route loopback stubs and AEM alike through
         # whatever the shell had set; pimsync talks to its configured hosts directly.
         _local.session.trust_env = False
+        for prefix in ("http://", "https://"):
+            _local.session.mount(prefix, _Adapter())
     return _local.session
 
 
@@ -94,27 +254,32 @@ def request(
     timeout: float | None = None,
     **kwargs,
 ) -> requests.Response:
-    """Send one request to an allowed host; raise HttpError unless the status is expected."""
+    """Send one request to an allowed host within `timeout` seconds in total (default
+    PIMSYNC_HTTP_TIMEOUT_SECONDS); raise HttpError unless the status is expected."""
     if _origin(url) not in allowed_origins():
         raise HttpError(
             f"refusing to call {_origin(url)}: not one of the configured hosts",
             retryable=False,
             error_class="config",
         )
-    timeout = timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS
+    timeout = min(timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS)
+    shown = redact_url(url)
+    deadline = _Deadline(timeout)
     try:
-        response = session().request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
-    except requests.Timeout:
-        raise HttpError(
-            f"{method} {url} timed out after {timeout}s", retryable=True, error_class=f"{error_class}_timeout"
-        ) from None
+        with deadline:
+            response = session().request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+            _read_body(response, deadline, f"{method} {shown}", error_class)
     except requests.RequestException as exc:
+        if deadline.passed() or isinstance(exc, requests.Timeout):
+            raise HttpError(
+                f"{method} {shown} timed out after {timeout}s", retryable=True, error_class=f"{error_class}_timeout"
+            ) from None
         raise HttpError(
-            f"{method} {url} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
+            f"{method} {shown} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
         ) from None
     if response.status_code not in expected:
         raise HttpError(
-            f"{method} {url} answered {response.status_code}",
+            f"{method} {shown} answered {response.status_code}",
             retryable=response.status_code in RETRYABLE_STATUSES,
             status=response.status_code,
             body=response.text,
@@ -122,6 +287,35 @@ def request(
             error_class=f"{error_class}_{response.status_code}",
         )
     return response
+
+
+def _read_body(response: requests.Response, deadline: _Deadline, call: str, error_class: str) -> None:
+    """Read the whole answer into `response.content`, up to MAX_BODY_BYTES and the deadline."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        response.close()
+        raise _too_large(call, error_class)
+    chunks, size = [], 0
+    for chunk in response.iter_content(CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.close()
+            raise _too_large(call, error_class)
+        if deadline.passed():
+            raise requests.Timeout(call)
+        chunks.append(chunk)
+    if deadline.passed():
+        # The deadline shut the socket: what arrived may look complete but is cut short.
+        raise requests.Timeout(call)
+    response._content = b"".join(chunks)
+
+
+def _too_large(call: str, error_class: str) -> HttpError:
+    return HttpError(
+        f"{call} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MB",
+        retryable=False,
+        error_class=f"{error_class}_too_large",
+    )
 
 
 def json_object(response: requests.Response, *, who: str, error_class: str, retryable: bool) -> dict:
