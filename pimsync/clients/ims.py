@@ -64,6 +64,12 @@ def get_token() -> str:
             if token:
                 return token
             if _claim_refresh():
+                # Another process may have stored its token (and freed the claim) between our
+                # read and our claim: look once more before asking IMS for a second token.
+                token = _stored()
+                if token:
+                    AccessToken.objects.filter(name=TOKEN_NAME).update(refreshing_until=None)
+                    return token
                 return _refresh()
             if time.monotonic() > deadline:
                 return _refresh()  # the claimant seems gone; better one extra token than none
