@@ -65,6 +65,9 @@ def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", e
     except mapping.MappingError as exc:
         result.problems.append(str(exc))
         return result
+    except pim.ConfigurationError as exc:
+        result.problems.append(str(exc))
+        return result
     except http.HttpError as exc:
         result.problems.append(exc.message)
         return result
