@@ -346,6 +346,20 @@ class TestMappingPage:
         assert client.get(reverse("admin:pimsync_mappingconfig_import")).status_code == 403
 
 
+def test_every_page_loads_the_dashboard_stylesheet_once(client, people, history):
+    as_user(client, people["Mapping editors"])
+    pages = [
+        "/admin/",
+        EVENTS,
+        f"{EVENTS}{history['failed'].pk}/change/",
+        reverse("admin:pimsync_event_jobs"),
+        MAPPING,
+        reverse("admin:pimsync_mappingconfig_preview"),
+    ]
+    for url in pages:
+        assert client.get(url).content.decode().count("dashboard/dashboard.css") == 1, url
+
+
 def test_setup_roles_can_run_twice(people):
     out = io.StringIO()
     call_command("setup_roles", stdout=out)
