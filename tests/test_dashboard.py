@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from pimsync.models import Event, MappingRule, Status
+from pimsync.stats import percentile
 from tests.conftest import product
 
 pytestmark = pytest.mark.django_db
@@ -431,3 +433,20 @@ class TestEventListLookups:
         with CaptureQueriesContext(connection) as faceted:
             assert client.get(EVENTS, {"_facets": "True"}).status_code == 200
         assert len(faceted) == len(plain)
+
+
+class TestPercentile:
+    """The one percentile the overview and the benchmark use."""
+
+    def test_it_interpolates_like_the_standard_librarys_inclusive_quantiles(self):
+        values = [0.2, 0.1, 0.4, 0.3, 1.0]
+        assert percentile(values, 0.5) == 0.3
+        assert percentile(values, 0.95) == statistics.quantiles(values, n=100, method="inclusive")[94]
+        assert percentile(values, 0.95) == pytest.approx(0.88)
+
+    def test_edges(self):
+        assert percentile([], 0.5) is None
+        assert percentile([7.0], 0.99) == 7.0
+        assert percentile([3.0, 1.0, 2.0], 0.0) == 1.0 and percentile([3.0, 1.0, 2.0], 1.0) == 3.0
+        with pytest.raises(ValueError):
+            percentile([1.0, 2.0], 0.999)
