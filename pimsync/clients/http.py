@@ -1,4 +1,5 @@
-"""The one place pimsync makes outbound HTTP calls (STYLE habit 5).
+"""The one place pimsync makes outbound HTTP calls: one client module per external system
+(`aem`, `ims`, `pim`), all over this small base.
 
 Every client goes through `request()`: a total deadline on every call (connecting, the status
 line, the headers and the body together) and a cap on the answer's size, one keep-alive session
