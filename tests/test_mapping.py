@@ -88,6 +88,9 @@ class TestPlan:
     def test_an_empty_pim_value_without_default_writes_nothing(self):
         planned = mapping.plan(ASSET, "k", {}, {}, [rule()])
         assert planned.operations == []
+        # The rule applied and found nothing (not skipped for some other reason).
+        [result] = planned.results
+        assert result.applies and result.note == "no PIM value and no default: not written"
 
     def test_path_and_type_conditions_limit_a_rule(self):
         rules = [
@@ -161,7 +164,7 @@ class TestImportExport:
         call_command("export_mappings", str(tmp_path / "out.json"), stderr=io.StringIO())
         assert json.loads((tmp_path / "out.json").read_text()) == document
 
-    def test_the_spec_example_round_trips(self):
+    def test_the_readme_example_round_trips(self):
         document = {
             "product_key": {"from": "asset_name", "pattern": "^(?P<key>[^_.]+)"},
             "rules": [
