@@ -258,7 +258,7 @@ def mapping_form(**changes) -> dict:
         data.update(
             {
                 f"rules-{i}-id": str(rule.pk),
-                f"rules-{i}-config": "1",
+                f"rules-{i}-config": str(config.pk),
                 f"rules-{i}-position": str(rule.position),
                 f"rules-{i}-enabled": "on" if rule.enabled else "",
                 f"rules-{i}-pim_field": rule.pim_field,
