@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+# One percentile for the benchmark and the dashboard; bench/ imports it from here.
+from pimsync.stats import percentile  # noqa: F401
+
 
 def build_request(path: str, body: bytes, headers: dict[str, str], host: str) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
@@ -56,8 +59,3 @@ async def _run(host: str, port: int, requests: list[bytes], concurrency: int, ra
 def run(host: str, port: int, requests: list[bytes], concurrency: int = 32, rate: float | None = None):
     """Send every request; return (seconds, latencies, statuses)."""
     return asyncio.run(_run(host, port, requests, concurrency, rate))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

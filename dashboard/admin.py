@@ -1,8 +1,10 @@
-"""The dashboard: pimsync's admin pages for events, attempts and mapping rules (SPEC §6).
+"""The dashboard: pimsync's admin pages for events, attempts and mapping rules.
 
-The dashboard owns no models. It reads pimsync's rows and changes them only through the same
-model methods the worker uses (`pipeline.retry`, `mapping.import_config`); retries too large for
-one request become background jobs (`pimsync.jobs`) whose progress the job pages show.
+The dashboard owns no models. It reads pimsync's rows and changes them only through the
+functions the management commands call too: `pipeline.retry` (as `manage.py retry_events`),
+`mapping.import_config` (as `manage.py import_mappings`), and the mapping forms, which validate
+with the models' `full_clean()`. Retries too large for one request become background jobs
+(`pimsync.jobs`) whose progress the job pages show.
 """
 
 from __future__ import annotations

@@ -104,63 +104,54 @@ class MappingConfigAdmin(admin.ModelAdmin):
         """Evaluate the rules as edited in the form (unsaved) against a product or a stored event."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        config = MappingConfig.load()
         source = request.POST if request.method == "POST" else None
-        form_errors, rules = [], None
-        if source is not None and "rules-TOTAL_FORMS" in source:
-            form_class = self.get_form(request, config, change=True)
-            form = form_class(source, instance=config)
-            valid = form.is_valid()
-            formsets, _ = self._create_formsets(request, form.instance, change=True)
-            valid = all([valid, *[formset.is_valid() for formset in formsets]])
-            if not valid:
-                form_errors = [str(e) for e in form.errors.values()] + [
-                    f"rule {i + 1}: {' '.join(str(m) for m in errs.values())}"
-                    for formset in formsets
-                    for i, errs in enumerate(formset.errors)
-                    if errs
-                ]
-            else:
-                config = form.instance
-                rules = [
-                    f.instance
-                    for formset in formsets
-                    for f in formset.forms
-                    if f not in formset.deleted_forms and (f.instance.pk or f.has_changed())
-                ]
-                rules.sort(key=lambda r: (r.position, r.pk or 0))
+        config, rules, form_errors = self._edited(request, source)
         params = source if source is not None else request.GET
         key, event_ref = params.get("preview_key", "").strip(), params.get("preview_event", "").strip()
         result = None
         if not form_errors and (key or event_ref):
-            result = preview(
-                config,
-                rules if rules is not None else list(MappingRule.objects.order_by("position", "id")),
-                key=key,
-                event_ref=event_ref,
-            )
-        return TemplateResponse(
-            request,
-            "admin/pimsync/mappingconfig/preview.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Preview mapping rules",
-                "opts": self.opts,
-                "result": result,
-                "form_errors": form_errors,
-                "unsaved": rules is not None,
-                "posted": [(k, v) for k in (source or {}) for v in source.getlist(k) if k != "csrfmiddlewaretoken"],
-                "preview_key": key,
-                "preview_event": event_ref,
-                "config": config,
-                "can_change": self.has_change_permission(request, config),
-                "recent_events": Event.objects.exclude(product_key="")
-                .order_by("-received_at", "-id")
-                .only("id", "asset_name", "product_key")[:5],
-            },
-        )
+            saved = list(MappingRule.objects.order_by("position", "id"))
+            result = preview(config, rules if rules is not None else saved, key=key, event_ref=event_ref)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Preview mapping rules",
+            "opts": self.opts,
+            "result": result,
+            "form_errors": form_errors,
+            "unsaved": rules is not None,
+            "posted": [(k, v) for k in (source or {}) for v in source.getlist(k) if k != "csrfmiddlewaretoken"],
+            "preview_key": key,
+            "preview_event": event_ref,
+            "config": config,
+            "can_change": self.has_change_permission(request, config),
+            "recent_events": Event.objects.exclude(product_key="")
+            .order_by("-received_at", "-id")
+            .only("id", "asset_name", "product_key")[:5],
+        }
+        return TemplateResponse(request, "admin/pimsync/mappingconfig/preview.html", context)
+
+    def _edited(self, request, source) -> tuple[MappingConfig, list[MappingRule] | None, list[str]]:
+        """The configuration and rules as posted from the change form (validated by the same forms,
+        unsaved) and their errors; rules are None when nothing was posted or it does not validate."""
+        config = MappingConfig.load()
+        if source is None or "rules-TOTAL_FORMS" not in source:
+            return config, None, []
+        form = self.get_form(request, config, change=True)(source, instance=config)
+        valid = form.is_valid()
+        formsets, _ = self._create_formsets(request, form.instance, change=True)
+        if not all([valid, *[formset.is_valid() for formset in formsets]]):
+            return config, None, _form_errors(form, formsets)
+        rules = [
+            f.instance
+            for formset in formsets
+            for f in formset.forms
+            if f not in formset.deleted_forms and (f.instance.pk or f.has_changed())
+        ]
+        rules.sort(key=lambda r: (r.position, r.pk or 0))
+        return form.instance, rules, []
 
     def export_view(self, request):
+        """The whole configuration as a JSON download, in the format the import reads."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         response = HttpResponse(
@@ -170,6 +161,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
         return response
 
     def import_view(self, request):
+        """Replace every rule from an uploaded JSON file, or say what is wrong with it and change nothing."""
         config = MappingConfig.load()
         if not (
             self.has_change_permission(request, config)
@@ -181,34 +173,45 @@ class MappingConfigAdmin(admin.ModelAdmin):
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
-            try:
-                document = json.loads(upload.read().decode("utf-8"))
-                _, rules = mapping.import_config(document)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                problems = [f"{upload.name} is not a UTF-8 JSON file: {exc}"]
-            except ValidationError as exc:
-                problems = exc.messages
-            else:
-                # The import shows in the configuration's History, like an edit in the form.
-                LogEntry.objects.log_actions(
-                    user_id=request.user.pk,
-                    queryset=[config],
-                    action_flag=CHANGE,
-                    change_message=f"Imported {len(rules)} mapping rule(s) from {upload.name}",
-                    single_object=True,
-                )
-                self.message_user(
-                    request, f"Imported {len(rules)} mapping rule(s) from {upload.name}.", messages.SUCCESS
-                )
+            problems, count = _import(upload)
+            if not problems:
+                self._log_import(request, config, f"Imported {count} mapping rule(s) from {upload.name}")
                 return HttpResponseRedirect(reverse("admin:pimsync_mappingconfig_change", args=[config.pk]))
-        return TemplateResponse(
-            request,
-            "admin/pimsync/mappingconfig/import.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Import mapping rules",
-                "opts": self.opts,
-                "form": form,
-                "problems": problems,
-            },
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import mapping rules",
+            "opts": self.opts,
+            "form": form,
+            "problems": problems,
+            "config": config,
+        }
+        return TemplateResponse(request, "admin/pimsync/mappingconfig/import.html", context)
+
+    def _log_import(self, request, config: MappingConfig, message: str) -> None:
+        # The import shows in the configuration's History, like an edit in the form.
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk, queryset=[config], action_flag=CHANGE, change_message=message, single_object=True
         )
+        self.message_user(request, f"{message}.", messages.SUCCESS)
+
+
+def _form_errors(form, formsets) -> list[str]:
+    """The change form's errors as lines for the preview page: the configuration's, then each rule's."""
+    return [str(e) for e in form.errors.values()] + [
+        f"rule {i + 1}: {' '.join(str(m) for m in errs.values())}"
+        for formset in formsets
+        for i, errs in enumerate(formset.errors)
+        if errs
+    ]
+
+
+def _import(upload) -> tuple[list[str], int]:
+    """Import the uploaded file through `mapping.import_config`: its problems (none: imported) and rule count."""
+    try:
+        document = json.loads(upload.read().decode("utf-8"))
+        _, rules = mapping.import_config(document)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{upload.name} is not a UTF-8 JSON file: {exc}"], 0
+    except ValidationError as exc:
+        return exc.messages, 0
+    return [], len(rules)

@@ -1,7 +1,10 @@
 """Figures for the overview page: what happened, how fast, and whether anything needs a person.
 
-Every query here is bounded by time (last 24 h / 7 d, served by the `finished_at` and
-`status, received_at` indexes), so the page stays fast with millions of stored events.
+Every query here reads a bounded slice through an index, so the page stays fast with millions of
+stored events: counts are bounded by time (the last 24 h / 7 d, or the last hour of failures,
+served by the `finished_at` and `status, received_at` indexes), the latency sample and the
+newest failures by a LIMIT, and the queue depth counts only events still waiting (the
+`status, received_at` index; a healthy deployment has few).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync.models import Event, Heartbeat, Status
+from pimsync import tasks
+from pimsync.checks import configuration
+from pimsync.models import PENDING, Event, Heartbeat, Status
+from pimsync.operations import HEARTBEAT_STALE
+from pimsync.stats import percentile
 
 # Bound the latency sample: percentiles of the newest 5,000 finished events are plenty.
 LATENCY_SAMPLE = 5_000
-HEARTBEAT_STALE = timedelta(minutes=3)
 
 
 @dataclass
@@ -31,14 +37,8 @@ class Bucket:
     p95: float | None = None
 
 
-def percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
-
-
 def status_counts(since) -> dict[str, int]:
+    """How many events received since `since` are in each status."""
     counts = dict.fromkeys(Status.values, 0)
     for row in Event.objects.filter(received_at__gte=since).values("status").annotate(n=Count("id")).order_by():
         counts[row["status"]] = row["n"]
@@ -46,6 +46,7 @@ def status_counts(since) -> dict[str, int]:
 
 
 def success_rate(counts: dict[str, int]) -> float | None:
+    """Succeeded or unchanged, in percent of the finished events; None when none finished."""
     done = counts[Status.SUCCEEDED] + counts[Status.UNCHANGED]
     finished = done + counts[Status.FAILED]
     return None if not finished else 100.0 * done / finished
@@ -80,25 +81,23 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
 
 def queue_depth() -> dict:
     """Events waiting for a worker (our rows) and wake-up calls waiting in the broker."""
-    from django_q.brokers import get_broker
-
-    waiting = Event.objects.filter(status__in=[Status.RECEIVED, Status.RETRYING]).count()
+    waiting = Event.objects.filter(status__in=PENDING).count()
     try:
-        broker = get_broker().queue_size()
+        # The process's one broker: `get_broker()` would open a new Redis pool on every page view.
+        broker = tasks.broker().queue_size()
     except Exception:  # the broker being down is itself shown on the page
         broker = None
     return {"events": waiting, "broker": broker}
 
 
 def worker_state(now) -> dict:
+    """When a worker last reported, and whether that is recent enough to call it alive."""
     seen = Heartbeat.worker_last_seen()
     return {"at": seen, "alive": bool(seen and now - seen < HEARTBEAT_STALE)}
 
 
 def warnings(now) -> list[str]:
     """Configuration problems (the system checks) and outbound systems that recently failed."""
-    from pimsync.checks import configuration
-
     messages = [f"{m.msg}. {m.hint or ''}".strip() for m in configuration(None) if m.level >= checks.WARNING]
     recent = (
         Event.objects.filter(finished_at__gte=now - timedelta(hours=1), error_class__endswith="_unreachable")
@@ -115,6 +114,7 @@ def warnings(now) -> list[str]:
 
 
 def build(now=None) -> dict:
+    """Everything the overview page shows."""
     now = now or timezone.now()
     day, week = status_counts(now - timedelta(days=1)), status_counts(now - timedelta(days=7))
     failures = Event.objects.filter(status=Status.FAILED).order_by("-finished_at", "-id")[:10]

@@ -36,37 +36,10 @@ def _find_event(reference: str) -> Event | None:
 def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", event_ref: str = "") -> PreviewResult:
     """What `rules` would write for the product `key` or the stored event `event_ref`; writes nothing."""
     result = PreviewResult()
-    if key:
-        # A typed key goes to the PIM as it is: refuse what is not one path segment first.
-        try:
-            mapping.check_product_key(key)
-        except mapping.MappingError as exc:
-            result.problems.append(str(exc))
-            return result
-    if event_ref:
-        result.event = _find_event(event_ref)
-        if result.event is None:
-            result.problems.append(f"No stored event has the id {event_ref!r}.")
-            return result
-    elif key:
-        # Conditions on path and type need an asset: use the newest event with this key, if any.
-        result.event = Event.objects.filter(product_key=key).exclude(asset_id="").order_by("-received_at").first()
-    if result.event is not None:
-        result.asset = asset_of(result.event)
-    metadata = None
-    try:
-        if result.asset is not None:
-            metadata = aem.get_metadata(result.asset.asset_id).values
-        if key:
-            result.key = key
-        else:
-            result.key = mapping.product_key(result.asset, config, metadata)
-        result.product = pim.connector().get_product(result.key)
-    except mapping.MappingError as exc:
-        result.problems.append(str(exc))
+    if not _find_asset(result, key, event_ref):
         return result
-    except http.HttpError as exc:
-        result.problems.append(exc.message)
+    metadata = _fetch(result, config, key)
+    if result.problems:
         return result
     if result.product is None:
         result.problems.append(f"Product {result.key!r} is not in the PIM.")
@@ -83,3 +56,42 @@ def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", e
     except mapping.MappingError as exc:
         result.problems.append(str(exc))
     return result
+
+
+def _find_asset(result: PreviewResult, key: str, event_ref: str) -> bool:
+    """Set the event and asset to preview against; False (with a problem noted) when there is none to use."""
+    if key:
+        # A typed key goes to the PIM as it is: refuse what is not one path segment first.
+        try:
+            mapping.check_product_key(key)
+        except mapping.MappingError as exc:
+            result.problems.append(str(exc))
+            return False
+    if event_ref:
+        result.event = _find_event(event_ref)
+        if result.event is None:
+            result.problems.append(f"No stored event has the id {event_ref!r}.")
+            return False
+    elif key:
+        # Conditions on path and type need an asset: use the newest event with this key, if any.
+        result.event = Event.objects.filter(product_key=key).exclude(asset_id="").order_by("-received_at").first()
+    if result.event is not None:
+        result.asset = asset_of(result.event)
+    return True
+
+
+def _fetch(result: PreviewResult, config: MappingConfig, key: str) -> dict | None:
+    """Read the asset's metadata (when there is an asset) and the product, as the worker would.
+
+    Sets the key and product on `result`, or notes a problem; returns the metadata."""
+    metadata = None
+    try:
+        if result.asset is not None:
+            metadata = aem.get_metadata(result.asset.asset_id).values
+        result.key = key or mapping.product_key(result.asset, config, metadata)
+        result.product = pim.connector().get_product(result.key)
+    except (mapping.MappingError, pim.ConfigurationError) as exc:
+        result.problems.append(str(exc))
+    except http.HttpError as exc:
+        result.problems.append(exc.message)
+    return metadata

@@ -6,6 +6,12 @@ from django.core.checks import Error, Warning, register
 
 @register()
 def configuration(app_configs, **kwargs):
+    """Every configuration problem found in the settings; the dashboard shows them too."""
+    return [*_adobe(), *_pim(), *_environment()]
+
+
+def _adobe() -> list:
+    """The secret key, the Adobe credential, and where events come from and are written to."""
     problems = []
     if not settings.SECRET_KEY:
         problems.append(
@@ -32,6 +38,12 @@ def configuration(app_configs, **kwargs):
         problems.append(Warning("AEM_AUTHOR_URL is not set: nothing can be written to AEM", id="pimsync.W003"))
     if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
+    return problems
+
+
+def _pim() -> list:
+    """A PIM connector this version has, with what it needs."""
+    problems = []
     if settings.PIM_CONNECTOR == "rest" and not settings.PIM_BASE_URL:
         problems.append(Error("PIM_CONNECTOR=rest needs PIM_BASE_URL", id="pimsync.E003"))
     if settings.PIM_CONNECTOR == "akeneo":
@@ -47,6 +59,12 @@ def configuration(app_configs, **kwargs):
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
         )
+    return problems
+
+
+def _environment() -> list:
+    """Values the settings could not read, sandbox conflicts, django-q2 timing and the key path prefix."""
+    problems = []
     for name, shown, expected in getattr(settings, "PIMSYNC_ENV_PROBLEMS", []):
         problems.append(
             Error(

@@ -1,4 +1,4 @@
-"""One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH (SPEC §4).
+"""One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH.
 
 `enrich()` never raises for an expected failure; it returns an Outcome that says which status the
 events get and why, with everything the dashboard shows for the attempt.
@@ -31,11 +31,14 @@ class Outcome:
 
 
 def asset_of(event: Event) -> mapping.Asset:
+    """The asset the event is about, as the mapping rules see it."""
     return mapping.Asset(event.asset_id, event.asset_path, event.asset_name, event.mime_type)
 
 
 def echoes_last_write(event: Event, state: AssetState) -> bool:
-    """A metadata change whose changed properties all hold what pimsync last wrote (PROTOCOLS §2.2)."""
+    """A metadata change whose changed properties all hold what pimsync last wrote: our own PATCH
+    coming back as an event. AEM lists the changed properties in `event:created` and the keys of
+    `event:updated` of `data.assetMetadata`."""
     metadata = (event.payload.get("data") or {}).get("assetMetadata") or {}
     if not isinstance(metadata, dict) or not state.last_written:
         return False
@@ -64,43 +67,64 @@ def enrich(event: Event) -> Outcome:
     config, rules = mapping.current()
     outcome = Outcome(status=Status.FAILED)
     try:
-        metadata = None
-        if config.key_from == MappingConfig.KeySource.METADATA:
-            metadata = aem.get_metadata(asset.asset_id)
-        outcome.product_key = key = mapping.product_key(asset, config, metadata and metadata.values)
+        key, metadata = _product_key(asset, config)
+        outcome.product_key = key
         product = pim.connector().get_product(key)
         if product is None:
             outcome.error_class = "pim_not_found"
             outcome.reason = f"product {key!r} is not in the PIM"
             return outcome
         outcome.pim_data = product
-        for _round in range(MAX_CONFLICT_ROUNDS):
-            metadata = metadata or aem.get_metadata(asset.asset_id)
-            planned = mapping.plan(asset, key, product, metadata.values, rules)
-            outcome.changes = planned.changes
-            if not planned.changes:
-                outcome.status = Status.UNCHANGED
-                outcome.reason = "AEM already holds the mapped values"
-                return outcome
-            try:
-                response = aem.patch_metadata(asset.asset_id, planned.operations, metadata.etag)
-            except http.HttpError as exc:
-                if exc.status == 412:
-                    metadata = None  # someone else wrote first: read again, recompute
-                    continue
-                raise
-            outcome.status = Status.SUCCEEDED
-            outcome.reason = f"wrote {len(planned.changes)} propert{'y' if len(planned.changes) == 1 else 'ies'}"
-            outcome.written = {change["path"]: change["new"] for change in planned.changes}
-            outcome.aem_status, outcome.aem_body = response.status_code, response.text[: http.BODY_EXCERPT_CHARS]
-            return outcome
-        outcome.status = Status.RETRYING
-        outcome.error_class = "aem_412"
-        outcome.reason = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
-        outcome.aem_status = 412
-        return outcome
+        return _write(outcome, asset, product, rules, metadata)
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
         return outcome
+    except pim.ConfigurationError as exc:
+        outcome.error_class, outcome.reason = "config", str(exc)
+        return outcome
     except http.HttpError as exc:
         return _failure(exc, outcome)
+
+
+def _product_key(asset: mapping.Asset, config: MappingConfig) -> tuple[str, aem.Metadata | None]:
+    """The product key, and AEM's metadata when the key had to be read from it (None otherwise)."""
+    metadata = None
+    if config.key_from == MappingConfig.KeySource.METADATA:
+        metadata = aem.get_metadata(asset.asset_id)
+    return mapping.product_key(asset, config, metadata and metadata.values), metadata
+
+
+def _write(
+    outcome: Outcome, asset: mapping.Asset, product: dict, rules: list, metadata: aem.Metadata | None
+) -> Outcome:
+    """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again."""
+    for _round in range(MAX_CONFLICT_ROUNDS):
+        metadata = metadata or aem.get_metadata(asset.asset_id)
+        planned = mapping.plan(asset, outcome.product_key, product, metadata.values, rules)
+        outcome.changes = planned.changes
+        if not planned.changes:
+            outcome.status = Status.UNCHANGED
+            outcome.reason = "AEM already holds the mapped values"
+            return outcome
+        try:
+            response = aem.patch_metadata(asset.asset_id, planned.operations, metadata.etag)
+        except http.HttpError as exc:
+            if exc.status == 412:
+                metadata = None  # someone else wrote first: read again, recompute
+                continue
+            raise
+        return _written(outcome, planned, response)
+    outcome.status = Status.RETRYING
+    outcome.error_class = "aem_412"
+    outcome.reason = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+    outcome.aem_status = 412
+    return outcome
+
+
+def _written(outcome: Outcome, planned: mapping.Plan, response) -> Outcome:
+    count = len(planned.changes)
+    outcome.status = Status.SUCCEEDED
+    outcome.reason = f"wrote {count} propert{'y' if count == 1 else 'ies'}"
+    outcome.written = {change["path"]: change["new"] for change in planned.changes}
+    outcome.aem_status, outcome.aem_body = response.status_code, response.text[: http.BODY_EXCERPT_CHARS]
+    return outcome

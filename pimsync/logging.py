@@ -1,4 +1,4 @@
-"""One JSON object per log line (SPEC §7), carrying the event id when the caller passes one."""
+"""One JSON object per log line, carrying the event id when the caller passes one."""
 
 import json
 import logging

@@ -1,4 +1,4 @@
-"""Mapping rules: from (asset, PIM product, current metadata) to the changes to write (SPEC §5).
+"""Mapping rules: from (asset, PIM product, current metadata) to the changes to write.
 
 `plan()` is pure: the worker and the dashboard's preview both call it, so what the preview shows
 is what the worker would send.
@@ -110,6 +110,7 @@ def _empty(value: object) -> bool:
 
 
 def transform(name: str, value: object) -> object:
+    """`value` after the rule's transform; a value the transform does not fit passes unchanged."""
     if value is None:
         return None
     if name == MappingRule.Transform.UPPER:
@@ -126,6 +127,7 @@ def transform(name: str, value: object) -> object:
 
 
 def applies(rule: MappingRule, asset: Asset) -> tuple[bool, str]:
+    """Whether `rule` applies to `asset`, and if not, why (shown in the preview)."""
     if not rule.enabled:
         return False, "disabled"
     if rule.path_glob and not patterns.glob_matches(rule.path_glob, asset.path):
@@ -196,7 +198,7 @@ def forget() -> None:
 
 
 def export_config() -> dict:
-    """The configuration as SPEC §5 JSON."""
+    """The configuration as the JSON document `import_config` reads (the README shows one)."""
     config = MappingConfig.load()
     key_from = config.key_from
     if key_from == MappingConfig.KeySource.METADATA:
@@ -231,8 +233,21 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
     unknown = set(document) - {"product_key", "rules"}
     if unknown:
         raise ValidationError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
-    problems = []
-    key_rule = document.get("product_key") or {}
+    problems: list[str] = []
+    config = _config_from(document.get("product_key") or {}, problems)
+    rules = _rules_from(document.get("rules", []), problems)
+    if problems:
+        raise ValidationError(problems)
+    with transaction.atomic():
+        config.save()
+        MappingRule.objects.all().delete()
+        MappingRule.objects.bulk_create(rules)
+    forget()
+    return config, rules
+
+
+def _config_from(key_rule: object, problems: list[str]) -> MappingConfig:
+    """The configuration row set from the document's `product_key`, checked by `full_clean()`."""
     if not isinstance(key_rule, dict):
         raise ValidationError('product_key must be an object such as {"from": "asset_name"}')
     source = str(key_rule.get("from", "asset_name"))
@@ -245,7 +260,11 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
         config.full_clean()
     except ValidationError as exc:
         problems.append(f"product_key: {_messages(exc)}")
-    items = document.get("rules", [])
+    return config
+
+
+def _rules_from(items: object, problems: list[str]) -> list[MappingRule]:
+    """Unsaved rules from the document's `rules`, each checked by `full_clean()` as a form would."""
     if not isinstance(items, list):
         raise ValidationError("rules must be a list")
     rules = []
@@ -256,17 +275,7 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
         extra = set(item) - set(RULE_FIELDS)
         if extra:
             problems.append(f"rules[{index}]: unknown keys {', '.join(sorted(extra))}")
-        rule = MappingRule(
-            config_id=1,
-            position=index,
-            pim_field=str(item.get("pim_field", "")),
-            metadata_path=str(item.get("metadata_path", "")),
-            transform=str(item.get("transform", "none")),
-            default=item.get("default"),
-            path_glob=str(item.get("path_glob", "") or ""),
-            mime_glob=str(item.get("mime_glob", "") or ""),
-            enabled=bool(item.get("enabled", True)),
-        )
+        rule = _rule_from(index, item)
         try:
             # The configuration row is ours to set; every other field is checked as a form would.
             rule.full_clean(exclude=["config"])
@@ -275,11 +284,18 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
             label = label if len(label) <= 60 else label[:60] + "…"
             problems.append(f"rules[{index}] ({label}): {_messages(exc)}")
         rules.append(rule)
-    if problems:
-        raise ValidationError(problems)
-    with transaction.atomic():
-        config.save()
-        MappingRule.objects.all().delete()
-        MappingRule.objects.bulk_create(rules)
-    forget()
-    return config, rules
+    return rules
+
+
+def _rule_from(index: int, item: dict) -> MappingRule:
+    return MappingRule(
+        config_id=MappingConfig.SINGLETON_PK,
+        position=index,
+        pim_field=str(item.get("pim_field", "")),
+        metadata_path=str(item.get("metadata_path", "")),
+        transform=str(item.get("transform", "none")),
+        default=item.get("default"),
+        path_glob=str(item.get("path_glob", "") or ""),
+        mime_glob=str(item.get("mime_glob", "") or ""),
+        enabled=bool(item.get("enabled", True)),
+    )

@@ -9,9 +9,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import jmespath
+import jmespath.exceptions
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
+
+from pimsync import patterns
 
 
 class Status(models.TextChoices):
@@ -213,7 +218,11 @@ class AssetState(models.Model):
 
 
 class MappingConfig(models.Model):
-    """The product-key rule (SPEC §5). There is one row; `MappingConfig.load()` returns it."""
+    """The product-key rule. There is one row, `SINGLETON_PK`; `MappingConfig.load()` returns it."""
+
+    # The one configuration row's primary key: rules point at it and the admin's change page is at
+    # /admin/pimsync/mappingconfig/1/change/.
+    SINGLETON_PK = 1
 
     class KeySource(models.TextChoices):
         ASSET_NAME = "asset_name", "asset name"
@@ -243,10 +252,6 @@ class MappingConfig(models.Model):
 
     def clean(self) -> None:
         """The key pattern compiles on RE2 and names its group `key`; a metadata source names a property."""
-        from django.core.exceptions import ValidationError
-
-        from pimsync import patterns
-
         errors = {}
         if self.key_pattern:
             problem = patterns.key_pattern_problem(self.key_pattern)
@@ -263,15 +268,17 @@ class MappingConfig(models.Model):
 
     @classmethod
     def load(cls) -> MappingConfig:
-        config, _ = cls.objects.get_or_create(pk=1)
+        config, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return config
 
 
 class MappingRule(models.Model):
-    """One PIM field → one AEM metadata property (SPEC §5), applied in `position` order."""
+    """One PIM field → one AEM metadata property, applied in `position` order."""
 
-    # There is one configuration (pk 1); the key lets the admin edit rules inline with it.
-    config = models.ForeignKey(MappingConfig, on_delete=models.CASCADE, default=1, related_name="rules")
+    # There is one configuration; the key lets the admin edit rules inline with it.
+    config = models.ForeignKey(
+        MappingConfig, on_delete=models.CASCADE, default=MappingConfig.SINGLETON_PK, related_name="rules"
+    )
 
     class Transform(models.TextChoices):
         NONE = "none", "none"
@@ -303,12 +310,6 @@ class MappingRule(models.Model):
 
     def clean(self) -> None:
         """One message per bad field: the JMESPath, the property (not one AEM owns), the globs."""
-        import jmespath
-        import jmespath.exceptions
-        from django.core.exceptions import ValidationError
-
-        from pimsync import patterns
-
         errors = {}
         if not self.pim_field:
             errors["pim_field"] = "a PIM field (JMESPath expression) is required"
@@ -379,7 +380,7 @@ class Heartbeat(models.Model):
 
 
 class SandboxAsset(models.Model):
-    """An asset in the built-in AEM stand-in (sandbox mode only, SPEC §8)."""
+    """An asset in the built-in AEM stand-in (sandbox mode only: see `pimsync.sandbox`)."""
 
     asset_id = models.CharField(max_length=255, primary_key=True)
     path = models.CharField(max_length=1024)

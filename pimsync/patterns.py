@@ -16,7 +16,9 @@ import re
 import re2
 
 # AEM metadata property names: `dc:title`, `wknd-skuid`, `pim:sku`, `xmp:Rating`; a leading `/`
-# (JSON Pointer style) is accepted as Adobe's samples use both forms (docs/ and PROTOCOLS.md).
+# (JSON Pointer style) is accepted as Adobe's own samples use both forms in the metadata PATCH:
+# the Experience League "Assets PIM integration" tutorial writes `wknd-skuid`, the "OpenAPI with
+# OAuth Web App" tutorial writes `/pim:sku`.
 # No nested repetition: `re` runs it in linear time.
 PROPERTY_NAME = re.compile(r"/?[A-Za-z_][A-Za-z0-9_.\-]*(?::[A-Za-z_][A-Za-z0-9_.\-]*)?")
 # Properties AEM owns; writing them would fail or corrupt the asset.

@@ -1,6 +1,6 @@
 """Settings for pimsync, read from the environment (and a `.env` file in the project root).
 
-Every variable is listed in SPEC §2 and the README. Misconfiguration never crashes the import:
+Every variable is listed in the README. Misconfiguration never crashes the import:
 it is reported by the system checks in `pimsync/checks.py` and on the dashboard; a value that
 cannot be read as its type keeps the default and is reported by `pimsync.E002`.
 """
@@ -146,7 +146,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share one SQLite file: WAL lets readers run beside the
     # writer, and IMMEDIATE transactions take the write lock up front instead of failing with
-    # "database is locked" half-way (django-q2#144).
+    # "database is locked" half-way (https://github.com/django-q2/django-q2/issues/144).
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
@@ -216,7 +216,8 @@ PIMSYNC_RETRY_MAX_SECONDS = env_int("PIMSYNC_RETRY_MAX_SECONDS", 3600, minimum=0
 PIMSYNC_TASK_TIMEOUT_SECONDS = env_int("PIMSYNC_TASK_TIMEOUT_SECONDS", 120, minimum=1)
 # Outbound HTTP timeout per call (connect, read) in seconds.
 PIMSYNC_HTTP_TIMEOUT_SECONDS = env_int("PIMSYNC_HTTP_TIMEOUT_SECONDS", 15, minimum=1)
-# Adobe batches hold at most 20 events / 2 MB (PROTOCOLS §1.4).
+# Adobe's batch delivery holds at most 20 events and 2 MB (the "size of notifications in batch
+# delivery style" in https://developer.adobe.com/events/docs/support/faq/).
 PIMSYNC_WEBHOOK_MAX_BYTES = env_int("PIMSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024, minimum=1)
 PIMSYNC_WEBHOOK_MAX_EVENTS = 20
 PIMSYNC_BROKER_URL = env_str("PIMSYNC_BROKER_URL")
@@ -230,7 +231,7 @@ PIMSYNC_WORKER_THREADS = env_int(
     "PIMSYNC_WORKER_THREADS", 2 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
 )
 
-# Sandbox (SPEC §7-§8): with no AEM_AUTHOR_URL pimsync serves an AEM and IMS stand-in itself.
+# Sandbox (`pimsync.sandbox`): with no AEM_AUTHOR_URL pimsync serves an AEM and IMS stand-in itself.
 # It must never switch on by accident in production, so DEBUG off needs PIMSYNC_SANDBOX=1.
 PIMSYNC_SANDBOX = env_bool("PIMSYNC_SANDBOX", default=not AEM_AUTHOR_URL and DEBUG)
 PIMSYNC_PUBLIC_URL = env_str("PIMSYNC_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -248,22 +249,47 @@ if PIMSYNC_SANDBOX:
         apply_sandbox_defaults(globals())
 
 # --- django-q2 ------------------------------------------------------------------------------
-# Our Event rows are the source of truth for attempts and retries (STYLE habit 4); django-q2 is
-# the transport. So django-q2 never retries on its own (max_attempts=1), failures are
-# acknowledged, and `retry` stays above `timeout` so a running task is never handed out twice.
+# Our Event rows are the source of truth for attempts and retries; a django-q2 task carries no
+# data, only "look at the rows", so a lost, repeated or late task never loses or doubles work.
+# django-q2 is the transport: it never retries on its own, and failures are acknowledged.
+# Each option below: what django-q2 does with it (as its `django_q.conf.Conf` says), then why
+# this value. https://django-q2.readthedocs.io/en/master/configure.html lists them all.
 Q_CLUSTER = {
+    # The cluster's name; also the salt that signs queued tasks in the ORM broker and part of
+    # the Redis keys, so every web and worker process of one deployment must share it.
     "name": "pimsync",
+    # Worker processes per `qcluster`; each runs PIMSYNC_WORKER_THREADS enrichments at once.
     "workers": PIMSYNC_WORKERS,
+    # Seconds a task may run before its worker is killed and replaced. A drain stops taking
+    # new assets at half of it and hands over to a fresh task, so the kill stays a last resort.
     "timeout": PIMSYNC_TASK_TIMEOUT_SECONDS,
+    # Seconds the ORM or Redis broker waits for a task's acknowledgement before handing it out
+    # again. It must exceed `timeout`, or a task still running is handed out twice (the
+    # `pimsync.E005` check says so); the minute above leaves room for the kill and the ack.
     "retry": PIMSYNC_TASK_TIMEOUT_SECONDS + 60,
+    # Attempts per task before django-q2 gives up (0: forever). One: our rows decide retries,
+    # with their own backoff and PIMSYNC_MAX_ATTEMPTS.
     "max_attempts": 1,
+    # Acknowledge tasks that failed, removing them from the queue. A failed wake-up is not
+    # worth redoing as such: the sweeper finds whatever it left in our rows.
     "ack_failures": True,
+    # Successful tasks kept in django-q2's own table (failures are always kept). Our Attempt
+    # rows are the history; these are only for a look at the transport in the admin.
     "save_limit": 200,
+    # Tasks a worker process runs before it is replaced, releasing any memory it holds.
+    # django-q2's default, written out so it is a choice.
     "recycle": 500,
+    # Whether the scheduler runs every missed run of a schedule after downtime. The sweeper
+    # (every minute) needs to run once on start-up, not once per minute the cluster was down.
     "catch_up": False,
+    # Seconds between polls of the ORM broker for new tasks (the Redis broker blocks instead):
+    # the delay a wake-up can wait for a worker when the database is the broker.
     "poll": 0.2,
+    # The heading of django-q2's models in the admin.
     "label": "Task queue",
 }
+# The broker: Redis when PIMSYNC_BROKER_URL names one; otherwise the database itself, so a
+# laptop or a small deployment needs nothing but the database.
 if PIMSYNC_BROKER_URL:
     Q_CLUSTER["redis"] = PIMSYNC_BROKER_URL
 else:

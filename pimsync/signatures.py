@@ -102,7 +102,6 @@ class KeyStore:
         self._flights: dict[str, _Flight] = {}
         self._refusal_logged_at = -1e18
         self._lock = threading.Lock()
-        self.fetches = 0
 
     def clear(self) -> None:
         with self._lock:
@@ -212,7 +211,6 @@ class KeyStore:
             del missing[path]
 
     def _fetch(self, path: str) -> rsa.RSAPublicKey | None:
-        self.fetches += 1
         url = settings.ADOBE_EVENTS_KEY_BASE_URL + path
         try:
             response = http.request("GET", url, error_class="key_server", timeout=KEY_FETCH_TIMEOUT_SECONDS)

@@ -1,5 +1,6 @@
 """Loopback HTTP servers that implement the contracts of IMS, the AEM Assets Author API and a PIM,
-with fault injection. They are written from PROTOCOLS.md, independently of pimsync's clients."""
+with fault injection. They are written from Adobe's documentation (URLs on each class),
+independently of pimsync's clients."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _json(status: int, body, headers: dict | None = None) -> Response:
 
 
 class ImsStub:
-    """POST /ims/token/v3 with the client-credentials grant (PROTOCOLS §4)."""
+    """POST /ims/token/v3 with the client-credentials grant (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/)."""
 
     def __init__(self, server) -> None:
         self.server = server
@@ -71,7 +72,8 @@ class ImsStub:
 
 
 class AemStub:
-    """GET/PATCH /adobe/assets/{id}/metadata with ETags and If-Match (PROTOCOLS §3)."""
+    """GET/PATCH /adobe/assets/{id}/metadata with ETags and If-Match
+    (https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/)."""
 
     def __init__(self, server, ims: ImsStub) -> None:
         self.server = server

@@ -1,9 +1,10 @@
-"""The dashboard's pages and who may do what on them (SPEC §6)."""
+"""The dashboard's pages and who may do what on them."""
 
 from __future__ import annotations
 
 import io
 import json
+import statistics
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from pimsync.models import Event, MappingRule, Status
+from pimsync.stats import percentile
 from tests.conftest import product
 
 pytestmark = pytest.mark.django_db
@@ -138,13 +140,19 @@ class TestEventList:
             assert "1000000" in page.replace(",", "").replace(" ", "")
 
     def test_rows_cannot_be_added_changed_or_deleted(self, client, people, history):
+        # Asserts what the server answers, not only that the row stayed: a change form that
+        # accepted the POST but found it invalid would leave the row as it was, too.
         as_user(client, people["Support"])
         event = history["failed"]
         assert client.get(EVENTS + "add/").status_code == 403
+        assert client.post(EVENTS + "add/", {"status": "succeeded"}).status_code == 403
         assert client.get(f"{EVENTS}{event.pk}/delete/").status_code == 403
-        client.post(f"{EVENTS}{event.pk}/change/", {"status": "succeeded", "reason": "hand-made"})
+        assert client.post(f"{EVENTS}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+        response = client.post(f"{EVENTS}{event.pk}/change/", {"status": "succeeded", "reason": "hand-made"})
+        assert response.status_code == 403
         event.refresh_from_db()
         assert event.status == Status.FAILED
+        assert Event.objects.filter(pk=event.pk).exists()
 
 
 class TestEventDetail:
@@ -250,7 +258,7 @@ def mapping_form(**changes) -> dict:
         data.update(
             {
                 f"rules-{i}-id": str(rule.pk),
-                f"rules-{i}-config": "1",
+                f"rules-{i}-config": str(config.pk),
                 f"rules-{i}-position": str(rule.position),
                 f"rules-{i}-enabled": "on" if rule.enabled else "",
                 f"rules-{i}-pim_field": rule.pim_field,
@@ -340,6 +348,20 @@ class TestMappingPage:
         assert client.get(reverse("admin:pimsync_mappingconfig_import")).status_code == 403
 
 
+def test_every_page_loads_the_dashboard_stylesheet_once(client, people, history):
+    as_user(client, people["Mapping editors"])
+    pages = [
+        "/admin/",
+        EVENTS,
+        f"{EVENTS}{history['failed'].pk}/change/",
+        reverse("admin:pimsync_event_jobs"),
+        MAPPING,
+        reverse("admin:pimsync_mappingconfig_preview"),
+    ]
+    for url in pages:
+        assert client.get(url).content.decode().count("dashboard/dashboard.css") == 1, url
+
+
 def test_setup_roles_can_run_twice(people):
     out = io.StringIO()
     call_command("setup_roles", stdout=out)
@@ -411,3 +433,20 @@ class TestEventListLookups:
         with CaptureQueriesContext(connection) as faceted:
             assert client.get(EVENTS, {"_facets": "True"}).status_code == 200
         assert len(faceted) == len(plain)
+
+
+class TestPercentile:
+    """The one percentile the overview and the benchmark use."""
+
+    def test_it_interpolates_like_the_standard_librarys_inclusive_quantiles(self):
+        values = [0.2, 0.1, 0.4, 0.3, 1.0]
+        assert percentile(values, 0.5) == 0.3
+        assert percentile(values, 0.95) == statistics.quantiles(values, n=100, method="inclusive")[94]
+        assert percentile(values, 0.95) == pytest.approx(0.88)
+
+    def test_edges(self):
+        assert percentile([], 0.5) is None
+        assert percentile([7.0], 0.99) == 7.0
+        assert percentile([3.0, 1.0, 2.0], 0.0) == 1.0 and percentile([3.0, 1.0, 2.0], 1.0) == 3.0
+        with pytest.raises(ValueError):
+            percentile([1.0, 2.0], 0.999)

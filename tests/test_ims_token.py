@@ -1,4 +1,5 @@
-"""The IMS token is shared by every worker process and asked for once (PROTOCOLS §4)."""
+"""The IMS token is shared by every worker process and asked for once
+(Adobe throttles integrations that mint too many tokens)."""
 
 from __future__ import annotations
 

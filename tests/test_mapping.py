@@ -1,4 +1,4 @@
-"""Mapping rules: the product key, what each rule yields, validation, import/export (SPEC §5)."""
+"""Mapping rules: the product key, what each rule yields, validation, import/export."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from pimsync import mapping
+from dashboard.preview import preview
+from pimsync import enrichment, mapping
+from pimsync.clients import http, pim
 from pimsync.mapping import Asset
-from pimsync.models import MappingConfig, MappingRule
+from pimsync.models import Event, MappingConfig, MappingRule, Status
 from tests.conftest import STANDARD_MAPPING, product
 
 pytestmark = pytest.mark.django_db
@@ -86,6 +88,9 @@ class TestPlan:
     def test_an_empty_pim_value_without_default_writes_nothing(self):
         planned = mapping.plan(ASSET, "k", {}, {}, [rule()])
         assert planned.operations == []
+        # The rule applied and found nothing (not skipped for some other reason).
+        [result] = planned.results
+        assert result.applies and result.note == "no PIM value and no default: not written"
 
     def test_path_and_type_conditions_limit_a_rule(self):
         rules = [
@@ -159,7 +164,7 @@ class TestImportExport:
         call_command("export_mappings", str(tmp_path / "out.json"), stderr=io.StringIO())
         assert json.loads((tmp_path / "out.json").read_text()) == document
 
-    def test_the_spec_example_round_trips(self):
+    def test_the_readme_example_round_trips(self):
         document = {
             "product_key": {"from": "asset_name", "pattern": "^(?P<key>[^_.]+)"},
             "rules": [
@@ -201,3 +206,28 @@ class TestImportExport:
     def test_a_missing_file_is_a_clear_error(self, tmp_path):
         with pytest.raises(CommandError, match="cannot read"):
             call_command("import_mappings", str(tmp_path / "missing.json"))
+
+
+class TestAConnectorThisVersionDoesNotHave:
+    """PIM_CONNECTOR=akeneo passes the settings import (a system check reports it); an event then
+    fails with a configuration reason, not as if the PIM had answered."""
+
+    def test_it_is_a_configuration_error_not_an_http_one(self, settings):
+        settings.PIM_CONNECTOR = "akeneo"
+        with pytest.raises(pim.ConfigurationError):
+            pim.connector()
+        assert not issubclass(pim.ConfigurationError, http.HttpError)
+
+    def test_the_event_fails_with_a_configuration_reason(self, settings):
+        settings.PIM_CONNECTOR = "akeneo"
+        event = Event(asset_id="urn:aaid:aem:1", asset_name="SKU-1_front.png", payload={})
+        outcome = enrichment.enrich(event)
+        assert outcome.status == Status.FAILED
+        assert outcome.error_class == "config"
+        assert outcome.reason == "PIM_CONNECTOR='akeneo' is not available in this version"
+        assert outcome.product_key == "SKU-1_front"
+
+    def test_the_preview_says_so(self, settings):
+        settings.PIM_CONNECTOR = "akeneo"
+        result = preview(MappingConfig.load(), [], key="SKU-1")
+        assert result.problems == ["PIM_CONNECTOR='akeneo' is not available in this version"]

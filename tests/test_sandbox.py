@@ -1,5 +1,5 @@
 """The sandbox: `make run`'s steps on an empty database, `simulate_upload`, and the built-in
-stand-ins for IMS, the key server and AEM (SPEC §7-§8)."""
+stand-ins for IMS, the key server and AEM."""
 
 from __future__ import annotations
 

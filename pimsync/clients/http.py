@@ -1,4 +1,5 @@
-"""The one place pimsync makes outbound HTTP calls (STYLE habit 5).
+"""The one place pimsync makes outbound HTTP calls: one client module per external system
+(`aem`, `ims`, `pim`), all over this small base.
 
 Every client goes through `request()`: a total deadline on every call (connecting, the status
 line, the headers and the body together) and a cap on the answer's size, one keep-alive session
@@ -278,15 +279,20 @@ def request(
             f"{method} {shown} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
         ) from None
     if response.status_code not in expected:
-        raise HttpError(
-            f"{method} {shown} answered {response.status_code}",
-            retryable=response.status_code in RETRYABLE_STATUSES,
-            status=response.status_code,
-            body=response.text,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            error_class=f"{error_class}_{response.status_code}",
-        )
+        raise _unexpected(f"{method} {shown}", response, error_class)
     return response
+
+
+def _unexpected(call: str, response: requests.Response, error_class: str) -> HttpError:
+    """The error for an answer whose status the caller did not expect (RETRYABLE_STATUSES may be retried)."""
+    return HttpError(
+        f"{call} answered {response.status_code}",
+        retryable=response.status_code in RETRYABLE_STATUSES,
+        status=response.status_code,
+        body=response.text,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        error_class=f"{error_class}_{response.status_code}",
+    )
 
 
 def _read_body(response: requests.Response, deadline: _Deadline, call: str, error_class: str) -> None:

@@ -1,4 +1,4 @@
-"""Adobe IMS OAuth Server-to-Server tokens (PROTOCOLS §4).
+"""Adobe IMS OAuth Server-to-Server tokens (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/).
 
 One token serves every worker process: it lives in the `AccessToken` row, encrypted with a key
 derived from SECRET_KEY, until shortly before it expires. When it must be renewed, one process
@@ -23,7 +23,8 @@ from pimsync.clients import http
 from pimsync.models import AccessToken
 
 TOKEN_NAME = "ims"
-# Renew this long before IMS says the token expires (PROTOCOLS §4 recommends 300 s).
+# Renew this long before IMS says the token expires (tokens last about 24 hours; Adobe asks
+# clients to cache and reuse them rather than mint new ones).
 EXPIRY_MARGIN = timedelta(minutes=5)
 # How long one process may hold the refresh claim before another may try.
 REFRESH_CLAIM = timedelta(seconds=30)
@@ -90,7 +91,8 @@ def _refresh() -> str:
         response = http.request(
             "POST",
             settings.ADOBE_IMS_TOKEN_URL,
-            # In the body, not the query string, so the secret stays out of access logs (PROTOCOLS §4).
+            # In the body, not the query string, so the secret stays out of access logs (IMS accepts
+            # both and recommends the body).
             data={
                 "grant_type": "client_credentials",
                 "client_id": settings.ADOBE_CLIENT_ID,

@@ -1,4 +1,5 @@
-"""PIM connectors: look a product up by its key (SPEC §2 `PIM_*`).
+"""PIM connectors: look a product up by its key (settings `PIM_CONNECTOR`, `PIM_BASE_URL`,
+`PIM_PRODUCT_PATH`, `PIM_API_TOKEN`).
 
 A connector is one method, `get_product(key) -> dict | None` (None: the PIM has no such product),
 raising `http.HttpError` for anything else, so an Akeneo connector can follow without touching
@@ -18,6 +19,11 @@ from django.conf import settings
 from pimsync.clients import http
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "demo" / "catalog.json"
+
+
+class ConfigurationError(Exception):
+    """`PIM_CONNECTOR` names no connector of this version; asking again will not help (the system
+    checks report the same setting at start-up)."""
 
 
 class Connector(Protocol):
@@ -73,6 +79,7 @@ class DemoConnector:
 
 @cache
 def demo_catalog() -> dict[str, dict]:
+    """The demo products by SKUID, read once per process."""
     return {product["SKUID"]: product for product in json.loads(DEMO_CATALOG.read_text())}
 
 
@@ -82,8 +89,4 @@ def connector() -> Connector:
         return RestConnector()
     if settings.PIM_CONNECTOR == "demo":
         return DemoConnector()
-    raise http.HttpError(
-        f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version",
-        retryable=False,
-        error_class="config",
-    )
+    raise ConfigurationError(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version")

@@ -1,5 +1,9 @@
 """HTTP endpoints of the sandbox, each following the contract of the Adobe service it stands in
-for (PROTOCOLS §1.2, §3, §4), including the checks the real service makes."""
+for, including the checks the real service makes: the IMS client-credentials grant
+(https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/),
+the I/O Events public signing keys (docs/adobe-events.md), and the AEM Assets Author API's
+metadata GET/PATCH with ETag and If-Match
+(https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/)."""
 
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ def ims_token(request: HttpRequest) -> JsonResponse:
 @sandbox_only
 @require_GET
 def public_key(request: HttpRequest, path: str) -> HttpResponse:
+    """The sandbox's public signing key at its one path, as Adobe's key server serves PEM."""
     if "/" + path != keys.KEY_PATH:
         return HttpResponse("no such key", status=404, content_type="text/plain")
     return HttpResponse(keys.public_pem(), content_type="application/x-pem-file")
@@ -89,18 +94,26 @@ def asset_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
     if refusal:
         return refusal
     if request.method == "GET":
-        asset = SandboxAsset.objects.filter(pk=asset_id).first()
-        if asset is None:
-            return _problem(404, "Not Found", f"no asset {asset_id}")
-        response = JsonResponse(
-            {
-                "assetId": asset.asset_id,
-                "assetMetadata": asset.metadata,
-                "repositoryMetadata": {"repo:name": asset.name, "repo:path": asset.path, "dc:format": asset.mime_type},
-            }
-        )
-        response["ETag"] = asset.etag
-        return response
+        return _read_metadata(asset_id)
+    return _patch_metadata(request, asset_id)
+
+
+def _read_metadata(asset_id: str) -> HttpResponse:
+    asset = SandboxAsset.objects.filter(pk=asset_id).first()
+    if asset is None:
+        return _problem(404, "Not Found", f"no asset {asset_id}")
+    response = JsonResponse(
+        {
+            "assetId": asset.asset_id,
+            "assetMetadata": asset.metadata,
+            "repositoryMetadata": {"repo:name": asset.name, "repo:path": asset.path, "dc:format": asset.mime_type},
+        }
+    )
+    response["ETag"] = asset.etag
+    return response
+
+
+def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
     if request.content_type != "application/json-patch+json":
         return _problem(415, "Unsupported Media Type", "Content-Type must be application/json-patch+json")
     if_match = request.headers.get("If-Match")

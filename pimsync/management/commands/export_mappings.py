@@ -1,4 +1,4 @@
-"""`manage.py export_mappings [FILE]`: the mapping configuration as SPEC §5 JSON."""
+"""`manage.py export_mappings [FILE]`: the mapping configuration as JSON, the format `import_mappings` reads."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""`manage.py import_mappings FILE`: replace the mapping configuration atomically (SPEC §5)."""
+"""`manage.py import_mappings FILE`: replace the mapping configuration atomically."""
 
 import json
 

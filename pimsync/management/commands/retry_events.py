@@ -1,4 +1,4 @@
-"""`manage.py retry_events`: what the dashboard's Retry button does, for many events (SPEC §6)."""
+"""`manage.py retry_events`: what the dashboard's Retry button does, for many events."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date, parse_datetime

@@ -22,28 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
 
     def handle(self, *args, bind, web_workers, **options):
-        python = sys.executable
-        manage = str(settings.BASE_DIR / "manage.py")
-        commands = {
-            "web": [
-                python,
-                "-m",
-                "gunicorn",
-                "pimsync.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                str(web_workers),
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
-                "--graceful-timeout",
-                "5",
-            ],
-            "worker": [python, manage, "qcluster"],
+        children = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in _commands(bind, web_workers).items()
         }
-        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         self.stdout.write(
             f"pimsync is running at http://{bind}/ (web pid {children['web'].pid}, "
             f"worker pid {children['worker'].pid}); Ctrl-C stops both."
@@ -60,16 +41,29 @@ class Command(BaseCommand):
             while not stopping and all(child.poll() is None for child in children.values()):
                 time.sleep(0.2)
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            for child in children.values():
-                try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            _stop_all(children)
         dead = [name for name, child in children.items() if child.returncode not in (0, -signal.SIGTERM, None)]
         if dead and not stopping:
             self.stderr.write(f"stopped because the {' and '.join(dead)} process exited")
             sys.exit(1)
+
+
+def _commands(bind: str, web_workers: int) -> dict[str, list[str]]:
+    """The command lines of the web server and the worker."""
+    python, manage = sys.executable, str(settings.BASE_DIR / "manage.py")
+    web = [python, "-m", "gunicorn", "pimsync.wsgi", "--bind", bind, "--workers", str(web_workers)]
+    web += ["--threads", "4", "--access-logfile", "-", "--graceful-timeout", "5"]
+    return {"web": web, "worker": [python, manage, "qcluster"]}
+
+
+def _stop_all(children: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every child still running; kill what has not stopped within 15 seconds in all."""
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()

@@ -1,4 +1,4 @@
-"""`manage.py setup_roles`: create the dashboard's groups with exactly their permissions (SPEC §6)."""
+"""`manage.py setup_roles`: create the dashboard's groups with exactly their permissions."""
 
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
