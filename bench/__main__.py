@@ -581,11 +581,13 @@ class Bench:
         )
         began = time.perf_counter()
         latencies, chunk = [], rate * 5  # check every 5 s whether the purge has finished
+        timeline = []
         while purge.poll() is None and during:
             _, measured, statuses = run("127.0.0.1", port, during[:chunk], 32, rate=rate)
             assert all(s == 200 for s in statuses), {s for s in statuses}
             latencies += measured
             during = during[chunk:]
+            timeline.append(f"{percentile(measured, 0.99) * 1000:.0f}/{max(measured) * 1000:.0f}")
         if purge.poll() is None:  # bounded: the load ran out first; what was deleted so far counts
             os.killpg(purge.pid, signal.SIGTERM)
             note(f"purge stopped after {PURGE_LOAD_SECONDS} s of load; the daily schedule would continue")
@@ -606,6 +608,7 @@ class Bench:
             + " ".join(line.strip() for line in output.splitlines() if line.startswith("events:"))
             + f"; load average {load:.1f} on {os.cpu_count()} cores at the end"
         )
+        note("p99/max ms per 5 s: " + " ".join(timeline))
 
 
 def main() -> None:

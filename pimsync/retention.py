@@ -28,10 +28,15 @@ from pimsync.models import Attempt, Event, Heartbeat, Status
 
 log = logging.getLogger(__name__)
 
-# Adobe redelivers for 24 hours and its journal replays 7 days; dedupe needs every id of that
-# week (https://developer.adobe.com/events/docs/support/faq/), hence 8 days and never fewer.
+# Adobe redelivers for 24 hours (https://developer.adobe.com/events/docs/common/retry-doc) and its
+# journal holds 7 days (https://developer.adobe.com/events/docs/guides/api/journaling_api): dedupe
+# needs every event id of that week, hence 8 days and never fewer.
 MINIMUM_DAYS = 8
 BATCH = 1_000
+# Seconds of rest per second of deleting. Deleting flat out, the WAL it writes brought
+# checkpoints every ~30 s and webhook p99 to 70 ms; resting as long as it works, 13 ms
+# (`make bench` purge scenario, 1,000,000 events, in BENCHMARKS.md).
+REST = 1.0
 # Kept by PIMSYNC_RETENTION_DAYS; failed events by PIMSYNC_RETENTION_FAILED_DAYS; the rest
 # (received, processing, retrying) are still waiting for a worker and never purged.
 FINISHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.IGNORED)
@@ -66,16 +71,21 @@ class Purge:
 def expired_events(now) -> list[tuple[models.QuerySet, str]]:
     """The expired events, as index-friendly querysets, each with the field it is walked by."""
     cutoff, failed_cutoff = now - timedelta(days=retention_days()), now - timedelta(days=retention_failed_days())
+
+    def expired(age: str) -> models.QuerySet:
+        # Both retentions in one walk of the index: a second walk for failed events would touch
+        # every page again, and after a checkpoint each touched page costs a full page in the WAL.
+        return Event.objects.filter(
+            models.Q(status__in=FINISHED, **{f"{age}__lt": cutoff})
+            | models.Q(status=Status.FAILED, **{f"{age}__lt": failed_cutoff}),
+            **{f"{age}__lt": max(cutoff, failed_cutoff)},  # the index condition
+        )
+
     return [
-        (Event.objects.filter(status__in=FINISHED, finished_at__lt=cutoff), "finished_at"),
-        (Event.objects.filter(status=Status.FAILED, finished_at__lt=failed_cutoff), "finished_at"),
+        (expired("finished_at"), "finished_at"),
         # Age falls back to receipt for a finished event without finished_at (none is written so
         # today; rows from before finished_at was always set may have one).
-        (Event.objects.filter(status__in=FINISHED, finished_at__isnull=True, received_at__lt=cutoff), "received_at"),
-        (
-            Event.objects.filter(status=Status.FAILED, finished_at__isnull=True, received_at__lt=failed_cutoff),
-            "received_at",
-        ),
+        (expired("received_at").filter(finished_at__isnull=True), "received_at"),
     ]
 
 
@@ -148,6 +158,12 @@ def purge(dry_run: bool = False, budget_seconds: float | None = None, batch: int
     return result
 
 
+def _rest(began: float) -> None:
+    """Pause in proportion to the batch just done, leaving the database (its WAL flushes above
+    all, which every webhook commit waits for) to ingest; a slower database gets longer pauses."""
+    time.sleep((time.monotonic() - began) * REST)
+
+
 def _out_of_time(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
@@ -158,6 +174,7 @@ def _purge_events(events: models.QuerySet, walk: str, batch: int, deadline, resu
     while True:
         if _out_of_time(deadline):
             return False
+        began = time.monotonic()
         with transaction.atomic():
             page = events if after is None else events.filter(**{f"{walk}__gte": after})
             # SKIP LOCKED: a row that a Retry is changing right now is left for the next run,
@@ -173,6 +190,7 @@ def _purge_events(events: models.QuerySet, walk: str, batch: int, deadline, resu
         if len(rows) < batch:
             return True
         after = rows[-1][1]
+        _rest(began)
 
 
 def _purge_rows(rows: models.QuerySet, batch: int, deadline, result: Purge, table: str) -> bool:
