@@ -191,12 +191,15 @@ def test_expired_sessions_old_admin_log_and_old_task_history_are_bounded():
     assert not LogEntry.objects.exists()
 
 
-def test_a_retention_below_eight_days_is_a_configuration_error(settings):
+def test_a_retention_below_eight_days_is_a_configuration_error(client, settings):
     settings.PIMSYNC_RETENTION_DAYS = 3
     settings.PIMSYNC_RETENTION_FAILED_DAYS = 7
     problems = {p.id: p for p in checks.configuration(None)}
     assert problems["pimsync.E020"].msg == "PIMSYNC_RETENTION_DAYS=3 is below 8 days: 8 is used meanwhile"
     assert "pimsync.E021" in problems
+    client.force_login(User.objects.create_superuser("admin", password="pw-for-tests-1"))
+    page = client.get("/admin/").content.decode()
+    assert "PIMSYNC_RETENTION_DAYS=3 is below 8 days" in page and "Events kept 8 days (failed 8)" in page
     settings.PIMSYNC_RETENTION_DAYS = settings.PIMSYNC_RETENTION_FAILED_DAYS = 8
     assert not {"pimsync.E020", "pimsync.E021"} & {p.id for p in checks.configuration(None)}
 
