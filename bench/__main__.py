@@ -41,7 +41,7 @@ machine reaches, not how much concurrency is idle.
 
 # The purge scenario's steady webhook load, and how long it can last (the purge's time bound).
 PURGE_LOAD_RATE = 400
-PURGE_LOAD_SECONDS = 120
+PURGE_LOAD_SECONDS = 200
 
 lines: list[str] = []
 
