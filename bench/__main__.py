@@ -27,7 +27,7 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/pimsync_bench"
 CLIENT_ID = "bench-client-0123456789abcdef"
 SOURCE = "acct:aem-p12345-e67890@adobe.com"
 KEY_PATH = "/prod/keys/pub-key-bench.pem"
-SCENARIOS = ("ingest", "batch", "e2e", "dashboard", "scaleout", "memory")
+SCENARIOS = ("ingest", "batch", "e2e", "dashboard", "scaleout", "memory", "purge")
 HOW_TO_READ = """\
 Everything runs on the one machine at once: PostgreSQL (synchronous commit on), gunicorn
 (gthread, 4 processes x 4 threads), django-q2 workers, the IMS/AEM/PIM stubs (50 ms on every call)
@@ -38,6 +38,10 @@ end-to-end run is CPU-bound across all processes (1x32, 2x16 and 4x8 worker shap
 100-103 assets/s), so the Little's-law ratio says how much of the latency-bound ceiling a 2-core
 machine reaches, not how much concurrency is idle.
 """
+
+# The purge scenario's steady webhook load, and how long it can last (the purge's time bound).
+PURGE_LOAD_RATE = 400
+PURGE_LOAD_SECONDS = 200
 
 lines: list[str] = []
 
@@ -537,6 +541,75 @@ class Bench:
 
         measure_pages(report, note, rows=self.args.dashboard_rows)
 
+    def purge(self) -> None:
+        """`purge_events` deletes a large expired history while the webhook takes single-event
+        deliveries at a steady rate: the webhook's p99 during the purge, and the purge's rate."""
+        from django.db import connection
+        from django.utils import timezone
+
+        from bench.dataset import build
+        from bench.load import percentile, run
+        from pimsync.models import Event
+
+        self.reset()
+        rows, rate = self.args.purge_rows, PURGE_LOAD_RATE
+        connection.ensure_connection()
+        connection.connection.autocommit = True  # VACUUM cannot run in a transaction
+        build(rows, note, now=timezone.now() - timedelta(days=100))  # all past the 90-day failed retention
+        with connection.cursor() as cursor:
+            # Write out the freshly generated history now, so that the baseline and the purge are
+            # not measured against the checkpoint of 4 million new rows.
+            cursor.execute("CHECKPOINT")
+        web, port = self.web()
+        host = f"127.0.0.1:{port}"
+        self.promise_drain()
+        requests = signed_requests(self.pem, host, self.bodies(rate * PURGE_LOAD_SECONDS, 1, start=30_000_000))
+        warm, baseline, during = requests[:1000], requests[1000 : 1000 + rate * 15], requests[1000 + rate * 15 :]
+        run("127.0.0.1", port, warm, 32)
+        _, latencies, statuses = run("127.0.0.1", port, baseline, 32, rate=rate)
+        assert all(s == 200 for s in statuses), {s for s in statuses}
+        before = percentile(latencies, 0.99) * 1000
+
+        purge = subprocess.Popen(
+            [sys.executable, "manage.py", "purge_events"],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        began = time.perf_counter()
+        latencies, chunk = [], rate * 5  # check every 5 s whether the purge has finished
+        timeline = []
+        while purge.poll() is None and during:
+            _, measured, statuses = run("127.0.0.1", port, during[:chunk], 32, rate=rate)
+            assert all(s == 200 for s in statuses), {s for s in statuses}
+            latencies += measured
+            during = during[chunk:]
+            timeline.append(f"{percentile(measured, 0.99) * 1000:.0f}/{max(measured) * 1000:.0f}")
+        if purge.poll() is None:  # bounded: the load ran out first; what was deleted so far counts
+            os.killpg(purge.pid, signal.SIGTERM)
+            note(f"purge stopped after {PURGE_LOAD_SECONDS} s of load; the daily schedule would continue")
+        output = purge.communicate()[0]
+        elapsed = time.perf_counter() - began
+        self.procs.stop(web)
+        left = Event.objects.filter(event_id__startswith="bench-").count()
+        deleted = rows - left
+        p99 = percentile(latencies, 0.99) * 1000
+        report(f"purge.webhook_p99_ms at {rate} ev/s during the purge", p99, "≤ 50 ms", 50 / p99, "ms")
+        report(f"purge.webhook_p99_ms at {rate} ev/s, no purge", before, "(info)", None, "ms")
+        report("purge.events_per_s (3 attempts each)", deleted / elapsed, "(info)", None, "ev/s")
+        report("purge.deleted (all expired events)", deleted, f"= {rows}", deleted / rows, "rows")
+        load = os.getloadavg()[0]
+        note(
+            f"purge_events deleted {deleted:,} events in {elapsed:.0f} s while the webhook stored "
+            f"{len(latencies):,} new ones (p50 {percentile(latencies, 0.5) * 1000:.1f} ms); "
+            + " ".join(line.strip() for line in output.splitlines() if line.startswith("events:"))
+            + f"; load average {load:.1f} on {os.cpu_count()} cores at the end"
+        )
+        note("p99/max ms per 5 s: " + " ".join(timeline))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -546,6 +619,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000)
+    parser.add_argument("--purge-rows", type=int, default=1_000_000)
     parser.add_argument("--write", help="also write the results as markdown to this file")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)

@@ -16,7 +16,7 @@ INSERT INTO pimsync_event (event_id, cloudevent_id, type, source, time, received
     asset_name, mime_type, product_key, status, reason, error_class, attempts, attempts_base, next_attempt_at,
     claimed_at, finished_at, payload, delivery_id, delivery_retry_count)
 SELECT 'bench-' || g, 'ce-' || g, 'aem.assets.asset.processing_completed', 'acct:aem-p12345-e67890@adobe.com',
-    now() - g * interval '2.6 seconds', now() - g * interval '2.6 seconds',
+    %(now)s::timestamptz - g * interval '2.6 seconds', %(now)s::timestamptz - g * interval '2.6 seconds',
     'urn:aaid:aem:' || md5(g::text),
     '/content/dam/bench/' || (g %% 1000) || '/SKU-' || (100000 + g %% 50000) || '_' || g || '.png',
     'SKU-' || (100000 + g %% 50000) || '_' || g || '.png', 'image/png', 'SKU-' || (100000 + g %% 50000),
@@ -24,11 +24,12 @@ SELECT 'bench-' || g, 'ce-' || g, 'aem.assets.asset.processing_completed', 'acct
     CASE WHEN g %% 20 = 0 THEN 'product ''SKU-' || (100000 + g %% 50000) || ''' is not in the PIM'
          ELSE 'wrote 4 properties' END,
     CASE WHEN g %% 20 = 0 THEN 'pim_not_found' ELSE '' END, 3, 0, NULL,
-    now() - g * interval '2.6 seconds', now() - g * interval '2.6 seconds' + interval '1.2 seconds',
+    %(now)s::timestamptz - g * interval '2.6 seconds',
+    %(now)s::timestamptz - g * interval '2.6 seconds' + interval '1.2 seconds',
     jsonb_build_object('type', 'aem.assets.asset.processing_completed', 'eventid', 'bench-' || g,
                        'data', jsonb_build_object('assetId', 'urn:aaid:aem:' || md5(g::text))),
     '', NULL
-FROM generate_series(1, %s) g
+FROM generate_series(1, %(rows)s) g
 """
 
 ATTEMPTS_SQL = """
@@ -42,11 +43,14 @@ FROM pimsync_event e CROSS JOIN generate_series(1, 3) n
 """
 
 
-def build(rows: int, note) -> None:
+def build(rows: int, note, now=None) -> None:
+    """`rows` events, one every 2.6 s back from `now` (default: the present), 3 attempts each."""
+    from django.utils import timezone
+
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE pimsync_attempt, pimsync_event")
-        cursor.execute(EVENTS_SQL, [rows])
+        cursor.execute(EVENTS_SQL, {"rows": rows, "now": now or timezone.now()})
         cursor.execute(ATTEMPTS_SQL)
         cursor.execute("VACUUM ANALYZE pimsync_event")
         cursor.execute("VACUUM ANALYZE pimsync_attempt")

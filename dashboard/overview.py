@@ -113,6 +113,14 @@ def warnings(now) -> list[str]:
     return messages
 
 
+def retention() -> dict:
+    """How long events are kept, and what the last purge did (its heartbeat row)."""
+    from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
+
+    last = Heartbeat.objects.filter(name=HEARTBEAT).first()
+    return {"days": retention_days(), "failed_days": retention_failed_days(), "last": last}
+
+
 def build(now=None) -> dict:
     """Everything the overview page shows."""
     now = now or timezone.now()
@@ -129,4 +137,5 @@ def build(now=None) -> dict:
         "warnings": warnings(now),
         "failures": list(failures.only("id", "asset_name", "asset_path", "reason", "finished_at", "product_key")),
         "statuses": Status.values,
+        "retention": retention(),
     }

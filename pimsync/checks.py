@@ -95,4 +95,27 @@ def _environment() -> list:
                 id="pimsync.E010",
             )
         )
+    problems.extend(retention())
+    return problems
+
+
+def retention() -> list[Error]:
+    """Retention settings below the week of ids that redelivery dedupe needs."""
+    from pimsync.retention import MINIMUM_DAYS
+
+    problems = []
+    for name, check_id in (
+        ("PIMSYNC_RETENTION_DAYS", "pimsync.E020"),
+        ("PIMSYNC_RETENTION_FAILED_DAYS", "pimsync.E021"),
+    ):
+        value = getattr(settings, name)
+        if value < MINIMUM_DAYS:
+            problems.append(
+                Error(
+                    f"{name}={value} is below {MINIMUM_DAYS} days: {MINIMUM_DAYS} is used meanwhile",
+                    hint="Adobe redelivers an event for 24 hours and replays its journal for 7 days; dedupe "
+                    f"needs the ids of that week, so set {name} to {MINIMUM_DAYS} or more.",
+                    id=check_id,
+                )
+            )
     return problems

@@ -231,6 +231,13 @@ PIMSYNC_WORKER_THREADS = env_int(
     "PIMSYNC_WORKER_THREADS", 2 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
 )
 
+# --- Retention ------------------------------------------------------------------------------
+# Days a finished event (with its attempts) is kept, counted from when it finished; failed ones
+# longer, so support can still look at them. Never below 8 (pimsync.retention.MINIMUM_DAYS):
+# redelivery dedupe needs the event ids of the last week. Purged daily (`purge_events`).
+PIMSYNC_RETENTION_DAYS = env_int("PIMSYNC_RETENTION_DAYS", 30)
+PIMSYNC_RETENTION_FAILED_DAYS = env_int("PIMSYNC_RETENTION_FAILED_DAYS", 90)
+
 # Sandbox (`pimsync.sandbox`): with no AEM_AUTHOR_URL pimsync serves an AEM and IMS stand-in itself.
 # It must never switch on by accident in production, so DEBUG off needs PIMSYNC_SANDBOX=1.
 PIMSYNC_SANDBOX = env_bool("PIMSYNC_SANDBOX", default=not AEM_AUTHOR_URL and DEBUG)

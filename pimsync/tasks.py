@@ -128,3 +128,12 @@ def run_job(job_id: int) -> str:
     from pimsync.jobs import run
 
     return run(job_id)
+
+
+def purge() -> str:
+    """Delete events and history past their retention, within django-q2's task timeout."""
+    from pimsync.retention import purge as run
+
+    # Half the timeout: a purge stopped by its budget ends cleanly and the next day's run
+    # continues, whereas one killed by django-q2 would be recorded as a failure.
+    return run(budget_seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2).summary()
