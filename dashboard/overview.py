@@ -15,11 +15,10 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync.models import Event, Heartbeat, Status
+from pimsync.models import ENRICHED, Event, Heartbeat, Status
 
 # Bound the latency sample: percentiles of the newest 5,000 finished events are plenty.
 LATENCY_SAMPLE = 5_000
-HEARTBEAT_STALE = timedelta(minutes=3)
 
 
 @dataclass
@@ -56,9 +55,7 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
     newest LATENCY_SAMPLE finished events, so the page stays fast at any volume)."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
-    finished = Event.objects.filter(
-        finished_at__gte=start, status__in=[Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED]
-    )
+    finished = Event.objects.filter(finished_at__gte=start, status__in=ENRICHED)
     counts = finished.annotate(hour=TruncHour("finished_at")).values("hour", "status").annotate(n=Count("id"))
     for row in counts.order_by():
         index = int((row["hour"] - start).total_seconds() // 3600)
@@ -92,7 +89,7 @@ def queue_depth() -> dict:
 
 def worker_state(now) -> dict:
     seen = Heartbeat.worker_last_seen()
-    return {"at": seen, "alive": bool(seen and now - seen < HEARTBEAT_STALE)}
+    return {"at": seen, "alive": bool(seen and now - seen < Heartbeat.STALE)}
 
 
 def warnings(now) -> list[str]:

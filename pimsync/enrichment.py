@@ -1,6 +1,6 @@
-"""One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH (SPEC §4).
+"""One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH.
 
-`enrich()` never raises for an expected failure; it returns an Outcome that says which status the
+`enrich()` never raises for an expected failure; it returns a Result that says which status the
 events get and why, with everything the dashboard shows for the attempt.
 """
 
@@ -17,7 +17,9 @@ MAX_CONFLICT_ROUNDS = 3
 
 
 @dataclass
-class Outcome:
+class Result:
+    """What one enrichment did: the events' status and why, and what the attempt row records."""
+
     status: str
     reason: str = ""
     error_class: str = ""
@@ -30,12 +32,9 @@ class Outcome:
     aem_body: str = ""
 
 
-def asset_of(event: Event) -> mapping.Asset:
-    return mapping.Asset(event.asset_id, event.asset_path, event.asset_name, event.mime_type)
-
-
 def echoes_last_write(event: Event, state: AssetState) -> bool:
-    """A metadata change whose changed properties all hold what pimsync last wrote (PROTOCOLS §2.2)."""
+    """A metadata change whose changed properties (`event:created`, the keys of `event:updated`) all
+    hold what pimsync last wrote: the echo of its own write, whoever AEM names as the actor."""
     metadata = (event.payload.get("data") or {}).get("assetMetadata") or {}
     if not isinstance(metadata, dict) or not state.last_written:
         return False
@@ -48,7 +47,7 @@ def echoes_last_write(event: Event, state: AssetState) -> bool:
     return all(name in written and metadata.get(name, written[name]) == written[name] for name in changed)
 
 
-def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
+def _failure(exc: http.HttpError, outcome: Result) -> Result:
     outcome.status = Status.RETRYING if exc.retryable else Status.FAILED
     outcome.reason = exc.message
     outcome.error_class = exc.error_class
@@ -58,11 +57,11 @@ def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def enrich(event: Event) -> Outcome:
+def enrich(event: Event) -> Result:
     """Bring the event's asset in line with the PIM, writing only what differs."""
-    asset = asset_of(event)
+    asset = event.asset
     config, rules = mapping.current()
-    outcome = Outcome(status=Status.FAILED)
+    outcome = Result(status=Status.FAILED)
     try:
         metadata = None
         if config.key_from == MappingConfig.KeySource.METADATA:

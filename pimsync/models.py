@@ -7,6 +7,7 @@ Our rows are the source of truth for work and retries; django-q2 only carries wa
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,6 +27,11 @@ class Status(models.TextChoices):
 
 # Statuses in which an event still waits for the worker.
 PENDING = (Status.RECEIVED, Status.RETRYING)
+# Final statuses: the worker is done with the event (until someone retries it).
+FINISHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED, Status.IGNORED)
+# Final statuses the enrichment ran for (an ignored event never waited for it): the outcomes
+# whose time from receipt to finish is the enrichment latency.
+ENRICHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED)
 # Statuses support may send back to the worker (a Retry keeps the history).
 RETRYABLE = (Status.FAILED, Status.RETRYING, Status.SUCCEEDED, Status.UNCHANGED)
 
@@ -36,6 +42,30 @@ class EventType:
     DELETED = "aem.assets.asset.deleted"
     ENRICHED = (PROCESSING_COMPLETED, METADATA_UPDATED)
     HANDLED = (PROCESSING_COMPLETED, METADATA_UPDATED, DELETED)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """An AEM asset as an event names it: what the mapping rules match and key on."""
+
+    asset_id: str
+    path: str = ""
+    name: str = ""
+    mime_type: str = ""
+
+
+class EventQuerySet(models.QuerySet):
+    def pending(self) -> EventQuerySet:
+        """Events that still wait for the worker, due or not."""
+        return self.filter(status__in=PENDING)
+
+    def due(self, now=None) -> EventQuerySet:
+        """Pending events whose time has come: what a worker should run now."""
+        return self.pending().filter(next_attempt_at__lte=now or timezone.now())
+
+    def finished(self) -> EventQuerySet:
+        """Events in a final status."""
+        return self.filter(status__in=FINISHED)
 
 
 class Event(models.Model):
@@ -76,6 +106,8 @@ class Event(models.Model):
     delivery_id = models.CharField(max_length=255, blank=True)
     delivery_retry_count = models.PositiveIntegerField(null=True, blank=True)
 
+    objects = EventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
@@ -105,6 +137,11 @@ class Event(models.Model):
     @property
     def short_type(self) -> str:
         return self.type.rsplit(".", 1)[-1]
+
+    @property
+    def asset(self) -> Asset:
+        """The asset this event is about, as the mapping rules see it."""
+        return Asset(self.asset_id, self.asset_path, self.asset_name, self.mime_type)
 
     def aem_asset_url(self) -> str:
         """Link to the asset in the AEM author UI."""
@@ -349,7 +386,15 @@ class AccessToken(models.Model):
 
 
 class Heartbeat(models.Model):
-    """When a worker last proved it is alive (the sweeper beats every minute)."""
+    """A time a worker wrote to show it is alive, one row per kind of writer.
+
+    `sweeper`: when the sweeper last ran (it runs every minute; `detail` says what it did).
+    `drain`: a time in the future, up to which a running drain promises to keep looking for new
+    events (`pimsync.wakeups.DrainPromise`); it only moves forward.
+    """
+
+    # A worker silent for longer than this is reported down (healthz, the dashboard).
+    STALE = timedelta(minutes=3)
 
     name = models.CharField(max_length=64, primary_key=True)
     at = models.DateTimeField()
@@ -379,7 +424,7 @@ class Heartbeat(models.Model):
 
 
 class SandboxAsset(models.Model):
-    """An asset in the built-in AEM stand-in (sandbox mode only, SPEC §8)."""
+    """An asset in the built-in AEM stand-in (sandbox mode only, PIMSYNC_SANDBOX)."""
 
     asset_id = models.CharField(max_length=255, primary_key=True)
     path = models.CharField(max_length=1024)

@@ -1,4 +1,4 @@
-"""`/healthz` and `/metrics` (SPEC §7): is this deployment healthy, and what is it doing."""
+"""`/healthz` and `/metrics`: is this deployment healthy, and what is it doing."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from pimsync.models import PENDING, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Status
+from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal
+from pimsync.wakeups import broker
 
-HEARTBEAT_STALE = timedelta(minutes=3)
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
 
 
@@ -29,12 +29,10 @@ def _check_database() -> dict:
 
 
 def _check_broker() -> dict:
-    from django_q.brokers import get_broker
-
     try:
-        broker = get_broker()
-        broker.ping()
-        return {"ok": True, "kind": type(broker).__name__, "queued": broker.queue_size()}
+        queue = broker()
+        queue.ping()
+        return {"ok": True, "kind": type(queue).__name__, "queued": queue.queue_size()}
     except Exception as exc:  # Redis down, ORM table missing, ...
         return {"ok": False, "error": type(exc).__name__}
 
@@ -46,7 +44,7 @@ def _check_worker(database_ok: bool) -> dict:
     if seen is None:
         return {"ok": False, "error": "no worker has reported yet (is `manage.py qcluster` running?)"}
     age = (timezone.now() - seen).total_seconds()
-    return {"ok": age < HEARTBEAT_STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
+    return {"ok": age < Heartbeat.STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
 
 
 @require_GET
@@ -69,8 +67,6 @@ def _labels(**labels) -> str:
 # hosts' clocks differ a little). Counters therefore trail writes by up to twice this long plus a
 # scrape interval (attempt ids are counted up to the highest one seen at least this long ago).
 SETTLE = timedelta(seconds=15)
-FINAL = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED, Status.IGNORED)
-LATENCY_STATUSES = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED)
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -105,12 +101,12 @@ def _count_new_rows(now) -> None:
 
         cutoff = now - SETTLE
         if mark.events_counted_to is None or mark.events_counted_to < cutoff:
-            finished = Event.objects.filter(status__in=FINAL, finished_at__lte=cutoff)
+            finished = Event.objects.finished().filter(finished_at__lte=cutoff)
             if mark.events_counted_to is not None:
                 finished = finished.filter(finished_at__gt=mark.events_counted_to)
             for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
                 add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
-            _add_latency(add, finished.filter(status__in=LATENCY_STATUSES))
+            _add_latency(add, finished.filter(status__in=ENRICHED))
             mark.events_counted_to = cutoff
         mark.save()
 
@@ -171,7 +167,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP pimsync_events Events not yet in a final status, by type and status.",
         "# TYPE pimsync_events gauge",
     ]
-    waiting = Event.objects.filter(status__in=(*PENDING, Status.PROCESSING))
+    waiting = Event.objects.exclude(status__in=FINISHED)
     for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
         lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
     _family(
@@ -199,7 +195,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     lines += [
         "# HELP pimsync_queue_depth Events waiting for a worker.",
         "# TYPE pimsync_queue_depth gauge",
-        f"pimsync_queue_depth {Event.objects.filter(status__in=PENDING).count()}",
+        f"pimsync_queue_depth {Event.objects.pending().count()}",
     ]
     seen = Heartbeat.worker_last_seen()
     lines += [

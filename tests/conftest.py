@@ -58,9 +58,9 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
 @pytest.fixture(autouse=True)
 def _forget_process_caches():
     """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
-    from pimsync import mapping, tasks
+    from pimsync import mapping, wakeups
 
-    tasks._promise.update(read_at=-1e9, until=None)
+    wakeups.DrainPromise.forget()
     mapping.forget()
 
 
