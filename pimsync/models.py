@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from pimsync.clients.http import without_credentials
+
 
 class Status(models.TextChoices):
     RECEIVED = "received", "received"
@@ -148,8 +150,6 @@ class Event(models.Model):
         if not settings.AEM_AUTHOR_URL or not self.asset_path:
             return ""
         # A user:password@ in the configured URL is for pimsync's calls, never for a page.
-        from pimsync.clients.http import without_credentials
-
         return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{self.asset_path}"
 
     def retry(self) -> bool:

@@ -1,4 +1,4 @@
-"""The webhook `/webhooks/aem` as Adobe I/O Events and attackers see it (SPEC §3)."""
+"""The webhook `/webhooks/aem` as Adobe I/O Events and attackers see it (docs/adobe-events.md)."""
 
 from __future__ import annotations
 
