@@ -393,6 +393,8 @@ class Heartbeat(models.Model):
     events (`pimsync.wakeups.DrainPromise`); it only moves forward.
     """
 
+    SWEEPER = "sweeper"
+    DRAIN = "drain"
     # A worker silent for longer than this is reported down (healthz, the dashboard).
     STALE = timedelta(minutes=3)
 
@@ -413,10 +415,10 @@ class Heartbeat(models.Model):
         time it promised to poll until, written while it runs)."""
         now = timezone.now()
         seen = []
-        for beat in cls.objects.filter(name__in=["sweeper", "drain"]):
+        for beat in cls.objects.filter(name__in=[cls.SWEEPER, cls.DRAIN]):
             at = (
                 beat.at
-                if beat.name == "sweeper"
+                if beat.name == cls.SWEEPER
                 else beat.at - timedelta(seconds=settings.PIMSYNC_DRAIN_LINGER_SECONDS)
             )
             seen.append(min(at, now))

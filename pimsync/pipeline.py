@@ -258,7 +258,7 @@ def sweep() -> str:
     summary = (
         f"revived {revived} stuck event(s); failed {failed} that used their attempts; {due} due; woke {woken} worker(s)"
     )
-    Heartbeat.beat("sweeper", summary)
+    Heartbeat.beat(Heartbeat.SWEEPER, summary)
     return summary
 
 

@@ -73,7 +73,7 @@ def wake_for_new_events() -> None:
     the task is sent after the commit, so the worker finds the rows; a wake-up lost then (broker
     down, process killed) is covered by the sweeper.
     """
-    if DrainPromise.covers_next_commit():
+    if DrainPromise.holds(cached=True):
         return
     if uses_orm_broker():
         enqueue_drain()
@@ -106,11 +106,11 @@ class DrainPromise:
 
     The time lives in the `drain` heartbeat row and only ever moves forward; several drains share
     it. A drain writes it while it works (`keep_polling_until`); a web process reads it
-    (`covers_next_commit`) to decide whether its request needs a wake-up of its own. If the drain
+    (`holds`) to decide whether its request needs a wake-up of its own. If the drain
     is SIGKILLed, the sweeper wakes a worker within a minute.
     """
 
-    ROW = "drain"
+    ROW = Heartbeat.DRAIN
     # The promised time must be at least this far ahead of now to cover a commit about to happen.
     MARGIN = timedelta(seconds=1)
     # How long a web process trusts its last read (the promise only ever moves forward).
@@ -136,19 +136,14 @@ class DrainPromise:
 
     @classmethod
     def holds(cls, cached: bool = False) -> bool:
-        """Will some drain look for new events after a commit made now? (`cached`: a read up to
-        CACHE_SECONDS old will do.)"""
+        """Will some drain look for new events after a commit made now? (`cached`: trust this
+        process's read for CACHE_SECONDS; the webhook asks on every request.)"""
         now = time.monotonic()
         if not cached or now - cls._read["at"] > cls.CACHE_SECONDS:
             cls._read["until"] = Heartbeat.objects.filter(name=cls.ROW).values_list("at", flat=True).first()
             cls._read["at"] = now
         until = cls._read["until"]
         return until is not None and until - timezone.now() > cls.MARGIN
-
-    @classmethod
-    def covers_next_commit(cls) -> bool:
-        """`holds()`, read at most every CACHE_SECONDS per process: the webhook's question."""
-        return cls.holds(cached=True)
 
     @classmethod
     def forget(cls) -> None:
