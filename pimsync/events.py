@@ -39,6 +39,7 @@ def body_event_id(event: Mapping) -> str:
 
 
 def recipient_of(event: Mapping) -> str:
+    """`recipientclientid`, with the deprecated `recipient_client_id` as fallback."""
     return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
 
 
@@ -211,7 +212,8 @@ def _insert_new(rows: list[Event]) -> set[str]:
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
-    """Store new events in one transaction; a known event id is a duplicate, not new work."""
+    """Store new events in one transaction, with a wake-up when one needs the worker; a known
+    event id is a duplicate, not new work."""
     unique: dict[str, Incoming] = {}
     for item in incoming:
         unique.setdefault(item.event_id, item)

@@ -138,6 +138,7 @@ class Event(models.Model):
 
     @property
     def short_type(self) -> str:
+        """The last part of the event type, e.g. `processing_completed`."""
         return self.type.rsplit(".", 1)[-1]
 
     @property
@@ -407,6 +408,7 @@ class Heartbeat(models.Model):
 
     @classmethod
     def beat(cls, name: str, detail: str = "") -> None:
+        """Record that `name` is alive now."""
         cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})
 
     @classmethod

@@ -49,6 +49,7 @@ def _check_worker(database_ok: bool) -> dict:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the broker and a worker are all alive; else 503, saying which is not."""
     database = _check_database()
     report = {"database": database, "broker": _check_broker(), "worker": _check_worker(database["ok"])}
     healthy = all(part["ok"] for part in report.values())

@@ -43,6 +43,7 @@ class Threads:
                 Threads._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="pimsync-enrich")
 
     def submit(self, asset_id: str) -> Future:
+        """Enrich the asset on a free thread."""
         return self._pool.submit(_run_one, asset_id)
 
 
@@ -53,6 +54,7 @@ class Inline:
     width = 10  # assets fetched per candidate query
 
     def submit(self, asset_id: str) -> Future:
+        """Enrich the asset now; the future returned is already done."""
         future = Future()
         future.set_result(pipeline.process_asset(asset_id))
         return future
