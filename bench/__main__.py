@@ -275,7 +275,7 @@ class Bench:
         self.state.reset_counts()
 
     def promise_drain(self) -> None:
-        """What a drain running on a worker node keeps in the heartbeat row (tasks.drain_will_poll)."""
+        """What a drain running on a worker node keeps in the heartbeat row (pimsync.wakeups.DrainPromise)."""
         from django.utils import timezone
 
         from pimsync.models import Heartbeat
@@ -351,7 +351,7 @@ class Bench:
         report("ingest.single.events_per_s, no worker anywhere", rate, "(info)", None, "ev/s")
         note("with no worker running, every request also queues a wake-up in the same transaction")
         # The production case: workers drain on other nodes while the burst arrives, and their
-        # promise (pimsync.tasks.drain_will_poll) spares each request its wake-up.
+        # promise (pimsync.wakeups.DrainPromise) spares each request its wake-up.
         self.promise_drain()
         requests = signed_requests(self.pem, host, self.bodies(count, 1, start=20_000_000))
         seconds, latencies, statuses = run("127.0.0.1", port, requests, 32)

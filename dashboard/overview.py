@@ -18,10 +18,9 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import tasks
+from pimsync import wakeups
 from pimsync.checks import configuration
-from pimsync.models import PENDING, Event, Heartbeat, Status
-from pimsync.operations import HEARTBEAT_STALE
+from pimsync.models import ENRICHED, PENDING, Event, Heartbeat, Status
 from pimsync.stats import percentile
 
 # Bound the latency sample: percentiles of the newest 5,000 finished events are plenty.
@@ -57,9 +56,7 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
     newest LATENCY_SAMPLE finished events, so the page stays fast at any volume)."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
-    finished = Event.objects.filter(
-        finished_at__gte=start, status__in=[Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED]
-    )
+    finished = Event.objects.filter(finished_at__gte=start, status__in=ENRICHED)
     counts = finished.annotate(hour=TruncHour("finished_at")).values("hour", "status").annotate(n=Count("id"))
     for row in counts.order_by():
         index = int((row["hour"] - start).total_seconds() // 3600)
@@ -84,7 +81,7 @@ def queue_depth() -> dict:
     waiting = Event.objects.filter(status__in=PENDING).count()
     try:
         # The process's one broker: `get_broker()` would open a new Redis pool on every page view.
-        broker = tasks.broker().queue_size()
+        broker = wakeups.broker().queue_size()
     except Exception:  # the broker being down is itself shown on the page
         broker = None
     return {"events": waiting, "broker": broker}
@@ -93,7 +90,7 @@ def queue_depth() -> dict:
 def worker_state(now) -> dict:
     """When a worker last reported, and whether that is recent enough to call it alive."""
     seen = Heartbeat.worker_last_seen()
-    return {"at": seen, "alive": bool(seen and now - seen < HEARTBEAT_STALE)}
+    return {"at": seen, "alive": bool(seen and now - seen < Heartbeat.STALE)}
 
 
 def warnings(now) -> list[str]:

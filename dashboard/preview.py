@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from pimsync import mapping
 from pimsync.clients import aem, http, pim
-from pimsync.enrichment import asset_of
 from pimsync.models import Event, MappingConfig, MappingRule
 
 
@@ -76,7 +75,7 @@ def _find_asset(result: PreviewResult, key: str, event_ref: str) -> bool:
         # Conditions on path and type need an asset: use the newest event with this key, if any.
         result.event = Event.objects.filter(product_key=key).exclude(asset_id="").order_by("-received_at").first()
     if result.event is not None:
-        result.asset = asset_of(result.event)
+        result.asset = result.event.asset
     return True
 
 

@@ -1,6 +1,6 @@
 """One enrichment: product key → PIM product → mapping → AEM metadata GET/PATCH.
 
-`enrich()` never raises for an expected failure; it returns an Outcome that says which status the
+`enrich()` never raises for an expected failure; it returns a Result that says which status the
 events get and why, with everything the dashboard shows for the attempt.
 """
 
@@ -17,7 +17,9 @@ MAX_CONFLICT_ROUNDS = 3
 
 
 @dataclass
-class Outcome:
+class Result:
+    """What one enrichment did: the events' status and why, and what the attempt row records."""
+
     status: str
     reason: str = ""
     error_class: str = ""
@@ -30,15 +32,9 @@ class Outcome:
     aem_body: str = ""
 
 
-def asset_of(event: Event) -> mapping.Asset:
-    """The asset the event is about, as the mapping rules see it."""
-    return mapping.Asset(event.asset_id, event.asset_path, event.asset_name, event.mime_type)
-
-
 def echoes_last_write(event: Event, state: AssetState) -> bool:
-    """A metadata change whose changed properties all hold what pimsync last wrote: our own PATCH
-    coming back as an event. AEM lists the changed properties in `event:created` and the keys of
-    `event:updated` of `data.assetMetadata`."""
+    """A metadata change whose changed properties (`event:created`, the keys of `event:updated`) all
+    hold what pimsync last wrote: the echo of its own write, whoever AEM names as the actor."""
     metadata = (event.payload.get("data") or {}).get("assetMetadata") or {}
     if not isinstance(metadata, dict) or not state.last_written:
         return False
@@ -51,7 +47,7 @@ def echoes_last_write(event: Event, state: AssetState) -> bool:
     return all(name in written and metadata.get(name, written[name]) == written[name] for name in changed)
 
 
-def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
+def _failure(exc: http.HttpError, outcome: Result) -> Result:
     outcome.status = Status.RETRYING if exc.retryable else Status.FAILED
     outcome.reason = exc.message
     outcome.error_class = exc.error_class
@@ -61,11 +57,11 @@ def _failure(exc: http.HttpError, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def enrich(event: Event) -> Outcome:
+def enrich(event: Event) -> Result:
     """Bring the event's asset in line with the PIM, writing only what differs."""
-    asset = asset_of(event)
+    asset = event.asset
     config, rules = mapping.current()
-    outcome = Outcome(status=Status.FAILED)
+    outcome = Result(status=Status.FAILED)
     try:
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
@@ -94,9 +90,7 @@ def _product_key(asset: mapping.Asset, config: MappingConfig) -> tuple[str, aem.
     return mapping.product_key(asset, config, metadata and metadata.values), metadata
 
 
-def _write(
-    outcome: Outcome, asset: mapping.Asset, product: dict, rules: list, metadata: aem.Metadata | None
-) -> Outcome:
+def _write(outcome: Result, asset: mapping.Asset, product: dict, rules: list, metadata: aem.Metadata | None) -> Result:
     """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again."""
     for _round in range(MAX_CONFLICT_ROUNDS):
         metadata = metadata or aem.get_metadata(asset.asset_id)
@@ -121,7 +115,7 @@ def _write(
     return outcome
 
 
-def _written(outcome: Outcome, planned: mapping.Plan, response) -> Outcome:
+def _written(outcome: Result, planned: mapping.Plan, response) -> Result:
     count = len(planned.changes)
     outcome.status = Status.SUCCEEDED
     outcome.reason = f"wrote {count} propert{'y' if count == 1 else 'ies'}"

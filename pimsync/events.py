@@ -1,7 +1,8 @@
-"""From an authenticated webhook body to stored Event rows (SPEC §3).
+"""From an authenticated webhook body to stored Event rows (docs/adobe-events.md).
 
 `parse()` checks the shape and says exactly what is wrong; `store()` writes one transaction per
-request and decides, without any outbound call, whether an event needs the worker.
+request, decides without any outbound call whether an event needs the worker, and if so makes
+sure one wakes up (`pimsync.wakeups`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from pimsync.models import Event, EventType, Status
-from pimsync.tasks import drain_will_poll, enqueue_drain, uses_orm_broker
+from pimsync.wakeups import wake_for_new_events
 
 
 class EventError(ValueError):
@@ -24,7 +25,7 @@ class EventError(ValueError):
 
 
 def event_id_of(event: Mapping) -> str:
-    """`eventid`, with the deprecated `event_id` as fallback (PROTOCOLS §1.2)."""
+    """`eventid`, with the deprecated `event_id` as fallback (https://developer.adobe.com/events/docs/support/faq/)."""
     return str(event.get("eventid") or event.get("event_id") or "")
 
 
@@ -38,6 +39,7 @@ def body_event_id(event: Mapping) -> str:
 
 
 def recipient_of(event: Mapping) -> str:
+    """`recipientclientid`, with the deprecated `recipient_client_id` as fallback."""
     return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
 
 
@@ -168,7 +170,8 @@ def triage(fields: dict, payload: dict) -> tuple[str, str]:
 
 
 def is_own_write(payload: dict) -> bool:
-    """A change made by pimsync's technical account (PROTOCOLS §2.2)."""
+    """A change made by pimsync's technical account: AEM names the actor in `data.user`, and the API's
+    writes run as the credential's technical account user."""
     account = settings.ADOBE_TECHNICAL_ACCOUNT_EMAIL.lower()
     user = (payload.get("data") or {}).get("user") or {}
     if not account or not isinstance(user, dict):
@@ -178,9 +181,10 @@ def is_own_write(payload: dict) -> bool:
 
 @dataclass
 class StoreResult:
+    """The ids stored as new events, and how many events of the body were already known."""
+
     accepted: list[str]
     duplicates: int
-    needs_worker: bool
 
 
 def _insert_new(rows: list[Event]) -> set[str]:
@@ -208,7 +212,8 @@ def _insert_new(rows: list[Event]) -> set[str]:
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
-    """Store new events in one transaction; a known event id is a duplicate, not new work."""
+    """Store new events in one transaction, with a wake-up when one needs the worker; a known
+    event id is a duplicate, not new work."""
     unique: dict[str, Incoming] = {}
     for item in incoming:
         unique.setdefault(item.event_id, item)
@@ -234,10 +239,7 @@ def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
         )
     with transaction.atomic():
         new = _insert_new(rows)
-        work = any(row.status == Status.RECEIVED for row in rows if row.event_id in new)
-        if work and uses_orm_broker() and not drain_will_poll():
-            # Stored and enqueued in one transaction: both or neither (then the answer is 503 and
-            # Adobe delivers again), so an acknowledged event always reaches a worker.
-            enqueue_drain()
+        if any(row.status == Status.RECEIVED for row in rows if row.event_id in new):
+            wake_for_new_events()
     accepted = [row.event_id for row in rows if row.event_id in new]
-    return StoreResult(accepted=accepted, duplicates=len(incoming) - len(accepted), needs_worker=work)
+    return StoreResult(accepted=accepted, duplicates=len(incoming) - len(accepted))

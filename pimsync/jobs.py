@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from pimsync import pipeline, selection
 from pimsync.models import Event, Job
-from pimsync.tasks import queue_job
+from pimsync.wakeups import queue_job
 
 log = logging.getLogger(__name__)
 

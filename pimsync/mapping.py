@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from pimsync import patterns
-from pimsync.models import Event, MappingConfig, MappingRule
+from pimsync.models import Asset, Event, MappingConfig, MappingRule
 
 RULE_FIELDS = ("pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob", "enabled")
 PRODUCT_KEY_MAX_LENGTH = Event._meta.get_field("product_key").max_length
@@ -28,14 +28,6 @@ class MappingError(Exception):
 
 
 # --- evaluation -----------------------------------------------------------------------------
-
-
-@dataclass
-class Asset:
-    asset_id: str
-    path: str = ""
-    name: str = ""
-    mime_type: str = ""
 
 
 @dataclass

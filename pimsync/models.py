@@ -7,6 +7,7 @@ Our rows are the source of truth for work and retries; django-q2 only carries wa
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import jmespath
@@ -17,6 +18,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from pimsync import patterns
+from pimsync.clients.http import without_credentials
 
 
 class Status(models.TextChoices):
@@ -31,6 +33,11 @@ class Status(models.TextChoices):
 
 # Statuses in which an event still waits for the worker.
 PENDING = (Status.RECEIVED, Status.RETRYING)
+# Final statuses: the worker is done with the event (until someone retries it).
+FINISHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED, Status.IGNORED)
+# Final statuses the enrichment ran for (an ignored event never waited for it): the outcomes
+# whose time from receipt to finish is the enrichment latency.
+ENRICHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED)
 # Statuses support may send back to the worker (a Retry keeps the history).
 RETRYABLE = (Status.FAILED, Status.RETRYING, Status.SUCCEEDED, Status.UNCHANGED)
 
@@ -41,6 +48,30 @@ class EventType:
     DELETED = "aem.assets.asset.deleted"
     ENRICHED = (PROCESSING_COMPLETED, METADATA_UPDATED)
     HANDLED = (PROCESSING_COMPLETED, METADATA_UPDATED, DELETED)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """An AEM asset as an event names it: what the mapping rules match and key on."""
+
+    asset_id: str
+    path: str = ""
+    name: str = ""
+    mime_type: str = ""
+
+
+class EventQuerySet(models.QuerySet):
+    def pending(self) -> EventQuerySet:
+        """Events that still wait for the worker, due or not."""
+        return self.filter(status__in=PENDING)
+
+    def due(self, now=None) -> EventQuerySet:
+        """Pending events whose time has come: what a worker should run now."""
+        return self.pending().filter(next_attempt_at__lte=now or timezone.now())
+
+    def finished(self) -> EventQuerySet:
+        """Events in a final status."""
+        return self.filter(status__in=FINISHED)
 
 
 class Event(models.Model):
@@ -81,6 +112,8 @@ class Event(models.Model):
     delivery_id = models.CharField(max_length=255, blank=True)
     delivery_retry_count = models.PositiveIntegerField(null=True, blank=True)
 
+    objects = EventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
@@ -109,15 +142,19 @@ class Event(models.Model):
 
     @property
     def short_type(self) -> str:
+        """The last part of the event type, e.g. `processing_completed`."""
         return self.type.rsplit(".", 1)[-1]
+
+    @property
+    def asset(self) -> Asset:
+        """The asset this event is about, as the mapping rules see it."""
+        return Asset(self.asset_id, self.asset_path, self.asset_name, self.mime_type)
 
     def aem_asset_url(self) -> str:
         """Link to the asset in the AEM author UI."""
         if not settings.AEM_AUTHOR_URL or not self.asset_path:
             return ""
         # A user:password@ in the configured URL is for pimsync's calls, never for a page.
-        from pimsync.clients.http import without_credentials
-
         return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{self.asset_path}"
 
     def retry(self) -> bool:
@@ -350,7 +387,17 @@ class AccessToken(models.Model):
 
 
 class Heartbeat(models.Model):
-    """When a worker last proved it is alive (the sweeper beats every minute)."""
+    """A time a worker wrote to show it is alive, one row per kind of writer.
+
+    `sweeper`: when the sweeper last ran (it runs every minute; `detail` says what it did).
+    `drain`: a time in the future, up to which a running drain promises to keep looking for new
+    events (`pimsync.wakeups.DrainPromise`); it only moves forward.
+    """
+
+    SWEEPER = "sweeper"
+    DRAIN = "drain"
+    # A worker silent for longer than this is reported down (healthz, the dashboard).
+    STALE = timedelta(minutes=3)
 
     name = models.CharField(max_length=64, primary_key=True)
     at = models.DateTimeField()
@@ -361,6 +408,7 @@ class Heartbeat(models.Model):
 
     @classmethod
     def beat(cls, name: str, detail: str = "") -> None:
+        """Record that `name` is alive now."""
         cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})
 
     @classmethod
@@ -369,10 +417,10 @@ class Heartbeat(models.Model):
         time it promised to poll until, written while it runs)."""
         now = timezone.now()
         seen = []
-        for beat in cls.objects.filter(name__in=["sweeper", "drain"]):
+        for beat in cls.objects.filter(name__in=[cls.SWEEPER, cls.DRAIN]):
             at = (
                 beat.at
-                if beat.name == "sweeper"
+                if beat.name == cls.SWEEPER
                 else beat.at - timedelta(seconds=settings.PIMSYNC_DRAIN_LINGER_SECONDS)
             )
             seen.append(min(at, now))

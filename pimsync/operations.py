@@ -1,4 +1,4 @@
-"""`/healthz` and `/metrics` (SPEC §7): is this deployment healthy, and what is it doing."""
+"""`/healthz` and `/metrics`: is this deployment healthy, and what is it doing."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from pimsync.models import PENDING, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Status
+from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal
+from pimsync.wakeups import broker
 
-HEARTBEAT_STALE = timedelta(minutes=3)
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
 
 
@@ -29,12 +29,10 @@ def _check_database() -> dict:
 
 
 def _check_broker() -> dict:
-    from django_q.brokers import get_broker
-
     try:
-        broker = get_broker()
-        broker.ping()
-        return {"ok": True, "kind": type(broker).__name__, "queued": broker.queue_size()}
+        queue = broker()
+        queue.ping()
+        return {"ok": True, "kind": type(queue).__name__, "queued": queue.queue_size()}
     except Exception as exc:  # Redis down, ORM table missing, ...
         return {"ok": False, "error": type(exc).__name__}
 
@@ -46,11 +44,12 @@ def _check_worker(database_ok: bool) -> dict:
     if seen is None:
         return {"ok": False, "error": "no worker has reported yet (is `manage.py qcluster` running?)"}
     age = (timezone.now() - seen).total_seconds()
-    return {"ok": age < HEARTBEAT_STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
+    return {"ok": age < Heartbeat.STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
 
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the broker and a worker are all alive; else 503, saying which is not."""
     database = _check_database()
     report = {"database": database, "broker": _check_broker(), "worker": _check_worker(database["ok"])}
     healthy = all(part["ok"] for part in report.values())
@@ -69,8 +68,6 @@ def _labels(**labels) -> str:
 # hosts' clocks differ a little). Counters therefore trail writes by up to twice this long plus a
 # scrape interval (attempt ids are counted up to the highest one seen at least this long ago).
 SETTLE = timedelta(seconds=15)
-FINAL = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED, Status.IGNORED)
-LATENCY_STATUSES = (Status.SUCCEEDED, Status.UNCHANGED, Status.FAILED)
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -92,35 +89,46 @@ def _count_new_rows(now) -> None:
     with transaction.atomic():
         mark = MetricsWatermark.objects.select_for_update().get(name="metrics")
         add: dict[str, float] = defaultdict(float)
-
-        if mark.attempts_seen_at is not None and mark.attempts_seen_at <= now - SETTLE:
-            window = Attempt.objects.filter(id__gt=mark.attempts_counted_to, id__lte=mark.attempts_seen_max)
-            for row in window.values("outcome").annotate(n=Count("id")).order_by():
-                add[f"pimsync_attempts_total{_labels(outcome=row['outcome'])}"] += row["n"]
-            mark.attempts_counted_to = max(mark.attempts_counted_to, mark.attempts_seen_max)
-            mark.attempts_seen_at = None
-        if mark.attempts_seen_at is None:
-            newest = Attempt.objects.order_by("-id").values_list("id", flat=True).first() or 0
-            mark.attempts_seen_max, mark.attempts_seen_at = max(newest, mark.attempts_counted_to), now
-
-        cutoff = now - SETTLE
-        if mark.events_counted_to is None or mark.events_counted_to < cutoff:
-            finished = Event.objects.filter(status__in=FINAL, finished_at__lte=cutoff)
-            if mark.events_counted_to is not None:
-                finished = finished.filter(finished_at__gt=mark.events_counted_to)
-            for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
-                add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
-            _add_latency(add, finished.filter(status__in=LATENCY_STATUSES))
-            mark.events_counted_to = cutoff
+        _count_attempts(mark, now, add)
+        _count_finished_events(mark, now, add)
         mark.save()
+        _add_to_totals({sample: n for sample, n in add.items() if n})
 
-        add = {sample: n for sample, n in add.items() if n}
-        if add:
-            totals = {t.sample: t for t in MetricTotal.objects.filter(sample__in=add)}
-            rows = [MetricTotal(sample=s, value=(totals[s].value if s in totals else 0) + n) for s, n in add.items()]
-            MetricTotal.objects.bulk_create(
-                rows, update_conflicts=True, unique_fields=["sample"], update_fields=["value"]
-            )
+
+def _count_attempts(mark: MetricsWatermark, now, add: dict[str, float]) -> None:
+    """Count the attempts up to the highest id seen at least SETTLE ago, then look for the next one."""
+    if mark.attempts_seen_at is not None and mark.attempts_seen_at <= now - SETTLE:
+        window = Attempt.objects.filter(id__gt=mark.attempts_counted_to, id__lte=mark.attempts_seen_max)
+        for row in window.values("outcome").annotate(n=Count("id")).order_by():
+            add[f"pimsync_attempts_total{_labels(outcome=row['outcome'])}"] += row["n"]
+        mark.attempts_counted_to = max(mark.attempts_counted_to, mark.attempts_seen_max)
+        mark.attempts_seen_at = None
+    if mark.attempts_seen_at is None:
+        newest = Attempt.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        mark.attempts_seen_max, mark.attempts_seen_at = max(newest, mark.attempts_counted_to), now
+
+
+def _count_finished_events(mark: MetricsWatermark, now, add: dict[str, float]) -> None:
+    """Count the events that finished since the last count and at least SETTLE ago, and their latency."""
+    cutoff = now - SETTLE
+    if mark.events_counted_to is not None and mark.events_counted_to >= cutoff:
+        return
+    finished = Event.objects.finished().filter(finished_at__lte=cutoff)
+    if mark.events_counted_to is not None:
+        finished = finished.filter(finished_at__gt=mark.events_counted_to)
+    for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
+        add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
+    _add_latency(add, finished.filter(status__in=ENRICHED))
+    mark.events_counted_to = cutoff
+
+
+def _add_to_totals(add: dict[str, float]) -> None:
+    """Add to the stored totals (in the caller's transaction, under the watermark's lock)."""
+    if not add:
+        return
+    totals = {t.sample: t for t in MetricTotal.objects.filter(sample__in=add)}
+    rows = [MetricTotal(sample=s, value=(totals[s].value if s in totals else 0) + n) for s, n in add.items()]
+    MetricTotal.objects.bulk_create(rows, update_conflicts=True, unique_fields=["sample"], update_fields=["value"])
 
 
 def _add_latency(add: dict[str, float], finished) -> None:
@@ -166,14 +174,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     _count_new_rows(now)
     totals = dict(MetricTotal.objects.values_list("sample", "value"))
-
-    lines = [
-        "# HELP pimsync_events Events not yet in a final status, by type and status.",
-        "# TYPE pimsync_events gauge",
-    ]
-    waiting = Event.objects.filter(status__in=(*PENDING, Status.PROCESSING))
-    for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
-        lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
+    lines = _waiting_events()
     _family(
         lines,
         totals,
@@ -182,29 +183,47 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "Events that reached a final status, by type and status.",
     )
     _family(lines, totals, "pimsync_attempts_total", "counter", "Enrichment attempts by outcome.")
-    latency_samples = [
-        *(f"pimsync_event_latency_seconds_bucket{_labels(le=bound)}" for bound in LATENCY_BUCKETS),
-        'pimsync_event_latency_seconds_bucket{le="+Inf"}',
-        "pimsync_event_latency_seconds_count",
-        "pimsync_event_latency_seconds_sum",
-    ]
     _family(
         lines,
         totals,
         "pimsync_event_latency_seconds",
         "histogram",
         "Seconds from receipt to a final status.",
-        always=latency_samples,
+        always=LATENCY_SAMPLES,
     )
-    lines += [
+    lines += _queue_and_worker(now)
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# The histogram's samples, exposed (as 0) before any event finished.
+LATENCY_SAMPLES = (
+    *(f"pimsync_event_latency_seconds_bucket{_labels(le=bound)}" for bound in LATENCY_BUCKETS),
+    'pimsync_event_latency_seconds_bucket{le="+Inf"}',
+    "pimsync_event_latency_seconds_count",
+    "pimsync_event_latency_seconds_sum",
+)
+
+
+def _waiting_events() -> list[str]:
+    """The gauge of events not yet in a final status."""
+    lines = [
+        "# HELP pimsync_events Events not yet in a final status, by type and status.",
+        "# TYPE pimsync_events gauge",
+    ]
+    waiting = Event.objects.exclude(status__in=FINISHED)
+    for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
+        lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
+    return lines
+
+
+def _queue_and_worker(now) -> list[str]:
+    """The gauges of events waiting for a worker and of the worker's last sign of life."""
+    seen = Heartbeat.worker_last_seen()
+    return [
         "# HELP pimsync_queue_depth Events waiting for a worker.",
         "# TYPE pimsync_queue_depth gauge",
-        f"pimsync_queue_depth {Event.objects.filter(status__in=PENDING).count()}",
-    ]
-    seen = Heartbeat.worker_last_seen()
-    lines += [
+        f"pimsync_queue_depth {Event.objects.pending().count()}",
         "# HELP pimsync_worker_heartbeat_age_seconds Seconds since a worker last reported.",
         "# TYPE pimsync_worker_heartbeat_age_seconds gauge",
         f"pimsync_worker_heartbeat_age_seconds {(now - seen).total_seconds() if seen else 'NaN'}",
     ]
-    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,4 +1,4 @@
-"""The worker side: claim an asset's pending events, enrich once, record every attempt (SPEC §4).
+"""The worker side: claim an asset's pending events, enrich once, record every attempt.
 
 One asset at a time: a worker takes the asset's lease (`AssetState.acquire`), claims every pending
 event of that asset, and runs the enrichment once for all of them, so a burst of events for one
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from pimsync import enrichment
 from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Heartbeat, Status
-from pimsync.tasks import wake
+from pimsync.wakeups import wake
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,7 @@ def _claim(asset_id: str) -> list[Event]:
     A plain SELECT then UPDATE is safe: the asset's lease keeps other workers away, and the
     sweeper only touches events already in `processing`."""
     now = timezone.now()
-    due = list(
-        Event.objects.filter(asset_id=asset_id, status__in=PENDING, next_attempt_at__lte=now).order_by("time", "id")[
-            :100
-        ]
-    )
+    due = list(Event.objects.due(now).filter(asset_id=asset_id).order_by("time", "id")[:100])
     spent = [event for event in due if _budget_used(event)]
     if spent:
         _give_up(spent, now, from_statuses=PENDING, ran=False)
@@ -153,49 +149,37 @@ def _since(claimed_at, now) -> int:
     return max(0, int((now - claimed_at).total_seconds() * 1000)) if claimed_at else 0
 
 
-def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, started_at) -> None:
+def next_status(event: Event, result: enrichment.Result, now) -> tuple[str, str, datetime | None]:
+    """The event's status after this result, why, and when to try again (None: no retry).
+
+    A retryable result becomes a failure once the event used its PIMSYNC_MAX_ATTEMPTS."""
+    if result.status != Status.RETRYING:
+        return result.status, result.reason, None
+    used = event.attempts - event.attempts_base
+    if used >= settings.PIMSYNC_MAX_ATTEMPTS:
+        return Status.FAILED, f"gave up after {used} attempts: {result.reason}", None
+    delay = backoff_seconds(used, result.retry_after)
+    reason = f"{result.reason} (attempt {used} of {settings.PIMSYNC_MAX_ATTEMPTS}; next in {delay:.0f}s)"
+    return Status.RETRYING, reason, now + timedelta(seconds=delay)
+
+
+def _finish(events: list[Event], result: enrichment.Result, started: float, started_at) -> None:
     """Record one attempt per event and move each event to its final or retry status."""
     now = timezone.now()
     duration = int((time.monotonic() - started) * 1000)
     attempts = []
     with transaction.atomic():
         for event in events:
-            status, reason, next_at = outcome.status, outcome.reason, None
-            if status == Status.RETRYING:
-                used = event.attempts - event.attempts_base
-                if used >= settings.PIMSYNC_MAX_ATTEMPTS:
-                    status = Status.FAILED
-                    reason = f"gave up after {used} attempts: {outcome.reason}"
-                else:
-                    delay = backoff_seconds(used, outcome.retry_after)
-                    next_at = now + timedelta(seconds=delay)
-                    reason = (
-                        f"{outcome.reason} (attempt {used} of {settings.PIMSYNC_MAX_ATTEMPTS}; next in {delay:.0f}s)"
-                    )
+            status, reason, next_at = next_status(event, result, now)
             Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
                 status=status,
                 reason=reason,
-                error_class=outcome.error_class,
-                product_key=outcome.product_key or event.product_key,
+                error_class=result.error_class,
+                product_key=result.product_key or event.product_key,
                 next_attempt_at=next_at,
                 finished_at=None if status == Status.RETRYING else now,
             )
-            attempts.append(
-                Attempt(
-                    event=event,
-                    number=event.attempts,
-                    started_at=started_at,
-                    duration_ms=duration,
-                    outcome=status,
-                    error_class=outcome.error_class,
-                    message=reason,
-                    product_key=outcome.product_key,
-                    pim_data=outcome.pim_data,
-                    changes=outcome.changes,
-                    aem_status=outcome.aem_status,
-                    aem_body=outcome.aem_body,
-                )
-            )
+            attempts.append(_attempt(event, result, status, reason, started_at, duration))
             log.info(
                 "event %s",
                 status,
@@ -204,8 +188,26 @@ def _finish(events: list[Event], outcome: enrichment.Outcome, started: float, st
         Attempt.objects.bulk_create(attempts)
 
 
+def _attempt(event: Event, result: enrichment.Result, status: str, reason: str, started_at, duration: int) -> Attempt:
+    """The attempt row of one event's run: what was read, what was written, what AEM said."""
+    return Attempt(
+        event=event,
+        number=event.attempts,
+        started_at=started_at,
+        duration_ms=duration,
+        outcome=status,
+        error_class=result.error_class,
+        message=reason,
+        product_key=result.product_key,
+        pim_data=result.pim_data,
+        changes=result.changes,
+        aem_status=result.aem_status,
+        aem_body=result.aem_body,
+    )
+
+
 def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> None:
-    _finish(events, enrichment.Outcome(status=status, reason=reason), time.monotonic(), timezone.now())
+    _finish(events, enrichment.Result(status=status, reason=reason), time.monotonic(), timezone.now())
 
 
 def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
@@ -234,10 +236,10 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     # The newest event describes the asset as it is now (its path may have changed since).
     newest = max(work, key=lambda e: (e.time or e.received_at, e.id))
     started, started_at = time.monotonic(), timezone.now()
-    outcome = enrichment.enrich(newest)
-    written = {**state.last_written, **outcome.written} if outcome.status == Status.SUCCEEDED else None
-    _finish(work, outcome, started, started_at)
-    return f"{asset_id}: {len(work)} event(s) {outcome.status}", written
+    result = enrichment.enrich(newest)
+    written = {**state.last_written, **result.written} if result.status == Status.SUCCEEDED else None
+    _finish(work, result, started, started_at)
+    return f"{asset_id}: {len(work)} event(s) {result.status}", written
 
 
 def sweep() -> str:
@@ -250,13 +252,13 @@ def sweep() -> str:
     stuck = list(Event.objects.filter(status=Status.PROCESSING, claimed_at__lt=stale).order_by("claimed_at")[:1000])
     failed = _give_up([e for e in stuck if _budget_used(e)], now, from_statuses=[Status.PROCESSING])
     revived = _revive([e for e in stuck if not _budget_used(e)], now)
-    due = Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now).count()
+    due = Event.objects.due(now).count()
     # One drain per 100 due events, up to one per worker process, so a backlog uses them all.
     woken = wake(min(settings.PIMSYNC_WORKERS, 1 + due // 100)) if due else 0
     summary = (
         f"revived {revived} stuck event(s); failed {failed} that used their attempts; {due} due; woke {woken} worker(s)"
     )
-    Heartbeat.beat("sweeper", summary)
+    Heartbeat.beat(Heartbeat.SWEEPER, summary)
     return summary
 
 

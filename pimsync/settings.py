@@ -222,7 +222,7 @@ PIMSYNC_WEBHOOK_MAX_BYTES = env_int("PIMSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024
 PIMSYNC_WEBHOOK_MAX_EVENTS = 20
 PIMSYNC_BROKER_URL = env_str("PIMSYNC_BROKER_URL")
 # A drain that runs dry keeps polling this long before it ends; while it does, webhooks need not
-# queue wake-ups of their own (see pimsync.tasks.drain_will_poll).
+# queue wake-ups of their own (see pimsync.wakeups.DrainPromise).
 PIMSYNC_DRAIN_LINGER_SECONDS = env_float("PIMSYNC_DRAIN_LINGER_SECONDS", 3, minimum=0)
 PIMSYNC_WORKERS = env_int("PIMSYNC_WORKERS", 2, minimum=1)
 # Assets each worker process enriches at once (threads; the work waits on PIM and AEM). SQLite

@@ -1,4 +1,4 @@
-"""`/webhooks/aem`: the Adobe I/O Events webhook (SPEC §3).
+"""`/webhooks/aem`: the Adobe I/O Events webhook.
 
 Verify, store, answer; nothing here calls the PIM, AEM or IMS (only the signing-key server, and
 only when a key is not cached). Answers: 200 stored, 400 not an event, 401 not authentic,
@@ -20,7 +20,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pimsync import events, signatures
-from pimsync.tasks import drain_will_poll, uses_orm_broker, wake
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +82,7 @@ def _read_body(request: HttpRequest) -> bytes | None:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def aem_webhook(request: HttpRequest) -> JsonResponse:
+    """Adobe's challenge (GET); a delivery (POST): verify, store, answer."""
     if request.method == "GET":
         challenge = request.GET.get("challenge")
         if challenge is None:
@@ -92,24 +92,45 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     body = _read_body(request)
     if body is None:
         return _answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
-    try:
-        document = json.loads(body, parse_constant=_not_json, parse_float=_finite_float)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _answer(400, f"body is not valid JSON: {exc}")
-    except ValueError as exc:
-        return _answer(400, f"body is not valid JSON: {exc}")
-    except RecursionError:
-        # json's parser gives up near a thousand levels; events.MAX_DEPTH refuses far less anyway.
-        return _answer(400, f"the body is nested more than {events.MAX_DEPTH} levels deep; Adobe's events are not")
-
+    document = _parse_json(body)
+    if isinstance(document, JsonResponse):
+        return document
     if isinstance(document, dict) and set(document) == {"validationUrl"}:
         return _validation_request(document["validationUrl"])
 
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
         batch = events.events_in(document)
+        refused = _refuse_unauthentic(batch, body, headers)
+        if refused:
+            return refused
+        incoming = events.parse(batch)
     except events.EventError as exc:
         return _answer(400, str(exc))
+
+    try:
+        result = events.store(incoming, headers)
+    except DatabaseError:
+        log.exception("cannot store a delivery; answering 503 so Adobe delivers it again")
+        return _answer(503, "storage unavailable; deliver again later")
+    for event_id in result.accepted:
+        log.info("event stored", extra={"event_id": event_id})
+    return _answer(200, accepted=len(result.accepted), duplicates=result.duplicates)
+
+
+def _parse_json(body: bytes) -> object:
+    """The JSON document of the body, or the 400 answer that says why it is not one."""
+    try:
+        return json.loads(body, parse_constant=_not_json, parse_float=_finite_float)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN and 1e400 are all ValueErrors
+        return _answer(400, f"body is not valid JSON: {exc}")
+    except RecursionError:
+        # json's parser gives up near a thousand levels; events.MAX_DEPTH refuses far less anyway.
+        return _answer(400, f"the body is nested more than {events.MAX_DEPTH} levels deep; Adobe's events are not")
+
+
+def _refuse_unauthentic(batch: list[dict], body: bytes, headers: dict[str, str]) -> JsonResponse | None:
+    """The 401 or 503 answer for a body not addressed to us or not signed by Adobe; None when it is."""
     # The recipient first, like Adobe's SDKs: a misaddressed body costs no key fetch.
     wrong = [i for i, event in enumerate(batch) if events.recipient_of(event) != settings.ADOBE_CLIENT_ID]
     if not settings.ADOBE_CLIENT_ID or wrong:
@@ -125,24 +146,7 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     except signatures.KeyUnavailable as exc:
         log.error("cannot verify a delivery: %s", exc)
         return _answer(503, "signing keys are unavailable right now; deliver again later")
-
-    try:
-        incoming = events.parse(batch)
-    except events.EventError as exc:
-        return _answer(400, str(exc))
-
-    try:
-        result = events.store(incoming, headers)
-    except DatabaseError:
-        log.exception("cannot store a delivery; answering 503 so Adobe delivers it again")
-        return _answer(503, "storage unavailable; deliver again later")
-    if result.needs_worker and not uses_orm_broker() and not drain_will_poll():
-        # Redis: after the commit. A wake-up lost here (broker down, process killed right now)
-        # is covered by the sweeper, which wakes a worker for every due event each minute.
-        wake()
-    for event_id in result.accepted:
-        log.info("event stored", extra={"event_id": event_id})
-    return _answer(200, accepted=len(result.accepted), duplicates=result.duplicates)
+    return None
 
 
 def _validation_request(url: object) -> JsonResponse:

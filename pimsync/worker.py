@@ -12,49 +12,52 @@ import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
 from pimsync import pipeline
-from pimsync.models import PENDING, AssetState, Event, Heartbeat
-from pimsync.tasks import wake
+from pimsync.models import AssetState, Event
+from pimsync.wakeups import DrainPromise, wake
 
 log = logging.getLogger(__name__)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
 
 def threads() -> int:
+    """Assets one worker process enriches at once; 0 enriches in the drain's own thread."""
     return max(0, settings.PIMSYNC_WORKER_THREADS)
 
 
-def _executor() -> ThreadPoolExecutor:
-    """One pool per worker process, created after django-q2 forked it; its threads keep their
-    database connections and HTTP sessions between tasks."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="pimsync-enrich")
-        return _pool
+class Threads:
+    """Enrich on a thread pool, one per worker process, created after django-q2 forked it; its
+    threads keep their database connections and HTTP sessions between tasks."""
+
+    _pool: ThreadPoolExecutor | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        with self._lock:
+            if Threads._pool is None:
+                Threads._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="pimsync-enrich")
+
+    def submit(self, asset_id: str) -> Future:
+        """Enrich the asset on a free thread."""
+        return self._pool.submit(_run_one, asset_id)
 
 
-def candidates(limit: int, busy: set[str]) -> list[str]:
-    """Assets with due events that nobody holds, in a random order so that processes draining at
-    the same time mostly pick different assets."""
-    now = timezone.now()
-    leased = AssetState.objects.filter(lease_until__gt=now).values("asset_id")
-    rows = (
-        Event.objects.filter(status__in=PENDING, next_attempt_at__lte=now)
-        .exclude(asset_id__in=leased)
-        .order_by("next_attempt_at")
-        .values_list("asset_id", flat=True)[: limit * 4]
-    )
-    unique = [asset for asset in dict.fromkeys(rows) if asset not in busy]
-    return random.sample(unique, min(limit, len(unique)))
+class Inline:
+    """Enrich in the calling thread, one asset after the other (PIMSYNC_WORKER_THREADS=0: the
+    tests, a debugging session). Errors propagate, and the caller's connection stays open."""
+
+    width = 10  # assets fetched per candidate query
+
+    def submit(self, asset_id: str) -> Future:
+        """Enrich the asset now; the future returned is already done."""
+        future = Future()
+        future.set_result(pipeline.process_asset(asset_id))
+        return future
 
 
 def _run_one(asset_id: str) -> str:
@@ -64,27 +67,19 @@ def _run_one(asset_id: str) -> str:
         close_old_connections()
 
 
-class Promise:
-    """This drain's promise to look for new events once more at or after a time (see
-    `tasks.drain_will_poll`); kept in the `drain` heartbeat row, which only moves forward."""
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit  # never promise past the task's own deadline (monotonic seconds)
-        self.written = -1e9
-
-    def keep_polling_until(self, monotonic_until: float) -> None:
-        until = min(monotonic_until, self.limit)
-        if until - self.written < 0.5:  # at most about two writes a second
-            return
-        self.written = until
-        at = timezone.now() + timedelta(seconds=until - time.monotonic())
-        if not Heartbeat.objects.filter(name="drain", at__lt=at).update(at=at):
-            Heartbeat.objects.get_or_create(name="drain", defaults={"at": at})
-
-
-def _another_drain_promises() -> bool:
-    at = Heartbeat.objects.filter(name="drain").values_list("at", flat=True).first()
-    return at is not None and (at - timezone.now()).total_seconds() > 1.0
+def candidates(limit: int, busy: set[str]) -> list[str]:
+    """Assets with due events that nobody holds, in a random order so that processes draining at
+    the same time mostly pick different assets."""
+    now = timezone.now()
+    leased = AssetState.objects.filter(lease_until__gt=now).values("asset_id")
+    rows = (
+        Event.objects.due(now)
+        .exclude(asset_id__in=leased)
+        .order_by("next_attempt_at")
+        .values_list("asset_id", flat=True)[: limit * 4]
+    )
+    unique = [asset for asset in dict.fromkeys(rows) if asset not in busy]
+    return random.sample(unique, min(limit, len(unique)))
 
 
 def drain() -> str:
@@ -92,13 +87,12 @@ def drain() -> str:
     has passed."""
     deadline = time.monotonic() + settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2
     linger = settings.PIMSYNC_DRAIN_LINGER_SECONDS
-    promise = Promise(limit=deadline)
-    if not candidates(1, set()) and _another_drain_promises():
+    if not candidates(1, set()) and DrainPromise.holds():
         # Nothing to do and a running drain already covers what arrives next: end at once, so
         # surplus wake-ups do not hold worker processes (and the sweeper) for a linger each.
         return "nothing due; another drain is polling"
-    inline = threads() == 0  # enrich in this thread (the tests; a debugging session)
-    pool = None if inline else _executor()
+    promise = DrainPromise(deadline)
+    runner = Threads(threads()) if threads() else Inline()
     running: dict[Future, str] = {}
     backlog: list[str] = []  # candidates fetched in one query, handed out as threads free up
     done = 0
@@ -106,27 +100,8 @@ def drain() -> str:
     while True:
         # Promise before looking: whatever commits from now on is seen by a later check.
         promise.keep_polling_until(idle_until)
-        started = 0
-        free = 10 if inline else threads() - len(running)
-        if free > 0 and time.monotonic() < deadline:
-            if not backlog:
-                backlog = candidates(free if inline else threads() * 2, set(running.values()))
-            while backlog and free > 0:
-                asset_id = backlog.pop()
-                if asset_id in running.values():
-                    continue
-                started += 1
-                free -= 1
-                if inline:
-                    pipeline.process_asset(asset_id)
-                    done += 1
-                else:
-                    running[pool.submit(_run_one, asset_id)] = asset_id
-        if running:
-            finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                _log_failure(future, running.pop(future))
-                done += 1
+        started = _start(runner, running, backlog, deadline)
+        done += _collect(running)
         if running or started:
             idle_until = time.monotonic() + linger
             continue
@@ -139,6 +114,32 @@ def drain() -> str:
         # webhooks may have skipped their wake-up trusting this drain's promise.
         wake()
     return f"drained {done} asset(s)"
+
+
+def _start(runner: Threads | Inline, running: dict[Future, str], backlog: list[str], deadline: float) -> int:
+    """Hand due assets to free threads, before the deadline; return how many were started."""
+    free = runner.width - len(running)
+    if free <= 0 or time.monotonic() >= deadline:
+        return 0
+    if not backlog:
+        backlog.extend(candidates(runner.width * 2, set(running.values())))
+    started = 0
+    while backlog and started < free:
+        asset_id = backlog.pop()
+        if asset_id not in running.values():
+            running[runner.submit(asset_id)] = asset_id
+            started += 1
+    return started
+
+
+def _collect(running: dict[Future, str]) -> int:
+    """Wait up to half a second for enrichments to end; return how many did."""
+    if not running:
+        return 0
+    finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+    for future in finished:
+        _log_failure(future, running.pop(future))
+    return len(finished)
 
 
 def _log_failure(future: Future, asset_id: str) -> None:

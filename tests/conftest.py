@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pytest_httpserver import HTTPServer
 
-from pimsync import signatures
+from pimsync import mapping, signatures, wakeups
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.
@@ -58,9 +58,7 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
 @pytest.fixture(autouse=True)
 def _forget_process_caches():
     """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
-    from pimsync import mapping, tasks
-
-    tasks._promise.update(read_at=-1e9, until=None)
+    wakeups.DrainPromise.forget()
     mapping.forget()
 
 

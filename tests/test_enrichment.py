@@ -1,4 +1,4 @@
-"""From a signed webhook POST to the PATCH AEM receives, and every way it can go wrong (SPEC §4)."""
+"""From a signed webhook POST to the PATCH AEM receives, and every way it can go wrong."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from pimsync import pipeline
-from pimsync.models import AccessToken, Attempt, Event, Status
+from pimsync import enrichment, pipeline
+from pimsync.models import AccessToken, Asset, Attempt, Event, Status
 from tests.conftest import make_event, product
 
 pytestmark = pytest.mark.django_db
@@ -536,3 +536,70 @@ def test_a_retry_past_a_lowered_attempt_limit_fails_without_running(client, worl
     assert event.reason == "gave up after 2 attempts (PIMSYNC_MAX_ATTEMPTS=2)"
     assert event.error_class == "pim_503"
     assert len(world.pim.calls) == 2
+
+
+class TestNextStatus:
+    """The status an event moves to after one enrichment result, decided without the database."""
+
+    NOW = timezone.now()
+
+    def event(self, attempts: int, attempts_base: int = 0) -> Event:
+        return Event(attempts=attempts, attempts_base=attempts_base)
+
+    def test_a_final_result_is_the_events_status_with_no_retry(self):
+        result = enrichment.Result(status=Status.SUCCEEDED, reason="wrote 2 properties")
+        assert pipeline.next_status(self.event(1), result, self.NOW) == (Status.SUCCEEDED, "wrote 2 properties", None)
+
+    def test_a_retryable_result_is_retried_after_a_backoff(self, settings):
+        settings.PIMSYNC_MAX_ATTEMPTS, settings.PIMSYNC_RETRY_BASE_SECONDS = 5, 10
+        result = enrichment.Result(status=Status.RETRYING, reason="PIM answered 503")
+        status, reason, next_at = pipeline.next_status(self.event(2), result, self.NOW)
+        assert status == Status.RETRYING
+        assert reason.startswith("PIM answered 503 (attempt 2 of 5; next in ")
+        assert timedelta(seconds=16) <= next_at - self.NOW <= timedelta(seconds=24)  # 10·2 ± 20%
+
+    def test_a_longer_retry_after_wins(self, settings):
+        settings.PIMSYNC_MAX_ATTEMPTS, settings.PIMSYNC_RETRY_BASE_SECONDS = 5, 1
+        result = enrichment.Result(status=Status.RETRYING, reason="AEM answered 429", retry_after=120)
+        _, _, next_at = pipeline.next_status(self.event(1), result, self.NOW)
+        assert next_at - self.NOW == timedelta(seconds=120)
+
+    def test_a_retryable_result_fails_once_the_attempts_are_used(self, settings):
+        settings.PIMSYNC_MAX_ATTEMPTS = 3
+        result = enrichment.Result(status=Status.RETRYING, reason="PIM answered 503")
+        assert pipeline.next_status(self.event(3), result, self.NOW) == (
+            Status.FAILED,
+            "gave up after 3 attempts: PIM answered 503",
+            None,
+        )
+
+    def test_the_budget_counts_from_the_last_manual_retry(self, settings):
+        settings.PIMSYNC_MAX_ATTEMPTS = 3
+        result = enrichment.Result(status=Status.RETRYING, reason="PIM answered 503")
+        status, _, _ = pipeline.next_status(self.event(4, attempts_base=3), result, self.NOW)
+        assert status == Status.RETRYING
+
+
+BARE = {"type": "t", "source": "s", "payload": {}}
+
+
+def test_due_events_are_pending_ones_whose_time_has_come():
+    now = timezone.now()
+    rows = {
+        "due": (Status.RECEIVED, now),
+        "retry due": (Status.RETRYING, now - timedelta(seconds=1)),
+        "retry later": (Status.RETRYING, now + timedelta(minutes=1)),
+        "running": (Status.PROCESSING, now),
+        "finished": (Status.SUCCEEDED, None),
+    }
+    for event_id, (status, next_at) in rows.items():
+        Event.objects.create(event_id=event_id, **BARE, status=status, next_attempt_at=next_at)
+    assert set(Event.objects.due(now).values_list("event_id", flat=True)) == {"due", "retry due"}
+    assert Event.objects.pending().count() == 3
+    assert set(Event.objects.finished().values_list("event_id", flat=True)) == {"finished"}
+
+
+def test_an_events_asset_is_what_the_mapping_rules_see():
+    event = Event(asset_id="urn:aaid:aem:1", asset_path="/content/dam/a/SKU-1.png", asset_name="SKU-1.png")
+    event.mime_type = "image/png"
+    assert event.asset == Asset("urn:aaid:aem:1", "/content/dam/a/SKU-1.png", "SKU-1.png", "image/png")

@@ -1,4 +1,4 @@
-"""`/healthz`, `/metrics` and the structured logs (SPEC §7)."""
+"""`/healthz`, `/metrics` and the structured logs."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
-from pimsync import jobs, tasks
+from pimsync import jobs, tasks, wakeups
 from pimsync.models import Event, EventType, Job, Status
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +62,7 @@ def store(count: int, status: str = Status.FAILED, start: int = 0) -> list[int]:
 
 
 def queued_jobs() -> list[OrmQ]:
-    return [row for row in OrmQ.objects.all() if row.task["func"] == tasks.RUN_JOB]
+    return [row for row in OrmQ.objects.all() if row.task["func"] == wakeups.RUN_JOB]
 
 
 def run_jobs(rounds: int = 50) -> list[str]:

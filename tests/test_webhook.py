@@ -1,4 +1,4 @@
-"""The webhook `/webhooks/aem` as Adobe I/O Events and attackers see it (SPEC §3)."""
+"""The webhook `/webhooks/aem` as Adobe I/O Events and attackers see it (docs/adobe-events.md)."""
 
 from __future__ import annotations
 
@@ -137,15 +137,15 @@ class TestAcceptance:
 
         from django.utils import timezone
 
-        from pimsync import tasks
         from pimsync.models import Heartbeat
+        from pimsync.wakeups import DrainPromise
 
         Heartbeat.objects.create(name="drain", at=timezone.now() + timedelta(seconds=10))
-        tasks._promise["read_at"] = -1e9  # no cached read from an earlier test
+        DrainPromise.forget()  # no cached read from an earlier test
         adobe.deliver(client, make_event(1))
         assert wake_ups() == 0
         Heartbeat.objects.filter(name="drain").update(at=timezone.now() + timedelta(milliseconds=500))
-        tasks._promise["read_at"] = -1e9
+        DrainPromise.forget()
         adobe.deliver(client, make_event(2))
         assert wake_ups() == 1  # too close to trust: this request wakes a worker itself
 

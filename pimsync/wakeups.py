@@ -1,0 +1,151 @@
+"""Wake-up calls: the django-q2 tasks pimsync sends, and when a stored event needs one.
+
+Tasks carry no data: what to do is read from our own rows when a task runs, so a lost, repeated
+or late task can never lose or double work. A wake-up that never arrives is covered by the
+sweeper, which wakes a worker for every due event each minute (see docs/architecture.md).
+
+A running drain promises to look for new events once more at or after a time it keeps in the
+`drain` heartbeat row (`DrainPromise`); a webhook that can rely on that promise sends no wake-up
+of its own, which spares it its most expensive step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.brokers import Broker, get_broker
+from django_q.tasks import async_task
+
+from pimsync.models import Heartbeat
+
+log = logging.getLogger(__name__)
+
+# Dotted paths of the entry points in pimsync.tasks; queued tasks and schedules store them.
+DRAIN = "pimsync.tasks.drain"
+RUN_JOB = "pimsync.tasks.run_job"
+
+
+def uses_orm_broker() -> bool:
+    """Whether django-q2 keeps its queue in our database (else in Redis)."""
+    return "orm" in settings.Q_CLUSTER
+
+
+@cache
+def broker() -> Broker:
+    """One broker per process: for Redis, `get_broker()` would open a new connection pool per call."""
+    return get_broker()
+
+
+def enqueue_drain() -> None:
+    """Queue one drain task; errors propagate (inside the webhook's transaction they must)."""
+    # save=False: a drain's result is in our rows; django-q2 still records failures.
+    async_task(DRAIN, task_name="drain", group="drain", broker=broker(), save=False)
+
+
+def wake(times: int = 1) -> int:
+    """Ask for `times` drain tasks; return how many reached the broker (a failure loses nothing)."""
+    sent = 0
+    for _ in range(times):
+        try:
+            # A savepoint: with the ORM broker a failed insert must not break the caller's
+            # transaction (it would silently roll back the events it just stored).
+            with transaction.atomic():
+                enqueue_drain()
+            sent += 1
+        except Exception:  # any broker failure; the sweeper covers it
+            log.warning("could not enqueue a wake-up; the sweeper will", exc_info=True)
+            break
+    return sent
+
+
+def wake_for_new_events() -> None:
+    """Make sure a worker sees the events the caller's transaction is storing.
+
+    Nothing to send while a running drain promises to look again after this commit. With the ORM
+    broker the task is stored in the same transaction: both or neither (then the webhook answers
+    503 and Adobe delivers again), so an acknowledged event always reaches a worker. With Redis
+    the task is sent after the commit, so the worker finds the rows; a wake-up lost then (broker
+    down, process killed) is covered by the sweeper.
+    """
+    if DrainPromise.holds(cached=True):
+        return
+    if uses_orm_broker():
+        enqueue_drain()
+    else:
+        transaction.on_commit(wake)
+
+
+def queue_job(job_id: int) -> int:
+    """Queue one run of a background job; return 1, or 0 when the broker failed (the sweeper
+    queues it again). With Redis the task is sent after the caller's commit, so that the worker
+    finds the job's row; the ORM broker stores it in the same transaction."""
+
+    def send() -> int:
+        try:
+            with transaction.atomic():  # a savepoint, as in wake()
+                async_task(RUN_JOB, job_id, task_name=f"job {job_id}", group="jobs", broker=broker(), save=False)
+            return 1
+        except Exception:  # any broker failure; the sweeper covers it
+            log.warning("could not queue job %s; the sweeper will", job_id, exc_info=True)
+            return 0
+
+    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
+        return send()
+    transaction.on_commit(send)
+    return 1
+
+
+class DrainPromise:
+    """A running drain's promise to look for new events once more at or after a time.
+
+    The time lives in the `drain` heartbeat row and only ever moves forward; several drains share
+    it. A drain writes it while it works (`keep_polling_until`); a web process reads it
+    (`holds`) to decide whether its request needs a wake-up of its own. If the drain
+    is SIGKILLed, the sweeper wakes a worker within a minute.
+    """
+
+    ROW = Heartbeat.DRAIN
+    # The promised time must be at least this far ahead of now to cover a commit about to happen.
+    MARGIN = timedelta(seconds=1)
+    # How long a web process trusts its last read (the promise only ever moves forward).
+    CACHE_SECONDS = 0.5
+    # A drain writes the row at most about twice a second.
+    WRITE_EVERY_SECONDS = 0.5
+
+    _read = {"at": -1e9, "until": None}  # this process's last read: monotonic time, promised time
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline  # never promise past the task's own deadline (monotonic seconds)
+        self.written = -1e9
+
+    def keep_polling_until(self, monotonic_until: float) -> None:
+        """Promise to check for new events again at or after `monotonic_until`."""
+        until = min(monotonic_until, self.deadline)
+        if until - self.written < self.WRITE_EVERY_SECONDS:
+            return
+        self.written = until
+        at = timezone.now() + timedelta(seconds=until - time.monotonic())
+        if not Heartbeat.objects.filter(name=self.ROW, at__lt=at).update(at=at):
+            Heartbeat.objects.get_or_create(name=self.ROW, defaults={"at": at})
+
+    @classmethod
+    def holds(cls, cached: bool = False) -> bool:
+        """Will some drain look for new events after a commit made now? (`cached`: trust this
+        process's read for CACHE_SECONDS; the webhook asks on every request.)"""
+        now = time.monotonic()
+        if not cached or now - cls._read["at"] > cls.CACHE_SECONDS:
+            cls._read["until"] = Heartbeat.objects.filter(name=cls.ROW).values_list("at", flat=True).first()
+            cls._read["at"] = now
+        until = cls._read["until"]
+        return until is not None and until - timezone.now() > cls.MARGIN
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop this process's cached read (tests)."""
+        cls._read.update(at=-1e9, until=None)
