@@ -21,6 +21,7 @@ from django.utils import timezone
 from pimsync import wakeups
 from pimsync.checks import configuration
 from pimsync.models import ENRICHED, PENDING, Event, Heartbeat, Status
+from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
 
 # Bound the latency sample: percentiles of the newest 5,000 finished events are plenty.
@@ -112,8 +113,6 @@ def warnings(now) -> list[str]:
 
 def retention() -> dict:
     """How long events are kept, and what the last purge did (its heartbeat row)."""
-    from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
-
     last = Heartbeat.objects.filter(name=HEARTBEAT).first()
     return {"days": retention_days(), "failed_days": retention_failed_days(), "last": last}
 

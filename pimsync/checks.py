@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from pimsync.retention import MINIMUM_DAYS
+
 
 @register()
 def configuration(app_configs, **kwargs):
@@ -101,8 +103,6 @@ def _environment() -> list:
 
 def retention() -> list[Error]:
     """Retention settings below the week of ids that redelivery dedupe needs."""
-    from pimsync.retention import MINIMUM_DAYS
-
     problems = []
     for name, check_id in (
         ("PIMSYNC_RETENTION_DAYS", "pimsync.E020"),

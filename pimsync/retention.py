@@ -21,8 +21,11 @@ from datetime import timedelta
 from importlib import import_module
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.sessions.models import Session
 from django.db import models, transaction
 from django.utils import timezone
+from django_q.models import Task
 
 from pimsync.models import Attempt, Event, Heartbeat, Status
 
@@ -91,9 +94,6 @@ def expired_events(now) -> list[tuple[models.QuerySet, str]]:
 
 def other_history(now) -> list[tuple[str, models.QuerySet]]:
     """Sessions, admin log and task history past their time, as (table, queryset)."""
-    from django.contrib.admin.models import LogEntry
-    from django_q.models import Task
-
     failed_cutoff = now - timedelta(days=retention_failed_days())
     rows = [
         ("admin log entries", LogEntry.objects.filter(action_time__lt=failed_cutoff)),
@@ -106,8 +106,6 @@ def other_history(now) -> list[tuple[str, models.QuerySet]]:
         ),
     ]
     if _database_sessions():
-        from django.contrib.sessions.models import Session
-
         rows.insert(0, ("sessions", Session.objects.filter(expire_date__lt=now)))
     return rows
 

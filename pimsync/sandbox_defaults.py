@@ -1,4 +1,4 @@
-"""Defaults that point pimsync at the sandbox it serves itself (SPEC §8), when sandbox mode is on.
+"""Defaults that point pimsync at the sandbox it serves itself (`pimsync.sandbox`), when sandbox mode is on.
 
 Only base URLs and demo credentials change: signature verification, the IMS client and the AEM
 client are the production code paths, talking HTTP to `pimsync/sandbox/`.
@@ -6,7 +6,7 @@ client are the production code paths, talking HTTP to `pimsync/sandbox/`.
 
 import os
 
-SANDBOX_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient in ../shared/payloads
+SANDBOX_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient of the example events in tests/fixtures
 SANDBOX_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
 SANDBOX_TECHNICAL_ACCOUNT = "pimsync-sandbox@techacct.adobe.com"
 

@@ -128,34 +128,44 @@ class KeyStore:
         """
         now = time.time()
         with self._lock:
-            entry = self._keys.get(path)
-            if entry is not None and entry.key is not tried and now - entry.fetched_at < KEY_MAX_AGE_SECONDS:
-                return entry.key  # another request fetched it since the caller looked
-            flight = self._flights.get(path)
-            if flight is None:
-                if entry is not None:
-                    if now - entry.tried_at < REFETCH_COOLDOWN_SECONDS:
-                        if now - entry.fetched_at >= KEY_MAX_AGE_SECONDS:
-                            # Expired, and the key server failed us moments ago: deliver again later.
-                            raise KeyUnavailable("public key server unavailable: the last try failed moments ago")
-                        return None  # the cached key already failed: a forged body, not a rotation
-                    entry.tried_at = now
-                else:
-                    if self._missing.get(path, 0) > now:
-                        return None
-                    self._take_unknown_fetch(now)
-                flight = self._flights[path] = _Flight()
-                leader = True
-            else:
-                leader = False
-        if not leader:
-            # Deliveries arriving together after a start or a rotation share one fetch (and one
-            # unit of the budget). The leader's fetch is bounded by its own timeout.
-            if not flight.done.wait(2 * KEY_FETCH_TIMEOUT_SECONDS + 1):
-                raise KeyUnavailable("public key server unavailable: the fetch of this key has not finished")
-            if flight.error is not None:
-                raise KeyUnavailable(flight.error)
-            return flight.key
+            decided, flight, leader = self._join_or_lead(path, tried, now)
+        if flight is None:
+            return decided
+        return self._lead(path, flight, now) if leader else self._follow(flight)
+
+    def _join_or_lead(self, path: str, tried, now: float) -> tuple[rsa.RSAPublicKey | None, _Flight | None, bool]:
+        """Under the lock: (a key or None to answer with, no flight) or (the flight to lead or follow)."""
+        entry = self._keys.get(path)
+        if entry is not None and entry.key is not tried and now - entry.fetched_at < KEY_MAX_AGE_SECONDS:
+            return entry.key, None, False  # another request fetched it since the caller looked
+        flight = self._flights.get(path)
+        if flight is not None:
+            return None, flight, False
+        if entry is not None:
+            if now - entry.tried_at < REFETCH_COOLDOWN_SECONDS:
+                if now - entry.fetched_at >= KEY_MAX_AGE_SECONDS:
+                    # Expired, and the key server failed us moments ago: deliver again later.
+                    raise KeyUnavailable("public key server unavailable: the last try failed moments ago")
+                return None, None, False  # the cached key already failed: a forged body, not a rotation
+            entry.tried_at = now
+        else:
+            if self._missing.get(path, 0) > now:
+                return None, None, False
+            self._take_unknown_fetch(now)
+        flight = self._flights[path] = _Flight()
+        return None, flight, True
+
+    def _follow(self, flight: _Flight) -> rsa.RSAPublicKey | None:
+        """Deliveries arriving together after a start or a rotation share one fetch (and one unit
+        of the budget). The leader's fetch is bounded by its own timeout."""
+        if not flight.done.wait(2 * KEY_FETCH_TIMEOUT_SECONDS + 1):
+            raise KeyUnavailable("public key server unavailable: the fetch of this key has not finished")
+        if flight.error is not None:
+            raise KeyUnavailable(flight.error)
+        return flight.key
+
+    def _lead(self, path: str, flight: _Flight, now: float) -> rsa.RSAPublicKey | None:
+        """Fetch for everyone waiting on this flight, and record what the key server said."""
         try:
             key = self._fetch(path)
         except KeyUnavailable as exc:

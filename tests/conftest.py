@@ -39,7 +39,7 @@ KEY2_PATH = "/prod/keys/pub-key-test2.pem"
 
 
 def fixture_bytes(name: str) -> bytes:
-    """The exact bytes of a real-shaped payload (copied from ../shared/payloads)."""
+    """The exact bytes of a real-shaped payload (tests/fixtures: AEM event bodies as Adobe delivers them)."""
     return (FIXTURES / name).read_bytes()
 
 

@@ -11,7 +11,7 @@ for name in ("AEM_AUTHOR_URL", "PIM_BASE_URL", "PIMSYNC_BROKER_URL", "AEM_EVENT_
 from pimsync.settings import *  # noqa: E402,F403
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
-ADOBE_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient in ../shared/payloads
+ADOBE_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient client id of the events in tests/fixtures
 ADOBE_CLIENT_SECRET = "test-client-secret"
 AEM_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
 ADOBE_TECHNICAL_ACCOUNT_EMAIL = "0a1b2c3d-0000-4000-8000-000000000000@techacct.adobe.com"

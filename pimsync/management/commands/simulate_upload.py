@@ -1,5 +1,6 @@
 """`manage.py simulate_upload`: what AEM and Adobe I/O Events would send when people upload
-images, signed with the sandbox key and POSTed to the webhook over HTTP (SPEC §8)."""
+images, signed with the sandbox key and POSTed to the webhook over HTTP, the way Adobe I/O Events
+delivers them (docs/adobe-events.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ UNKNOWN_SHARE = 0.15  # the share of uploads whose SKU the demo PIM does not kno
 
 
 def build_event(asset: SandboxAsset) -> dict:
-    """A real-shaped `processing_completed` event (see ../shared/payloads)."""
+    """A real-shaped `processing_completed` event, as AEM as a Cloud Service emits it."""
     now = timezone.now()
     event_id = str(uuid.uuid4())
     return {
@@ -73,55 +74,68 @@ class Command(BaseCommand):
             )
         if not 1 <= count <= 100_000:
             raise CommandError("--count must be between 1 and 100000")
-        rng = random.Random(seed)
-        url = url or settings.PIMSYNC_PUBLIC_URL + "/webhooks/aem"
-        skus = sorted(demo_catalog())
-        assets = []
-        for n in range(count):
-            unknown = unknown_sku or rng.random() < UNKNOWN_SHARE
-            sku = f"SKU-{rng.randint(900000, 999999)}" if unknown else rng.choice(skus)
-            view = rng.choice(["front", "back", "detail", "lifestyle"])
-            name = f"{sku}_{view}_{n + 1:03d}.{'jpg' if view == 'lifestyle' else 'png'}"
-            folder = FOLDERS[1] if view == "lifestyle" else FOLDERS[0]
-            assets.append(
-                SandboxAsset(
-                    asset_id=f"urn:aaid:aem:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
-                    path=f"{folder}/{name}",
-                    name=name,
-                    mime_type="image/jpeg" if name.endswith(".jpg") else "image/png",
-                    metadata={"dc:format": "image/jpeg" if name.endswith(".jpg") else "image/png"},
-                )
-            )
-        SandboxAsset.objects.bulk_create(assets, ignore_conflicts=True)
+        assets = upload(count, random.Random(seed), unknown_sku=unknown_sku)
         events = [build_event(asset) for asset in assets]
         size = 20 if batch else 1
         bodies = [events[i : i + size] if batch else events[i] for i in range(0, len(events), size)]
-        accepted = duplicate = 0
-        for number, document in enumerate(bodies, 1):
-            body = json.dumps(document).encode()
-            for delivery in range(2 if duplicates else 1):
-                headers = {
-                    "Content-Type": "application/cloudevents+json; charset=UTF-8",
-                    "x-adobe-delivery-id": str(uuid.uuid4()),
-                    **signed_headers(body),
-                }
-                if delivery:
-                    headers["x-adobe-retry-count"] = str(delivery)
-                try:
-                    response = http.request("POST", url, data=body, headers=headers, error_class="webhook")
-                except http.HttpError as exc:
-                    raise CommandError(
-                        f"the webhook did not accept delivery {number}: {exc.message} "
-                        f"{exc.body[:300]} (is `make run` running?)"
-                    ) from None
-                answer = response.json()
-                accepted += answer.get("accepted", 0)
-                duplicate += answer.get("duplicates", 0)
-            if number % 50 == 0 or number == len(bodies):
-                self.stdout.write(f"  delivered {number}/{len(bodies)} request(s)")
+        accepted, duplicate = self._deliver(bodies, url or settings.PIMSYNC_PUBLIC_URL + "/webhooks/aem", duplicates)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Uploaded {count} asset(s): {accepted} event(s) accepted, {duplicate} duplicate(s) recognised."
             )
         )
         self.stdout.write(f"Watch them at {settings.PIMSYNC_PUBLIC_URL}/admin/pimsync/event/")
+
+    def _deliver(self, bodies: list, url: str, duplicates: bool) -> tuple[int, int]:
+        """POST every body (twice with --duplicates, the second marked as Adobe's retry)."""
+        accepted = duplicate = 0
+        for number, document in enumerate(bodies, 1):
+            body = json.dumps(document).encode()
+            for delivery in range(2 if duplicates else 1):
+                answer = deliver(url, body, number, retry_count=delivery)
+                accepted += answer.get("accepted", 0)
+                duplicate += answer.get("duplicates", 0)
+            if number % 50 == 0 or number == len(bodies):
+                self.stdout.write(f"  delivered {number}/{len(bodies)} request(s)")
+        return accepted, duplicate
+
+
+def upload(count: int, rng: random.Random, *, unknown_sku: bool) -> list[SandboxAsset]:
+    """Create `count` sandbox assets named like product shots (`<SKU>_<view>_<n>.png`)."""
+    skus = sorted(demo_catalog())
+    assets = []
+    for n in range(count):
+        unknown = unknown_sku or rng.random() < UNKNOWN_SHARE
+        sku = f"SKU-{rng.randint(900000, 999999)}" if unknown else rng.choice(skus)
+        view = rng.choice(["front", "back", "detail", "lifestyle"])
+        name = f"{sku}_{view}_{n + 1:03d}.{'jpg' if view == 'lifestyle' else 'png'}"
+        mime_type = "image/jpeg" if name.endswith(".jpg") else "image/png"
+        assets.append(
+            SandboxAsset(
+                asset_id=f"urn:aaid:aem:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+                path=f"{FOLDERS[1] if view == 'lifestyle' else FOLDERS[0]}/{name}",
+                name=name,
+                mime_type=mime_type,
+                metadata={"dc:format": mime_type},
+            )
+        )
+    SandboxAsset.objects.bulk_create(assets, ignore_conflicts=True)
+    return assets
+
+
+def deliver(url: str, body: bytes, number: int, *, retry_count: int = 0) -> dict:
+    """One signed delivery, as Adobe I/O Events sends it; the webhook's JSON answer."""
+    headers = {
+        "Content-Type": "application/cloudevents+json; charset=UTF-8",
+        "x-adobe-delivery-id": str(uuid.uuid4()),
+        **signed_headers(body),
+    }
+    if retry_count:
+        headers["x-adobe-retry-count"] = str(retry_count)
+    try:
+        response = http.request("POST", url, data=body, headers=headers, error_class="webhook")
+    except http.HttpError as exc:
+        raise CommandError(
+            f"the webhook did not accept delivery {number}: {exc.message} {exc.body[:300]} (is `make run` running?)"
+        ) from None
+    return response.json()
