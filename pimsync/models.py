@@ -73,6 +73,18 @@ class EventQuerySet(models.QuerySet):
         """Events in a final status."""
         return self.filter(status__in=FINISHED)
 
+    def retry(self) -> int:
+        """Send the retryable ones back to the worker with a fresh attempt budget, keeping every
+        earlier attempt; return how many. One UPDATE, however many events (a retry job's batch)."""
+        return self.filter(status__in=RETRYABLE).update(
+            status=Status.RECEIVED,
+            reason="Retry requested",
+            error_class="",
+            next_attempt_at=timezone.now(),
+            attempts_base=models.F("attempts"),
+            finished_at=None,
+        )
+
 
 class Event(models.Model):
     """One Adobe I/O event, stored before it is acknowledged.
@@ -158,16 +170,9 @@ class Event(models.Model):
         return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{self.asset_path}"
 
     def retry(self) -> bool:
-        """Send this event back to the worker, keeping every earlier attempt. The Retry button
-        and `retry_events` both come here, through `pipeline.retry`, which wakes a worker."""
-        updated = Event.objects.filter(pk=self.pk, status__in=RETRYABLE).update(
-            status=Status.RECEIVED,
-            reason="Retry requested",
-            error_class="",
-            next_attempt_at=timezone.now(),
-            attempts_base=models.F("attempts"),
-            finished_at=None,
-        )
+        """Send this event back to the worker (see `EventQuerySet.retry`); False when its status
+        cannot be retried. `pipeline.retry` calls this and wakes a worker."""
+        updated = Event.objects.filter(pk=self.pk).retry()
         if updated:
             self.refresh_from_db()
         return bool(updated)

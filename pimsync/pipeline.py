@@ -292,7 +292,7 @@ def _revive(events: list[Event], now) -> int:
 
 def retry(events) -> int:
     """Send events back to the worker (the Retry button, the bulk action and `retry_events`)."""
-    retried = [event for event in events if event.retry()]
+    retried = Event.objects.filter(pk__in=[event.pk for event in events]).retry()
     if retried:
         wake()
-    return len(retried)
+    return retried

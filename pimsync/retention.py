@@ -27,7 +27,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django_q.models import Task
 
-from pimsync.models import Attempt, Event, Heartbeat, Status
+from pimsync.models import Attempt, Event, Heartbeat, Job, Status
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def other_history(now) -> list[tuple[str, models.QuerySet]]:
     failed_cutoff = now - timedelta(days=retention_failed_days())
     rows = [
         ("admin log entries", LogEntry.objects.filter(action_time__lt=failed_cutoff)),
+        ("background jobs", Job.objects.filter(finished_at__lt=failed_cutoff)),
         (
             "task results",
             Task.objects.filter(

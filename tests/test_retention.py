@@ -18,7 +18,7 @@ from django.db import connection
 from django_q.models import Schedule, Task
 
 from pimsync import checks, retention, tasks
-from pimsync.models import Attempt, Event, Heartbeat, Status
+from pimsync.models import Attempt, Event, Heartbeat, Job, Status
 from tests.conftest import product
 
 pytestmark = pytest.mark.django_db
@@ -189,6 +189,18 @@ def test_expired_sessions_old_admin_log_and_old_task_history_are_bounded():
     with at(START + timedelta(days=91)):
         purge_events()
     assert not LogEntry.objects.exists()
+
+
+def test_finished_background_jobs_go_with_the_admin_log_and_running_ones_stay():
+    with at(START):
+        old = Job.objects.create(status=Job.State.FINISHED, finished_at=START, ids=list(range(5000)))
+        running = Job.objects.create(status=Job.State.RUNNING)
+    with at(START + timedelta(days=89)):
+        purge_events()
+    assert set(Job.objects.values_list("pk", flat=True)) == {old.pk, running.pk}
+    with at(START + timedelta(days=91)):
+        purge_events()
+    assert list(Job.objects.values_list("pk", flat=True)) == [running.pk]
 
 
 def test_a_retention_below_eight_days_is_a_configuration_error(client, settings):
