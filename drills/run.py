@@ -11,10 +11,12 @@ for every event to reach a final status and prints the ledger. Exit status 0 = P
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -135,13 +137,20 @@ class Sender:
 class World:
     """Everything one drill runs: private PostgreSQL, stand-ins, gunicorn, qcluster, a fast sweeper."""
 
-    def __init__(self, name: str, env: dict | None = None) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
         self.started = time.monotonic()
         self.timeline: list[str] = []
         self.workdir = Path(tempfile.mkdtemp(prefix=f"pimsync-drill-{name}-"))
         self.procs = Processes()
-        self.pg = PrivatePostgres().start()
+        self.pg = self.stub = self.pim = self.sweeper = None
+        self.stop_sweeping = threading.Event()
+        self.sweeps = Counter()
+
+    def start(self, env: dict | None = None) -> None:
+        """Start everything; `close()` undoes whatever part of this got done."""
+        self.pg = PrivatePostgres()
+        self.pg.start()
         self.pg.create_database()
         pem, public = signer()
         from cryptography.hazmat.primitives import serialization
@@ -210,8 +219,6 @@ class World:
         )
         wait_port(self.web_port)
         self.sentinel, self.helpers = self._cluster_layout()
-        self.stop_sweeping = threading.Event()
-        self.sweeps = Counter()
         self.sweeper = threading.Thread(target=self._sweep_loop, daemon=True)
         self.sweeper.start()
 
@@ -268,8 +275,10 @@ class World:
         return thread
 
     def close(self) -> None:
+        """Stop everything started so far and delete the private database."""
         self.stop_sweeping.set()
-        self.sweeper.join(timeout=5)
+        if self.sweeper:
+            self.sweeper.join(timeout=5)
         for child in list(self.procs.children):
             # Killed outright: the drill's database is thrown away with them.
             if child.poll() is None:
@@ -278,9 +287,11 @@ class World:
         from django.db import connections
 
         connections.close_all()
-        self.pim.__exit__()
-        self.stub.__exit__()
-        self.pg.destroy()
+        for server in (self.pim, self.stub):
+            if server:
+                server.__exit__()
+        if self.pg:
+            self.pg.destroy()
 
     # --- events --------------------------------------------------------------------------
 
@@ -554,6 +565,8 @@ def poison(world: World, count: int) -> Ledger:
     ledger.expect(kills, "the poison event's workers were killed")
     ledger.expect(row.get("status") == "failed", f"the poison event ended failed (it is {row.get('status')})")
     ledger.expect(match, "its reason says its worker stopped N times")
+    alive = len(world.worker_pids())
+    ledger.expect(alive == int(world.env["PIMSYNC_WORKERS"]), f"django-q2 replaced the killed workers ({alive} run)")
     ledger.expect(len(kills) <= max_attempts, f"killed at most PIMSYNC_MAX_ATTEMPTS = {max_attempts} times")
     ledger.expect(done, "every event reached a final status")
     return ledger
@@ -668,12 +681,13 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=600)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupted)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` shows where a stuck drill is
     function, env = DRILLS[args.name]
     say(f"== drill {args.name}: {function.__doc__}")
-    world = None
+    world = World(args.name)
     ledger = Ledger()
     try:
-        world = World(args.name, env)
+        world.start(env)
         world.note(
             f"running: private PostgreSQL on :{world.pg.port}, gunicorn 2x4 on :{world.web_port}, "
             f"qcluster {world.env['PIMSYNC_WORKERS']}x{world.env['PIMSYNC_WORKER_THREADS']}, "
@@ -686,11 +700,12 @@ def main() -> int:
         traceback.print_exc()
         ledger.expect(False, f"the drill itself broke: {type(exc).__name__}: {exc}")
     finally:
-        if world is not None:
-            world.close()
+        world.close()
     for line in ledger.lines():
         say(line)
-    if world is not None and not ledger.passed:
+    if ledger.passed:
+        shutil.rmtree(world.workdir, ignore_errors=True)
+    else:
         say(f"  logs of gunicorn and qcluster: {world.workdir}")
     say(f"  {args.name}: {'PASS' if ledger.passed else 'FAIL'}")
     return 0 if ledger.passed else 1
