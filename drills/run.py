@@ -466,8 +466,47 @@ def _reason(event_id: str) -> str:
 # --- the drills ------------------------------------------------------------------------------
 
 
+def _get_all(world: World, path: str, count: int, cookie: str) -> Counter:
+    """GET `path` `count` times from 8 threads, a connection each time (any gunicorn thread answers)."""
+
+    def get(_):
+        conn = http.client.HTTPConnection("127.0.0.1", world.web_port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Cookie": cookie})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        except (OSError, http.client.HTTPException) as exc:
+            return f"connection error ({type(exc).__name__})"
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        return Counter(pool.map(get, range(count)))
+
+
+def _staff_cookie() -> str:
+    """A logged-in superuser's session cookie, made directly in the database."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = User.objects.create_superuser("drill", "drill@example.com", "drill-password-42")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"sessionid={session.session_key}"
+
+
 def postgres_restart(world: World, count: int) -> Ledger:
-    """PostgreSQL stopped (-m fast) for 3 s in the middle of the burst, then started again."""
+    """PostgreSQL stopped (-m fast) for 3 s in the middle of the burst, then started again; once
+    everything finished, restarted once more under the dashboard's open connections."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off: the pages need the manifest
+    cookie = _staff_cookie()
     deliveries, assets, _ = world.deliveries(count)
 
     def restart():
@@ -487,6 +526,20 @@ def postgres_restart(world: World, count: int) -> Ledger:
     ledger.expect(unavailable > 0, f"the webhook answered 503 while PostgreSQL was down ({unavailable})")
     ledger.expect(not answers.get(500), f"never a 500 ({answers.get(500, 0)})")
     ledger.expect(done, "everything finished afterwards")
+    # Every gunicorn thread now holds a connection to the database; a restart breaks them all.
+    pages = ("/admin/", "/admin/pimsync/event/", "/healthz")
+    before = Counter()
+    for path in pages:
+        before.update(_get_all(world, path, 16, cookie))
+    ledger.row("GETs of those pages before it", ", ".join(f"{k}: {v}" for k, v in sorted(before.items(), key=str)))
+    world.pg.stop("fast")
+    world.pg.start()
+    world.note("PostgreSQL: restarted again (pg_ctl stop -m fast; start), nothing else running")
+    for path in pages:
+        statuses = _get_all(world, path, 16, cookie)
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items(), key=str))
+        ledger.row(f"GET {path} x16 after the second restart", summary)
+        ledger.expect(set(statuses) == {200}, f"{path} answers 200 on connections opened before the restart")
     return ledger
 
 
@@ -683,7 +736,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupted)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` shows where a stuck drill is
     function, env = DRILLS[args.name]
-    say(f"== drill {args.name}: {function.__doc__}")
+    say(f"== drill {args.name}: {' '.join(function.__doc__.split())}")
     world = World(args.name)
     ledger = Ledger()
     try:
