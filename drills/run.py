@@ -79,8 +79,10 @@ class Delivery:
     @property
     def redeliver(self) -> bool:
         """Adobe delivers again after a 5xx, a 429, a timeout or a broken connection; never after a 4xx."""
-        if self.acknowledged or not self.answers:
-            return not self.acknowledged
+        if self.acknowledged:
+            return False
+        if not self.answers:
+            return True
         last = self.answers[-1][1]
         return not isinstance(last, int) or last >= 500 or last == 429
 
@@ -454,7 +456,8 @@ def balance(world: World, deliveries: list[Delivery], assets: set[str], expected
 
 
 def _faulted(world: World, kind: str) -> int:
-    return sum(n for k, n in world.state.calls.items() if k.startswith(kind + "_"))
+    """Calls of this kind ("aem" for both AEM kinds) answered with an injected fault."""
+    return sum(n for k, n in world.state.calls.items() if k.startswith(kind) and k.rsplit("_", 1)[-1].isdigit())
 
 
 def _reason(event_id: str) -> str:
