@@ -617,7 +617,7 @@ def poison(world: World, count: int) -> Ledger:
     row = Event.objects.filter(event_id=poison_id).values("status", "reason", "attempts").first() or {}
     ledger.row("poison event", f"{row.get('status')} after {row.get('attempts')} claims: {row.get('reason')!r}")
     ledger.row("times its workers were SIGKILLed", len(kills))
-    match = re.search(r"worker stopped (\d+) times", row.get("reason", ""))
+    match = re.search(r"worker stopped (\d+)( of \d+)? times", row.get("reason") or "")
     ledger.expect(kills, "the poison event's workers were killed")
     ledger.expect(row.get("status") == "failed", f"the poison event ended failed (it is {row.get('status')})")
     ledger.expect(match, "its reason says its worker stopped N times")
