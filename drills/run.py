@@ -436,6 +436,7 @@ def balance(world: World, deliveries: list[Delivery], assets: set[str], expected
     ledger.row("assets PATCHed (by the AEM stand-in)", len(patched))
     ledger.row("PATCH requests answered 2xx / other", f"{sum(patched.values())} / {_faulted(world, 'aem_patch')}")
     ledger.row("stand-in calls", dict(sorted(world.state.calls.items())))
+    ledger.row("sweeps run / failed (database down)", f"{world.sweeps['ok']} / {world.sweeps['failed']}")
     ledger.expect(not unacknowledged, f"every delivery acknowledged in the end ({len(unacknowledged)} not)")
     ledger.expect(acknowledged == stored == final == sent, "acknowledged = stored = final = sent")
     ledger.expect(
