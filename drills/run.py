@@ -586,6 +586,25 @@ def gunicorn_kill(world: World, count: int) -> Ledger:
     return ledger
 
 
+def _neighbours_finish(poison_id: str, limit: float) -> str:
+    """Wait until no event but the poison one is `processing`, or `limit` seconds; say which."""
+    from django.db import connection
+
+    from pimsync.models import Event, Status
+
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            busy = Event.objects.filter(status=Status.PROCESSING).exclude(event_id=poison_id).count()
+            if not busy:
+                return "no other event was in progress"
+            if time.monotonic() > deadline:
+                return f"{busy} other events still in progress after {limit:.0f} s"
+            time.sleep(0.1)
+    finally:
+        connection.close()  # this stand-in thread's own connection
+
+
 def poison(world: World, count: int) -> Ledger:
     """Every worker process SIGKILLed each time one starts enriching the poison event."""
     deliveries, assets, poison_id = world.deliveries(count, poison=True)
@@ -593,9 +612,9 @@ def poison(world: World, count: int) -> Ledger:
 
     def fault(kind: str, key: str):
         if kind == "pim" and key == POISON_KEY:
-            # Let the other assets the same processes hold right now finish first: the drill is
-            # about the poison event, not about its neighbours' attempt budgets.
-            time.sleep(1.0)
+            # Let the other events being processed right now finish first (up to 5 s): the drill
+            # is about the poison event, not about its neighbours' attempt budgets.
+            waited = _neighbours_finish(poison_id, 5.0)
             pids = world.worker_pids()
             for pid in pids:
                 try:
@@ -603,7 +622,7 @@ def poison(world: World, count: int) -> Ledger:
                 except ProcessLookupError:
                     pass
             kills.append(pids)
-            world.note(f"PIM saw the poison key: SIGKILLed worker processes {pids} (kill {len(kills)})")
+            world.note(f"PIM saw the poison key: SIGKILLed worker processes {pids} (kill {len(kills)}; {waited})")
             return 503, {"Connection": "close"}
         return None
 
