@@ -612,9 +612,10 @@ def poison(world: World, count: int) -> Ledger:
 
     def fault(kind: str, key: str):
         if kind == "pim" and key == POISON_KEY:
-            # Let the other events being processed right now finish first (up to 5 s): the drill
-            # is about the poison event, not about its neighbours' attempt budgets.
-            waited = _neighbours_finish(poison_id, 5.0)
+            # Let the other events being processed right now finish first: the drill is about the
+            # poison event, not about its neighbours' attempt budgets. At most 2 s, within the 3 s
+            # HTTP timeout, so that the poison's call is still open when its workers die.
+            waited = _neighbours_finish(poison_id, 2.0)
             pids = world.worker_pids()
             for pid in pids:
                 try:
