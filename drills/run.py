@@ -586,16 +586,20 @@ def gunicorn_kill(world: World, count: int) -> Ledger:
     return ledger
 
 
-def _neighbours_finish(poison_id: str, limit: float) -> str:
-    """Wait until no event but the poison one is `processing`, or `limit` seconds; say which."""
+def _neighbours_finish(poison_id: str, since, limit: float) -> str:
+    """Wait until no event but the poison one is being processed by a live worker (claimed after
+    the last kill: older claims died with their worker), or `limit` seconds; say which."""
     from django.db import connection
 
     from pimsync.models import Event, Status
 
     deadline = time.monotonic() + limit
+    live = Event.objects.filter(status=Status.PROCESSING).exclude(event_id=poison_id)
+    if since is not None:
+        live = live.filter(claimed_at__gt=since)
     try:
         while True:
-            busy = Event.objects.filter(status=Status.PROCESSING).exclude(event_id=poison_id).count()
+            busy = live.count()
             if not busy:
                 return "no other event was in progress"
             if time.monotonic() > deadline:
@@ -608,14 +612,17 @@ def _neighbours_finish(poison_id: str, limit: float) -> str:
 def poison(world: World, count: int) -> Ledger:
     """Every worker process SIGKILLed each time one starts enriching the poison event."""
     deliveries, assets, poison_id = world.deliveries(count, poison=True)
+    from django.utils import timezone
+
     kills: list[list[int]] = []
+    killed_at: list = []
 
     def fault(kind: str, key: str):
         if kind == "pim" and key == POISON_KEY:
             # Let the other events being processed right now finish first: the drill is about the
             # poison event, not about its neighbours' attempt budgets. At most 2 s, within the 3 s
             # HTTP timeout, so that the poison's call is still open when its workers die.
-            waited = _neighbours_finish(poison_id, 2.0)
+            waited = _neighbours_finish(poison_id, killed_at[-1] if killed_at else None, 2.0)
             pids = world.worker_pids()
             for pid in pids:
                 try:
@@ -623,6 +630,7 @@ def poison(world: World, count: int) -> Ledger:
                 except ProcessLookupError:
                     pass
             kills.append(pids)
+            killed_at.append(timezone.now())
             world.note(f"PIM saw the poison key: SIGKILLed worker processes {pids} (kill {len(kills)}; {waited})")
             return 503, {"Connection": "close"}
         return None
