@@ -136,6 +136,19 @@ class Sender:
             list(pool.map(paced, enumerate(deliveries)))
 
 
+def _creation_order(pids: list[int]) -> list[int]:
+    """Oldest first: by start time (clock ticks), then by pid, allowing for pids wrapping around."""
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    wrapped = pids and max(pids) - min(pids) > pid_max // 2
+
+    def key(pid: int):
+        # Fields after the command name: the 20th is the start time.
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return started, pid + pid_max if wrapped and pid < pid_max // 2 else pid
+
+    return sorted(pids, key=key)
+
+
 class World:
     """Everything one drill runs: private PostgreSQL, stand-ins, gunicorn, qcluster, a fast sweeper."""
 
@@ -233,7 +246,7 @@ class World:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for sentinel in children_of(self.cluster.pid):
-                children = sorted(children_of(sentinel))
+                children = _creation_order(children_of(sentinel))
                 if len(children) == workers + 2:
                     return sentinel, set(children[-2:])
             time.sleep(0.2)
