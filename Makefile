@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench drill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+# Failure drills: each starts its own throw-away PostgreSQL (needs the server programs, e.g.
+# Debian's postgresql package), gunicorn and a qcluster, injects a fault and checks the ledger.
+drill: $(VENV)/.dev
+	$(BIN)/python -m drills $(DRILL_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .hypothesis

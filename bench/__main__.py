@@ -85,31 +85,27 @@ def signer():
     return pem, public
 
 
-def _sign_chunk(args) -> list[bytes]:
-    from cryptography.hazmat.primitives import hashes, serialization
+def signed_headers(key, body: bytes) -> dict[str, str]:
+    """The headers Adobe I/O Events sends with `body`, signed with `key` (a loaded private key)."""
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
+
+    return {
+        "Content-Type": "application/cloudevents+json; charset=UTF-8",
+        "x-adobe-digital-signature-1": base64.b64encode(key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode(),
+        "x-adobe-public-key1-path": KEY_PATH,
+        "x-adobe-delivery-id": str(uuid.uuid4()),
+    }
+
+
+def _sign_chunk(args) -> list[bytes]:
+    from cryptography.hazmat.primitives import serialization
 
     from bench.load import build_request
 
     pem, host, bodies = args
     key = serialization.load_pem_private_key(pem, password=None)
-    out = []
-    for body in bodies:
-        signature = base64.b64encode(key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
-        out.append(
-            build_request(
-                "/webhooks/aem",
-                body,
-                {
-                    "Content-Type": "application/cloudevents+json; charset=UTF-8",
-                    "x-adobe-digital-signature-1": signature,
-                    "x-adobe-public-key1-path": KEY_PATH,
-                    "x-adobe-delivery-id": str(uuid.uuid4()),
-                },
-                host,
-            )
-        )
-    return out
+    return [build_request("/webhooks/aem", body, signed_headers(key, body), host) for body in bodies]
 
 
 def signed_requests(pem: bytes, host: str, bodies: list[bytes]) -> list[bytes]:
@@ -119,9 +115,11 @@ def signed_requests(pem: bytes, host: str, bodies: list[bytes]) -> list[bytes]:
         return [request for chunk in pool.map(_sign_chunk, [(pem, host, c) for c in chunks]) for request in chunk]
 
 
-def event(n: int, sku: str, padding: int = 0) -> dict:
-    asset_id = f"urn:aaid:aem:{uuid.UUID(int=n + 1, version=4)}"
-    name = f"{sku}_{n:06d}.png"
+def event(n: int, sku: str, padding: int = 0, asset: int | None = None) -> dict:
+    """A `processing_completed` event for asset number `asset` (default `n`), named after `sku`."""
+    asset = n if asset is None else asset
+    asset_id = f"urn:aaid:aem:{uuid.UUID(int=asset + 1, version=4)}"
+    name = f"{sku}_{asset:06d}.png"
     data = {
         "assetId": asset_id,
         "repositoryMetadata": {
@@ -159,10 +157,12 @@ class Processes:
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
 
-    def start(self, args: list[str], env: dict) -> subprocess.Popen:
-        child = subprocess.Popen(
-            args, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+    def start(self, args: list[str], env: dict, log: Path | None = None) -> subprocess.Popen:
+        """Start `args` in a new process group; its output goes to `log` (appended) or nowhere."""
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+        child = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        if log:
+            out.close()
         self.children.append(child)
         return child
 

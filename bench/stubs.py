@@ -1,5 +1,9 @@
 """IMS, the I/O Events key server, AEM and a PIM on loopback, each call delayed by a fixed
-latency, counting every call. Threaded, keep-alive: the stubs must not be the bottleneck."""
+latency, counting every call. Threaded, keep-alive: the stubs must not be the bottleneck.
+
+`State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
+error instead: it gets the kind of call ("pim", "aem_get", "aem_patch") and the product key or
+asset id, and returns None (answer normally) or (status, headers)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -21,7 +26,16 @@ class State:
         self.versions: Counter = Counter()
         self.calls: Counter = Counter()
         self.patches_per_asset: Counter = Counter()
+        self.fault: Callable[[str, str], tuple[int, dict] | None] | None = None
         self.lock = threading.Lock()
+
+    def injected(self, kind: str, key: str) -> tuple[int, dict] | None:
+        """The fault to answer this call with, if any (counted as `<kind>_<status>`)."""
+        answer = self.fault(kind, key) if self.fault else None
+        if answer is not None:
+            with self.lock:
+                self.calls[f"{kind}_{answer[0]}"] += 1
+        return answer
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -58,12 +72,17 @@ def handler_for(state: State):
                 return self._send(200, state.public_pem)
             time.sleep(state.latency)
             if self.path.startswith("/pim/products/"):
+                key = unquote(self.path.rsplit("/", 1)[1])
+                if fault := state.injected("pim", key):
+                    return self._send(fault[0], {"error": "injected"}, fault[1])
                 state.calls["pim"] += 1
-                product = state.catalog.get(unquote(self.path.rsplit("/", 1)[1]))
+                product = state.catalog.get(key)
                 return self._send(200, product) if product else self._send(404, {"error": "not found"})
             if self.path.startswith("/adobe/assets/"):
-                state.calls["aem_get"] += 1
                 asset_id = unquote(self.path.split("/")[3])
+                if fault := state.injected("aem_get", asset_id):
+                    return self._send(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
+                state.calls["aem_get"] += 1
                 with state.lock:
                     metadata = dict(state.assets.setdefault(asset_id, {}))
                     etag = state.etag(asset_id)
@@ -82,6 +101,8 @@ def handler_for(state: State):
             body = self._body()
             time.sleep(state.latency)
             asset_id = unquote(self.path.split("/")[3])
+            if fault := state.injected("aem_patch", asset_id):
+                return self._send(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
             state.calls["aem_patch"] += 1
             with state.lock:
                 if self.headers.get("If-Match") not in ("*", state.etag(asset_id)):
@@ -97,11 +118,13 @@ def handler_for(state: State):
 
 
 class StubServer:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, port: int = 0) -> None:
         self.state = state
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.request_queue_size = 512
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(state))
+        # A caller that disconnects (a worker killed mid-call) is expected, not worth a traceback.
+        self.server.handle_error = lambda request, address: None
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -111,3 +134,4 @@ class StubServer:
 
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
+        self.server.server_close()  # the port is free again: a later server may take it

@@ -1,0 +1,1 @@
+"""Failure drills (`make drill`): faults injected into a running pimsync, each ending with a ledger."""
