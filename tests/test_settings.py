@@ -143,3 +143,20 @@ def test_sandbox_mode_on_its_own_endpoints_still_starts():
     assert manage(env, "check").returncode == 0
     own = {**env, "AEM_AUTHOR_URL": "http://127.0.0.1:8000/sandbox/aem"}
     assert manage(own, "check").returncode == 0
+
+
+def test_gunicorn_refuses_to_load_the_application_beside_a_configuration_error():
+    env = {"PATH": os.environ["PATH"], "PIMSYNC_READ_DOTENV": "0", "SECRET_KEY": "x", "ALLOWED_HOSTS": "x"}
+    load = [sys.executable, "-c", "import pimsync.wsgi"]
+    refused = subprocess.run(
+        load,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PIMSYNC_SANDBOX": "1", "AEM_AUTHOR_URL": REAL_AEM},
+    )
+    assert refused.returncode != 0
+    assert "pimsync refuses to start" in refused.stderr and "pimsync.E007" in refused.stderr
+    fine = subprocess.run(load, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert fine.returncode == 0, fine.stderr
