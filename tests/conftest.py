@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import hypothesis
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from pytest_httpserver import HTTPServer
 
 from pimsync import mapping, signatures, wakeups
@@ -60,6 +63,18 @@ def _forget_process_caches():
     """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
     wakeups.DrainPromise.forget()
     mapping.forget()
+
+
+@pytest.fixture
+def people(db) -> dict[str, User]:
+    """One staff user per role, made by `setup_roles` as an operator would."""
+    call_command("setup_roles", stdout=io.StringIO())
+    users = {}
+    for role in ("Viewers", "Support", "Mapping editors"):
+        user = User.objects.create_user(role.split()[0].lower(), password="pw-for-tests-1", is_staff=True)
+        user.groups.add(Group.objects.get(name=role))
+        users[role] = user
+    return users
 
 
 @pytest.fixture(scope="session")

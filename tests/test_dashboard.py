@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.django_db
 
 EVENTS = "/admin/pimsync/event/"
 MAPPING = "/admin/pimsync/mappingconfig/1/change/"
-
-
-@pytest.fixture
-def people(db) -> dict[str, User]:
-    """One staff user per role, made by `setup_roles` as an operator would."""
-    call_command("setup_roles", stdout=io.StringIO())
-    users = {}
-    for role in ("Viewers", "Support", "Mapping editors"):
-        user = User.objects.create_user(role.split()[0].lower(), password="pw-for-tests-1", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-        users[role] = user
-    return users
 
 
 @pytest.fixture

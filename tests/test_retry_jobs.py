@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -21,18 +18,6 @@ pytestmark = pytest.mark.django_db
 
 EVENTS = "/admin/pimsync/event/"
 MATCHING = "/admin/pimsync/event/retry-matching/"
-
-
-@pytest.fixture
-def people(db) -> dict[str, User]:
-    """A Support and a Viewers staff user, made by `setup_roles` as an operator would."""
-    call_command("setup_roles", stdout=io.StringIO())
-    users = {}
-    for role in ("Viewers", "Support"):
-        user = User.objects.create_user(role.lower(), password="pw-for-tests-1", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-        users[role] = user
-    return users
 
 
 def store(count: int, status: str = Status.FAILED, start: int = 0) -> list[int]:
