@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -43,6 +44,7 @@ class ImsStub:
         self.issued: list[str] = []
         self.faults = Faults()
         self.expires_in = 86399
+        self.latency = 0.05  # a real token endpoint is not instant: gives concurrent callers a chance to collide
         self._lock = threading.Lock()
         server.expect_request("/ims/token/v3", method="POST").respond_with_handler(self.handle)
 
@@ -64,7 +66,7 @@ class ImsStub:
             return _json(400, {"error": "invalid_request"})
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return _json(401, {"error": "invalid_client", "error_description": "invalid client_secret parameter"})
-        time.sleep(0.05)  # a real token endpoint is not instant: gives concurrent callers a chance to collide
+        time.sleep(self.latency)
         with self._lock:
             token = f"token-{len(self.issued) + 1}"
             self.issued.append(token)
@@ -84,9 +86,8 @@ class AemStub:
         self.calls: list[tuple[str, str]] = []
         self.faults = Faults()
         self.on_get = None  # hook: called after a GET is answered (to simulate a concurrent writer)
+        self.every_asset_exists = False  # True: an unknown id is a new, empty asset instead of a 404
         self._lock = threading.Lock()
-        import re
-
         server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
 
     @property
@@ -123,6 +124,10 @@ class AemStub:
             return _json(
                 403, {"title": "Forbidden", "detail": "X-Api-Key or X-Adobe-Accept-Experimental", "status": 403}
             )
+        if asset_id not in self.assets and self.every_asset_exists:
+            with self._lock:
+                self.assets.setdefault(asset_id, {})
+                self.versions.setdefault(asset_id, 1)
         if asset_id not in self.assets:
             return _json(404, {"title": "Not Found", "status": 404})
         if request.method == "GET":
@@ -169,8 +174,6 @@ class PimStub:
         self.products: dict[str, dict] = {}
         self.faults = Faults()
         self.calls: list[str] = []
-        import re
-
         server.expect_request(re.compile(r"^/products/.+$"), method="GET").respond_with_handler(self.handle)
 
     @property
