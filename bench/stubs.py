@@ -56,6 +56,7 @@ class State:
                 self.patches_per_asset[asset_patched] += 1
 
     def reset_counts(self) -> None:
+        """Forget the calls and PATCHes counted so far."""
         with self.lock:
             self.calls.clear()
             self.patches_per_asset.clear()
