@@ -1,6 +1,6 @@
 """IMS, the I/O Events key server, AEM and a PIM on loopback for the benchmark and the failure
 drills: the test suite's stand-ins (tests/stubs.py, one implementation of those contracts) on a
-threaded server, with a fixed latency on every call and every call counted.
+threaded keep-alive server, with a fixed latency on every call and every call counted.
 
 `State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
 error instead: it gets the kind of call ("pim", "aem_get", "aem_patch") and the product key or
@@ -8,23 +8,18 @@ asset id, and returns None (answer normally) or (status, headers)."""
 
 from __future__ import annotations
 
+import io
 import json
-import logging
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tests.stubs import AemStub, ImsStub, PimStub
-
-# werkzeug would print a line per request; a caller that disconnects (a worker killed mid-call)
-# is expected, not worth a traceback.
-logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
 
 
 class State:
@@ -73,13 +68,22 @@ def kind_of(request: Request) -> tuple[str, str]:
     return ("ims" if request.path == "/ims/token/v3" else "other"), ""
 
 
-class StubServer(HTTPServer):
-    """One threaded, keep-alive server with all four stand-ins on `state` (the stand-ins must not
-    be the bottleneck); `port` 0 takes a free one."""
+class StubServer:
+    """One threaded, keep-alive server with all four stand-ins on `state`; `port` 0 takes a free one.
+
+    The stand-ins are werkzeug handlers; they are served by the standard library's threaded server
+    (a third of werkzeug's CPU per call: on a 2-core machine the stand-ins must not compete with
+    the workers they serve), routed by path (`kind_of`)."""
 
     def __init__(self, state: State, port: int = 0) -> None:
-        super().__init__("127.0.0.1", port, threaded=True)
         self.state = state
+        ThreadingHTTPServer.daemon_threads = True
+        ThreadingHTTPServer.request_queue_size = 512
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(self))
+        # A caller that disconnects (a worker killed mid-call) is expected, not worth a traceback.
+        self.server.handle_error = lambda request, address: None
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.ims = ImsStub(self)
         self.ims.latency = state.latency
         self.aem = AemStub(self, self.ims)
@@ -87,34 +91,84 @@ class StubServer(HTTPServer):
         self.aem.every_asset_exists = True  # events name assets nobody uploaded here
         self.pim = PimStub(self)
         self.pim.products = state.catalog
-        self.expect_request(re.compile(r"^/keys/"), method="GET").respond_with_data(state.public_pem)
-        # Straight to the stand-in: pytest-httpserver's matching of every registered handler
-        # would cost more CPU than the stand-in itself.
         self.route = {"ims": self.ims.handle, "pim": self.pim.handle, "aem_get": self.aem.handle}
         self.route["aem_patch"] = self.aem.handle
+        self.route["key"] = lambda request: Response(state.public_pem, 200)
 
-    @property
-    def url(self) -> str:
-        return self.url_for("").rstrip("/")
+    def expect_request(self, *args, **kwargs) -> StubServer:
+        """What the stand-ins call to register with pytest-httpserver; here `kind_of` routes."""
+        return self
 
-    def application(self, request: Request) -> Response:
-        """Each call: the latency, an injected fault or the stand-in's answer; counted, not logged."""
-        request.get_data()  # read the body even when a fault answers: the connection is kept alive
+    def respond_with_handler(self, handler) -> None:
+        """The second half of the registration: nothing to do."""
+
+    def url_for(self, suffix: str) -> str:
+        """The address of `suffix` on this server."""
+        return self.url + suffix
+
+    def answer(self, request: Request) -> Response:
+        """Each call: the latency, an injected fault or the stand-in's answer; counted."""
         kind, key = kind_of(request)
         if kind in ("pim", "aem_get", "aem_patch"):
             time.sleep(self.state.latency)  # IMS sleeps in its stand-in; the key server answers at once
         if fault := self.state.injected(kind, key):
             body = {"error": "injected"} if kind == "pim" else {"title": "injected", "status": fault[0]}
             return Response(json.dumps(body), fault[0], fault[1], content_type="application/json")
-        response = self.route[kind](request) if kind in self.route else self.dispatch(request)
+        if kind not in self.route:
+            return Response(b"{}", 404, content_type="application/json")
+        response = self.route[kind](request)
         self.state.count(kind, key if kind == "aem_patch" and response.status_code == 200 else None)
         return response
 
     def __enter__(self) -> StubServer:
-        self.start()
+        self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        server = self.server
-        self.stop()
-        server.server_close()  # the port is free again: a later server may take it
+        self.server.shutdown()
+        self.server.server_close()  # the port is free again: a later server may take it
+
+
+def handler_for(stub: StubServer):
+    """The standard library's request handler, turning each call into a werkzeug Request for `stub`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            response = stub.answer(Request(environ(self, body)))
+            data = response.get_data()
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = serve
+
+    return Handler
+
+
+def environ(handler: BaseHTTPRequestHandler, body: bytes) -> dict:
+    """The WSGI environ of the call `handler` has read (headers, and `body`)."""
+    path, _, query = handler.path.partition("?")
+    env = {
+        "REQUEST_METHOD": handler.command,
+        "PATH_INFO": unquote(path).encode().decode("latin-1"),
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": str(handler.server.server_address[1]),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+    }
+    for name, value in handler.headers.items():
+        env["HTTP_" + name.upper().replace("-", "_")] = value
+    return env
