@@ -1,5 +1,6 @@
-"""IMS, the I/O Events key server, AEM and a PIM on loopback, each call delayed by a fixed
-latency, counting every call. Threaded, keep-alive: the stubs must not be the bottleneck.
+"""IMS, the I/O Events key server, AEM and a PIM on loopback for the benchmark and the failure
+drills: the test suite's stand-ins (tests/stubs.py, one implementation of those contracts) on a
+threaded keep-alive server, with a fixed latency on every call and every call counted.
 
 `State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
 error instead: it gets the kind of call ("pim", "aem_get", "aem_patch") and the product key or
@@ -7,7 +8,7 @@ asset id, and returns None (answer normally) or (status, headers)."""
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import threading
 import time
@@ -16,8 +17,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
+from werkzeug import Request, Response
+
+from tests.stubs import AemStub, ImsStub, PimStub
+
 
 class State:
+    """What the stand-ins hold and count, shared by every server started on it."""
+
     def __init__(self, latency: float, public_pem: bytes, catalog: dict) -> None:
         self.latency = latency
         self.public_pem = public_pem
@@ -31,102 +38,87 @@ class State:
 
     def injected(self, kind: str, key: str) -> tuple[int, dict] | None:
         """The fault to answer this call with, if any (counted as `<kind>_<status>`)."""
-        answer = self.fault(kind, key) if self.fault else None
+        answer = self.fault(kind, key) if self.fault and kind in ("pim", "aem_get", "aem_patch") else None
         if answer is not None:
-            with self.lock:
-                self.calls[f"{kind}_{answer[0]}"] += 1
+            self.count(f"{kind}_{answer[0]}")
         return answer
 
+    def count(self, kind: str, asset_patched: str | None = None) -> None:
+        """One call of this kind answered; `asset_patched`: the asset a PATCH changed."""
+        with self.lock:
+            self.calls[kind] += 1
+            if asset_patched:
+                self.patches_per_asset[asset_patched] += 1
+
     def reset_counts(self) -> None:
+        """Forget the calls and PATCHes counted so far."""
         with self.lock:
             self.calls.clear()
             self.patches_per_asset.clear()
 
-    def etag(self, asset_id: str) -> str:
-        return '"' + hashlib.md5(f"{asset_id}{self.versions[asset_id]}".encode()).hexdigest()[:12] + '"'
 
-
-def handler_for(state: State):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):  # quiet
-            pass
-
-        def _send(self, status: int, body: dict | bytes, headers: dict | None = None) -> None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Type", "application/json")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def do_GET(self):
-            if self.path.startswith("/keys/"):
-                state.calls["key"] += 1
-                return self._send(200, state.public_pem)
-            time.sleep(state.latency)
-            if self.path.startswith("/pim/products/"):
-                key = unquote(self.path.rsplit("/", 1)[1])
-                if fault := state.injected("pim", key):
-                    return self._send(fault[0], {"error": "injected"}, fault[1])
-                state.calls["pim"] += 1
-                product = state.catalog.get(key)
-                return self._send(200, product) if product else self._send(404, {"error": "not found"})
-            if self.path.startswith("/adobe/assets/"):
-                asset_id = unquote(self.path.split("/")[3])
-                if fault := state.injected("aem_get", asset_id):
-                    return self._send(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
-                state.calls["aem_get"] += 1
-                with state.lock:
-                    metadata = dict(state.assets.setdefault(asset_id, {}))
-                    etag = state.etag(asset_id)
-                return self._send(200, {"assetId": asset_id, "assetMetadata": metadata}, {"ETag": etag})
-            self._send(404, {})
-
-        def do_POST(self):
-            body = self._body()
-            if self.path == "/ims/token/v3":
-                state.calls["ims"] += 1
-                time.sleep(state.latency)
-                return self._send(200, {"access_token": "bench-token", "token_type": "bearer", "expires_in": 86399})
-            self._send(404, {"unexpected": body[:50].decode(errors="replace")})
-
-        def do_PATCH(self):
-            body = self._body()
-            time.sleep(state.latency)
-            asset_id = unquote(self.path.split("/")[3])
-            if fault := state.injected("aem_patch", asset_id):
-                return self._send(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
-            state.calls["aem_patch"] += 1
-            with state.lock:
-                if self.headers.get("If-Match") not in ("*", state.etag(asset_id)):
-                    return self._send(412, {"title": "Precondition Failed"})
-                for op in json.loads(body):
-                    state.assets.setdefault(asset_id, {})[op["path"]] = op["value"]
-                state.versions[asset_id] += 1
-                state.patches_per_asset[asset_id] += 1
-                etag = state.etag(asset_id)
-            self._send(200, {"assetId": asset_id}, {"ETag": etag})
-
-    return Handler
+def kind_of(request: Request) -> tuple[str, str]:
+    """The kind of call ("ims", "key", "pim", "aem_get", "aem_patch") and its product key or asset id."""
+    if request.path.startswith("/keys/"):
+        return "key", ""
+    if request.path.startswith("/products/"):
+        return "pim", unquote(request.path[len("/products/") :])
+    if request.path.startswith("/adobe/assets/"):
+        return f"aem_{request.method.lower()}", unquote(request.path.split("/")[3])
+    return ("ims" if request.path == "/ims/token/v3" else "other"), ""
 
 
 class StubServer:
+    """One threaded, keep-alive server with all four stand-ins on `state`; `port` 0 takes a free one.
+
+    The stand-ins are werkzeug handlers; they are served by the standard library's threaded server
+    (a third of werkzeug's CPU per call: on a 2-core machine the stand-ins must not compete with
+    the workers they serve), routed by path (`kind_of`)."""
+
     def __init__(self, state: State, port: int = 0) -> None:
         self.state = state
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.request_queue_size = 512
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(state))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(self))
         # A caller that disconnects (a worker killed mid-call) is expected, not worth a traceback.
         self.server.handle_error = lambda request, address: None
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.ims = ImsStub(self)
+        self.ims.latency = state.latency
+        self.aem = AemStub(self, self.ims)
+        self.aem.assets, self.aem.versions = state.assets, state.versions
+        self.aem.every_asset_exists = True  # events name assets nobody uploaded here
+        self.pim = PimStub(self)
+        self.pim.products = state.catalog
+        self.route = {"ims": self.ims.handle, "pim": self.pim.handle, "aem_get": self.aem.handle}
+        self.route["aem_patch"] = self.aem.handle
+        self.route["key"] = lambda request: Response(state.public_pem, 200)
+
+    def expect_request(self, *args, **kwargs) -> StubServer:
+        """What the stand-ins call to register with pytest-httpserver; here `kind_of` routes."""
+        return self
+
+    def respond_with_handler(self, handler) -> None:
+        """The second half of the registration: nothing to do."""
+
+    def url_for(self, suffix: str) -> str:
+        """The address of `suffix` on this server."""
+        return self.url + suffix
+
+    def answer(self, request: Request) -> Response:
+        """Each call: the latency, an injected fault or the stand-in's answer; counted."""
+        kind, key = kind_of(request)
+        if kind in ("pim", "aem_get", "aem_patch"):
+            time.sleep(self.state.latency)  # IMS sleeps in its stand-in; the key server answers at once
+        if fault := self.state.injected(kind, key):
+            body = {"error": "injected"} if kind == "pim" else {"title": "injected", "status": fault[0]}
+            return Response(json.dumps(body), fault[0], fault[1], content_type="application/json")
+        if kind not in self.route:
+            return Response(b"{}", 404, content_type="application/json")
+        response = self.route[kind](request)
+        self.state.count(kind, key if kind == "aem_patch" and response.status_code == 200 else None)
+        return response
 
     def __enter__(self) -> StubServer:
         self.thread.start()
@@ -135,3 +127,48 @@ class StubServer:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()  # the port is free again: a later server may take it
+
+
+def handler_for(stub: StubServer):
+    """The standard library's request handler, turning each call into a werkzeug Request for `stub`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            response = stub.answer(Request(environ(self, body)))
+            data = response.get_data()
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = serve
+
+    return Handler
+
+
+def environ(handler: BaseHTTPRequestHandler, body: bytes) -> dict:
+    """The WSGI environ of the call `handler` has read (headers, and `body`)."""
+    path, _, query = handler.path.partition("?")
+    env = {
+        "REQUEST_METHOD": handler.command,
+        "PATH_INFO": unquote(path).encode().decode("latin-1"),
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": str(handler.server.server_address[1]),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+    }
+    for name, value in handler.headers.items():
+        env["HTTP_" + name.upper().replace("-", "_")] = value
+    return env

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import free_port
+from bench.processes import free_port
 
 
 def server_binaries() -> Path:

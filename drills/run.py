@@ -27,19 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.__main__ import (
-    CLIENT_ID,
-    ROOT,
-    SOURCE,
-    Processes,
-    children_of,
-    event,
-    free_port,
-    signed_headers,
-    signer,
-    wait_port,
-)
+from cryptography.hazmat.primitives import serialization
+
+from bench.processes import ROOT, Processes, children_of, free_port, wait_port
+from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE, event, signed_headers, signer
+from bench.stubs import State, StubServer
 from drills.postgres import PrivatePostgres
+from tests.stubs import PimStub
 
 POISON_KEY = "SKU-999999"  # matches the demo mapping's key pattern; the PIM stand-in never answers it
 POISON_ASSET = 900_000
@@ -168,11 +162,7 @@ class World:
         self.pg.start()
         self.pg.create_database()
         pem, public = signer()
-        from cryptography.hazmat.primitives import serialization
-
         self.key = serialization.load_pem_private_key(pem, password=None)
-        from bench.stubs import State, StubServer
-
         self.catalog = {p["SKUID"]: p for p in json.loads((ROOT / "pimsync/demo/catalog.json").read_text())}
         self.skus = sorted(self.catalog)
         self.state = State(LATENCY, public, self.catalog)
@@ -190,13 +180,14 @@ class World:
             "DATABASE_URL": self.pg.url,
             "LOG_LEVEL": "WARNING",
             "ADOBE_CLIENT_ID": CLIENT_ID,
-            "ADOBE_CLIENT_SECRET": "drill-secret",
+            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
             "ADOBE_IMS_TOKEN_URL": self.stub.url + "/ims/token/v3",
             "ADOBE_EVENTS_KEY_BASE_URL": self.stub.url + "/keys",
             "AEM_AUTHOR_URL": self.stub.url,
             "AEM_EVENT_SOURCE": SOURCE,
-            "PIM_BASE_URL": f"http://127.0.0.1:{self.pim_port}/pim",
+            "PIM_BASE_URL": f"http://127.0.0.1:{self.pim_port}",
             "PIM_PRODUCT_PATH": "/products/{key}",
+            "PIM_API_TOKEN": PimStub.TOKEN,
             **PIPELINE_ENV,
             **(env or {}),
         }
@@ -685,8 +676,6 @@ def pim_down(world: World, count: int) -> Ledger:
     world.note("PIM: stopped listening (connections refused)")
 
     def answer_503():
-        from bench.stubs import StubServer
-
         world.pim = StubServer(world.state, world.pim_port).__enter__()
         phase["now"] = "503"
         world.note("PIM: listening again, answering 503 to every lookup")

@@ -1,11 +1,13 @@
 """Loopback HTTP servers that implement the contracts of IMS, the AEM Assets Author API and a PIM,
 with fault injection. They are written from Adobe's documentation (URLs on each class),
-independently of pimsync's clients."""
+independently of pimsync's clients. The one implementation of these contracts: the tests mount
+them on pytest-httpserver, the benchmark and the drills on a threaded one (bench/stubs.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -43,6 +45,7 @@ class ImsStub:
         self.issued: list[str] = []
         self.faults = Faults()
         self.expires_in = 86399
+        self.latency = 0.05  # a real token endpoint is not instant: gives concurrent callers a chance to collide
         self._lock = threading.Lock()
         server.expect_request("/ims/token/v3", method="POST").respond_with_handler(self.handle)
 
@@ -51,9 +54,11 @@ class ImsStub:
         return self.server.url_for("/ims/token/v3")
 
     def valid(self, token: str) -> bool:
+        """Whether this IMS issued `token`."""
         return token in self.issued
 
     def handle(self, request: Request) -> Response:
+        """A token for the right client credentials in the form body, 400/401 otherwise."""
         fault = self.faults.take("POST")
         if fault:
             return _json(fault[0], {"error": "internal_error", "error_description": "Please try again later"})
@@ -64,7 +69,7 @@ class ImsStub:
             return _json(400, {"error": "invalid_request"})
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return _json(401, {"error": "invalid_client", "error_description": "invalid client_secret parameter"})
-        time.sleep(0.05)  # a real token endpoint is not instant: gives concurrent callers a chance to collide
+        time.sleep(self.latency)
         with self._lock:
             token = f"token-{len(self.issued) + 1}"
             self.issued.append(token)
@@ -84,9 +89,8 @@ class AemStub:
         self.calls: list[tuple[str, str]] = []
         self.faults = Faults()
         self.on_get = None  # hook: called after a GET is answered (to simulate a concurrent writer)
+        self.every_asset_exists = False  # True: an unknown id is a new, empty asset instead of a 404
         self._lock = threading.Lock()
-        import re
-
         server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
 
     @property
@@ -94,10 +98,12 @@ class AemStub:
         return self.server.url_for("").rstrip("/")
 
     def add_asset(self, asset_id: str, metadata: dict | None = None) -> None:
+        """An asset exists in AEM with `metadata`, at version 1."""
         self.assets[asset_id] = dict(metadata or {})
         self.versions[asset_id] = 1
 
     def etag(self, asset_id: str) -> str:
+        """The asset's ETag now (changes with every write)."""
         raw = f"{asset_id}:{self.versions[asset_id]}".encode()
         return '"' + hashlib.sha1(raw).hexdigest()[:16] + '"'
 
@@ -108,8 +114,20 @@ class AemStub:
             self.versions[asset_id] += 1
 
     def handle(self, request: Request) -> Response:
+        """One call: refused (fault, credentials, unknown asset), or the GET or PATCH answered."""
         asset_id = unquote(request.path.split("/")[3])
         self.calls.append((request.method, asset_id))
+        refusal = self._refusal(request, asset_id)
+        if refusal:
+            return refusal
+        if request.method == "GET":
+            return self._get(asset_id)
+        if request.method != "PATCH":
+            return _json(405, {"title": "Method Not Allowed", "status": 405})
+        return self._patch(request, asset_id)
+
+    def _refusal(self, request: Request, asset_id: str) -> Response | None:
+        """An injected fault, a 401/403 for missing credentials, or a 404 for an unknown asset."""
         fault = self.faults.take(request.method)
         if fault:
             status, headers, delay = fault
@@ -123,18 +141,24 @@ class AemStub:
             return _json(
                 403, {"title": "Forbidden", "detail": "X-Api-Key or X-Adobe-Accept-Experimental", "status": 403}
             )
+        if asset_id not in self.assets and self.every_asset_exists:
+            with self._lock:
+                self.assets.setdefault(asset_id, {})
+                self.versions.setdefault(asset_id, 1)
         if asset_id not in self.assets:
             return _json(404, {"title": "Not Found", "status": 404})
-        if request.method == "GET":
-            with self._lock:
-                body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": {}}
-                etag = self.etag(asset_id)
-            response = _json(200, body, {"ETag": etag})
-            if self.on_get:
-                self.on_get(asset_id)
-            return response
-        if request.method != "PATCH":
-            return _json(405, {"title": "Method Not Allowed", "status": 405})
+        return None
+
+    def _get(self, asset_id: str) -> Response:
+        with self._lock:
+            body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": {}}
+            etag = self.etag(asset_id)
+        response = _json(200, body, {"ETag": etag})
+        if self.on_get:
+            self.on_get(asset_id)
+        return response
+
+    def _patch(self, request: Request, asset_id: str) -> Response:
         if request.headers.get("Content-Type") != "application/json-patch+json":
             return _json(415, {"title": "Unsupported Media Type", "status": 415})
         if_match = request.headers.get("If-Match")
@@ -169,8 +193,6 @@ class PimStub:
         self.products: dict[str, dict] = {}
         self.faults = Faults()
         self.calls: list[str] = []
-        import re
-
         server.expect_request(re.compile(r"^/products/.+$"), method="GET").respond_with_handler(self.handle)
 
     @property
@@ -178,6 +200,7 @@ class PimStub:
         return self.server.url_for("").rstrip("/")
 
     def handle(self, request: Request) -> Response:
+        """The product for a key with the right bearer token; 401 or 404 otherwise."""
         key = unquote(request.path[len("/products/") :])
         self.calls.append(key)
         fault = self.faults.take("GET")
@@ -193,4 +216,5 @@ class PimStub:
 
 
 def parse_form(body: bytes) -> dict:
+    """A form-encoded body as a dict of single values."""
     return {k: v[0] for k, v in parse_qs(body.decode()).items()}

@@ -1,0 +1,115 @@
+"""Everything the scenarios run against: the benchmark's PostgreSQL database, the stand-ins for
+IMS/AEM/PIM and the key server, and starters for gunicorn and django-q2 clusters.
+
+Django is set up here, once, with the DATABASE_URL chosen at run time; only after `Stack()` may
+pimsync's models be imported (bench/__main__.py imports the scenario modules then)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import django
+from django.core.management import call_command
+from django.db import connection
+
+from bench.processes import ROOT, Processes, ensure_database, free_port, gunicorn, wait_port
+from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE, event, signer
+from bench.stubs import State, StubServer
+from tests.stubs import PimStub
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/pimsync_bench"
+
+
+def django_ready(env: dict) -> None:
+    """Set up Django in this process with `env` (the children's settings), migrate, load the demo mapping."""
+    os.environ.update(env)
+    django.setup()
+    # pimsync's models need the app registry: importable only from here on.
+    from pimsync.mapping import import_config  # noqa: PLC0415
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)  # production static files (whitenoise)
+    import_config(json.loads((ROOT / "pimsync/demo/mappings.json").read_text()))
+
+
+class Stack:
+    """The database, the stand-ins and the processes of one benchmark run."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.db_url = os.environ.get("DATABASE_URL") or DEFAULT_DB
+        if not self.db_url.startswith("postgres"):
+            raise SystemExit("make bench needs PostgreSQL: set DATABASE_URL=postgres://…")
+        ensure_database(self.db_url)
+        self.pem, public = signer()
+        catalog = {p["SKUID"]: p for p in json.loads((ROOT / "pimsync/demo/catalog.json").read_text())}
+        self.skus = sorted(catalog)
+        self.state = State(args.latency, public, catalog)
+        self.stub = StubServer(self.state).__enter__()
+        self.procs = Processes()
+        self.env = self.environment()
+        django_ready(self.env)
+
+    def environment(self) -> dict[str, str]:
+        """The settings of every pimsync process: production, pointed at the stand-ins."""
+        return {
+            "PATH": os.environ["PATH"],
+            "PIMSYNC_READ_DOTENV": "0",
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-secret-key",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": self.db_url,
+            "LOG_LEVEL": "WARNING",
+            "ADOBE_CLIENT_ID": CLIENT_ID,
+            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+            "ADOBE_IMS_TOKEN_URL": self.stub.url + "/ims/token/v3",
+            "ADOBE_EVENTS_KEY_BASE_URL": self.stub.url + "/keys",
+            "AEM_AUTHOR_URL": self.stub.url,
+            "AEM_EVENT_SOURCE": SOURCE,
+            "PIM_BASE_URL": self.stub.url,
+            "PIM_PRODUCT_PATH": "/products/{key}",
+            "PIM_API_TOKEN": PimStub.TOKEN,
+            "PIMSYNC_RETRY_BASE_SECONDS": "5",
+        }
+
+    def close(self) -> None:
+        """Stop every child process and the stand-ins."""
+        self.procs.stop()
+        self.stub.__exit__()
+
+    def reset(self) -> None:
+        """Empty the event history, the queue and the stand-ins' assets and counts."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE pimsync_attempt, pimsync_event, pimsync_assetstate, django_q_ormq, "
+                "django_q_task, pimsync_accesstoken, pimsync_heartbeat"
+            )
+        self.state.assets.clear()
+        self.state.versions.clear()
+        self.state.reset_counts()
+
+    def web(self, workers: int = 0, threads: int = 0, extra_env: dict | None = None):
+        """Start gunicorn (PIMSYNC_BENCH_WEB=3x8 tries another shape than 4x4); (process, port)."""
+        shape = os.environ.get("PIMSYNC_BENCH_WEB", "4x4").split("x")
+        workers, threads = workers or int(shape[0]), threads or int(shape[1])
+        port = free_port()
+        args = [*gunicorn(port, workers, threads), "--keep-alive", "5", "--backlog", "2048"]
+        process = self.procs.start(args, {**self.env, **(extra_env or {})})
+        wait_port(port)
+        return process, port
+
+    def worker(self, processes: int, threads: int, extra_env: dict | None = None):
+        """Start a `manage.py qcluster` of `processes` × `threads`."""
+        shape = {"PIMSYNC_WORKERS": str(processes), "PIMSYNC_WORKER_THREADS": str(threads)}
+        return self.procs.start([sys.executable, "manage.py", "qcluster"], {**self.env, **shape, **(extra_env or {})})
+
+    def bodies(self, count: int, per_request: int, start: int = 0, padding: int = 0) -> list[bytes]:
+        """`count` events from number `start`, `per_request` to a request body."""
+        out = []
+        for first in range(start, start + count, per_request):
+            batch = [event(n, self.skus[n % len(self.skus)], padding) for n in range(first, first + per_request)]
+            out.append(json.dumps(batch if per_request > 1 else batch[0]).encode())
+        return out
