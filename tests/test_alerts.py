@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -364,3 +365,19 @@ def test_refusals_are_written_at_most_once_per_interval_not_once_per_request(cli
     finally:
         if counter._timer is not None:
             counter._timer.cancel()
+
+
+def test_refusals_kept_in_memory_are_written_by_the_timer_when_no_further_request_comes(
+    client, settings, monkeypatch, transactional_db
+):
+    counter = webhooks.RefusalCounter(flush_seconds=0.2)
+    monkeypatch.setattr(webhooks, "REFUSALS", counter)
+    settings.ADOBE_CLIENT_ID = "a-client-id-these-events-are-not-for"
+    for n in range(3):
+        client.post("/webhooks/aem", data=make_event(n), content_type="application/cloudevents+json")
+    since = timezone.now() - timedelta(minutes=1)
+    for _ in range(100):  # bounded: the timer writes within a fraction of a second
+        if webhooks.recent_refusals(since) == 3:
+            break
+        time.sleep(0.05)
+    assert webhooks.recent_refusals(since) == 3
