@@ -81,10 +81,10 @@ def worker_silent(now) -> Verdict:
     if seen is not None and now - seen < Heartbeat.STALE:
         return Verdict(False)
     minutes = int(Heartbeat.STALE.total_seconds() // 60)
-    since = f"since {_when(seen)}" if seen else "ever"
     return Verdict(
         True,
-        f"No worker has reported {since} (more than {minutes} minutes): events are stored but not enriched.",
+        f"No worker has reported for more than {minutes} minutes (last seen: {_when(seen)}): "
+        "events are stored but not enriched.",
         reverse("admin:index"),
     )
 

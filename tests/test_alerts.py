@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from pimsync import alerts, tasks, webhooks
+from pimsync.checks import configuration
 from pimsync.models import Alert, Attempt, Event, Heartbeat, SignatureRefusals, Status
 from tests.conftest import make_event
 
@@ -381,3 +382,17 @@ def test_refusals_kept_in_memory_are_written_by_the_timer_when_no_further_reques
             break
         time.sleep(0.05)
     assert webhooks.recent_refusals(since) == 3
+
+
+def test_a_chat_webhook_that_is_not_a_url_is_an_error_that_does_not_show_it(settings):
+    settings.PIMSYNC_ALERT_WEBHOOK_URL = "hooks.slack.com/services/T0/B0/secret-part"
+    problems = {p.id: p.msg for p in configuration(None)}
+    assert "pimsync.E030" in problems and "secret-part" not in problems["pimsync.E030"]
+
+
+def test_alert_channels_with_a_loopback_public_url_are_warned_about_in_production(settings):
+    settings.DEBUG, settings.PIMSYNC_ALERT_EMAILS = False, ["ops@example.com"]
+    settings.PIMSYNC_PUBLIC_URL = "http://127.0.0.1:8000"
+    assert "pimsync.W030" in {p.id for p in configuration(None)}
+    settings.PIMSYNC_PUBLIC_URL = PUBLIC
+    assert "pimsync.W030" not in {p.id for p in configuration(None)}
