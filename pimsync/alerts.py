@@ -267,10 +267,13 @@ def deliver(now) -> int:
         return 0
     recent = models.Q(resolved_at__isnull=True) | models.Q(resolved_at__gte=now - RESEND_WINDOW)
     ids = Alert.objects.filter(recent).order_by("opened_at", "id").values_list("pk", flat=True)[:RESEND_BATCH]
-    return sum(_deliver_one(pk, channels) for pk in ids)
+    # A channel that failed once is not tried again in this check: a mail server that never
+    # answers would otherwise cost its timeout once per message and outlast the task's timeout.
+    broken: set[str] = set()
+    return sum(_deliver_one(pk, channels, broken) for pk in ids)
 
 
-def _deliver_one(pk: int, channels: list[str]) -> int:
+def _deliver_one(pk: int, channels: list[str], broken: set[str]) -> int:
     sent = 0
     with transaction.atomic():
         # Locked while sending, so two checkers never send the same message; one that finds the
@@ -283,7 +286,7 @@ def _deliver_one(pk: int, channels: list[str]) -> int:
                 break
             for channel in channels:
                 # A resolve message never arrives on a channel that missed the opening one.
-                if channel in done or (kind == RESOLVED and channel not in alert.notified_open):
+                if channel in done or channel in broken or (kind == RESOLVED and channel not in alert.notified_open):
                     continue
                 subject, text = message(alert, kind)
                 try:
@@ -291,6 +294,7 @@ def _deliver_one(pk: int, channels: list[str]) -> int:
                 except notifications.ChannelError as exc:
                     log.warning("alert %s (%s): %s; trying again at the next check", alert.pk, kind, exc)
                     alert.notify_failures += 1
+                    broken.add(channel)
                     continue
                 done.append(channel)
                 sent += 1

@@ -71,8 +71,8 @@ class Channels:
 
     def chat(self) -> list[str]:
         texts = []
-        for request, _ in self.httpserver.log:
-            if request.path == CHAT_PATH:
+        for request, response in self.httpserver.log:
+            if request.path == CHAT_PATH and response.status_code < 300:  # delivered, not refused
                 verify(request.headers.get("X-Pimsync-Signature", ""), request.get_data())
                 texts.append(json.loads(request.get_data())["text"])
         return texts
@@ -396,3 +396,20 @@ def test_alert_channels_with_a_loopback_public_url_are_warned_about_in_productio
     assert "pimsync.W030" in {p.id for p in configuration(None)}
     settings.PIMSYNC_PUBLIC_URL = PUBLIC
     assert "pimsync.W030" not in {p.id for p in configuration(None)}
+
+
+def test_a_channel_that_failed_is_not_tried_again_within_the_same_check(channels, clock, settings, httpserver):
+    httpserver.clear_all_handlers()
+    httpserver.expect_ordered_request(CHAT_PATH, method="POST").respond_with_data("down", status=503)
+    httpserver.expect_request(CHAT_PATH, method="POST").respond_with_data("ok")
+    settings.PIMSYNC_ALERT_FAILURES = 0
+    stored_event(1, status=Status.FAILED, finished_at=timezone.now())
+    alerts.check(conditions=alerts.CONDITIONS[:2])  # failures and a silent worker: two alerts open
+    assert len(httpserver.log) == 1
+    clock.shift(timedelta(minutes=1))
+    alerts.check(conditions=alerts.CONDITIONS[:2])
+    assert sorted(text.splitlines()[0] for text in channels.chat()) == [
+        "[pimsync] Events are failing",
+        "[pimsync] No worker heartbeat",
+    ]
+    assert len(channels.inbox.messages) == 2
