@@ -25,6 +25,7 @@ from pimsync import alerts, tasks, webhooks
 from pimsync.checks import configuration
 from pimsync.models import Alert, Attempt, Event, Heartbeat, SignatureRefusals, Status
 from tests.conftest import make_event
+from tests.test_settings import manage
 
 PUBLIC = "https://pimsync.example.com"
 CHAT_PATH = "/services/T000/B000/chat-credential-in-path"
@@ -413,3 +414,15 @@ def test_a_channel_that_failed_is_not_tried_again_within_the_same_check(channels
         "[pimsync] No worker heartbeat",
     ]
     assert len(channels.inbox.messages) == 2
+
+
+def test_the_journal_condition_stays_quiet_while_there_is_no_journal_cursor(settings, db):
+    settings.ADOBE_JOURNAL_URL = "https://api.adobe.io/events/organizations/1/integrations/2/3"
+    assert alerts.journal_behind(timezone.now()) == alerts.Verdict(False)
+
+
+def test_a_threshold_that_is_not_a_number_is_reported_by_the_checks():
+    result = manage({"PIMSYNC_ALERT_FAILURES": "ten", "PIMSYNC_ALERT_UNREACHABLE_MINUTES": "0"}, "check")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "(pimsync.E002) PIMSYNC_ALERT_FAILURES='ten' is not a whole number" in result.stderr
+    assert "(pimsync.E002) PIMSYNC_ALERT_UNREACHABLE_MINUTES='0' is not a whole number of at least 1" in result.stderr
