@@ -17,6 +17,7 @@ import pytest
 import time_machine
 from aiosmtpd.controller import Controller
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -426,3 +427,38 @@ def test_a_threshold_that_is_not_a_number_is_reported_by_the_checks():
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "(pimsync.E002) PIMSYNC_ALERT_FAILURES='ten' is not a whole number" in result.stderr
     assert "(pimsync.E002) PIMSYNC_ALERT_UNREACHABLE_MINUTES='0' is not a whole number of at least 1" in result.stderr
+
+
+def test_a_pim_that_stops_answering_is_reported_from_the_workers_own_attempts(client, world, channels, settings):
+    """End to end: the errors the outbound client records are the ones the condition reads."""
+    world.pim.products["SKU-100001"] = {"SKUID": "SKU-100001"}
+    settings.PIM_BASE_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens: the PIM is down
+    assert world.adobe.deliver(client, world.upload(client, 1, sku="SKU-100001")).status_code == 200
+    world.drain()
+    assert Event.objects.get().error_class == "pim_unreachable"
+    start = timezone.now()
+    pim = [c for c in alerts.CONDITIONS if c.key == "pim_unreachable"]
+
+    with time_machine.travel(start + timedelta(minutes=11), tick=True):
+        tasks.drain()  # the retry is due: it fails the same way
+        assert Attempt.objects.count() == 2
+        assert alerts.check(conditions=pim).startswith("alerts: pim_unreachable opened")
+    with time_machine.travel(start + timedelta(minutes=30), tick=True):
+        settings.PIM_BASE_URL = world.pim.url  # the PIM is back
+        tasks.drain()
+        assert Event.objects.get().status == Status.SUCCEEDED
+        assert alerts.check(conditions=pim).startswith("alerts: pim_unreachable resolved")
+    mails, chats = channels.new()
+    assert [subject for subject, _ in mails] == [
+        "[pimsync] The PIM is unreachable",
+        "[pimsync] Resolved: The PIM is unreachable",
+    ]
+    assert len(chats) == 2 and all(f"{PUBLIC}{EVENTS}?error=pim" in text for text in chats)
+
+
+def test_the_database_refuses_a_second_open_alert_for_one_condition_but_keeps_resolved_ones(db):
+    Alert.objects.create(condition="failures", summary="old", resolved_at=timezone.now())
+    Alert.objects.create(condition="failures", summary="open")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alert.objects.create(condition="failures", summary="a second checker's")
+    assert Alert.objects.filter(condition="failures").count() == 2
