@@ -23,10 +23,11 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from dashboard.alerts_admin import AlertAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
 from dashboard.sites import RETRY_PERMISSION
 from pimsync import jobs, pipeline, selection
-from pimsync.models import RETRYABLE, Event, Job, MappingConfig, Status
+from pimsync.models import RETRYABLE, Alert, Event, Job, MappingConfig, Status
 
 # A selection up to this size is retried inside the request; a larger one becomes a background job.
 INLINE_RETRY_LIMIT = 100
@@ -337,3 +338,4 @@ class EventAdmin(admin.ModelAdmin):
 
 
 admin.site.register(MappingConfig, MappingConfigAdmin)
+admin.site.register(Alert, AlertAdmin)

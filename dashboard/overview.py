@@ -19,8 +19,9 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from pimsync import wakeups
+from pimsync.alerts import TITLES
 from pimsync.checks import configuration
-from pimsync.models import ENRICHED, PENDING, Event, Heartbeat, Status
+from pimsync.models import ENRICHED, PENDING, Alert, Event, Heartbeat, Status
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
 
@@ -117,6 +118,12 @@ def retention() -> dict:
     return {"days": retention_days(), "failed_days": retention_failed_days(), "last": last}
 
 
+def open_alerts() -> list[dict]:
+    """The alerts open now (at most one per condition), oldest first, with their titles."""
+    alerts = Alert.objects.filter(resolved_at__isnull=True).order_by("opened_at")
+    return [{"alert": a, "title": TITLES.get(a.condition, a.condition)} for a in alerts]
+
+
 def build(now=None) -> dict:
     """Everything the overview page shows."""
     now = now or timezone.now()
@@ -134,4 +141,5 @@ def build(now=None) -> dict:
         "failures": list(failures.only("id", "asset_name", "asset_path", "reason", "finished_at", "product_key")),
         "statuses": Status.values,
         "retention": retention(),
+        "alerts": open_alerts(),
     }

@@ -1,5 +1,7 @@
 """System checks: misconfiguration is reported here and on the dashboard, never by a crash."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
@@ -98,6 +100,7 @@ def _environment() -> list:
             )
         )
     problems.extend(retention())
+    problems.extend(alerting())
     return problems
 
 
@@ -118,4 +121,28 @@ def retention() -> list[Error]:
                     id=check_id,
                 )
             )
+    return problems
+
+
+def alerting() -> list:
+    """A chat webhook that is not an http(s) URL; alert links that would point at a laptop."""
+    problems = []
+    url = settings.PIMSYNC_ALERT_WEBHOOK_URL
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+        problems.append(
+            Error(
+                "PIMSYNC_ALERT_WEBHOOK_URL is not an http(s) URL: no alert reaches the chat",
+                hint="Paste the incoming webhook URL exactly as Slack, Teams or Mattermost shows it.",
+                id="pimsync.E030",
+            )
+        )
+    channels = settings.PIMSYNC_ALERT_EMAILS or url
+    if channels and not settings.DEBUG and urlsplit(settings.PIMSYNC_PUBLIC_URL).hostname in ("127.0.0.1", "localhost"):
+        problems.append(
+            Warning(
+                f"PIMSYNC_PUBLIC_URL is {settings.PIMSYNC_PUBLIC_URL}: the links in alert messages lead nowhere",
+                hint="Set PIMSYNC_PUBLIC_URL to the dashboard's public address, e.g. https://pimsync.example.com.",
+                id="pimsync.W030",
+            )
+        )
     return problems

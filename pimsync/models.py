@@ -205,7 +205,11 @@ class Attempt(models.Model):
     class Meta:
         ordering = ["event", "number"]
         # One index serves the detail page's timeline and the attempt counts.
-        indexes = [models.Index(fields=["event", "number"], name="attempt_event_number")]
+        indexes = [
+            models.Index(fields=["event", "number"], name="attempt_event_number"),
+            # The "PIM or AEM unreachable" alert reads the attempts of the last hour.
+            models.Index(fields=["started_at"], name="attempt_started"),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of event {self.event_id}: {self.outcome}"
@@ -561,3 +565,57 @@ class MetricsWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"metrics counted to attempt {self.attempts_counted_to}, events finished by {self.events_counted_to}"
+
+
+class Alert(models.Model):
+    """One time a condition needed a person (`pimsync.alerts`): opened when the condition started,
+    resolved when it ended. At most one alert per condition is open at a time.
+
+    `notified_open` / `notified_resolved` list the channels that delivered the opening and the
+    resolving message; a channel missing from them is tried again on the next check.
+    """
+
+    condition = models.CharField(max_length=64)
+    summary = models.TextField(help_text="What was wrong when the alert was opened or last changed")
+    link = models.CharField(max_length=500, blank=True, help_text="The dashboard page that shows it (a path)")
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(default=timezone.now)
+    notified_open = models.JSONField(default=list, blank=True)
+    notified_resolved = models.JSONField(default=list, blank=True)
+    notify_failures = models.PositiveIntegerField(default=0, help_text="Messages a channel failed to deliver")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            # Two checkers running at once (two worker nodes) cannot open the same alert twice.
+            models.UniqueConstraint(
+                fields=["condition"], condition=models.Q(resolved_at__isnull=True), name="alert_one_open"
+            )
+        ]
+        indexes = [
+            # The history page (newest first) and the unsent-message retry (recently resolved).
+            models.Index(fields=["-opened_at", "-id"], name="alert_newest"),
+            models.Index(fields=["resolved_at"], name="alert_resolved"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.condition} alert ({'open' if self.is_open else 'resolved'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class SignatureRefusals(models.Model):
+    """Webhook deliveries refused as not authentic (401), counted per minute.
+
+    Each web process counts in memory and adds its count here at most every few seconds
+    (`pimsync.webhooks.REFUSALS`), so a flood of forged requests costs no write per request.
+    """
+
+    minute = models.DateTimeField(primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.count} refused at {self.minute:%H:%M}"

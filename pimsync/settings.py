@@ -339,3 +339,25 @@ if PIMSYNC_TRUST_X_FORWARDED_PROTO:
 
 # `/metrics` asks for `Authorization: Bearer <token>` when this is set.
 PIMSYNC_METRICS_TOKEN = env_str("PIMSYNC_METRICS_TOKEN")
+
+# --- Alerts (pimsync.alerts): when something needs a person, tell one -----------------------
+# Thresholds, one per condition (README "Alerts").
+PIMSYNC_ALERT_FAILURES = env_int("PIMSYNC_ALERT_FAILURES", 10, minimum=0)
+PIMSYNC_ALERT_FAILURES_MINUTES = env_int("PIMSYNC_ALERT_FAILURES_MINUTES", 15, minimum=1)
+PIMSYNC_ALERT_DUE_MINUTES = env_int("PIMSYNC_ALERT_DUE_MINUTES", 15, minimum=1)
+PIMSYNC_ALERT_SIGNATURE_FAILURES = env_int("PIMSYNC_ALERT_SIGNATURE_FAILURES", 20, minimum=0)
+PIMSYNC_ALERT_UNREACHABLE_MINUTES = env_int("PIMSYNC_ALERT_UNREACHABLE_MINUTES", 10, minimum=1)
+PIMSYNC_ALERT_JOURNAL_LAG_MINUTES = env_int("PIMSYNC_ALERT_JOURNAL_LAG_MINUTES", 15, minimum=1)
+# Channels: e-mail to these addresses (Django's mail settings below), and a chat webhook that
+# accepts {"text": ...} (Slack, Teams workflows, Mattermost), optionally HMAC-signed.
+PIMSYNC_ALERT_EMAILS = env_list("PIMSYNC_ALERT_EMAILS")
+PIMSYNC_ALERT_WEBHOOK_URL = env_str("PIMSYNC_ALERT_WEBHOOK_URL")
+PIMSYNC_ALERT_WEBHOOK_SECRET = env_str("PIMSYNC_ALERT_WEBHOOK_SECRET")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "pimsync@localhost")
+# A mail server that never answers must not hold the alert check past its task timeout.
+EMAIL_TIMEOUT = PIMSYNC_HTTP_TIMEOUT_SECONDS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import jobs, pipeline, retention, worker
+from pimsync import alerts, jobs, pipeline, retention, worker
 
 
 def drain() -> str:
@@ -35,3 +35,8 @@ def purge() -> str:
     # Half the timeout: a purge stopped by its budget ends cleanly and the next day's run
     # continues, whereas one killed by django-q2 would be recorded as a failure.
     return retention.purge(budget_seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2).summary()
+
+
+def check_alerts() -> str:
+    """Open and resolve alerts and send their messages (every minute, by the schedule `migrate` creates)."""
+    return alerts.check()

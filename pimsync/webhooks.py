@@ -11,17 +11,96 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pimsync import events, signatures
+from pimsync.models import SignatureRefusals
 
 log = logging.getLogger(__name__)
+
+
+class RefusalCounter:
+    """Counts 401 answers in this process and adds them to the per-minute row at most every
+    `flush_seconds`, so a flood of forged requests costs one write per few seconds, not one each
+    (the "signature failures spiking" alert reads the rows)."""
+
+    def __init__(self, flush_seconds: float = 5.0) -> None:
+        self.flush_seconds = flush_seconds
+        self._lock = threading.Lock()
+        self._pending: dict = {}  # minute -> refusals not yet written
+        self._flushed_at = 0.0
+        self._timer: threading.Timer | None = None
+
+    def add(self) -> None:
+        """Count one refusal now; write the counts when the last write is old enough."""
+        minute = timezone.now().replace(second=0, microsecond=0)
+        with self._lock:
+            self._pending[minute] = self._pending.get(minute, 0) + 1
+            due = time.monotonic() - self._flushed_at >= self.flush_seconds
+            if not due and self._timer is None:
+                # Counts must not wait for the next refusal, which may never come.
+                self._timer = threading.Timer(self.flush_seconds, self._flush_from_timer)
+                self._timer.daemon = True
+                self._timer.start()
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add the counts kept in memory to the database; on a database error keep them for later."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flushed_at = time.monotonic()
+        try:
+            for minute in sorted(pending):
+                _add_refusals(minute, pending[minute])
+                del pending[minute]  # written: never added twice
+        except DatabaseError:
+            log.warning("cannot record webhook refusals now; keeping the count for the next write")
+            with self._lock:
+                for minute, count in pending.items():
+                    self._pending[minute] = self._pending.get(minute, 0) + count
+
+    def _flush_from_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        try:
+            self.flush()
+        finally:
+            connection.close()  # the timer's thread opened its own connection
+
+
+def _add_refusals(minute, count: int) -> None:
+    if SignatureRefusals.objects.filter(minute=minute).update(count=models.F("count") + count):
+        return
+    try:
+        with transaction.atomic():
+            SignatureRefusals.objects.create(minute=minute, count=count)
+    except IntegrityError:  # another process created the minute's row first
+        SignatureRefusals.objects.filter(minute=minute).update(count=models.F("count") + count)
+
+
+REFUSALS = RefusalCounter()
+
+
+def recent_refusals(since) -> int:
+    """Deliveries refused as not authentic since `since` (to the minute), as far as written."""
+    start = since.replace(second=0, microsecond=0)
+    return SignatureRefusals.objects.filter(minute__gte=start).aggregate(n=models.Sum("count"))["n"] or 0
+
+
+def forget_old_refusals(now) -> None:
+    """Drop the per-minute rows older than a day; no alert window reaches that far back."""
+    SignatureRefusals.objects.filter(minute__lt=now - timedelta(days=1)).delete()
 
 
 def _answer(status: int, error: str = "", **body) -> JsonResponse:
@@ -103,6 +182,8 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
         batch = events.events_in(document)
         refused = _refuse_unauthentic(batch, body, headers)
         if refused:
+            if refused.status_code == 401:
+                REFUSALS.add()
             return refused
         incoming = events.parse(batch)
     except events.EventError as exc:

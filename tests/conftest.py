@@ -17,7 +17,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from pytest_httpserver import HTTPServer
 
-from pimsync import mapping, signatures, wakeups
+from pimsync import mapping, signatures, wakeups, webhooks
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.
@@ -63,6 +63,13 @@ def _forget_process_caches():
     """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
     wakeups.DrainPromise.forget()
     mapping.forget()
+
+
+@pytest.fixture(autouse=True)
+def _refusals_written_at_once(monkeypatch):
+    """Webhook refusals are counted from zero in each test and written at once: the counter's
+    timer thread would write after its test ended."""
+    monkeypatch.setattr(webhooks, "REFUSALS", webhooks.RefusalCounter(flush_seconds=0))
 
 
 @pytest.fixture

@@ -359,6 +359,7 @@ def test_setup_roles_can_run_twice(people):
         "view_attempt",
         "view_mappingconfig",
         "view_mappingrule",
+        "view_alert",
         "retry_event",
     }
 

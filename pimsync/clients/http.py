@@ -66,6 +66,8 @@ def allowed_origins() -> set[str]:
         settings.ADOBE_IMS_TOKEN_URL,
         settings.ADOBE_EVENTS_KEY_BASE_URL,
         settings.PIM_BASE_URL,
+        # Alerts are posted there; only when configured.
+        settings.PIMSYNC_ALERT_WEBHOOK_URL,
     )
     return {_origin(url) for url in urls if url}
 

@@ -3,7 +3,7 @@
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
-VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule"]
+VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule", "view_alert"]
 ROLES = {
     "Viewers": VIEW,
     "Support": [*VIEW, "retry_event"],
