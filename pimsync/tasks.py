@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import jobs, pipeline, retention, worker
+from pimsync import jobs, journal, pipeline, retention, worker
 
 
 def drain() -> str:
@@ -35,3 +35,8 @@ def purge() -> str:
     # Half the timeout: a purge stopped by its budget ends cleanly and the next day's run
     # continues, whereas one killed by django-q2 would be recorded as a failure.
     return retention.purge(budget_seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 2).summary()
+
+
+def pull_journal() -> str:
+    """Pull the I/O Events journal when due (scheduled every minute; off without ADOBE_JOURNAL_URL)."""
+    return journal.pull_if_due()

@@ -66,6 +66,7 @@ def allowed_origins() -> set[str]:
         settings.ADOBE_IMS_TOKEN_URL,
         settings.ADOBE_EVENTS_KEY_BASE_URL,
         settings.PIM_BASE_URL,
+        settings.ADOBE_JOURNAL_URL,
     )
     return {_origin(url) for url in urls if url}
 
