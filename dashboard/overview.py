@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import wakeups
+from pimsync import journal, wakeups
 from pimsync.checks import configuration
 from pimsync.models import ENRICHED, PENDING, Event, Heartbeat, Status
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
@@ -134,4 +134,5 @@ def build(now=None) -> dict:
         "failures": list(failures.only("id", "asset_name", "asset_path", "reason", "finished_at", "product_key")),
         "statuses": Status.values,
         "retention": retention(),
+        "journal": journal.state(now),
     }

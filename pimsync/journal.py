@@ -34,7 +34,7 @@ from django.utils import timezone
 from pimsync import events
 from pimsync.clients import http
 from pimsync.clients import journal as client
-from pimsync.models import Arrival, JournalCursor
+from pimsync.models import Arrival, Event, JournalCursor
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,28 @@ def lag_seconds(cursor: JournalCursor | None = None, now: datetime | None = None
     if cursor.caught_up_at is None:
         return None
     return max(0.0, ((now or timezone.now()) - cursor.caught_up_at).total_seconds())
+
+
+def state(now: datetime | None = None) -> dict:
+    """Where the journal pull stands, for the overview, /metrics and alerts (a handful of cheap queries)."""
+    now = now or timezone.now()
+    cursor = JournalCursor.load()
+    journal_only = Event.objects.filter(arrived_by=Arrival.JOURNAL)
+    return {
+        "enabled": enabled(),
+        "position": cursor.position,
+        "newest_event_time": cursor.newest_event_time,
+        "last_pulled_at": cursor.last_pulled_at,
+        "caught_up_at": cursor.caught_up_at,
+        "lag_seconds": lag_seconds(cursor, now),
+        "expired_at": cursor.expired_at,
+        "last_error": cursor.last_error,
+        "not_before": cursor.not_before,
+        "pulled_total": cursor.pulled_total,
+        # Events the webhook never delivered (the journal brought them first): non-zero means it missed some.
+        "only_journal_day": journal_only.filter(received_at__gte=now - timedelta(days=1)).count(),
+        "only_journal_week": journal_only.filter(received_at__gte=now - timedelta(days=7)).count(),
+    }
 
 
 def reposition(mode: str, seek: str = "") -> str:

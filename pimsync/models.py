@@ -459,6 +459,16 @@ class SandboxAsset(models.Model):
         return f'"{self.asset_id.rsplit(":", 1)[-1][:8]}-{self.version}"'
 
 
+class SandboxJournalEntry(models.Model):
+    """An event in the built-in I/O Events journal (sandbox mode only); its id is its position."""
+
+    event = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"journal entry {self.pk}"
+
+
 class Job(models.Model):
     """A bulk operation too large for one request (a retry of thousands of events), run by a
     worker in batches; its row holds the selection, the position reached and the progress.

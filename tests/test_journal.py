@@ -242,3 +242,102 @@ def test_the_command_takes_seek_as_written_on_a_command_line(stub, capsys):
     ManagementUtility(["manage.py", "pull_journal", "--seek", "-P1D"]).execute()
     assert stub.requests[0].get("seek") == "-P1D"
     assert "Cursor moved" in capsys.readouterr().out
+
+
+def test_the_event_list_filters_on_how_events_arrived(stub, client, world, people):
+    world.adobe.deliver(client, make_event(1))
+    stub.append(make_event(2))
+    journal.pull()
+    client.force_login(people["Viewers"])
+    page = client.get("/admin/pimsync/event/", {"arrived_by__exact": "journal"}).content.decode()
+    assert "SKU-100002" in page and "SKU-100001" not in page
+    assert client.get("/admin/pimsync/event/", {"arrived_by__exact": "carrier-pigeon"}).status_code in (200, 302, 400)
+    from pimsync import selection
+
+    with pytest.raises(selection.SelectionError):
+        selection.check("arrived_by__exact=carrier-pigeon")
+    assert list(selection.select("arrived_by__exact=webhook").values_list("asset_name", flat=True)) == [
+        "SKU-100001_front.png"
+    ]
+
+
+def test_the_overview_and_metrics_show_what_only_the_journal_delivered(stub, client, world, people):
+    world.adobe.deliver(client, make_event(1))
+    fill(stub, 3, start=2)
+    journal.pull()
+    client.force_login(people["Viewers"])
+    page = client.get("/admin/").content.decode()
+    assert 'id="journal-only-day"' in page
+    assert ">3</a></span>events only the journal delivered (24 h)" in page
+    metrics = client.get("/metrics").content.decode()
+    assert 'pimsync_journal_only_events{window="24h"} 3' in metrics
+    assert "pimsync_journal_events_pulled_total 3" in metrics
+    assert "pimsync_journal_lag_seconds NaN" not in metrics  # it reached the end of the journal
+
+
+@pytest.fixture
+def sandbox_journal(settings, live_server, tmp_path, monkeypatch):
+    """pimsync beside its own sandbox (IMS, AEM, journal) on a live server, as `make run` has it."""
+    from pimsync.clients import ims
+    from pimsync.sandbox import keys
+    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+
+    monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))
+    keys.private_key.cache_clear()
+    base = live_server.url
+    settings.PIMSYNC_SANDBOX = True
+    settings.PIMSYNC_PUBLIC_URL = base
+    settings.ADOBE_IMS_TOKEN_URL = base + "/sandbox/ims/token/v3"
+    settings.AEM_AUTHOR_URL = base + "/sandbox/aem"
+    settings.ADOBE_JOURNAL_URL = base + "/sandbox/journal"
+    settings.ADOBE_IMS_ORG_ID = SANDBOX_ORG_ID
+    settings.PIM_CONNECTOR = "demo"
+    ims.forget()
+    yield base
+    ims.forget()
+    keys.private_key.cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sandbox_journal_recovers_uploads_made_while_the_webhook_was_down(sandbox_journal):
+    from pimsync import mapping, worker
+
+    call_command("seed", stdout=io.StringIO())
+    mapping.forget()
+    out = io.StringIO()
+    call_command("simulate_upload", "--count", "6", "--seed", "3", "--webhook-down", stdout=out)
+    assert "only in the journal" in out.getvalue()
+    assert Event.objects.count() == 0
+    result = journal.pull()
+    assert (result.stored, result.outcome.startswith("at the end")) == (6, True)
+    assert set(Event.objects.values_list("arrived_by", flat=True)) == {"journal"}
+    worker.drain()
+    assert not Event.objects.pending().exists()
+    assert Event.objects.filter(status="succeeded").exists()
+
+
+@pytest.mark.django_db
+def test_the_sandbox_journal_answers_410_for_a_position_it_does_not_hold(client, settings, tmp_path, monkeypatch):
+    from pimsync.models import SandboxJournalEntry
+    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+    from tests.test_sandbox import token
+
+    settings.PIMSYNC_SANDBOX = True
+    settings.ADOBE_IMS_ORG_ID = SANDBOX_ORG_ID
+    for n in range(3):
+        SandboxJournalEntry.objects.create(event=make_event(n))
+    headers = {
+        "HTTP_AUTHORIZATION": f"Bearer {token(client)}",
+        "HTTP_X_API_KEY": "0123456789abcdef0123456789abcdef",
+        "HTTP_X_IMS_ORG_ID": SANDBOX_ORG_ID,
+    }
+    first = client.get("/sandbox/journal", {"limit": 2}, **headers)
+    assert first.status_code == 200 and len(first.json()["events"]) == 2
+    link = parse_links(first["Link"])["next"]
+    assert link.startswith("/sandbox/journal?since=")  # root-relative, as Adobe's
+    second = client.get(link, **headers)
+    assert len(second.json()["events"]) == 1
+    end = client.get(parse_links(second["Link"])["next"], **headers)
+    assert end.status_code == 204 and end["retry-after"]
+    assert client.get("/sandbox/journal", {"since": "999999"}, **headers).status_code == 410
+    assert client.get("/sandbox/journal", **{**headers, "HTTP_X_IMS_ORG_ID": "other@AdobeOrg"}).status_code == 403

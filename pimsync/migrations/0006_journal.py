@@ -5,6 +5,7 @@ a run until PIMSYNC_JOURNAL_POLL_SECONDS have passed since the last pull and any
 journal asked for, so changing the setting needs no new migration.
 """
 
+import django.utils.timezone
 from django.db import migrations, models
 
 JOURNAL = "pimsync journal pull"
@@ -67,6 +68,14 @@ class Migration(migrations.Migration):
                 ),
                 ("lease_token", models.CharField(blank=True, max_length=32)),
                 ("lease_until", models.DateTimeField(blank=True, null=True)),
+            ],
+        ),
+        migrations.CreateModel(
+            name="SandboxJournalEntry",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event", models.JSONField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.AddField(
