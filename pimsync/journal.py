@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db.models import Q
@@ -196,7 +196,7 @@ def _run(token: str, result: PullResult, max_pages: int, deadline: float) -> Non
         if result.pages >= max_pages or time.monotonic() > deadline:
             result.outcome = "paused: page or time budget used up, the next run continues"
             return
-        url = cursor.next_url or (start_url(since=cursor.position) if cursor.position else start_url())
+        url = _next_url(cursor)
         try:
             page = client.fetch(url)
         except http.HttpError as exc:
@@ -207,6 +207,17 @@ def _run(token: str, result: PullResult, max_pages: int, deadline: float) -> Non
         result.pages += 1
         if not _handle(token, page, result, now):
             return
+
+
+def _next_url(cursor: JournalCursor) -> str:
+    """Where to read next: the journal's own `next` link, or (without one) from the saved position."""
+    if cursor.next_url and urlsplit(cursor.next_url)[:3] != urlsplit(settings.ADOBE_JOURNAL_URL)[:3]:
+        # ADOBE_JOURNAL_URL now names another registration: its positions mean nothing there.
+        log.warning("ADOBE_JOURNAL_URL changed; reading the new journal from its oldest event")
+        return start_url()
+    if cursor.next_url:
+        return cursor.next_url
+    return start_url(since=cursor.position) if cursor.position else start_url()
 
 
 def _handle(token: str, page: client.Page, result: PullResult, now: datetime) -> bool:
@@ -277,5 +288,7 @@ def after_commit(page: client.Page) -> None:
 
 
 def _save(token: str, **changes) -> bool:
-    """Update the cursor if this puller still holds its lease."""
+    """Update the cursor if this puller still holds its lease, and extend the lease (a long backlog
+    read by the command outlasts one task timeout)."""
+    changes["lease_until"] = timezone.now() + timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
     return bool(JournalCursor.objects.filter(pk=JournalCursor.SINGLETON_PK, lease_token=token).update(**changes))

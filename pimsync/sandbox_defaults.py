@@ -40,3 +40,5 @@ def apply_sandbox_defaults(settings: dict) -> None:
     default("AEM_EVENT_SOURCE", SANDBOX_EVENT_SOURCE)
     default("ADOBE_JOURNAL_URL", base + "/journal")
     default("ADOBE_IMS_ORG_ID", SANDBOX_ORG_ID)
+    if not os.environ.get("ADOBE_SCOPES") and "adobeio_api" not in settings["ADOBE_SCOPES"].split(","):
+        settings["ADOBE_SCOPES"] += ",adobeio_api"  # the journal's scope, as a real credential needs it

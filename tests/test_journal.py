@@ -341,3 +341,20 @@ def test_the_sandbox_journal_answers_410_for_a_position_it_does_not_hold(client,
     assert end.status_code == 204 and end["retry-after"]
     assert client.get("/sandbox/journal", {"since": "999999"}, **headers).status_code == 410
     assert client.get("/sandbox/journal", **{**headers, "HTTP_X_IMS_ORG_ID": "other@AdobeOrg"}).status_code == 403
+
+
+def test_a_new_journal_url_is_read_from_its_oldest_event(stub, settings):
+    fill(stub, 2)
+    JournalCursor.load()
+    JournalCursor.objects.update(next_url="http://127.0.0.1:1/events/organizations/1/integrations/2/old?since=9")
+    assert journal.pull().stored == 2
+    assert stub.requests[0].get("since") is None
+
+
+def test_sandbox_mode_asks_for_the_journal_scope():
+    from pimsync.sandbox_defaults import apply_sandbox_defaults
+
+    values = {"PIMSYNC_PUBLIC_URL": "http://127.0.0.1:8000", "ADOBE_SCOPES": "AdobeID,openid"}
+    apply_sandbox_defaults(values)
+    assert values["ADOBE_JOURNAL_URL"] == "http://127.0.0.1:8000/sandbox/journal"
+    assert values["ADOBE_SCOPES"].split(",")[-1] == "adobeio_api"
