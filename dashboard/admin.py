@@ -81,7 +81,7 @@ class ErrorClassFilter(admin.SimpleListFilter):
 class EventAdmin(admin.ModelAdmin):
     list_display = ("status_label", "asset", "product_key", "kind", "attempts", "short_reason", "received_at")
     list_display_links = ("asset",)
-    list_filter = ("status", TypeFilter, ("received_at", admin.DateFieldListFilter), ErrorClassFilter)
+    list_filter = ("status", TypeFilter, ("received_at", admin.DateFieldListFilter), ErrorClassFilter, "arrived_by")
     search_fields = ("asset_name",)  # shows the search box; the lookups are in get_search_results
     search_help_text = "Asset name, path or product key (prefix), asset id or event id (exact)"
     list_per_page = 50

@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import wakeups
+from pimsync import journal, wakeups
 from pimsync.alerts import TITLES
 from pimsync.checks import configuration
 from pimsync.models import ENRICHED, PENDING, Alert, Event, Heartbeat, Status
@@ -142,4 +142,5 @@ def build(now=None) -> dict:
         "statuses": Status.values,
         "retention": retention(),
         "alerts": open_alerts(),
+        "journal": journal.state(now),
     }

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("postgres-restart", "gunicorn-kill", "poison", "pim-down", "aem-429")
+NAMES = ("postgres-restart", "gunicorn-kill", "poison", "pim-down", "aem-429", "webhook-down")
 TIME_LIMIT = 240  # seconds per drill, setup and teardown included
 HOW_TO_READ = """\
 Each drill runs on the one machine: a private PostgreSQL cluster (initdb in a temporary folder, a

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from pimsync import notifications, webhooks
-from pimsync.models import Alert, Attempt, Event, Heartbeat, Status
+from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, Status
 
 log = logging.getLogger(__name__)
 
@@ -121,34 +120,21 @@ def signature_refusals(now) -> Verdict:
 class JournalState(NamedTuple):
     """What the alert needs to know of the journal puller's cursor."""
 
-    pulled_at: datetime | None
+    caught_up_at: datetime | None
     expired_at: datetime | None
 
 
-# The cursor's fields read here, so the puller's model only has to keep these names.
-JOURNAL_PULLED_FIELDS = ("last_pulled_at", "pulled_at")
-JOURNAL_EXPIRED_FIELD = "expired_at"
-
-
 def journal_state() -> JournalState | None:
-    """The journal cursor's last pull and last 410, or None when there is no cursor to read."""
-    # Looked up by name, not imported: the journal puller is built separately, and this module
-    # must import and run in a build without it (the condition then never fires).
-    try:
-        cursor_model = apps.get_model("pimsync", "JournalCursor")
-    except LookupError:
-        return None
-    row = cursor_model.objects.order_by("pk").first()
-    if row is None:
-        return None
-    pulled = next((getattr(row, name) for name in JOURNAL_PULLED_FIELDS if hasattr(row, name)), None)
-    return JournalState(pulled, getattr(row, JOURNAL_EXPIRED_FIELD, None))
+    """When a pull last reached the end of the journal and when it last answered 410; None before
+    the first pull."""
+    row = JournalCursor.objects.filter(pk=JournalCursor.SINGLETON_PK).first()
+    return None if row is None else JournalState(row.caught_up_at, row.expired_at)
 
 
 def journal_behind(now) -> Verdict:
-    """The journal (ADOBE_JOURNAL_URL set) was not pulled for PIMSYNC_ALERT_JOURNAL_LAG_MINUTES, or
+    """The journal (ADOBE_JOURNAL_URL set) was not read to its end for PIMSYNC_ALERT_JOURNAL_LAG_MINUTES, or
     its position expired (410) within that time."""
-    state = journal_state() if getattr(settings, "ADOBE_JOURNAL_URL", "") else None
+    state = journal_state() if settings.ADOBE_JOURNAL_URL else None
     if state is None:
         return Verdict(False)
     window = timedelta(minutes=settings.PIMSYNC_ALERT_JOURNAL_LAG_MINUTES)
@@ -159,11 +145,11 @@ def journal_behind(now) -> Verdict:
             "journal keeps may have been missed; pulling goes on from the oldest available.",
             reverse("admin:index"),
         )
-    if state.pulled_at is None or now - state.pulled_at >= window:
+    if state.caught_up_at is None or now - state.caught_up_at >= window:
         return Verdict(
             True,
-            f"The journal has not been pulled since {_when(state.pulled_at)}: events the webhook "
-            "missed are not being recovered.",
+            f"The journal pull has not reached the end of the journal since {_when(state.caught_up_at)}: "
+            "events the webhook missed are not being recovered.",
             reverse("admin:index"),
         )
     return Verdict(False)

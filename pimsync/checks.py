@@ -11,7 +11,7 @@ from pimsync.retention import MINIMUM_DAYS
 @register()
 def configuration(app_configs, **kwargs):
     """Every configuration problem found in the settings; the dashboard shows them too."""
-    return [*_adobe(), *_pim(), *_environment()]
+    return [*_adobe(), *_pim(), *_environment(), *_journal()]
 
 
 def _adobe() -> list:
@@ -42,6 +42,40 @@ def _adobe() -> list:
         problems.append(Warning("AEM_AUTHOR_URL is not set: nothing can be written to AEM", id="pimsync.W003"))
     if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
+    return problems
+
+
+def _journal() -> list:
+    """The Journaling API pull: the guarantee behind the webhook, off while its URL is unset."""
+    if not settings.ADOBE_JOURNAL_URL:
+        if settings.DEBUG:
+            return []
+        return [
+            Warning(
+                "ADOBE_JOURNAL_URL is not set: events the webhook misses (an outage, a disabled registration) "
+                "are lost for good",
+                hint="Copy the registration's Journaling endpoint from Adobe Developer Console (README: "
+                "Journal reconciliation).",
+                id="pimsync.W040",
+            )
+        ]
+    problems = []
+    if not settings.ADOBE_IMS_ORG_ID:
+        problems.append(
+            Error(
+                "ADOBE_JOURNAL_URL is set but ADOBE_IMS_ORG_ID is not: the Journaling API refuses pulls without it",
+                hint="Copy the organization id (…@AdobeOrg) from Adobe Developer Console.",
+                id="pimsync.E040",
+            )
+        )
+    if "adobeio_api" not in settings.ADOBE_SCOPES.split(","):
+        problems.append(
+            Warning(
+                "ADOBE_SCOPES lacks adobeio_api: IMS tokens will not be accepted by the Journaling API",
+                hint="Add the I/O Management API to the project and adobeio_api to ADOBE_SCOPES.",
+                id="pimsync.W041",
+            )
+        )
     return problems
 
 

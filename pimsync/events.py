@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pimsync.models import Event, EventType, Status
+from pimsync.models import Arrival, Event, EventType, Status
 from pimsync.wakeups import wake_for_new_events
 
 
@@ -211,9 +211,9 @@ def _insert_new(rows: list[Event]) -> set[str]:
         return {event_id for (event_id,) in cursor.fetchall()}
 
 
-def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
+def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:
     """Store new events in one transaction, with a wake-up when one needs the worker; a known
-    event id is a duplicate, not new work."""
+    event id is a duplicate, not new work (whether the webhook or the journal brought it first)."""
     unique: dict[str, Incoming] = {}
     for item in incoming:
         unique.setdefault(item.event_id, item)
@@ -234,6 +234,7 @@ def store(incoming: list[Incoming], headers: Mapping[str, str]) -> StoreResult:
                 finished_at=now if status == Status.IGNORED else None,
                 delivery_id=headers.get("x-adobe-delivery-id", "")[:255],
                 delivery_retry_count=delivery_retry_count,
+                arrived_by=arrived_by,
                 **item.fields,
             )
         )

@@ -123,6 +123,12 @@ class Event(models.Model):
     payload = models.JSONField()
     delivery_id = models.CharField(max_length=255, blank=True)
     delivery_retry_count = models.PositiveIntegerField(null=True, blank=True)
+    arrived_by = models.CharField(
+        max_length=16,
+        choices=[("webhook", "webhook"), ("journal", "journal")],
+        default="webhook",
+        help_text="How the event reached pimsync first: pushed to the webhook or pulled from the journal",
+    )
 
     objects = EventQuerySet.as_manager()
 
@@ -146,6 +152,8 @@ class Event(models.Model):
             models.Index(fields=["asset_id"], name="event_asset_id"),
             # Overview: outcomes and latency over time.
             models.Index(fields=["finished_at"], name="event_finished"),
+            # Overview and /metrics: events only the journal delivered, recent first.
+            models.Index(fields=["arrived_by", "-received_at"], name="event_arrival"),
         ]
         permissions = [("retry_event", "Can retry events")]
 
@@ -455,6 +463,16 @@ class SandboxAsset(models.Model):
         return f'"{self.asset_id.rsplit(":", 1)[-1][:8]}-{self.version}"'
 
 
+class SandboxJournalEntry(models.Model):
+    """An event in the built-in I/O Events journal (sandbox mode only); its id is its position."""
+
+    event = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"journal entry {self.pk}"
+
+
 class Job(models.Model):
     """A bulk operation too large for one request (a retry of thousands of events), run by a
     worker in batches; its row holds the selection, the position reached and the progress.
@@ -619,3 +637,44 @@ class SignatureRefusals(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} refused at {self.minute:%H:%M}"
+
+
+class Arrival:
+    """How an event reached pimsync first (`Event.arrived_by`)."""
+
+    WEBHOOK = "webhook"
+    JOURNAL = "journal"
+
+
+class JournalCursor(models.Model):
+    """Where pimsync is in the registration's I/O Events journal; one row, `SINGLETON_PK`.
+
+    `position` is saved only after the events before it are committed, so a crash re-reads a page
+    rather than skipping it. `lease_token`/`lease_until` let one puller at a time work across
+    every node (a conditional UPDATE, as for an asset's lease).
+    """
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK)
+    position = models.CharField(max_length=1024, blank=True, help_text="The journal position read up to ('' : none)")
+    # The URL to pull next when the journal asked to be repositioned (--latest, --seek, after a 410).
+    next_url = models.CharField(max_length=2048, blank=True)
+    newest_event_time = models.DateTimeField(null=True, blank=True, help_text="`time` of the newest journal event")
+    last_pulled_at = models.DateTimeField(null=True, blank=True, help_text="When a pull last reached the journal")
+    caught_up_at = models.DateTimeField(null=True, blank=True, help_text="When a pull last reached the end (204)")
+    last_error = models.TextField(blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="No pull before this (retry-after)")
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When the journal last answered 410 Gone")
+    pulled_total = models.BigIntegerField(default=0, help_text="Journal events read since the cursor was created")
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"journal at {self.position or 'the start'}"
+
+    @classmethod
+    def load(cls) -> JournalCursor:
+        """The cursor row, created on first use."""
+        cursor, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return cursor

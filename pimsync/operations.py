@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from pimsync import journal
 from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal
 from pimsync.wakeups import broker
 
@@ -192,6 +193,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         always=LATENCY_SAMPLES,
     )
     lines += _queue_and_worker(now)
+    lines += _journal(now)
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -226,4 +228,37 @@ def _queue_and_worker(now) -> list[str]:
         "# HELP pimsync_worker_heartbeat_age_seconds Seconds since a worker last reported.",
         "# TYPE pimsync_worker_heartbeat_age_seconds gauge",
         f"pimsync_worker_heartbeat_age_seconds {(now - seen).total_seconds() if seen else 'NaN'}",
+    ]
+
+
+def _journal(now) -> list[str]:
+    """The journal pull's gauges and counter (only when ADOBE_JOURNAL_URL is set)."""
+    if not journal.enabled():
+        return []
+    state = journal.state(now)
+
+    def stamp(moment) -> str:
+        return f"{moment.timestamp():.3f}" if moment else "NaN"
+
+    lag = state["lag_seconds"]
+    return [
+        "# HELP pimsync_journal_events_pulled_total Events read from the I/O Events journal.",
+        "# TYPE pimsync_journal_events_pulled_total counter",
+        f"pimsync_journal_events_pulled_total {state['pulled_total']}",
+        "# HELP pimsync_journal_only_events Events only the journal delivered (the webhook missed them).",
+        "# TYPE pimsync_journal_only_events gauge",
+        f'pimsync_journal_only_events{{window="24h"}} {state["only_journal_day"]}',
+        f'pimsync_journal_only_events{{window="7d"}} {state["only_journal_week"]}',
+        "# HELP pimsync_journal_lag_seconds Seconds since a pull last read the journal to its end.",
+        "# TYPE pimsync_journal_lag_seconds gauge",
+        f"pimsync_journal_lag_seconds {'NaN' if lag is None else f'{lag:.3f}'}",
+        "# HELP pimsync_journal_newest_event_timestamp_seconds Time of the newest event read from the journal.",
+        "# TYPE pimsync_journal_newest_event_timestamp_seconds gauge",
+        f"pimsync_journal_newest_event_timestamp_seconds {stamp(state['newest_event_time'])}",
+        "# HELP pimsync_journal_last_pull_timestamp_seconds When a pull last reached the journal.",
+        "# TYPE pimsync_journal_last_pull_timestamp_seconds gauge",
+        f"pimsync_journal_last_pull_timestamp_seconds {stamp(state['last_pulled_at'])}",
+        "# HELP pimsync_journal_expired_timestamp_seconds When the journal last answered 410 Gone (NaN: never).",
+        "# TYPE pimsync_journal_expired_timestamp_seconds gauge",
+        f"pimsync_journal_expired_timestamp_seconds {stamp(state['expired_at'])}",
     ]

@@ -9,6 +9,7 @@ import os
 SANDBOX_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient of the example events in tests/fixtures
 SANDBOX_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
 SANDBOX_TECHNICAL_ACCOUNT = "pimsync-sandbox@techacct.adobe.com"
+SANDBOX_ORG_ID = "5A4D0000000000000000B0X0@AdobeOrg"
 
 
 def sandbox_conflict(settings: dict) -> str:
@@ -37,3 +38,7 @@ def apply_sandbox_defaults(settings: dict) -> None:
     default("ADOBE_CLIENT_SECRET", "sandbox-secret")
     default("ADOBE_TECHNICAL_ACCOUNT_EMAIL", SANDBOX_TECHNICAL_ACCOUNT)
     default("AEM_EVENT_SOURCE", SANDBOX_EVENT_SOURCE)
+    default("ADOBE_JOURNAL_URL", base + "/journal")
+    default("ADOBE_IMS_ORG_ID", SANDBOX_ORG_ID)
+    if not os.environ.get("ADOBE_SCOPES") and "adobeio_api" not in settings["ADOBE_SCOPES"].split(","):
+        settings["ADOBE_SCOPES"] += ",adobeio_api"  # the journal's scope, as a real credential needs it

@@ -1,6 +1,6 @@
 """Which events a query string of the dashboard's event list selects.
 
-The list's filters (status, type, date received, error class) and its search box are the only
+The list's filters (status, type, date received, error class, how it arrived) and its search box are the only
 ways to select events: the admin list, its "Retry all failed matching this filter" and the
 background retry jobs all read them through this module, so a job running later in a worker
 selects exactly what the user saw. Anything else in a query string is refused, not ignored: a
@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from pimsync.models import Event, EventType, Status
+from pimsync.models import Arrival, Event, EventType, Status
 
 ERROR_CLASSES = {
     "pim_not_found": "product not in the PIM",
@@ -29,15 +29,16 @@ EXACT_ERROR_CLASSES = {"pim_not_found", "mapping", "config"}
 TYPE_CHOICES = [*EventType.HANDLED, "other"]
 
 # The list's filter parameters, as its list filters name them (see dashboard.admin.EventAdmin).
-STATUS, TYPE, ERROR, SINCE, UNTIL, SEARCH = (
+STATUS, TYPE, ERROR, SINCE, UNTIL, SEARCH, ARRIVED = (
     "status__exact",
     "type",
     "error",
     "received_at__gte",
     "received_at__lt",
     "q",
+    "arrived_by__exact",
 )
-FILTER_PARAMS = frozenset({STATUS, TYPE, ERROR, SINCE, UNTIL})
+FILTER_PARAMS = frozenset({STATUS, TYPE, ERROR, SINCE, UNTIL, ARRIVED})
 # The admin's own parameters (page, ordering, show all, popup, facets, error flag): they select nothing.
 PRESENTATION_PARAMS = frozenset({"p", "o", "all", "_popup", "_to_field", "_facets", "e"})
 MAX_SEARCH_LENGTH = 255  # the longest indexed column searched; a longer term cannot match
@@ -106,6 +107,9 @@ def check(query: str | QueryDict) -> QueryDict:
         raise SelectionError(f"{STATUS}={status[:40]!r} is not a status")
     if kind is not None and kind not in TYPE_CHOICES:
         raise SelectionError(f"{TYPE}={kind[:40]!r} is not an event type the list offers")
+    arrived = _one(params, ARRIVED)
+    if arrived is not None and arrived not in (Arrival.WEBHOOK, Arrival.JOURNAL):
+        raise SelectionError(f"{ARRIVED}={arrived[:40]!r} is not webhook or journal")
     if error is not None and error not in ERROR_CLASSES:
         raise SelectionError(f"{ERROR}={error[:40]!r} is not an error class the list offers")
     for name in (SINCE, UNTIL):
@@ -123,6 +127,8 @@ def select(query: str | QueryDict) -> QuerySet[Event]:
     events = Event.objects.all()
     if status := _one(params, STATUS):
         events = events.filter(status=status)
+    if arrived := _one(params, ARRIVED):
+        events = events.filter(arrived_by=arrived)
     events = by_type(events, _one(params, TYPE))
     events = by_error(events, _one(params, ERROR))
     if since := _one(params, SINCE):

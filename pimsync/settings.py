@@ -188,6 +188,15 @@ ADOBE_EVENTS_KEY_BASE_URL = env_str("ADOBE_EVENTS_KEY_BASE_URL", "https://static
 # Only key paths under this prefix are fetched (Adobe's look like /prod/keys/pub-key-<id>.pem); see
 # docs/adobe-events.md.
 ADOBE_EVENTS_KEY_PATH_PREFIX = env_str("ADOBE_EVENTS_KEY_PATH_PREFIX", "/prod/keys/")
+# The registration's Journaling API endpoint, as Adobe Developer Console shows it (empty: no
+# journal pulls). The webhook is the fast path; the journal keeps every event for 7 days, also
+# while push delivery fails, so pulling it recovers what the webhook missed (docs/adobe-events.md).
+ADOBE_JOURNAL_URL = env_str("ADOBE_JOURNAL_URL")
+ADOBE_IMS_ORG_ID = env_str("ADOBE_IMS_ORG_ID")  # sent as x-ims-org-id, e.g. 1234ABCD@AdobeOrg
+PIMSYNC_JOURNAL_POLL_SECONDS = env_int("PIMSYNC_JOURNAL_POLL_SECONDS", 60, minimum=1)
+if ADOBE_JOURNAL_URL and not env_str("ADOBE_SCOPES"):
+    # The Journaling API needs the I/O Management API's scope on the same credential.
+    ADOBE_SCOPES += ",adobeio_api"
 
 AEM_AUTHOR_URL = env_str("AEM_AUTHOR_URL").rstrip("/")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import alerts, jobs, pipeline, retention, worker
+from pimsync import alerts, jobs, journal, pipeline, retention, worker
 
 
 def drain() -> str:
@@ -40,3 +40,8 @@ def purge() -> str:
 def check_alerts() -> str:
     """Open and resolve alerts and send their messages (every minute, by the schedule `migrate` creates)."""
     return alerts.check()
+
+
+def pull_journal() -> str:
+    """Pull the I/O Events journal when due (scheduled every minute; off without ADOBE_JOURNAL_URL)."""
+    return journal.pull_if_due()

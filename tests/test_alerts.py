@@ -24,7 +24,7 @@ from django_q.models import Schedule
 
 from pimsync import alerts, tasks, webhooks
 from pimsync.checks import configuration
-from pimsync.models import Alert, Attempt, Event, Heartbeat, SignatureRefusals, Status
+from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, SignatureRefusals, Status
 from tests.conftest import make_event
 from tests.test_settings import manage
 
@@ -157,13 +157,13 @@ def due_end(ctx):
 
 def journal_start(ctx):
     ctx["settings"].ADOBE_JOURNAL_URL = "https://api.adobe.io/events/organizations/1/integrations/2/3"
-    ctx["journal"] = alerts.JournalState(pulled_at=timezone.now(), expired_at=timezone.now())
-    ctx["monkeypatch"].setattr(alerts, "journal_state", lambda: ctx["journal"])
+    # The puller reached the end of the journal, but its position had expired (410) on the way.
+    JournalCursor.objects.create(caught_up_at=timezone.now(), expired_at=timezone.now())
 
 
 def journal_end(ctx):
     ctx["clock"].shift(timedelta(minutes=16))
-    ctx["journal"] = alerts.JournalState(pulled_at=timezone.now(), expired_at=ctx["journal"].expired_at)
+    JournalCursor.objects.update(caught_up_at=timezone.now())
 
 
 def signatures_start(ctx):

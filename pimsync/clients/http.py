@@ -68,6 +68,7 @@ def allowed_origins() -> set[str]:
         settings.PIM_BASE_URL,
         # Alerts are posted there; only when configured.
         settings.PIMSYNC_ALERT_WEBHOOK_URL,
+        settings.ADOBE_JOURNAL_URL,
     )
     return {_origin(url) for url in urls if url}
 

@@ -1,7 +1,7 @@
 """HTTP endpoints of the sandbox, each following the contract of the Adobe service it stands in
 for, including the checks the real service makes: the IMS client-credentials grant
 (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/),
-the I/O Events public signing keys (docs/adobe-events.md), and the AEM Assets Author API's
+the I/O Events public signing keys and Journaling API (docs/adobe-events.md), and the AEM Assets Author API's
 metadata GET/PATCH with ETag and If-Match
 (https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/)."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
@@ -17,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pimsync.models import SandboxAsset
+from pimsync.models import SandboxAsset, SandboxJournalEntry
 from pimsync.sandbox import keys
 
 TOKEN_SALT = "pimsync-sandbox-ims"
@@ -141,3 +142,62 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
     response = JsonResponse({"assetId": asset.asset_id})
     response["ETag"] = asset.etag
     return response
+
+
+JOURNAL_PAGE = 100  # events per page unless `limit` asks for fewer
+JOURNAL_RETRY_AFTER = "5"  # seconds to wait at the end of the journal
+
+
+@sandbox_only
+@require_GET
+def journal(request: HttpRequest) -> HttpResponse:
+    """The Journaling API: oldest first, `since` (exclusive), `latest`, `seek`, root-relative
+    `Link` next, 204 + retry-after at the end, 410 for a position it does not hold."""
+    refusal = _journal_refusal(request)
+    if refusal:
+        return refusal
+    limit = request.GET.get("limit", "")
+    limit = min(int(limit), JOURNAL_PAGE) if limit.isdigit() and int(limit) > 0 else JOURNAL_PAGE
+    entries = SandboxJournalEntry.objects.order_by("id")
+    since = request.GET.get("since")
+    if since is not None:
+        if not since.isdigit() or len(since) > 18 or not entries.filter(id=int(since)).exists():
+            return JsonResponse({"message": f"Events at position {since[:40]} have expired"}, status=410)
+        entries = entries.filter(id__gt=int(since))
+    elif request.GET.get("latest") == "true":
+        newest = entries.last()
+        return _journal_end(request, newest.pk if newest else None, limit)
+    page = list(entries[:limit])
+    if not page:
+        return _journal_end(request, int(since) if since else None, limit)
+    last = str(page[-1].pk)
+    body = {
+        "events": [{"position": str(e.pk), "event": e.event} for e in page],
+        "_page": {"last": last, "count": len(page)},
+    }
+    response = JsonResponse(body, content_type="application/vnd.adobecloud.events+json")
+    response["Link"] = f'<{request.path}?{urlencode({"since": last, "limit": limit})}>; rel="next"'
+    return response
+
+
+def _journal_end(request: HttpRequest, position: int | None, limit: int) -> HttpResponse:
+    params = {"since": position, "limit": limit} if position else {"limit": limit}
+    link = f"<{request.path}?{urlencode(params)}>"
+    response = HttpResponse(status=204)
+    response["retry-after"] = JOURNAL_RETRY_AFTER
+    response["Link"] = f'{link}; rel="next", {link}; rel="validate"'
+    return response
+
+
+def _journal_refusal(request: HttpRequest) -> JsonResponse | None:
+    try:
+        signing.loads(
+            request.headers.get("Authorization", "").removeprefix("Bearer "), salt=TOKEN_SALT, max_age=TOKEN_SECONDS
+        )
+    except signing.BadSignature:
+        return _problem(401, "Unauthorized", "a valid IMS bearer token is required")
+    if request.headers.get("x-api-key") != settings.ADOBE_CLIENT_ID:
+        return _problem(403, "Forbidden", "x-api-key is not an allowed client id")
+    if request.headers.get("x-ims-org-id") != settings.ADOBE_IMS_ORG_ID:
+        return _problem(403, "Forbidden", "x-ims-org-id is not this organization")
+    return None

@@ -1,6 +1,8 @@
 """`manage.py simulate_upload`: what AEM and Adobe I/O Events would send when people upload
 images, signed with the sandbox key and POSTed to the webhook over HTTP, the way Adobe I/O Events
-delivers them (docs/adobe-events.md)."""
+delivers them (docs/adobe-events.md). Every event also lands in the sandbox's journal, as Adobe
+journals every event of a registration; `--webhook-down` leaves it there only, so the journal
+pull has to recover it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from django.utils import timezone
 
 from pimsync.clients import http
 from pimsync.clients.pim import demo_catalog
-from pimsync.models import SandboxAsset
+from pimsync.models import SandboxAsset, SandboxJournalEntry
 from pimsync.sandbox.keys import signed_headers
 
 FOLDERS = ("/content/dam/pimsync-demo/products", "/content/dam/pimsync-demo/lifestyle")
@@ -65,8 +67,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch", action="store_true", help="batch delivery: up to 20 events per request")
         parser.add_argument("--url", default="", help="webhook URL (default: PIMSYNC_PUBLIC_URL/webhooks/aem)")
         parser.add_argument("--seed", type=int, help="random seed, for a repeatable run")
+        parser.add_argument(
+            "--webhook-down",
+            action="store_true",
+            help="deliver nothing to the webhook: the events are only in the journal, for the journal pull to recover",
+        )
 
-    def handle(self, *args, count, duplicates, unknown_sku, batch, url, seed, **options):
+    def handle(self, *args, count, duplicates, unknown_sku, batch, url, seed, webhook_down, **options):
         if not settings.PIMSYNC_SANDBOX:
             raise CommandError(
                 "simulate_upload signs with the sandbox key, so it needs sandbox mode "
@@ -76,6 +83,15 @@ class Command(BaseCommand):
             raise CommandError("--count must be between 1 and 100000")
         assets = upload(count, random.Random(seed), unknown_sku=unknown_sku)
         events = [build_event(asset) for asset in assets]
+        SandboxJournalEntry.objects.bulk_create([SandboxJournalEntry(event=event) for event in events])
+        if webhook_down:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Uploaded {count} asset(s) with the webhook down: their events are only in the journal. The "
+                    "scheduled journal pull recovers them within a minute or two (or run `manage.py pull_journal`)."
+                )
+            )
+            return
         size = 20 if batch else 1
         bodies = [events[i : i + size] if batch else events[i] for i in range(0, len(events), size)]
         accepted, duplicate = self._deliver(bodies, url or settings.PIMSYNC_PUBLIC_URL + "/webhooks/aem", duplicates)
