@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from pimsync import journal, tasks
 from pimsync.checks import configuration
+from pimsync.clients import http
 from pimsync.clients.journal import parse_links
 from pimsync.models import Event, JournalCursor
 from tests.conftest import make_event, product
@@ -293,6 +294,9 @@ def sandbox_journal(settings, live_server, tmp_path, monkeypatch):
     settings.PIM_CONNECTOR = "demo"
     ims.forget()
     yield base
+    # Close this thread's keep-alive connections to the live server: each one holds a server thread
+    # and its database connection open, and PostgreSQL then refuses to drop the test database.
+    http.session().close()
     ims.forget()
     keys.private_key.cache_clear()
 
