@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 
 from dashboard.alerts_admin import AlertAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
-from dashboard.sites import RETRY_PERMISSION
+from dashboard.sites import RETRY_PERMISSION, MachineWrittenAdmin
 from pimsync import jobs, pipeline, selection
 from pimsync.models import RETRYABLE, Alert, Event, Job, MappingConfig, Status
 
@@ -78,7 +78,7 @@ class ErrorClassFilter(admin.SimpleListFilter):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(MachineWrittenAdmin):
     list_display = ("status_label", "asset", "product_key", "kind", "attempts", "short_reason", "received_at")
     list_display_links = ("asset",)
     list_filter = ("status", TypeFilter, ("received_at", admin.DateFieldListFilter), ErrorClassFilter, "arrived_by")
@@ -95,16 +95,6 @@ class EventAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["dashboard/dashboard.css"]}
-
-    # Machine-written rows: viewable, never edited, added or deleted by hand.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("payload")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
+from dashboard.sites import MachineWrittenAdmin
 from pimsync.alerts import TITLES, link_of
 
 
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(MachineWrittenAdmin):
     list_display = ("state", "title", "summary", "opened_at", "resolved_at", "messages")
     list_display_links = ("title",)
     list_filter = ("condition", ("resolved_at", admin.EmptyFieldListFilter))
@@ -26,16 +27,6 @@ class AlertAdmin(admin.ModelAdmin):
         "notify_failures",
     )
     readonly_fields = fields
-
-    # Written by the alert check only: viewable, never added, edited or deleted by hand.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="state", ordering="resolved_at")
     def state(self, alert) -> str:

@@ -24,3 +24,17 @@ class PimsyncAdminSite(admin.AdminSite):
             data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
+
+
+class MachineWrittenAdmin(admin.ModelAdmin):
+    """Rows pimsync writes itself (events, alerts): viewable, never added, edited or deleted by hand;
+    the server answers 403 to any such request, whatever the buttons show."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
