@@ -252,7 +252,9 @@ def deliver(now) -> int:
     if not channels:
         return 0
     recent = models.Q(resolved_at__isnull=True) | models.Q(resolved_at__gte=now - RESEND_WINDOW)
-    ids = Alert.objects.filter(recent).order_by("opened_at", "id").values_list("pk", flat=True)[:RESEND_BATCH]
+    # Newest first: a condition flapping all day must not keep a fresh alert's message waiting
+    # behind a hundred older ones.
+    ids = Alert.objects.filter(recent).order_by("-opened_at", "-id").values_list("pk", flat=True)[:RESEND_BATCH]
     # A channel that failed once is not tried again in this check: a mail server that never
     # answers would otherwise cost its timeout once per message and outlast the task's timeout.
     broken: set[str] = set()
@@ -277,8 +279,9 @@ def _deliver_one(pk: int, channels: list[str], broken: set[str]) -> int:
                 subject, text = message(alert, kind)
                 try:
                     notifications.send(channel, subject, text)
-                except notifications.ChannelError as exc:
-                    log.warning("alert %s (%s): %s; trying again at the next check", alert.pk, kind, exc)
+                except Exception as exc:  # any failure of one channel: the others and the bookkeeping go on
+                    reason = exc if isinstance(exc, notifications.ChannelError) else type(exc).__name__
+                    log.warning("alert %s (%s): %s; trying again at the next check", alert.pk, kind, reason)
                     alert.notify_failures += 1
                     broken.add(channel)
                     continue

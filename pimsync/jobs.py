@@ -17,7 +17,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
@@ -100,6 +100,11 @@ def run(job_id: int, *, slice_seconds: float | None = None) -> str:
             if time.monotonic() >= deadline:
                 queue_job(job_id)
                 return f"job {job_id}: continues in a new task"
+    except OperationalError:
+        # The database went away for a moment (a restart, a deadlock): the job stays running and
+        # the sweeper queues it again once its heartbeat is stale; its batches are all-or-nothing.
+        log.warning("job %s interrupted by a database error; the sweeper resumes it", job_id, exc_info=True)
+        return f"job {job_id}: interrupted, to be resumed"
     except Exception as exc:  # the job says why it stopped; the dashboard shows it
         log.exception("job %s failed", job_id)
         Job.objects.filter(pk=job_id, status=Job.State.RUNNING).update(

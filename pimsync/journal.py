@@ -124,9 +124,12 @@ def reposition(mode: str, seek: str = "") -> str:
     else:
         raise ValueError(f"unknown position {mode!r}")
     JournalCursor.load()
-    JournalCursor.objects.filter(pk=JournalCursor.SINGLETON_PK).update(
+    # Only while no puller holds the lease: a running pull would save its own position over ours.
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
+    if not JournalCursor.objects.filter(free, pk=JournalCursor.SINGLETON_PK).update(
         next_url=url, position="", not_before=None, caught_up_at=None
-    )
+    ):
+        raise ValueError("a journal pull is running on another node right now; try again when it has finished")
     return url
 
 
@@ -257,7 +260,8 @@ def _handle(token: str, page: client.Page, result: PullResult, now: datetime) ->
     )
     log.error(message)
     _save(token, next_url=start_url(), position="", expired_at=now, last_error=message, last_pulled_at=now)
-    return True
+    # The oldest position itself gone: asking again at once would only get the same answer.
+    return page.url != start_url()
 
 
 def _store_page(token: str, page: client.Page, result: PullResult, now: datetime) -> None:

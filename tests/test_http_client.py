@@ -275,3 +275,22 @@ def test_the_allow_list_compares_origins_without_credentials(httpserver, setting
 )
 def test_urls_in_messages_are_redacted(url, shown):
     assert http.redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "header, seconds",
+    [
+        ("120", 120.0),
+        ("99999999999999999999", 24 * 3600.0),  # would overflow a datetime: capped at a day
+        ("²", None),  # a digit to str.isdigit(), not to float()
+        ("Fri, 27 Nov 2099 07:30:00 -0000", 24 * 3600.0),  # -0000: no zone said; read as UTC
+        ("Fri, 27 Nov 2000 07:30:00 GMT", 0.0),
+        ("soon", None),
+    ],
+)
+def test_a_retry_after_from_a_server_is_seconds_capped_at_a_day_or_nothing(httpserver, settings, header, seconds):
+    settings.PIM_BASE_URL = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/busy").respond_with_data("busy", status=503, headers={"Retry-After": header})
+    with pytest.raises(http.HttpError) as raised:
+        http.request("GET", httpserver.url_for("/busy"), error_class="pim")
+    assert raised.value.retryable and raised.value.retry_after == seconds

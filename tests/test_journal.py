@@ -361,3 +361,11 @@ def test_sandbox_mode_asks_for_the_journal_scope():
     apply_sandbox_defaults(values)
     assert values["ADOBE_JOURNAL_URL"] == "http://127.0.0.1:8000/sandbox/journal"
     assert values["ADOBE_SCOPES"].split(",")[-1] == "adobeio_api"
+
+
+def test_repositioning_while_another_node_pulls_is_refused_and_moves_nothing(stub):
+    fill(stub, 2)
+    assert journal._claim()  # another node is pulling
+    with pytest.raises(CommandError, match="running on another node"):
+        call_command("pull_journal", "--latest", stdout=io.StringIO())
+    assert cursor().next_url == "" and stub.requests == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -235,18 +236,25 @@ def session() -> requests.Session:
     return _local.session
 
 
+# A Retry-After longer than this is taken as this: a server's answer must not park work for years.
+RETRY_AFTER_CAP_SECONDS = 24 * 3600
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
+    """`Retry-After` as seconds, at most a day: delta-seconds or an HTTP date (RFC 9110 §10.2.3);
+    None for anything else (the header comes from a server we do not control)."""
+    if not value or len(value) > 64:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
+        return float(min(int(value), RETRY_AFTER_CAP_SECONDS))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, (when - timezone.now()).total_seconds())
+    if when.tzinfo is None:  # "-0000" means UTC with no zone said; Python leaves it naive
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - timezone.now()).total_seconds()), RETRY_AFTER_CAP_SECONDS)
 
 
 def request(
