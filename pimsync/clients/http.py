@@ -151,6 +151,13 @@ class _Deadline:
     def passed(self) -> bool:
         return self.expired or time.monotonic() >= self.at
 
+    def watch_socket(self, sock) -> None:
+        """The plain socket of a new connection, before any TLS handshake on it."""
+        with self._lock:
+            self._socket = sock
+            if self.expired:
+                _shut(sock)
+
     def watch(self, connection) -> None:
         with self._lock:
             self._connection = connection
@@ -188,6 +195,15 @@ def _watched(connection) -> None:
 class _Watched:
     """Mixin for urllib3's connections: report the socket to this thread's deadline whenever it
     connects, sends or waits for an answer (a pooled connection is reused without connecting)."""
+
+    def _new_conn(self):
+        # The TCP socket as soon as it exists, so that a TLS handshake dripped byte by byte is
+        # under the deadline too (`connect` reports the wrapped socket only after the handshake).
+        sock = super()._new_conn()
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.watch_socket(sock)
+        return sock
 
     def connect(self) -> None:
         super().connect()
