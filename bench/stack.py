@@ -15,9 +15,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from bench.processes import ROOT, Processes, ensure_database, free_port, gunicorn, wait_port
-from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE, event, signer
-from bench.stubs import State, StubServer
-from tests.stubs import PimStub
+from bench.signing import event, signer
+from bench.stubs import State, StubServer, pimsync_environment
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/pimsync_bench"
 
@@ -54,26 +53,10 @@ class Stack:
 
     def environment(self) -> dict[str, str]:
         """The settings of every pimsync process: production, pointed at the stand-ins."""
-        return {
-            "PATH": os.environ["PATH"],
-            "PIMSYNC_READ_DOTENV": "0",
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-secret-key",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": self.db_url,
-            "LOG_LEVEL": "WARNING",
-            "ADOBE_CLIENT_ID": CLIENT_ID,
-            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
-            "ADOBE_IMS_TOKEN_URL": self.stub.url + "/ims/token/v3",
-            "ADOBE_EVENTS_KEY_BASE_URL": self.stub.url + "/keys",
-            "AEM_AUTHOR_URL": self.stub.url,
-            "AEM_EVENT_SOURCE": SOURCE,
-            "PIM_BASE_URL": self.stub.url,
-            "PIM_PRODUCT_PATH": "/products/{key}",
-            "PIM_API_TOKEN": PimStub.TOKEN,
-            "PIMSYNC_RETRY_BASE_SECONDS": "5",
-        }
+        stand_ins = pimsync_environment(
+            stub_url=self.stub.url, pim_url=self.stub.url, database_url=self.db_url, secret_key="bench-secret-key"
+        )
+        return {**stand_ins, "DJANGO_SETTINGS_MODULE": "bench.settings", "PIMSYNC_RETRY_BASE_SECONDS": "5"}
 
     def close(self) -> None:
         """Stop every child process and the stand-ins."""

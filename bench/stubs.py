@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 
 from werkzeug import Request, Response
 
+from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE
 from tests.stubs import AemStub, ImsStub, PimStub
 
 
@@ -172,3 +174,25 @@ def environ(handler: BaseHTTPRequestHandler, body: bytes) -> dict:
     for name, value in handler.headers.items():
         env["HTTP_" + name.upper().replace("-", "_")] = value
     return env
+
+
+def pimsync_environment(*, stub_url: str, pim_url: str, database_url: str, secret_key: str) -> dict[str, str]:
+    """The settings of a production pimsync process pointed at these stand-ins (bench and drills)."""
+    return {
+        "PATH": os.environ["PATH"],
+        "PIMSYNC_READ_DOTENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": secret_key,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "ADOBE_CLIENT_ID": CLIENT_ID,
+        "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+        "ADOBE_IMS_TOKEN_URL": stub_url + "/ims/token/v3",
+        "ADOBE_EVENTS_KEY_BASE_URL": stub_url + "/keys",
+        "AEM_AUTHOR_URL": stub_url,
+        "AEM_EVENT_SOURCE": SOURCE,
+        "PIM_BASE_URL": pim_url,
+        "PIM_PRODUCT_PATH": "/products/{key}",
+        "PIM_API_TOKEN": PimStub.TOKEN,
+    }

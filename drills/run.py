@@ -30,10 +30,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from bench.processes import ROOT, Processes, children_of, free_port, wait_port
-from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE, event, signed_headers, signer
-from bench.stubs import State, StubServer
+from bench.signing import event, signed_headers, signer
+from bench.stubs import State, StubServer, pimsync_environment
 from drills.postgres import PrivatePostgres
-from tests.stubs import PimStub
 
 POISON_KEY = "SKU-999999"  # matches the demo mapping's key pattern; the PIM stand-in never answers it
 POISON_ASSET = 900_000
@@ -171,23 +170,13 @@ class World:
         self.pim_port = free_port()
         self.pim = StubServer(self.state, self.pim_port).__enter__()
         self.env = {
-            "PATH": os.environ["PATH"],
-            "PIMSYNC_READ_DOTENV": "0",
+            **pimsync_environment(
+                stub_url=self.stub.url,
+                pim_url=f"http://127.0.0.1:{self.pim_port}",
+                database_url=self.pg.url,
+                secret_key="drill-secret-key",
+            ),
             "DJANGO_SETTINGS_MODULE": "pimsync.settings",
-            "DEBUG": "0",
-            "SECRET_KEY": "drill-secret-key",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": self.pg.url,
-            "LOG_LEVEL": "WARNING",
-            "ADOBE_CLIENT_ID": CLIENT_ID,
-            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
-            "ADOBE_IMS_TOKEN_URL": self.stub.url + "/ims/token/v3",
-            "ADOBE_EVENTS_KEY_BASE_URL": self.stub.url + "/keys",
-            "AEM_AUTHOR_URL": self.stub.url,
-            "AEM_EVENT_SOURCE": SOURCE,
-            "PIM_BASE_URL": f"http://127.0.0.1:{self.pim_port}",
-            "PIM_PRODUCT_PATH": "/products/{key}",
-            "PIM_API_TOKEN": PimStub.TOKEN,
             **PIPELINE_ENV,
             **(env or {}),
         }

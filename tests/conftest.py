@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from django.utils.module_loading import import_string
+from django_q.models import OrmQ
 from pytest_httpserver import HTTPServer
 
 from pimsync import mapping, signatures, wakeups, webhooks
@@ -82,6 +84,21 @@ def people(db) -> dict[str, User]:
         user.groups.add(Group.objects.get(name=role))
         users[role] = user
     return users
+
+
+def run_queued_tasks(func: str = "", rounds: int = 20) -> list[str]:
+    """Run the tasks queued with the ORM broker (only those of `func` when given) in this process,
+    as a worker would, until none are left; their results."""
+    results = []
+    for _ in range(rounds):
+        queued = [row for row in OrmQ.objects.all() if not func or row.task["func"] == func]
+        if not queued:
+            return results
+        for row in queued:
+            task = row.task
+            row.delete()
+            results.append(import_string(task["func"])(*task["args"]))
+    raise AssertionError("the queued tasks did not end")
 
 
 @pytest.fixture(scope="session")
@@ -216,19 +233,7 @@ class World:
 
     def drain(self, rounds: int = 20) -> list[str]:
         """Run the queued django-q2 tasks in this process, as a worker would, until none are left."""
-        from django.utils.module_loading import import_string
-        from django_q.models import OrmQ
-
-        results = []
-        for _ in range(rounds):
-            queued = list(OrmQ.objects.all())
-            if not queued:
-                return results
-            for row in queued:
-                task = row.task
-                row.delete()
-                results.append(import_string(task["func"])(*task["args"]))
-        raise AssertionError("the queue did not drain")
+        return run_queued_tasks(rounds=rounds)
 
     def upload(self, client, n: int, sku: str | None = None, **kwargs):
         """An asset appears in AEM and AEM says it finished processing."""

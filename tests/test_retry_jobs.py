@@ -8,11 +8,11 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
 from pimsync import jobs, tasks, wakeups
 from pimsync.models import Event, EventType, Job, Status
+from tests.conftest import run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -50,18 +50,9 @@ def queued_jobs() -> list[OrmQ]:
     return [row for row in OrmQ.objects.all() if row.task["func"] == wakeups.RUN_JOB]
 
 
-def run_jobs(rounds: int = 50) -> list[str]:
+def run_jobs() -> list[str]:
     """Run the queued job tasks in this process, as a worker would (drain wake-ups stay queued)."""
-    results = []
-    for _ in range(rounds):
-        queued = queued_jobs()
-        if not queued:
-            return results
-        for row in queued:
-            task = row.task
-            row.delete()
-            results.append(import_string(task["func"])(*task["args"]))
-    raise AssertionError("the job tasks did not end")
+    return run_queued_tasks(wakeups.RUN_JOB, rounds=50)
 
 
 class Form(HTMLParser):
