@@ -72,7 +72,14 @@ class Worker:
             try:
                 self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        # The guard may exit before its workers: end the whole group, so that no straggler keeps
+        # a database session open (PostgreSQL then cannot drop the test database).
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):

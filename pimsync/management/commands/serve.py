@@ -22,8 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
 
     def handle(self, *args, bind, web_workers, **options):
+        # Each child leads a process group of its own: django-q2's cluster runs its sentinel and
+        # workers as further processes, and stopping the group is the only way to reach them all.
         children = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in _commands(bind, web_workers).items()
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+            for name, cmd in _commands(bind, web_workers).items()
         }
         self.stdout.write(
             f"pimsync is running at http://{bind}/ (web pid {children['web'].pid}, "
@@ -57,13 +60,22 @@ def _commands(bind: str, web_workers: int) -> dict[str, list[str]]:
 
 
 def _stop_all(children: dict[str, subprocess.Popen]) -> None:
-    """SIGTERM every child still running; kill what has not stopped within 15 seconds in all."""
+    """SIGTERM every child's process group; kill what has not stopped within 15 seconds in all,
+    and any process of a group that outlived its leader (a worker must not run on, orphaned)."""
     for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+        _signal_group(child, signal.SIGTERM)
     deadline = time.monotonic() + 15
     for child in children.values():
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
+            pass
+        _signal_group(child, signal.SIGKILL)
+        child.wait()
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:  # the whole group has already ended
+        pass
