@@ -38,7 +38,7 @@ class RefusalCounter:
         self.flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._pending: dict = {}  # minute -> refusals not yet written
-        self._flushed_at = 0.0
+        self._flushed_at: float | None = None  # never: the first refusal is written at once
         self._timer: threading.Timer | None = None
 
     def add(self) -> None:
@@ -46,7 +46,7 @@ class RefusalCounter:
         minute = timezone.now().replace(second=0, microsecond=0)
         with self._lock:
             self._pending[minute] = self._pending.get(minute, 0) + 1
-            due = time.monotonic() - self._flushed_at >= self.flush_seconds
+            due = self._flushed_at is None or time.monotonic() - self._flushed_at >= self.flush_seconds
             if not due and self._timer is None:
                 # Counts must not wait for the next refusal, which may never come.
                 self._timer = threading.Timer(self.flush_seconds, self._flush_from_timer)
