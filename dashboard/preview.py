@@ -17,7 +17,7 @@ from pimsync.models import Event, MappingConfig, MappingRule
 class PreviewResult:
     key: str = ""
     event: Event | None = None
-    asset: mapping.Asset | None = None
+    asset: mapping.AssetRef | None = None
     product: dict | None = None
     plan: mapping.Plan | None = None
     problems: list[str] = field(default_factory=list)
@@ -45,7 +45,7 @@ def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", e
         return result
     asset = result.asset
     if asset is None:
-        asset = mapping.Asset(asset_id="", path="", name="", mime_type="")
+        asset = mapping.AssetRef(asset_id="", path="", name="", mime_type="")
         result.notes.append(
             "No stored event for this product key: path and type conditions cannot match, "
             "and the patch is shown against empty metadata."

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pimsync import mapping
 from pimsync.clients import aem, http, pim
-from pimsync.models import AssetState, Event, MappingConfig, Status
+from pimsync.models import Asset, Event, MappingConfig, Status
 
 # A 412 means someone wrote between our GET and PATCH: read again and recompute, a few times.
 MAX_CONFLICT_ROUNDS = 3
@@ -30,9 +30,13 @@ class Result:
     written: dict = field(default_factory=dict)
     aem_status: int | None = None
     aem_body: str = ""
+    # What the values were computed from (set once the product was read): the asset's record of
+    # its last good sync, to tell later whether the PIM data or the mapping changed since.
+    pim_fingerprint: str = ""
+    mapping_fingerprint: str = ""
 
 
-def echoes_last_write(event: Event, state: AssetState) -> bool:
+def echoes_last_write(event: Event, state: Asset) -> bool:
     """A metadata change whose changed properties (`event:created`, the keys of `event:updated`) all
     hold what pimsync last wrote: the echo of its own write, whoever AEM names as the actor."""
     metadata = (event.payload.get("data") or {}).get("assetMetadata") or {}
@@ -71,6 +75,8 @@ def enrich(event: Event) -> Result:
             outcome.reason = f"product {key!r} is not in the PIM"
             return outcome
         outcome.pim_data = product
+        outcome.pim_fingerprint = mapping.data_fingerprint(product)
+        outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
         return _write(outcome, asset, product, rules, metadata)
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
@@ -82,7 +88,7 @@ def enrich(event: Event) -> Result:
         return _failure(exc, outcome)
 
 
-def _product_key(asset: mapping.Asset, config: MappingConfig) -> tuple[str, aem.Metadata | None]:
+def _product_key(asset: mapping.AssetRef, config: MappingConfig) -> tuple[str, aem.Metadata | None]:
     """The product key, and AEM's metadata when the key had to be read from it (None otherwise)."""
     metadata = None
     if config.key_from == MappingConfig.KeySource.METADATA:
@@ -90,7 +96,7 @@ def _product_key(asset: mapping.Asset, config: MappingConfig) -> tuple[str, aem.
     return mapping.product_key(asset, config, metadata and metadata.values), metadata
 
 
-def _write(outcome: Result, asset: mapping.Asset, product: dict, rules: list, metadata: aem.Metadata | None) -> Result:
+def _write(outcome: Result, asset: mapping.AssetRef, product: dict, rules: list, metadata: aem.Metadata | None) -> Result:
     """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again."""
     for _round in range(MAX_CONFLICT_ROUNDS):
         metadata = metadata or aem.get_metadata(asset.asset_id)

@@ -6,6 +6,7 @@ is what the worker would send.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from pimsync import patterns
-from pimsync.models import Asset, Event, MappingConfig, MappingRule
+from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
 
 RULE_FIELDS = ("pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob", "enabled")
 PRODUCT_KEY_MAX_LENGTH = Event._meta.get_field("product_key").max_length
@@ -53,7 +54,7 @@ class Plan:
         return [{"op": "add", "path": change["path"], "value": change["new"]} for change in self.changes]
 
 
-def product_key(asset: Asset, config: MappingConfig, metadata: dict | None = None) -> str:
+def product_key(asset: AssetRef, config: MappingConfig, metadata: dict | None = None) -> str:
     """The product key of an asset, or MappingError saying why there is none."""
     if config.key_from == MappingConfig.KeySource.ASSET_PATH:
         source = asset.path
@@ -118,7 +119,7 @@ def transform(name: str, value: object) -> object:
     return value
 
 
-def applies(rule: MappingRule, asset: Asset) -> tuple[bool, str]:
+def applies(rule: MappingRule, asset: AssetRef) -> tuple[bool, str]:
     """Whether `rule` applies to `asset`, and if not, why (shown in the preview)."""
     if not rule.enabled:
         return False, "disabled"
@@ -129,7 +130,7 @@ def applies(rule: MappingRule, asset: Asset) -> tuple[bool, str]:
     return True, ""
 
 
-def plan(asset: Asset, key: str, product: dict, metadata: dict, rules: list[MappingRule]) -> Plan:
+def plan(asset: AssetRef, key: str, product: dict, metadata: dict, rules: list[MappingRule]) -> Plan:
     """The value every rule yields and the changes against `metadata` (nothing equal is written)."""
     result = Plan(product_key=key)
     wanted: dict[str, object] = {}
@@ -162,6 +163,38 @@ def plan(asset: Asset, key: str, product: dict, metadata: dict, rules: list[Mapp
         if old != value:
             result.changes.append({"path": path, "old": old, "new": value})
     return result
+
+
+# Rule fields that only choose which assets a rule applies to; the fingerprint keeps the outcome.
+_SCOPE_FIELDS = ("path_glob", "mime_glob", "enabled")
+
+
+def fingerprint(config: MappingConfig, rules: list[MappingRule], asset: AssetRef) -> str:
+    """A hash of the mapping as it applies to `asset`: the product-key rule and, in order, every
+    enabled rule that matches the asset. Two equal fingerprints mean the same rules would compute
+    the same values from the same product, so a mapping change that leaves it equal needs no
+    re-sync of this asset."""
+    applicable = [
+        [_plain(getattr(rule, name)) for name in RULE_FIELDS if name not in _SCOPE_FIELDS]
+        for rule in rules
+        if applies(rule, asset)[0]
+    ]
+    key_rule = [config.key_from, config.key_metadata_property, config.key_pattern]
+    return _digest({"key": key_rule, "rules": applicable})
+
+
+def data_fingerprint(product: dict) -> str:
+    """A hash of the PIM product as read (key order does not matter)."""
+    return _digest(product)
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+
+
+def _digest(document: object) -> str:
+    text = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # The worker reads the configuration for every asset; each process keeps it this long, so an

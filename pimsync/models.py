@@ -46,18 +46,28 @@ class EventType:
     PROCESSING_COMPLETED = "aem.assets.asset.processing_completed"
     METADATA_UPDATED = "aem.assets.asset.metadata_updated"
     DELETED = "aem.assets.asset.deleted"
+    # Not from AEM: pimsync's own request to enrich an asset again (a re-sync, `pimsync.resync`).
+    RESYNC = "pimsync.asset.resync"
     ENRICHED = (PROCESSING_COMPLETED, METADATA_UPDATED)
-    HANDLED = (PROCESSING_COMPLETED, METADATA_UPDATED, DELETED)
+    HANDLED = (PROCESSING_COMPLETED, METADATA_UPDATED, DELETED, RESYNC)
 
 
 @dataclass(frozen=True)
-class Asset:
+class AssetRef:
     """An AEM asset as an event names it: what the mapping rules match and key on."""
 
     asset_id: str
     path: str = ""
     name: str = ""
     mime_type: str = ""
+
+
+def aem_asset_url(path: str) -> str:
+    """Link to an asset's details page in the AEM author UI ("" without an author URL or a path)."""
+    if not settings.AEM_AUTHOR_URL or not path:
+        return ""
+    # A user:password@ in the configured URL is for pimsync's calls, never for a page.
+    return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{path}"
 
 
 class EventQuerySet(models.QuerySet):
@@ -125,10 +135,16 @@ class Event(models.Model):
     delivery_retry_count = models.PositiveIntegerField(null=True, blank=True)
     arrived_by = models.CharField(
         max_length=16,
-        choices=[("webhook", "webhook"), ("journal", "journal")],
+        choices=[("webhook", "webhook"), ("journal", "journal"), ("resync", "resync")],
         default="webhook",
-        help_text="How the event reached pimsync first: pushed to the webhook or pulled from the journal",
+        help_text="How the event reached pimsync first: pushed to the webhook, pulled from the journal, "
+        "or created by a re-sync",
     )
+    # Workers take due events with the lowest priority first: live events (0) are never stuck
+    # behind the thousands a re-sync schedules (1).
+    priority = models.PositiveSmallIntegerField(default=0)
+    # The re-sync job that created the event (None for events from Adobe).
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
 
     objects = EventQuerySet.as_manager()
 
@@ -142,6 +158,10 @@ class Event(models.Model):
             models.Index(fields=["status", "-received_at"], name="event_status_newest"),
             # The sweeper: pending events that are due, and stuck `processing` rows.
             models.Index(fields=["status", "next_attempt_at"], name="event_due"),
+            # A worker looking for work: due events, live ones before a re-sync's.
+            models.Index(fields=["status", "priority", "next_attempt_at"], name="event_due_priority"),
+            # A re-sync job's progress: its events counted by status.
+            models.Index(fields=["job", "status"], name="event_job_status"),
             # A worker claiming every pending event of one asset.
             models.Index(fields=["asset_id", "status"], name="event_asset_status"),
             # Dashboard search: exact or prefix (LIKE 'x%') lookups; on PostgreSQL a prefix LIKE
@@ -166,16 +186,13 @@ class Event(models.Model):
         return self.type.rsplit(".", 1)[-1]
 
     @property
-    def asset(self) -> Asset:
+    def asset(self) -> AssetRef:
         """The asset this event is about, as the mapping rules see it."""
-        return Asset(self.asset_id, self.asset_path, self.asset_name, self.mime_type)
+        return AssetRef(self.asset_id, self.asset_path, self.asset_name, self.mime_type)
 
     def aem_asset_url(self) -> str:
         """Link to the asset in the AEM author UI."""
-        if not settings.AEM_AUTHOR_URL or not self.asset_path:
-            return ""
-        # A user:password@ in the configured URL is for pimsync's calls, never for a page.
-        return f"{without_credentials(settings.AEM_AUTHOR_URL)}/ui#/aem/assetdetails.html{self.asset_path}"
+        return aem_asset_url(self.asset_path)
 
     def retry(self) -> bool:
         """Send this event back to the worker (see `EventQuerySet.retry`); False when its status
@@ -223,14 +240,51 @@ class Attempt(models.Model):
         return f"attempt {self.number} of event {self.event_id}: {self.outcome}"
 
 
-class AssetState(models.Model):
-    """Per-asset lease and memory of what pimsync last wrote.
+class SyncState(models.TextChoices):
+    """Whether an asset holds what the PIM and the mapping say it should (`Asset.state`)."""
 
-    The lease makes sure one asset is never enriched by two workers at once; the last written
-    values let an echoing `metadata_updated` event be recognised and skipped.
+    IN_STEP = "in_step", "in step"
+    STALE = "stale", "stale"
+    FAILING = "failing", "failing"
+    NEVER_SYNCED = "never_synced", "never synced"
+    DELETED = "deleted", "deleted"
+
+
+class StaleCause(models.TextChoices):
+    PIM = "pim", "PIM data changed"
+    MAPPING = "mapping", "mapping changed"
+
+
+class Asset(models.Model):
+    """One AEM asset pimsync knows (from an event, a backfill or the journal): where it is, which
+    product it shows, whether AEM holds what the PIM and the mapping say, and the lease that keeps
+    two workers from enriching it at once.
+
+    `state` moves with every enrichment (`pimsync.pipeline`): succeeded or unchanged → in step,
+    failed → failing, deleted in AEM → deleted; a PIM change or a mapping change marks in-step
+    assets stale (`pimsync.resync`) until a re-sync writes them again. The fingerprints say what
+    the last good sync was computed from: the PIM product and the mapping rules that applied.
+    The last written values let an echoing `metadata_updated` event be recognised and skipped.
     """
 
     asset_id = models.CharField(max_length=255, primary_key=True)
+    path = models.CharField(max_length=1024, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=255, blank=True)
+    product_key = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.NEVER_SYNCED)
+    state_reason = models.CharField(max_length=255, blank=True, help_text="Why the asset is in its state")
+    stale_cause = models.CharField(max_length=16, choices=StaleCause.choices, blank=True)
+    # When the asset was last marked stale: an enrichment that started before it cannot make the
+    # asset in step again (it read the PIM or the mapping as they were before the change).
+    stale_since = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=16, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True, help_text="When AEM last held the mapped values")
+    pim_fingerprint = models.CharField(max_length=64, blank=True)
+    mapping_fingerprint = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    known_from = models.CharField(max_length=16, default="event", help_text="event, journal or backfill")
+
     lease_token = models.CharField(max_length=64, blank=True)
     # Indexed: the drain loop skips assets whose lease is still running.
     lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -238,8 +292,30 @@ class AssetState(models.Model):
     last_written_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        ordering = ["path", "asset_id"]
+        indexes = [
+            # The Assets list: by path, whole or filtered by state; a path prefix (LIKE 'x%') and
+            # the search need the pattern operator class on PostgreSQL (ignored on SQLite).
+            models.Index(fields=["path", "asset_id"], name="asset_by_path"),
+            models.Index(fields=["state", "path", "asset_id"], name="asset_state_path"),
+            models.Index(fields=["path"], name="asset_path_prefix", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["name"], name="asset_name_prefix", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["product_key"], name="asset_product_key", opclasses=["varchar_pattern_ops"]),
+        ]
+        permissions = [("resync_asset", "Can re-sync assets")]
+
     def __str__(self) -> str:
-        return self.asset_id
+        return self.path or self.asset_id
+
+    @property
+    def ref(self) -> AssetRef:
+        """The asset as the mapping rules see it."""
+        return AssetRef(self.asset_id, self.path, self.name, self.mime_type)
+
+    def aem_asset_url(self) -> str:
+        """Link to the asset in the AEM author UI."""
+        return aem_asset_url(self.path)
 
     @classmethod
     def acquire(cls, asset_id: str) -> str | None:
@@ -485,6 +561,9 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         RETRY = "retry", "retry"
+        RESYNC = "resync", "re-sync"
+        # Find the assets a mapping change affects and mark them stale.
+        AFFECTED = "affected", "mapping check"
 
     class State(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -513,6 +592,16 @@ class Job(models.Model):
     ids = models.JSONField(null=True, blank=True)
     upto_id = models.BigIntegerField(default=0)
     description = models.CharField(max_length=255, blank=True)
+    # A re-sync's assets: {"asset_ids": [...]}, {"product_keys": [...]}, {"path_prefix": "..."},
+    # {"state": "..."}, {"mapping_affected": true} or {"all": true} (`pimsync.resync.select`).
+    assets = models.JSONField(null=True, blank=True)
+    why = models.CharField(max_length=255, blank=True, help_text="Why the job was started")
+    # Assets are handled in asset id order; the last one a re-sync scheduled, and the time its
+    # last event was scheduled for (the schedule keeps PIMSYNC_RESYNC_RATE).
+    asset_position = models.CharField(max_length=255, blank=True)
+    scheduled_until = models.DateTimeField(null=True, blank=True)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
 
     # Events are handled in id order; `position` is the last id handled, so a resumed job goes on
     # after it and never handles an event twice.
@@ -543,10 +632,19 @@ class Job(models.Model):
         return 100 if not self.total else min(100, self.done * 100 // self.total)
 
     def cancel(self) -> bool:
-        """Stop a queued or running job before its next batch; False when it had already ended."""
-        updated = Job.objects.filter(pk=self.pk, status__in=self.ACTIVE).update(
-            status=self.State.CANCELLED, finished_at=timezone.now()
-        )
+        """Stop a queued or running job before its next batch; False when it had already ended.
+
+        A re-sync's events that still wait for a worker are ignored: cancelled means no more AEM
+        writes for it (an enrichment already running finishes)."""
+        now = timezone.now()
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=self.pk, status__in=self.ACTIVE).update(
+                status=self.State.CANCELLED, finished_at=now
+            )
+            if updated and self.kind == self.Kind.RESYNC:
+                Event.objects.filter(job=self).pending().update(
+                    status=Status.IGNORED, reason="its re-sync was cancelled", next_attempt_at=None, finished_at=now
+                )
         self.refresh_from_db()
         return bool(updated)
 
@@ -644,6 +742,9 @@ class Arrival:
 
     WEBHOOK = "webhook"
     JOURNAL = "journal"
+    # Created by a re-sync job, not delivered by Adobe.
+    RESYNC = "resync"
+    CHOICES = [(WEBHOOK, WEBHOOK), (JOURNAL, JOURNAL), (RESYNC, RESYNC)]
 
 
 class JournalCursor(models.Model):

@@ -1,6 +1,6 @@
 """The worker side: claim an asset's pending events, enrich once, record every attempt.
 
-One asset at a time: a worker takes the asset's lease (`AssetState.acquire`), claims every pending
+One asset at a time: a worker takes the asset's lease (`Asset.acquire`), claims every pending
 event of that asset, and runs the enrichment once for all of them, so a burst of events for one
 asset ends in one PATCH. Slow I/O happens outside transactions; every state change is a
 conditional UPDATE on our own rows.
@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import enrichment
-from pimsync.models import PENDING, AssetState, Attempt, Event, EventType, Heartbeat, Status
+from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, Status, SyncState
 from pimsync.wakeups import wake
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def process_asset(asset_id: str) -> str:
     Events that arrive while the lease is held wait for the next drain round, which sees them as
     soon as the lease is released (pimsync.worker).
     """
-    token = AssetState.acquire(asset_id)
+    token = Asset.acquire(asset_id)
     if token is None:
         return "another worker holds this asset"
     written = None
@@ -52,7 +52,7 @@ def process_asset(asset_id: str) -> str:
         summary, written = _run(asset_id, batch)
         return summary
     finally:
-        AssetState.release(asset_id, token, written)
+        Asset.release(asset_id, token, written)
 
 
 def _claim(asset_id: str) -> list[Event]:
@@ -211,12 +211,18 @@ def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> Non
 
 
 def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
-    state = AssetState.objects.get(asset_id=asset_id)
+    state = Asset.objects.get(asset_id=asset_id)
     deletions = [e for e in batch if e.type == EventType.DELETED]
     if deletions:
         deleted_at = max(e.time or e.received_at for e in deletions)
         if state.deleted_at is None or deleted_at > state.deleted_at:
-            AssetState.objects.filter(pk=asset_id).update(deleted_at=deleted_at)
+            Asset.objects.filter(pk=asset_id).update(
+                deleted_at=deleted_at,
+                state=SyncState.DELETED,
+                state_reason=f"deleted in AEM at {deleted_at:%Y-%m-%d %H:%M:%S}",
+                stale_cause="",
+                stale_since=None,
+            )
             state.deleted_at = deleted_at
     work = []
     for event in batch:
@@ -239,7 +245,40 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     result = enrichment.enrich(newest)
     written = {**state.last_written, **result.written} if result.status == Status.SUCCEEDED else None
     _finish(work, result, started, started_at)
+    _record_asset(state, newest, result, started_at)
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
+
+
+def _record_asset(state: Asset, newest: Event, result: enrichment.Result, started_at) -> None:
+    """Describe the asset as its newest event names it and move its sync state with the outcome:
+    succeeded or unchanged → in step (unless it was marked stale after this run read the PIM and
+    the mapping), failed for good → failing; a retry leaves the state as it was."""
+    now = timezone.now()
+    status, reason = Event.objects.values_list("status", "reason").get(pk=newest.pk)
+    described = {
+        "path": newest.asset_path,
+        "name": newest.asset_name,
+        "mime_type": newest.mime_type,
+        "product_key": result.product_key or newest.product_key or state.product_key,
+        "last_outcome": status,
+    }
+    if not state.path and newest.arrived_by == "journal":
+        described["known_from"] = "journal"
+    assets = Asset.objects.filter(pk=state.pk)
+    if status in (Status.SUCCEEDED, Status.UNCHANGED):
+        assets.update(**described, last_synced_at=now)
+        assets.filter(Q(stale_since__isnull=True) | Q(stale_since__lt=started_at)).update(
+            state=SyncState.IN_STEP,
+            state_reason="",
+            stale_cause="",
+            stale_since=None,
+            pim_fingerprint=result.pim_fingerprint,
+            mapping_fingerprint=result.mapping_fingerprint,
+        )
+    elif status == Status.FAILED:
+        assets.update(**described, state=SyncState.FAILING, state_reason=reason[:255])
+    else:
+        assets.update(**described)
 
 
 def sweep() -> str:

@@ -239,6 +239,11 @@ PIMSYNC_WORKERS = env_int("PIMSYNC_WORKERS", 2, minimum=1)
 PIMSYNC_WORKER_THREADS = env_int(
     "PIMSYNC_WORKER_THREADS", 2 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 16
 )
+# Assets a re-sync enriches per second, all workers together (pimsync.resync); live events from
+# Adobe always go first.
+PIMSYNC_RESYNC_RATE = env_float("PIMSYNC_RESYNC_RATE", 5, minimum=0.01)
+# Shared secret of `POST /webhooks/pim` (unset: the endpoint answers 404).
+PIM_WEBHOOK_SECRET = env_str("PIM_WEBHOOK_SECRET")
 
 # --- Retention ------------------------------------------------------------------------------
 # Days a finished event (with its attempts) is kept, counted from when it finished; failed ones

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import alerts, jobs, journal, pipeline, retention, worker
+from pimsync import alerts, jobs, journal, pipeline, resync, retention, worker
+from pimsync.models import Job
 
 
 def drain() -> str:
@@ -22,11 +23,20 @@ def sweep() -> str:
     queue again background jobs whose worker died."""
     summary = pipeline.sweep()
     requeued = jobs.requeue_stale()
+    stepped = resync.tick()
+    if stepped:
+        summary += f"; topped up {stepped} re-sync(s)"
     return f"{summary}; re-queued {requeued} job(s)" if requeued else summary
 
 
 def run_job(job_id: int) -> str:
-    """Work on one background job (a large retry) for a time slice; it queues its own continuation."""
+    """Work on one background job: a large retry or a mapping check for a time slice (each queues
+    its own continuation), or one step of a re-sync (the sweeper steps it every minute)."""
+    kind = Job.objects.filter(pk=job_id).values_list("kind", flat=True).first()
+    if kind == Job.Kind.RESYNC:
+        return resync.run(job_id)
+    if kind == Job.Kind.AFFECTED:
+        return resync.find_affected(job_id)
     return jobs.run(job_id)
 
 

@@ -18,7 +18,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from pimsync import pipeline
-from pimsync.models import AssetState, Event
+from pimsync.models import Asset, Event
 from pimsync.wakeups import DrainPromise, wake
 
 log = logging.getLogger(__name__)
@@ -68,18 +68,22 @@ def _run_one(asset_id: str) -> str:
 
 
 def candidates(limit: int, busy: set[str]) -> list[str]:
-    """Assets with due events that nobody holds, in a random order so that processes draining at
-    the same time mostly pick different assets."""
+    """Assets with due events that nobody holds: those of live events (from Adobe) first, then
+    those a re-sync scheduled, so a long re-sync never delays an upload. Within each, a random
+    order, so that processes draining at the same time mostly pick different assets."""
     now = timezone.now()
-    leased = AssetState.objects.filter(lease_until__gt=now).values("asset_id")
+    leased = Asset.objects.filter(lease_until__gt=now).values("asset_id")
     rows = (
         Event.objects.due(now)
         .exclude(asset_id__in=leased)
-        .order_by("next_attempt_at")
-        .values_list("asset_id", flat=True)[: limit * 4]
+        .order_by("priority", "next_attempt_at")
+        .values_list("asset_id", "priority")[: limit * 4]
     )
-    unique = [asset for asset in dict.fromkeys(rows) if asset not in busy]
-    return random.sample(unique, min(limit, len(unique)))
+    chosen: list[str] = []
+    for priority in sorted({priority for _, priority in rows}):
+        unique = [a for a in dict.fromkeys(a for a, p in rows if p == priority) if a not in busy and a not in chosen]
+        chosen += random.sample(unique, min(limit - len(chosen), len(unique)))
+    return chosen
 
 
 def drain() -> str:

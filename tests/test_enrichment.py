@@ -10,7 +10,7 @@ import time_machine
 from django.utils import timezone
 
 from pimsync import enrichment, pipeline
-from pimsync.models import AccessToken, Asset, Attempt, Event, Status
+from pimsync.models import AccessToken, AssetRef, Attempt, Event, Status
 from tests.conftest import make_event, product
 
 pytestmark = pytest.mark.django_db
@@ -370,26 +370,26 @@ def test_a_manual_retry_keeps_the_history(client, world):
 
 
 def test_the_asset_lease_is_exclusive():
-    from pimsync.models import AssetState
+    from pimsync.models import Asset
 
-    token = AssetState.acquire("urn:aaid:aem:x")
+    token = Asset.acquire("urn:aaid:aem:x")
     assert token
-    assert AssetState.acquire("urn:aaid:aem:x") is None
-    AssetState.release("urn:aaid:aem:x", token)
-    assert AssetState.acquire("urn:aaid:aem:x")
+    assert Asset.acquire("urn:aaid:aem:x") is None
+    Asset.release("urn:aaid:aem:x", token)
+    assert Asset.acquire("urn:aaid:aem:x")
 
 
 def test_a_busy_asset_is_left_to_the_worker_holding_it(client, world):
-    from pimsync.models import AssetState
+    from pimsync.models import Asset
 
     world.pim.products["SKU-100001"] = product("SKU-100001")
     event = world.upload(client, 1)
-    token = AssetState.acquire(event["data"]["assetId"])
+    token = Asset.acquire(event["data"]["assetId"])
     world.adobe.deliver(client, event)
     world.drain()
     assert Event.objects.get().status == Status.RECEIVED
     assert world.aem.calls == []
-    AssetState.release(event["data"]["assetId"], token)
+    Asset.release(event["data"]["assetId"], token)
     pipeline.process_asset(event["data"]["assetId"])
     assert Event.objects.get().status == Status.SUCCEEDED
 
@@ -602,4 +602,4 @@ def test_due_events_are_pending_ones_whose_time_has_come():
 def test_an_events_asset_is_what_the_mapping_rules_see():
     event = Event(asset_id="urn:aaid:aem:1", asset_path="/content/dam/a/SKU-1.png", asset_name="SKU-1.png")
     event.mime_type = "image/png"
-    assert event.asset == Asset("urn:aaid:aem:1", "/content/dam/a/SKU-1.png", "SKU-1.png", "image/png")
+    assert event.asset == AssetRef("urn:aaid:aem:1", "/content/dam/a/SKU-1.png", "SKU-1.png", "image/png")

@@ -12,13 +12,13 @@ from django.core.management import CommandError, call_command
 from dashboard.preview import preview
 from pimsync import enrichment, mapping
 from pimsync.clients import http, pim
-from pimsync.mapping import Asset
+from pimsync.mapping import AssetRef
 from pimsync.models import Event, MappingConfig, MappingRule, Status
 from tests.conftest import STANDARD_MAPPING, product
 
 pytestmark = pytest.mark.django_db
 
-ASSET = Asset("urn:aaid:aem:1", "/content/dam/products/SKU-1_front.png", "SKU-1_front.png", "image/png")
+ASSET = AssetRef("urn:aaid:aem:1", "/content/dam/products/SKU-1_front.png", "SKU-1_front.png", "image/png")
 
 
 def key_for(asset=ASSET, metadata=None, **config) -> str:

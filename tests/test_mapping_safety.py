@@ -99,7 +99,7 @@ class TestKeyPatternsRunInLinearTime:
         assert MappingConfig.load().key_pattern == STANDARD_MAPPING["product_key"]["pattern"]
 
     def test_a_named_group_still_picks_the_key(self):
-        asset = mapping.Asset("urn:aaid:aem:1", "/content/dam/p/SKU-7_side.jpg", "SKU-7_side.jpg", "image/jpeg")
+        asset = mapping.AssetRef("urn:aaid:aem:1", "/content/dam/p/SKU-7_side.jpg", "SKU-7_side.jpg", "image/jpeg")
         config = MappingConfig(key_from="asset_path", key_pattern=r"/p/(?P<key>[^/_]+)_")
         assert mapping.product_key(asset, config) == "SKU-7"
 
@@ -131,7 +131,7 @@ class TestGlobs:
 
     def test_a_hostile_glob_on_the_longest_path_answers_at_once(self):
         rules = [MappingRule(pim_field="SKUID", metadata_path="pim:sku", path_glob="*a" * 200 + "*b")]
-        asset = mapping.Asset("urn:aaid:aem:1", "/" + "a" * 1023, "a.png", "image/png")
+        asset = mapping.AssetRef("urn:aaid:aem:1", "/" + "a" * 1023, "a.png", "image/png")
         with deadline():
             planned = mapping.plan(asset, "k", {"SKUID": "x"}, {}, rules)
         assert planned.results[0].applies is False

@@ -1,0 +1,388 @@
+"""Re-sync: enrich known assets again when the PIM data or the mapping changed, as a background job.
+
+A re-sync does not enrich anything itself. It schedules one event per asset (type
+`pimsync.asset.resync`, priority 1, linked to its job) and the normal worker path does the rest:
+the asset's lease, the one enrichment per asset, the attempts, the retries, the dashboard. So a
+re-synced asset is written exactly as an uploaded one would be, and everything support knows
+about events (Retry, the attempt timeline) works for re-syncs too.
+
+Pace and fairness:
+- Events are scheduled `1 / PIMSYNC_RESYNC_RATE` seconds apart, at most `HORIZON` seconds ahead,
+  and not while the job still has a full horizon of events waiting (workers behind, AEM asking
+  to slow down). The sweeper tops every running re-sync up each minute (`tick`).
+- Workers take live events (priority 0) before a re-sync's (`pimsync.worker.candidates`).
+
+A job survives worker restarts: its events are rows, its position (the last asset id scheduled)
+and its schedule are saved in the same transaction as the events, and event ids are
+`resync:<job>:<asset>`, so scheduling the same asset twice is impossible.
+
+`find_affected` is the other job kind here: after a mapping change, it walks the known assets and
+marks those whose applicable rules changed as stale (`StaleCause.MAPPING`), which is what "the
+assets affected by the last mapping change" means everywhere (the mapping page, `resync
+--mapping-affected`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from pimsync import mapping
+from pimsync.models import (
+    PENDING,
+    Arrival,
+    Asset,
+    Event,
+    EventType,
+    Job,
+    StaleCause,
+    Status,
+    SyncState,
+)
+from pimsync.wakeups import queue_job, wake
+
+log = logging.getLogger(__name__)
+
+# Seconds of re-sync work scheduled ahead of now; the sweeper tops up every 60 s.
+HORIZON = 90
+# Assets scheduled per query (a top-up at a high rate is several of these).
+BATCH = 1000
+# Assets checked per transaction after a mapping change; a task works SLICE_SECONDS then continues.
+CHECK_BATCH = 2000
+SLICE_SECONDS = 20.0
+# The explicit asset lists of a selection (the Re-sync button, a page of the Assets list).
+MAX_ASSET_IDS = 10_000
+MAX_PRODUCT_KEYS = 1000
+
+SELECTION_KEYS = ("asset_ids", "product_keys", "path_prefix", "state", "mapping_affected", "all")
+
+
+class SelectionError(ValueError):
+    """A selection of assets that names nothing pimsync understands; the message says why."""
+
+
+def check(spec: dict) -> dict:
+    """`spec` if it is a valid selection (exactly one of SELECTION_KEYS), else SelectionError."""
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SELECTION_KEYS:
+        raise SelectionError(f"choose exactly one of: {', '.join(SELECTION_KEYS)}")
+    (name, value), = spec.items()
+    if name in ("asset_ids", "product_keys"):
+        limit = MAX_ASSET_IDS if name == "asset_ids" else MAX_PRODUCT_KEYS
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise SelectionError(f"{name} must be a list of non-empty strings")
+        if len(value) > limit:
+            raise SelectionError(f"more than {limit} {name.replace('_', ' ')}: select by a filter instead")
+    elif name == "path_prefix":
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise SelectionError("a path prefix starts with /, e.g. /content/dam/products/")
+    elif name == "state":
+        if value not in SyncState.values:
+            raise SelectionError(f"state must be one of: {', '.join(SyncState.values)}")
+    elif value is not True:
+        raise SelectionError(f"{name} takes no value other than true")
+    return spec
+
+
+def select(spec: dict) -> QuerySet[Asset]:
+    """The assets a selection names (never deleted ones: there is nothing to write to)."""
+    (name, value), = check(spec).items()
+    assets = Asset.objects.exclude(state=SyncState.DELETED)
+    if name == "asset_ids":
+        return assets.filter(asset_id__in=value)
+    if name == "product_keys":
+        return assets.filter(product_key__in=value)
+    if name == "path_prefix":
+        return assets.filter(path__startswith=value)
+    if name == "state":
+        return assets.filter(state=value)
+    if name == "mapping_affected":
+        return assets.filter(state=SyncState.STALE, stale_cause=StaleCause.MAPPING)
+    return assets
+
+
+def describe(spec: dict) -> str:
+    """The selection in words, for the job history."""
+    (name, value), = spec.items()
+    if name == "asset_ids":
+        return f"re-sync {len(value)} selected asset{'s' if len(value) != 1 else ''}"
+    if name == "product_keys":
+        shown = ", ".join(value[:5]) + (f" and {len(value) - 5} more" if len(value) > 5 else "")
+        return f"re-sync the assets of {shown}"[:255]
+    if name == "path_prefix":
+        return f"re-sync the assets under {value}"[:255]
+    if name == "state":
+        return f"re-sync the {SyncState(value).label} assets"
+    if name == "mapping_affected":
+        return "re-sync the assets affected by the last mapping change"
+    return "re-sync all assets"
+
+
+def start(user, spec: dict, why: str) -> Job:
+    """Create a re-sync job for the selected assets and queue its first run (after the commit).
+
+    Raises SelectionError for a selection that names nothing pimsync understands."""
+    assets = select(spec)
+    now = timezone.now()
+    job = Job(
+        kind=Job.Kind.RESYNC,
+        created_by=user,
+        created_at=now,
+        heartbeat_at=now,
+        assets=spec,
+        why=(why or "")[:255],
+        description=describe(spec),
+        total=assets.count(),
+    )
+    with transaction.atomic():
+        job.save()
+        queue_job(job.pk)
+    log.info("job %s queued: %s (%s assets) because %s", job.pk, job.description, job.total, job.why or "—")
+    return job
+
+
+def run(job_id: int) -> str:
+    """One step of a re-sync: schedule what fits in the horizon, count the progress, finish when
+    every asset was scheduled and every one of its events has ended. Cheap: the sweeper calls it
+    every minute for every running re-sync."""
+    try:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=job_id)
+            if job.status not in Job.ACTIVE:
+                return f"job {job_id}: not active, nothing to do"
+            now = timezone.now()
+            job.status, job.heartbeat_at = Job.State.RUNNING, now
+            job.started_at = job.started_at or now
+            scheduled = _schedule(job, now)
+            pending = _count(job)
+            if not pending and not _remaining(job).exists():
+                job.status, job.finished_at = Job.State.FINISHED, now
+                log.info("job %s finished: %s", job.pk, summary(job))
+            job.save()
+    except OperationalError:
+        log.warning("re-sync %s interrupted by a database error; the sweeper resumes it", job_id, exc_info=True)
+        return f"job {job_id}: interrupted, to be resumed"
+    if scheduled:
+        wake()
+    return f"job {job_id}: scheduled {scheduled}; {summary(job)}"
+
+
+def _remaining(job: Job) -> QuerySet[Asset]:
+    return select(job.assets).filter(asset_id__gt=job.asset_position)
+
+
+def _schedule(job: Job, now) -> int:
+    """Create the events of the next assets, `1 / rate` seconds apart, up to `HORIZON` ahead."""
+    rate = settings.PIMSYNC_RESYNC_RATE
+    waiting = Event.objects.filter(job=job).pending().count()
+    if waiting >= rate * HORIZON:  # the workers are behind: do not pile up more
+        return 0
+    slot = max(now, job.scheduled_until or now)
+    room = int((now + timedelta(seconds=HORIZON) - slot).total_seconds() * rate)
+    scheduled = 0
+    while room > 0:
+        fields = ("asset_id", "path", "name", "mime_type", "product_key")
+        assets = list(_remaining(job).order_by("asset_id").values_list(*fields)[: min(room, BATCH)])
+        if not assets:
+            break
+        events = [_event(job, asset, slot + timedelta(seconds=i / rate), now) for i, asset in enumerate(assets)]
+        Event.objects.bulk_create(events, ignore_conflicts=True)
+        slot += timedelta(seconds=len(assets) / rate)
+        job.asset_position, job.scheduled_until = assets[-1][0], slot
+        room -= len(assets)
+        scheduled += len(assets)
+    return scheduled
+
+
+def _event(job: Job, asset: tuple, due, now) -> Event:
+    asset_id, path, name, mime_type, product_key = asset
+    return Event(
+        event_id=f"resync:{job.pk}:{asset_id}"[:255],
+        type=EventType.RESYNC,
+        source="pimsync",
+        time=now,
+        received_at=now,
+        asset_id=asset_id,
+        asset_path=path,
+        asset_name=name,
+        mime_type=mime_type,
+        product_key=product_key,
+        status=Status.RECEIVED,
+        next_attempt_at=due,
+        payload={"job": job.pk, "why": job.why, "asset": {"id": asset_id, "path": path}},
+        arrived_by=Arrival.RESYNC,
+        priority=1,
+        job=job,
+    )
+
+
+def _count(job: Job) -> int:
+    """Copy the outcomes of the job's events onto the job row; return how many are not finished."""
+    counts = dict(Event.objects.filter(job=job).values_list("status").annotate(n=Count("id")))
+    job.succeeded = counts.get(Status.SUCCEEDED, 0)
+    job.unchanged = counts.get(Status.UNCHANGED, 0)
+    job.failed = counts.get(Status.FAILED, 0)
+    job.skipped = counts.get(Status.IGNORED, 0)
+    job.done = job.succeeded + job.unchanged + job.failed + job.skipped
+    job.total = max(job.total, sum(counts.values()))
+    return sum(counts.get(status, 0) for status in (*PENDING, Status.PROCESSING))
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    succeeded: int
+    unchanged: int
+    failed: int
+    skipped: int
+    eta_seconds: float | None
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, self.done * 100 // self.total)
+
+
+def progress(job: Job) -> Progress:
+    """A re-sync's progress counted now (the job row holds the counts of its last step), with an
+    estimate of the time left from the pace so far."""
+    _count(job)
+    eta = None
+    if job.is_active and job.started_at and job.done:
+        elapsed = (timezone.now() - job.started_at).total_seconds()
+        eta = max(0.0, (job.total - job.done) * elapsed / job.done)
+    elif job.is_active:
+        eta = job.total / settings.PIMSYNC_RESYNC_RATE
+    return Progress(job.done, job.total, job.succeeded, job.unchanged, job.failed, job.skipped, eta)
+
+
+def summary(job: Job) -> str:
+    return (
+        f"{job.done} of {job.total} done: {job.succeeded} written, {job.unchanged} unchanged, "
+        f"{job.failed} failed, {job.skipped} skipped"
+    )
+
+
+def tick() -> int:
+    """Top up every active re-sync (the sweeper, every minute); return how many were stepped."""
+    stepped = 0
+    for job_id in Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).values_list("pk", flat=True)[:100]:
+        run(job_id)
+        stepped += 1
+    return stepped
+
+
+# --- marking assets stale ---------------------------------------------------------------------
+
+
+def mark_stale(assets: QuerySet[Asset], cause: str, reason: str) -> int:
+    """Mark the in-step (or already stale) assets among `assets` stale; return how many."""
+    now = timezone.now()
+    return assets.filter(state__in=(SyncState.IN_STEP, SyncState.STALE)).update(
+        state=SyncState.STALE, stale_cause=cause, stale_since=now, state_reason=reason[:255]
+    )
+
+
+def pim_changed(product_keys: list[str], *, user=None, why: str) -> Job | None:
+    """The PIM says these products changed: mark their assets stale and re-sync them (None when
+    pimsync knows no asset of these products)."""
+    keys = sorted({key for key in product_keys if key})
+    assets = Asset.objects.filter(product_key__in=keys).exclude(state=SyncState.DELETED)
+    marked = mark_stale(assets, StaleCause.PIM, f"PIM data changed ({why})")
+    if not assets.exists():
+        return None
+    log.info("PIM change for %s product(s): %s asset(s) marked stale", len(keys), marked)
+    return start(user, {"product_keys": keys}, why)
+
+
+def mapping_changed(user=None) -> Job:
+    """The mapping was saved: stop any check still running for an earlier change and start one
+    that finds the assets this change affects."""
+    for job in Job.objects.filter(kind=Job.Kind.AFFECTED, status__in=Job.ACTIVE):
+        job.cancel()
+    now = timezone.now()
+    job = Job(
+        kind=Job.Kind.AFFECTED,
+        created_by=user,
+        created_at=now,
+        heartbeat_at=now,
+        description="find the assets the mapping change affects",
+        why="the mapping was changed",
+        total=Asset.objects.filter(state__in=(SyncState.IN_STEP, SyncState.STALE)).count(),
+    )
+    with transaction.atomic():
+        job.save()
+        queue_job(job.pk)
+    return job
+
+
+def find_affected(job_id: int, *, slice_seconds: float | None = None) -> str:
+    """Walk the in-step and mapping-stale assets in id order: mark stale those whose applicable
+    rules changed, and in step again those a later change put back as they were."""
+    if slice_seconds is None:
+        slice_seconds = min(SLICE_SECONDS, settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 4)
+    if not Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
+        status=Job.State.RUNNING, heartbeat_at=timezone.now()
+    ):
+        return f"job {job_id}: not active, nothing to do"
+    Job.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
+    mapping.forget()
+    config, rules = mapping.current()
+    deadline = time.monotonic() + slice_seconds
+    while True:
+        status = _check_batch(job_id, config, rules)
+        if status != Job.State.RUNNING:
+            return f"job {job_id} {status}"
+        if time.monotonic() >= deadline:
+            queue_job(job_id)
+            return f"job {job_id}: continues in a new task"
+
+
+def _check_batch(job_id: int, config, rules) -> str:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status != Job.State.RUNNING:
+            return job.status
+        now = timezone.now()
+        candidates = Asset.objects.filter(
+            Q(state=SyncState.IN_STEP) | Q(state=SyncState.STALE, stale_cause=StaleCause.MAPPING),
+            asset_id__gt=job.asset_position,
+        ).order_by("asset_id")
+        batch = list(candidates.only("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint")[:CHECK_BATCH])
+        changed, restored = [], []
+        for asset in batch:
+            matches = mapping.fingerprint(config, rules, asset.ref) == asset.mapping_fingerprint
+            if asset.state == SyncState.IN_STEP and not matches:
+                changed.append(asset.pk)
+            elif asset.state == SyncState.STALE and matches:
+                restored.append(asset.pk)
+        reason = f"the mapping changed at {now:%Y-%m-%d %H:%M:%S} UTC"
+        if changed:
+            Asset.objects.filter(pk__in=changed, state=SyncState.IN_STEP).update(
+                state=SyncState.STALE, stale_cause=StaleCause.MAPPING, stale_since=now, state_reason=reason
+            )
+        if restored:
+            Asset.objects.filter(pk__in=restored, state=SyncState.STALE, stale_cause=StaleCause.MAPPING).update(
+                state=SyncState.IN_STEP, stale_cause="", stale_since=None, state_reason=""
+            )
+        job.done += len(batch)
+        job.total = max(job.total, job.done)
+        job.heartbeat_at = now
+        if batch:
+            job.asset_position = batch[-1].pk
+        else:
+            job.status, job.finished_at = Job.State.FINISHED, now
+            job.succeeded = Asset.objects.filter(state=SyncState.STALE, stale_cause=StaleCause.MAPPING).count()
+        job.save()
+        return job.status
+
+
+def affected_count() -> int:
+    """Known assets the mapping changes so far left stale (what "Re-sync the affected assets" re-syncs)."""
+    return select({"mapping_affected": True}).count()
