@@ -96,7 +96,9 @@ def _product_key(asset: mapping.AssetRef, config: MappingConfig) -> tuple[str, a
     return mapping.product_key(asset, config, metadata and metadata.values), metadata
 
 
-def _write(outcome: Result, asset: mapping.AssetRef, product: dict, rules: list, metadata: aem.Metadata | None) -> Result:
+def _write(
+    outcome: Result, asset: mapping.AssetRef, product: dict, rules: list, metadata: aem.Metadata | None
+) -> Result:
     """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again."""
     for _round in range(MAX_CONFLICT_ROUNDS):
         metadata = metadata or aem.get_metadata(asset.asset_id)

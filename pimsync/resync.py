@@ -72,7 +72,7 @@ def check(spec: dict) -> dict:
     """`spec` if it is a valid selection (exactly one of SELECTION_KEYS), else SelectionError."""
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SELECTION_KEYS:
         raise SelectionError(f"choose exactly one of: {', '.join(SELECTION_KEYS)}")
-    (name, value), = spec.items()
+    [(name, value)] = spec.items()
     if name in ("asset_ids", "product_keys"):
         limit = MAX_ASSET_IDS if name == "asset_ids" else MAX_PRODUCT_KEYS
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
@@ -92,7 +92,7 @@ def check(spec: dict) -> dict:
 
 def select(spec: dict) -> QuerySet[Asset]:
     """The assets a selection names (never deleted ones: there is nothing to write to)."""
-    (name, value), = check(spec).items()
+    [(name, value)] = check(spec).items()
     assets = Asset.objects.exclude(state=SyncState.DELETED)
     if name == "asset_ids":
         return assets.filter(asset_id__in=value)
@@ -109,7 +109,7 @@ def select(spec: dict) -> QuerySet[Asset]:
 
 def describe(spec: dict) -> str:
     """The selection in words, for the job history."""
-    (name, value), = spec.items()
+    [(name, value)] = spec.items()
     if name == "asset_ids":
         return f"re-sync {len(value)} selected asset{'s' if len(value) != 1 else ''}"
     if name == "product_keys":
@@ -354,7 +354,8 @@ def _check_batch(job_id: int, config, rules) -> str:
             Q(state=SyncState.IN_STEP) | Q(state=SyncState.STALE, stale_cause=StaleCause.MAPPING),
             asset_id__gt=job.asset_position,
         ).order_by("asset_id")
-        batch = list(candidates.only("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint")[:CHECK_BATCH])
+        fields = ("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint")
+        batch = list(candidates.only(*fields)[:CHECK_BATCH])
         changed, restored = [], []
         for asset in batch:
             matches = mapping.fingerprint(config, rules, asset.ref) == asset.mapping_fingerprint
