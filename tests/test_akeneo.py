@@ -16,7 +16,7 @@ from pimsync.clients import akeneo as client
 from pimsync.clients import http, pim
 from pimsync.models import AccessToken, Event, Status
 from tests.akeneo_stub import AkeneoStub
-from tests.conftest import akeneo_product
+from tests.conftest import akeneo_product, make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -276,3 +276,116 @@ def test_only_the_configured_akeneo_host_is_called(akeneo, settings):
 
 def test_check_command_runs_with_the_akeneo_connector(akeneo):
     call_command("check", stdout=io.StringIO())
+
+
+# --- write-back: the product's AEM asset links ----------------------------------------------------
+
+
+def links_in(akeneo, sku: str) -> str:
+    values = akeneo.product(sku)["values"].get("aem_links") or [{"data": ""}]
+    return values[0]["data"]
+
+
+def link(world, path: str) -> str:
+    return f"{world.aem.url}/ui#/aem/assetdetails.html{path}"
+
+
+def only_updates(akeneo) -> bool:
+    """Every PATCH pimsync sent updated a product it had just read (never created one: 201)."""
+    answered = [query["_answered"] for method, _, query, _ in akeneo.requests if method == "PATCH"]
+    return all(status == 204 for status in answered)
+
+
+def resync_all(world) -> None:
+    from pimsync import resync
+
+    resync.start(None, {"all": True}, "test")
+    world.drain()
+
+
+def test_the_product_lists_the_links_of_its_assets(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED
+    assert "1 asset link written to Akeneo (aem_links)" in event.reason
+    assert links_in(akeneo, "SKU-100001") == link(world, "/content/dam/products/SKU-100001_front.png")
+    [(path, body)] = akeneo.patches()
+    assert path == f"/api/rest/v1/products-uuid/{akeneo.product('SKU-100001')['uuid']}"
+    assert body["values"]["aem_links"][0]["locale"] is None and body["values"]["aem_links"][0]["scope"] is None
+    assert only_updates(akeneo)
+
+
+def test_a_second_enrichment_with_nothing_changed_writes_nothing(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    resync_all(world)
+    assert Event.objects.filter(status=Status.UNCHANGED).count() == 1
+    assert len(akeneo.patches()) == 1
+    assert len(world.aem.patches) == 1
+
+
+def test_a_second_asset_of_the_product_adds_a_sorted_line_and_a_deletion_removes_it(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    first = world.upload(client, 1, folder="/content/dam/z-shop")
+    world.adobe.deliver(client, first)
+    world.drain()
+    second = world.upload(client, 2, sku="SKU-100001", folder="/content/dam/a-catalog")
+    world.adobe.deliver(client, second)
+    world.drain()
+    both = [
+        link(world, "/content/dam/a-catalog/SKU-100001_front.png"),
+        link(world, "/content/dam/z-shop/SKU-100001_front.png"),
+    ]
+    assert links_in(akeneo, "SKU-100001") == "\n".join(both)
+    assert len(akeneo.patches()) == 2
+
+    deleted = make_event(3, type="aem.assets.asset.deleted", asset_id=second["data"]["assetId"])
+    world.adobe.deliver(client, deleted)
+    world.drain()
+    assert links_in(akeneo, "SKU-100001") == both[1]
+    assert "1 asset link written to Akeneo" in Event.objects.get(event_id=deleted["eventid"]).reason
+    assert only_updates(akeneo)
+
+
+def test_a_product_gone_from_akeneo_is_never_patched(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    upload = world.upload(client, 1)
+    world.adobe.deliver(client, upload)
+    world.drain()
+    akeneo.products.clear()  # deleted in Akeneo since
+    world.adobe.deliver(client, make_event(3, type="aem.assets.asset.deleted", asset_id=upload["data"]["assetId"]))
+    resync_all(world)
+    world.drain()
+    assert len(akeneo.patches()) == 1  # the first write only
+    assert akeneo.products == {}
+    assert only_updates(akeneo)
+
+
+def test_a_refused_link_attribute_is_recorded_without_failing_the_aem_write(client, akeneo_world, settings):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    settings.PIM_ASSET_LINK_ATTRIBUTE = "no_such_attribute"
+    akeneo_product(akeneo, "SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED
+    assert len(world.aem.patches) == 1
+    assert "asset links not written to Akeneo: no_such_attribute was refused (422: " in event.reason
+    assert "check PIM_ASSET_LINK_ATTRIBUTE" in event.reason
+    assert event.attempt_set.get().message == event.reason
+
+
+def test_without_a_link_attribute_nothing_is_written_to_akeneo(client, akeneo_world, settings):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    settings.PIM_ASSET_LINK_ATTRIBUTE = ""
+    akeneo_product(akeneo, "SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    assert akeneo.calls("PATCH") == 0
