@@ -779,3 +779,62 @@ class JournalCursor(models.Model):
         """The cursor row, created on first use."""
         cursor, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return cursor
+
+
+class PimNotification(models.Model):
+    """A change notification the PIM pushed (`POST /webhooks/akeneo`), stored before it is answered
+    and handled by a task (`pimsync.pim_notifications`), because Akeneo wants an answer within 5 s.
+
+    received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
+    known asset, pimsync's own write-back), failed (the product could not be read);
+    processing → received again when its task died or the PIM could not be reached (a few times).
+    `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
+    is stored once.
+    """
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "received"
+        PROCESSING = "processing", "processing"
+        DONE = "done", "done"
+        IGNORED = "ignored", "ignored"
+        FAILED = "failed", "failed"
+
+    notification_id = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=100, help_text="e.g. product.updated")
+    author = models.CharField(max_length=255, blank=True)
+    product_key = models.CharField(max_length=255, blank=True)
+    product_uuid = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    reason = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The task's "what is waiting", oldest first; the purge of old handled ones.
+            models.Index(fields=["status", "received_at"], name="pimnotification_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.product_key or self.product_uuid} ({self.status})"
+
+
+class PimCursor(models.Model):
+    """Where the poll of the PIM's changed products is (`pimsync.pim_poll`), one row per connector.
+
+    `cursor` is what the connector needs to go on (Akeneo: the `updated` time of the pass, the
+    next page's link); it is saved only after the products of a page were handed to a re-sync,
+    so a crash polls a page again rather than skipping it. The lease lets one poller work at a time.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    cursor = models.JSONField(default=dict, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last reached the PIM")
+    last_error = models.TextField(blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} poll at {self.cursor.get('since', 'the start')}"

@@ -102,6 +102,7 @@ class AkeneoStub:
         """A product whose identifier attribute holds `identifier`; returns it as stored."""
         uuid = uuid or str(uuid_module.uuid5(uuid_module.NAMESPACE_URL, identifier))
         values = {**(values or {}), self.identifier: [{"locale": None, "scope": None, "data": identifier}]}
+        stamp = self._stamp()
         product = {
             "uuid": uuid,
             "enabled": True,
@@ -110,8 +111,8 @@ class AkeneoStub:
             "groups": [],
             "parent": None,
             "values": values,
-            "created": self._stamp(),
-            "updated": self._stamp(),
+            "created": stamp,
+            "updated": stamp,
             **fields,
         }
         with self._lock:

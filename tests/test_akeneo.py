@@ -389,3 +389,104 @@ def test_without_a_link_attribute_nothing_is_written_to_akeneo(client, akeneo_wo
     world.adobe.deliver(client, world.upload(client, 1))
     world.drain()
     assert akeneo.calls("PATCH") == 0
+
+
+# --- polling ------------------------------------------------------------------------------------
+
+
+def known_asset(key: str, n: int) -> None:
+    from pimsync.models import Asset, SyncState
+
+    Asset.objects.create(
+        asset_id=f"urn:aaid:aem:{n:08d}", path=f"/content/dam/{key}.png", product_key=key, state=SyncState.IN_STEP
+    )
+
+
+def resynced_keys() -> list[str]:
+    """The keys of known assets' products the re-syncs were started for, once per start."""
+    from pimsync.models import Asset, Job
+
+    known = set(Asset.objects.values_list("product_key", flat=True))
+    return sorted(key for job in Job.objects.all() for key in job.assets["product_keys"] if key in known)
+
+
+def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(akeneo):
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    for n in range(150):
+        akeneo_product(akeneo, f"SKU-{n:03d}")
+    for n in (3, 77, 149):
+        known_asset(f"SKU-{n:03d}", n)
+
+    assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
+    first = PimCursor.objects.get().cursor
+    assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
+    after_first_page = resynced_keys()
+    assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
+
+    pim_poll.poll()
+    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
+    cursor = PimCursor.objects.get().cursor
+    assert "next" not in cursor and cursor["since"] == "2026-11-27 10:02:29"  # the newest change, less 1 s
+
+    pim_poll.poll()  # nothing changed since: nothing handed on again, even in the overlap second
+    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
+    akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
+    pim_poll.poll()
+    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-077", "SKU-149"]
+    [(_, _, query, _)] = [
+        r for r in akeneo.requests if r[1] == "/api/rest/v1/products-uuid" and "updated" in r[2].get("search", "")
+    ][:1]
+    assert query["search"] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
+    assert query["pagination_type"] == "search_after" and query["limit"] == "100"
+
+
+def test_a_failed_page_is_polled_again_from_the_saved_cursor(akeneo):
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    for n in range(150):
+        akeneo_product(akeneo, f"SKU-{n:03d}")
+        known_asset(f"SKU-{n:03d}", n)
+    pim_poll.poll(max_pages=1)
+    akeneo.faults.add("GET", 500)
+    assert "stopped" in pim_poll.poll()
+    saved = PimCursor.objects.get()
+    assert "next" in saved.cursor and "500" in saved.last_error
+    pim_poll.poll()
+    assert resynced_keys() == [f"SKU-{n:03d}" for n in range(150)]
+
+
+def test_the_poll_skips_pimsyncs_own_write_back(client, akeneo_world):
+    from pimsync import pim_poll
+    from pimsync.models import Job, PimCursor
+
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    akeneo_product(akeneo, "SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    assert len(akeneo.patches()) == 1  # the write-back changed the product's `updated`
+    assert "0 changed product(s) to re-sync, 1 already in step" in pim_poll.poll()
+    assert not Job.objects.exists()
+
+
+def test_poll_pim_command_runs_one_poll(akeneo):
+    from pimsync.models import PimCursor
+
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    akeneo_product(akeneo, "SKU-001")
+    known_asset("SKU-001", 1)
+    out = io.StringIO()
+    call_command("poll_pim", stdout=out)
+    assert "1 changed product(s) to re-sync" in out.getvalue()
+
+
+def test_the_poll_schedule_does_nothing_without_akeneo(settings):
+    from pimsync import tasks
+
+    settings.PIM_CONNECTOR = "demo"
+    assert tasks.poll_pim().startswith("not polling")

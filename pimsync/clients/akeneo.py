@@ -293,8 +293,9 @@ class AkeneoConnector(Connector):
 
     def fingerprint_view(self, product: dict) -> dict:
         """The product without what changes when nothing pimsync maps from did: the time of the
-        last change and the asset links pimsync writes itself."""
-        view = {name: value for name, value in product.items() if name != "updated"}
+        last change, the asset links pimsync writes itself, and `_links` (which a list item has and
+        a single product may not)."""
+        view = {name: value for name, value in product.items() if name not in ("updated", "_links")}
         if settings.PIM_ASSET_LINK_ATTRIBUTE and isinstance(product.get("values"), dict):
             values = dict(product["values"])
             values.pop(settings.PIM_ASSET_LINK_ATTRIBUTE, None)
@@ -324,8 +325,10 @@ class AkeneoConnector(Connector):
         sweep = _Sweep(cursor, self)
         while sweep.url:
             body = _object(_call("GET", sweep.url), "changed products")
-            keys = sweep.take(_items(body))
-            yield ChangedPage(keys=keys, cursor=sweep.advance(_next_link(body)))
+            items = _items(body)
+            keys = sweep.take(items)
+            products = {self.product_key(item): item for item in items}
+            yield ChangedPage(keys=keys, cursor=sweep.advance(_next_link(body)), products=products)
 
 
 def _attribute(item: dict) -> dict:
@@ -366,6 +369,8 @@ class _Sweep:
                 "search": _search({"updated": [{"operator": ">", "value": self.since}]}),
                 "pagination_type": "search_after",
                 "limit": PAGE_SIZE,
+                # As `get_product` reads them, so that their fingerprints compare (pimsync.pim_poll).
+                "with_attribute_options": "true",
             }
         )
         return f"{API}/{path}?{query}"

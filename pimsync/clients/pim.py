@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from urllib.parse import quote
@@ -60,10 +60,12 @@ class Connector:
 
 @dataclass
 class ChangedPage:
-    """One page of changed products: their keys, and the cursor to save once they were handed on."""
+    """One page of changed products: their keys, the cursor to save once they were handed on, and
+    the products as read (by key) when the search answered them whole."""
 
     keys: list[str]
     cursor: dict
+    products: dict[str, dict] = field(default_factory=dict)
 
 
 def key_segment(key: str) -> str:
