@@ -48,7 +48,9 @@ def handle_pending() -> str:
     """Handle the waiting notifications (a batch); one re-sync job for all products they name."""
     now = timezone.now()
     PimNotification.objects.filter(status=State.PROCESSING, claimed_at__lt=now - STUCK).update(status=State.RECEIVED)
-    PimNotification.objects.filter(handled_at__lt=now - KEEP).delete()
+    # By status and receipt: the (status, received_at) index serves it.
+    handled = (State.DONE, State.IGNORED, State.FAILED)
+    PimNotification.objects.filter(status__in=handled, received_at__lt=now - KEEP).delete()
     waiting = PimNotification.objects.filter(status=State.RECEIVED).order_by("received_at")
     claimed = [row for row in waiting[:BATCH] if _claim(row, now)]
     if not claimed:

@@ -208,19 +208,21 @@ def _items(body: dict) -> list[dict]:
 
 def api_style() -> str:
     """ "uuid" (7.x, SaaS) or "code" (6.x), found out once per process: 6.x has no UUID endpoints."""
-    base = settings.PIM_BASE_URL
-    style = _state["style"].get(base)
+    style = _state["style"].get(settings.PIM_BASE_URL)
     if style:
         return style
     try:
         _call("GET", f"{API}/products-uuid?limit=1")
-        style = "uuid"
     except http.HttpError as exc:
         if exc.status != 404:
             raise
-        style = "code"
+        return _remember_style("code")
+    return _remember_style("uuid")
+
+
+def _remember_style(style: str) -> str:
     with _state_lock:
-        _state["style"][base] = style
+        _state["style"][settings.PIM_BASE_URL] = style
     return style
 
 
@@ -239,15 +241,20 @@ class AkeneoConnector(Connector):
     def get_product(self, key: str) -> dict | None:
         """The product whose identifier is `key`, exactly as Akeneo answers it (with option labels)."""
         segment = key_segment(key)  # refuses "", "." and ".." for both styles
-        if api_style() == "uuid":
-            query = urlencode(
-                {
-                    "search": _search({settings.AKENEO_IDENTIFIER_ATTRIBUTE: [{"operator": "IN", "value": [key]}]}),
-                    "with_attribute_options": "true",
-                }
-            )
-            items = _items(_object(_call("GET", f"{API}/products-uuid?{query}"), "product search"))
-            return items[0] if items else None
+        if _state["style"].get(settings.PIM_BASE_URL) != "code":
+            criteria = {settings.AKENEO_IDENTIFIER_ATTRIBUTE: [{"operator": "IN", "value": [key]}]}
+            query = urlencode({"search": _search(criteria), "with_attribute_options": "true"})
+            try:
+                response = _call("GET", f"{API}/products-uuid?{query}")
+            except http.HttpError as exc:
+                # A list answering 404 is no list at all: a 6.x server (the first lookup finds out).
+                if exc.status != 404 or _state["style"].get(settings.PIM_BASE_URL):
+                    raise
+                _remember_style("code")
+            else:
+                _remember_style("uuid")
+                items = _items(_object(response, "product search"))
+                return items[0] if items else None
         try:
             response = _call("GET", f"{API}/products/{segment}?with_attribute_options=true")
         except http.HttpError as exc:
