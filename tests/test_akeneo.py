@@ -490,3 +490,16 @@ def test_the_poll_schedule_does_nothing_without_akeneo(settings):
 
     settings.PIM_CONNECTOR = "demo"
     assert tasks.poll_pim().startswith("not polling")
+
+
+def test_an_event_fails_with_a_configuration_reason_while_credentials_are_missing(settings):
+    from pimsync import enrichment
+
+    settings.PIM_CONNECTOR, settings.PIM_BASE_URL = "akeneo", "https://acme.cloud.akeneo.com"
+    settings.AKENEO_CLIENT_ID = settings.AKENEO_SECRET = settings.AKENEO_USERNAME = settings.AKENEO_PASSWORD = ""
+    client.forget()
+    outcome = enrichment.enrich(Event(asset_id="urn:aaid:aem:1", asset_name="SKU-1_front.png", payload={}))
+    assert outcome.status == Status.FAILED and outcome.error_class == "config"
+    assert outcome.reason == (
+        "PIM_CONNECTOR=akeneo needs AKENEO_CLIENT_ID, AKENEO_SECRET, AKENEO_USERNAME, AKENEO_PASSWORD"
+    )
