@@ -119,6 +119,44 @@ class AkeneoStub:
             self.products[uuid] = product
         return product
 
+    def add_sample_catalog(self) -> dict:
+        """Attributes of every common type and one product using them all ("SKU-SAMPLE"): a
+        localizable text, a scopable and localizable description, a price collection, a metric, a
+        simple and a multi select with labels, a boolean. Returns the product as stored."""
+        self.add_attribute("name", "pim_catalog_text", localizable=True, labels={"en_US": "Name", "de_DE": "Name"})
+        self.add_attribute("description", "pim_catalog_textarea", localizable=True, scopable=True)
+        self.add_attribute("price", "pim_catalog_price_collection", decimals_allowed=True, labels={"en_US": "Price"})
+        self.add_attribute("weight", "pim_catalog_metric", metric_family="Weight", decimals_allowed=True)
+        self.add_attribute("color", "pim_catalog_simpleselect", options={"red": {"en_US": "Red", "de_DE": "Rot"}})
+        self.add_attribute(
+            "sizes", "pim_catalog_multiselect", options={"s": {"en_US": "Small"}, "m": {"en_US": "Medium"}}
+        )
+        self.add_attribute("waterproof", "pim_catalog_boolean")
+        return self.add_product(
+            "SKU-SAMPLE",
+            {
+                "name": [
+                    {"locale": "en_US", "scope": None, "data": "Trail boot"},
+                    {"locale": "de_DE", "scope": None, "data": "Wanderschuh"},
+                ],
+                "description": [
+                    {"locale": "en_US", "scope": "ecommerce", "data": "A boot for the trail."},
+                    {"locale": "en_US", "scope": "print", "data": "Boot."},
+                ],
+                "price": [
+                    {
+                        "locale": None,
+                        "scope": None,
+                        "data": [{"amount": "49.90", "currency": "EUR"}, {"amount": "54.00", "currency": "USD"}],
+                    }
+                ],
+                "weight": [{"locale": None, "scope": None, "data": {"amount": "1.2000", "unit": "KILOGRAM"}}],
+                "color": [{"locale": None, "scope": None, "data": "red"}],
+                "sizes": [{"locale": None, "scope": None, "data": ["s", "m"]}],
+                "waterproof": [{"locale": None, "scope": None, "data": True}],
+            },
+        )
+
     def product(self, identifier: str) -> dict | None:
         """The stored product with this identifier (as the stub holds it, without linked_data)."""
         return next((p for p in self.products.values() if self._identifier_of(p) == identifier), None)

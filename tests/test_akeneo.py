@@ -503,3 +503,21 @@ def test_an_event_fails_with_a_configuration_reason_while_credentials_are_missin
     assert outcome.reason == (
         "PIM_CONNECTOR=akeneo needs AKENEO_CLIENT_ID, AKENEO_SECRET, AKENEO_USERNAME, AKENEO_PASSWORD"
     )
+
+
+def test_rules_see_prices_metrics_scoped_values_and_option_labels_as_akeneo_answers_them(akeneo):
+    import jmespath
+
+    akeneo.add_sample_catalog()
+    product = lookup("SKU-SAMPLE")
+    expressions = {
+        "values.price[0].data[?currency=='EUR'].amount | [0]": "49.90",
+        "values.weight[0].data.unit": "KILOGRAM",
+        "values.description[?locale=='en_US' && scope=='ecommerce'].data | [0]": "A boot for the trail.",
+        "values.sizes[0].linked_data.m.labels.en_US": "Medium",
+        "values.color[0].linked_data.labels.de_DE": "Rot",
+        "values.waterproof[0].data": True,
+    }
+    assert {expression: jmespath.search(expression, product) for expression in expressions} == expressions
+    types = {a["code"]: a["type"] for a in pim.connector().attributes()}
+    assert types["price"] == "pim_catalog_price_collection" and types["sizes"] == "pim_catalog_multiselect"
