@@ -74,6 +74,7 @@ class AkeneoStub:
         self.token_grants: list[str] = []  # grant_type of every successful token request
         self.expires_in = 3600
         self.latency = 0.0
+        self.next_base = ""  # where `_links.next` points ("": this server); another host tests the client
         self.in_flight = 0
         self.max_in_flight = 0
         self.now = START  # the stub's clock: product `updated` times and token expiry
@@ -361,7 +362,7 @@ class AkeneoStub:
         }
         if len(matches) > limit and request.args.get("pagination_type") == "search_after":
             query = {**request.args.to_dict(), "search_after": self._order(by_uuid)(page[-1])}
-            body["_links"]["next"] = {"href": f"{self.url}{request.path}?{urlencode(query)}"}
+            body["_links"]["next"] = {"href": f"{self.next_base or self.url}{request.path}?{urlencode(query)}"}
         return _json(200, body)
 
     def _order(self, by_uuid: bool):
@@ -427,9 +428,8 @@ class AkeneoStub:
             },
         }
         if page * limit < len(self.attributes):
-            body["_links"]["next"] = {
-                "href": f"{self.url}/api/rest/v1/attributes?{urlencode({'limit': limit, 'page': page + 1})}"
-            }
+            query = urlencode({"limit": limit, "page": page + 1})
+            body["_links"]["next"] = {"href": f"{self.next_base or self.url}/api/rest/v1/attributes?{query}"}
         return _json(200, body)
 
     def _stamp(self) -> str:

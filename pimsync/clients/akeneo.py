@@ -148,22 +148,28 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
     """One authenticated call to Akeneo: under the in-flight limit, paused after a 429, and
     renewed-and-retried once after a 401 (a token revoked or expired early)."""
     url = path_or_url if path_or_url.startswith(("http://", "https://")) else settings.PIM_BASE_URL + path_or_url
-    extra = kwargs.pop("headers", {})
-    for attempt in (1, 2):
-        _wait_for_pause()
-        token = _token.get()
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **extra}
-        try:
-            with _in_flight:
-                return http.request(method, url, headers=headers, expected=expected, error_class="pim", **kwargs)
-        except http.HttpError as exc:
-            if exc.status == 429:
-                _pause(exc.retry_after)
-            if exc.status == 401 and attempt == 1:
-                _token.invalidate(token)
-                continue
+    headers = kwargs.pop("headers", {})
+    _wait_for_pause()
+    token = _token.get()
+    try:
+        return _send(method, url, token, headers, expected, kwargs)
+    except http.HttpError as exc:
+        if exc.status != 401:
             raise
-    raise AssertionError("unreachable")
+    _token.invalidate(token)  # revoked, or expired early on Akeneo's side: renewed once for all processes
+    return _send(method, url, _token.get(), headers, expected, kwargs)
+
+
+def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
+    _wait_for_pause()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+    try:
+        with _in_flight:
+            return http.request(method, url, headers=headers, expected=expected, error_class="pim", **kwargs)
+    except http.HttpError as exc:
+        if exc.status == 429:
+            _pause(exc.retry_after)
+        raise
 
 
 def _pause(retry_after: float | None) -> None:
@@ -187,9 +193,16 @@ def _object(response, what: str) -> dict:
     return http.json_object(response, who=f"Akeneo ({what})", error_class="pim_bad_response", retryable=False)
 
 
+def _dig(document: object, *names: str) -> object:
+    """`document[names[0]][names[1]]…`, or None where a level is missing or not an object."""
+    for name in names:
+        document = document.get(name) if isinstance(document, dict) else None
+    return document
+
+
 def _next_link(body: dict) -> str | None:
     """`_links.next.href`, only when it stays on PIM_BASE_URL's origin (a link elsewhere is not followed)."""
-    href = ((body.get("_links") or {}).get("next") or {}).get("href")
+    href = _dig(body, "_links", "next", "href")
     if not isinstance(href, str) or not href:
         return None
     if http._origin(href) != http._origin(settings.PIM_BASE_URL):
@@ -199,7 +212,7 @@ def _next_link(body: dict) -> str | None:
 
 
 def _items(body: dict) -> list[dict]:
-    items = (body.get("_embedded") or {}).get("items")
+    items = _dig(body, "_embedded", "items")
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
