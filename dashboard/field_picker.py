@@ -76,7 +76,7 @@ def _children(value: object, steps: list[str], projections: int, budget: list[in
     if isinstance(value, dict):
         entries = [(str(key)[:MAX_KEY], field(str(key)), False, child) for key, child in value.items()]
     else:
-        entries = [(f"[{i}]", *item_selector(value, i), child) for i, child in enumerate(value)]
+        entries = [(f"[{i}]{_qualified(child)}", *item_selector(value, i), child) for i, child in enumerate(value)]
     nodes = []
     for name, step, is_filter, child in entries:
         if budget[0] <= 0:
@@ -87,6 +87,14 @@ def _children(value: object, steps: list[str], projections: int, budget: list[in
         child_rule = _akeneo_rule(akeneo, steps, name, child) or rule
         nodes.append(_node(name, child, child_steps, projections + is_filter, budget, akeneo, child_rule))
     return nodes
+
+
+def _qualified(item: object) -> str:
+    """` en_US/ecommerce` after an Akeneo value's index, so the tree says which value it is."""
+    if not isinstance(item, dict):
+        return ""
+    parts = [str(item[key])[:40] for key in _QUALIFIERS if isinstance(item.get(key), str)]
+    return " " + "/".join(parts) if parts else ""
 
 
 def _node(name, value, steps, projections, budget, akeneo, rule) -> dict:

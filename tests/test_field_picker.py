@@ -26,7 +26,7 @@ def leaves(nodes: list[dict]) -> list[dict]:
 
 def node_at(nodes: list[dict], *names: str) -> dict:
     for node in nodes:
-        if node["name"] == names[0]:
+        if node["name"] == names[0] or node["name"].startswith(names[0] + " "):  # "[1] en_US/ecommerce"
             return node if len(names) == 1 else node_at(node["children"], *names[1:])
     raise AssertionError(f"no {names[0]} in {[n['name'] for n in nodes]}")
 
@@ -59,6 +59,7 @@ class TestExpressions:
         nodes = field_picker.tree(product("SKU-1"))
         assert node_at(nodes, "values", "name", "[0]", "data")["path"] == "values.name[?locale=='en_US'].data | [0]"
         nodes = field_picker.tree(AKENEO_PRODUCT)
+        assert node_at(nodes, "values", "description", "[1]")["name"] == "[1] en_US/ecommerce"
         assert (
             node_at(nodes, "values", "description", "[1]", "data")["path"]
             == "values.description[?locale=='en_US' && scope=='ecommerce'].data | [0]"
@@ -152,6 +153,7 @@ class TestPickView:
 
 ATTRIBUTES = [
     {"code": "name", "type": "pim_catalog_text", "localizable": True, "scopable": False, "labels": {"en_US": "Name"}},
+    {"code": "description", "type": "pim_catalog_textarea", "localizable": True, "scopable": True, "labels": {}},
     {"code": "price", "type": "pim_catalog_price_collection", "localizable": False, "scopable": False, "labels": {}},
     {"code": "color", "type": "pim_catalog_simpleselect", "localizable": False, "scopable": False},
     "not an attribute",
