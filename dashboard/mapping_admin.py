@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -83,7 +83,8 @@ class MappingRuleInline(admin.TabularInline):
     def get_formset(self, request, obj=None, **kwargs):
         """With a PIM that lists its attributes (Akeneo), the attribute is chosen from that list."""
         formset = super().get_formset(request, obj, **kwargs)
-        attributes, _ = pim_attributes(request)
+        # Read by change_view; the preview only validates (a select or a text input: same field).
+        attributes, _ = getattr(request, "_pimsync_attributes", (None, ""))
         if attributes is not None and "attribute" in formset.form.base_fields:
             formset.form.base_fields["attribute"].widget = forms.Select(
                 choices=_attribute_choices(attributes), attrs={"class": "attribute-select"}

@@ -205,11 +205,22 @@ def fingerprint(config: MappingConfig, rules: list[MappingRule], asset: AssetRef
     return _digest({"key": key_rule, "rules": applicable})
 
 
+# What a fingerprint hashed before attribute rules existed. A JMESPath rule still hashes exactly
+# these, so upgrading does not make every asset look changed by the mapping (and re-synced).
+_JMESPATH_FIELDS = ("pim_field", "metadata_path", "transform", "default")
+
+
 def _outcome_fields(rule: MappingRule) -> list:
-    """The rule's fields that decide its value; an empty locale or channel counts as the default it
-    stands for, so changing AKENEO_LOCALE or AKENEO_CHANNEL changes the fingerprint too."""
+    """The rule's fields that decide its value: the JMESPath fields, then every other one that is
+    set (as [name, value]). An empty locale or channel of an attribute rule counts as the default
+    it stands for, so changing AKENEO_LOCALE or AKENEO_CHANNEL changes the fingerprint too."""
     effective = {"locale": rule.attribute_locale, "channel": rule.attribute_channel} if rule.attribute else {}
-    return [_plain(effective.get(name, getattr(rule, name))) for name in RULE_FIELDS if name not in _SCOPE_FIELDS]
+    fields: list = [_plain(getattr(rule, name)) for name in _JMESPATH_FIELDS]
+    for name in RULE_FIELDS:
+        value = effective.get(name, getattr(rule, name))
+        if name not in _SCOPE_FIELDS + _JMESPATH_FIELDS and value not in ("", False, None):
+            fields.append([name, _plain(value)])
+    return fields
 
 
 def data_fingerprint(product: dict) -> str:

@@ -432,12 +432,8 @@ class MappingRule(models.Model):
         "Akeneo attribute", max_length=100, blank=True, help_text="An Akeneo attribute code, e.g. name or color"
     )
     locale = models.CharField(max_length=32, blank=True, help_text="Empty: AKENEO_LOCALE (for localizable attributes)")
-    channel = models.CharField(
-        max_length=100, blank=True, help_text="Empty: AKENEO_CHANNEL (for scopable attributes)"
-    )
-    currency = models.CharField(
-        max_length=3, blank=True, help_text="For prices, e.g. EUR; empty: the first price"
-    )
+    channel = models.CharField(max_length=100, blank=True, help_text="Empty: AKENEO_CHANNEL (for scopable attributes)")
+    currency = models.CharField(max_length=3, blank=True, help_text="For prices, e.g. EUR; empty: the first price")
     option_codes = models.BooleanField(
         "option codes", default=False, help_text="Write the codes of select options instead of their labels"
     )

@@ -89,7 +89,8 @@ class TestReadingValues:
         assert akeneo_values.read(product, "name", locale="en_US", channel="ecommerce") == ("English", "")
 
     def test_a_missing_locale_says_which_ones_the_product_has(self):
-        assert read("name", locale="fr_FR") == (None, "no value of name for fr_FR, ecommerce (the product has de_DE, en_US)")
+        expected = "no value of name for fr_FR, ecommerce (the product has de_DE, en_US)"
+        assert read("name", locale="fr_FR") == (None, expected)
 
     def test_a_missing_currency_says_which_ones_the_product_has(self):
         assert read("price", currency="GBP") == (None, "no GBP price in price (the product has EUR, USD)")
@@ -162,7 +163,8 @@ class TestInPlan:
         rules = [attribute_rule(attribute="description")]
         settings.AKENEO_LOCALE, settings.AKENEO_CHANNEL = "de_DE", "ecommerce"
         planned = mapping.plan(ASSET, "K1", AKENEO_PRODUCT, {}, rules)
-        assert (planned.results[0].source, planned.results[0].value) == ("description (de_DE, ecommerce)", "Langer Text")
+        shown = (planned.results[0].source, planned.results[0].value)
+        assert shown == ("description (de_DE, ecommerce)", "Langer Text")
         settings.AKENEO_LOCALE, settings.AKENEO_CHANNEL = "en_US", "mobile"
         planned = mapping.plan(ASSET, "K1", AKENEO_PRODUCT, {}, rules)
         assert (planned.results[0].source, planned.results[0].value) == ("description (en_US, mobile)", "Short text")
@@ -175,6 +177,14 @@ class TestInPlan:
         assert mapping.fingerprint(config, [attribute_rule(locale="en_US")], ASSET) == base  # the default, spelt out
         settings.AKENEO_LOCALE = "de_DE"
         assert mapping.fingerprint(config, [attribute_rule()], ASSET) != base
+
+
+    def test_a_jmespath_rules_fingerprint_is_what_it_was_before_attribute_rules(self):
+        # Stored fingerprints stay valid: an upgrade alone does not mark every asset as changed.
+        config = MappingConfig()
+        rule = MappingRule(pim_field="SKUID", metadata_path="pim:sku", transform="upper", default="n/a")
+        before = {"key": ["asset_name", "", ""], "rules": [["SKUID", "pim:sku", "upper", "n/a"]]}
+        assert mapping.fingerprint(config, [rule], ASSET) == mapping._digest(before)
 
 
 class TestValidation:

@@ -135,7 +135,7 @@ def rules_page(page, role: str = "Mapping editors", size=(1280, 800)) -> None:
     page.set_viewport_size({"width": size[0], "height": size[1]})
     log_in(page, role)
     page.goto("/admin/pimsync/mappingconfig/")
-    page.wait_for_selector("#rules-table")
+    page.wait_for_selector("#rules-group table")
 
 
 @pytest.mark.parametrize("pim_connector", ["demo", "akeneo"])
@@ -146,7 +146,7 @@ def test_the_rules_table_fits_a_1280_pixel_window(page, settings, monkeypatch, p
     mapping.import_config(json.loads(DEMO_MAPPINGS.read_text()))
     rules_page(page)
     right, width, scroll = page.evaluate(
-        "[document.querySelector('#rules-table').getBoundingClientRect().right, window.innerWidth,"
+        "[document.querySelector('#rules-group table').getBoundingClientRect().right, window.innerWidth,"
         " document.documentElement.scrollWidth]"
     )
     assert right <= width and scroll <= width, (right, width, scroll)

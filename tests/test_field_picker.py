@@ -64,7 +64,8 @@ class TestExpressions:
             node_at(nodes, "values", "description", "[1]", "data")["path"]
             == "values.description[?locale=='en_US' && scope=='ecommerce'].data | [0]"
         )
-        assert node_at(nodes, "values", "sku", "[0]", "data")["path"] == "values.sku[?locale==`null` && scope==`null`].data | [0]"
+        sku = node_at(nodes, "values", "sku", "[0]", "data")
+        assert sku["path"] == "values.sku[?locale==`null` && scope==`null`].data | [0]"
         assert (
             node_at(nodes, "values", "price", "[0]", "data", "[1]", "amount")["path"]
             == "values.price[?locale==`null` && scope==`null`].data[1].amount | [0]"
@@ -197,4 +198,3 @@ class TestRuleForm:
         assert response.status_code == 200
         assert "a rule reads either a PIM field (JMESPath) or an Akeneo attribute" in response.content.decode()
         assert MappingRule.objects.get(metadata_path="wknd-skuid").attribute == ""
-
