@@ -178,7 +178,6 @@ class TestInPlan:
         settings.AKENEO_LOCALE = "de_DE"
         assert mapping.fingerprint(config, [attribute_rule()], ASSET) != base
 
-
     def test_a_jmespath_rules_fingerprint_is_what_it_was_before_attribute_rules(self):
         # Stored fingerprints stay valid: an upgrade alone does not mark every asset as changed.
         config = MappingConfig()

@@ -198,3 +198,12 @@ class TestRuleForm:
         assert response.status_code == 200
         assert "a rule reads either a PIM field (JMESPath) or an Akeneo attribute" in response.content.decode()
         assert MappingRule.objects.get(metadata_path="wknd-skuid").attribute == ""
+
+    def test_a_viewer_sees_each_rules_source_and_no_picker(self, client, people):
+        mapping.import_config({"rules": [{"attribute": "name", "locale": "de_DE", "metadata_path": "dc:title"}]})
+        client.force_login(people["Viewers"])
+        page = client.get(MAPPING).content.decode()
+        assert '<span class="rule-field rule-attribute"><label>or attribute</label>name</span>' in page
+        assert '<span class="rule-field rule-locale"><label>locale</label>de_DE</span>' in page
+        assert "rule-pim_field" not in page and "rule-currency" not in page
+        assert 'id="picker-box"' not in page

@@ -4,6 +4,10 @@ from django import template
 
 register = template.Library()
 
+# Read-only rows (a Viewer's page) leave these out when they are empty, so each row shows its one
+# source and only the conditions it has.
+OPTIONAL = ("pim_field", "attribute", "locale", "channel", "currency", "option_codes", "path_glob", "mime_glob")
+
 
 @register.filter
 def rule_fields(inline_admin_form) -> dict:
@@ -14,5 +18,7 @@ def rule_fields(inline_admin_form) -> dict:
         for line in fieldset:
             for admin_field in line:
                 name = admin_field.field["name"] if isinstance(admin_field.field, dict) else admin_field.field.name
+                if admin_field.is_readonly and name in OPTIONAL and not getattr(inline_admin_form.original, name, ""):
+                    continue
                 fields[name] = admin_field
     return fields
