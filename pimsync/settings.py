@@ -217,6 +217,9 @@ PIM_BASE_URL = env_str("PIM_BASE_URL").rstrip("/")
 PIM_CONNECTOR = env_str("PIM_CONNECTOR") or ("rest" if PIM_BASE_URL else "demo")
 PIM_PRODUCT_PATH = env_str("PIM_PRODUCT_PATH", "/products/{key}")
 PIM_API_TOKEN = env_str("PIM_API_TOKEN")
+# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.akeneo_values).
+AKENEO_LOCALE = env_str("AKENEO_LOCALE", "en_US")
+AKENEO_CHANNEL = env_str("AKENEO_CHANNEL", "ecommerce")
 
 # --- Pipeline -------------------------------------------------------------------------------
 PIMSYNC_MAX_ATTEMPTS = env_int("PIMSYNC_MAX_ATTEMPTS", 8, minimum=1)

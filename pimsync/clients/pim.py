@@ -31,6 +31,10 @@ class Connector(Protocol):
 
     def get_product(self, key: str) -> dict | None: ...
 
+    def attributes(self) -> list[dict] | None:
+        """The PIM's attribute definitions for the rule form, or None when it has no such list."""
+        ...
+
 
 def key_segment(key: str) -> str:
     """`key` as exactly one path segment: every reserved character quoted, `.`, `..` and "" refused.
@@ -67,6 +71,9 @@ class RestConnector:
         # A malformed answer will not fix itself by asking again: the event fails and says so.
         return http.json_object(response, who="the PIM", error_class="pim_bad_response", retryable=False)
 
+    def attributes(self) -> None:
+        return None
+
 
 class DemoConnector:
     """The catalog shipped in `pimsync/demo/catalog.json`, for the sandbox."""
@@ -75,6 +82,9 @@ class DemoConnector:
 
     def get_product(self, key: str) -> dict | None:
         return demo_catalog().get(key)
+
+    def attributes(self) -> None:
+        return None
 
 
 @cache
