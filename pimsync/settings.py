@@ -223,6 +223,7 @@ AKENEO_SECRET = env_str("AKENEO_SECRET")
 AKENEO_USERNAME = env_str("AKENEO_USERNAME")
 AKENEO_PASSWORD = env_str("AKENEO_PASSWORD")
 AKENEO_IDENTIFIER_ATTRIBUTE = env_str("AKENEO_IDENTIFIER_ATTRIBUTE") or "sku"
+# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.akeneo_values).
 AKENEO_LOCALE = env_str("AKENEO_LOCALE") or "en_US"
 AKENEO_CHANNEL = env_str("AKENEO_CHANNEL") or "ecommerce"
 # Signing secrets of the Event Platform subscription (primary, secondary) or the legacy Events API.

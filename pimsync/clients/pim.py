@@ -46,7 +46,7 @@ class Connector:
         return self.get_product(key)
 
     def attributes(self) -> list[dict] | None:
-        """The PIM's attribute definitions, or None when this PIM has no such list."""
+        """The PIM's attribute definitions for the rule form, or None when this PIM has no such list."""
         return None
 
     def fingerprint_view(self, product: dict) -> dict:
