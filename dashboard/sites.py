@@ -6,6 +6,7 @@ from django.db import connection
 from django.utils.functional import cached_property
 
 from dashboard import charts, overview
+from pimsync.models import SyncState
 
 RETRY_PERMISSION = "pimsync.retry_event"
 RESYNC_PERMISSION = "pimsync.resync_asset"
@@ -20,12 +21,16 @@ class PimsyncAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
-        """Status counts, charts, queue depth, worker heartbeat, warnings and recent failures."""
+        """Status counts, charts, queue depth, worker heartbeat, warnings, recent failures, and
+        the known assets by sync state."""
         if request.user.has_perm("pimsync.view_event"):
             data = overview.build()
             data["throughput_chart"] = charts.throughput(data["hours"])
             data["latency_chart"] = charts.latency(data["hours"])
             data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
+            if request.user.has_perm("pimsync.view_asset"):
+                states = overview.asset_states()
+                data["assets"] = [(state, SyncState(state).label, n) for state, n in states.items()]
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
 
