@@ -1,5 +1,6 @@
 """The dashboard in real headless Chromium: support retries a failure, an editor previews and
-saves a rule change. Chromium is Debian's package (`.ci/run` installs it when missing)."""
+saves a rule change, and re-syncs the assets the change affects. Chromium is Debian's package
+(`.ci/run` installs it when missing)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
-from pimsync.models import Event, MappingRule, Status
-from tests.conftest import needs, product
+from pimsync import tasks
+from pimsync.models import Asset, Event, Job, MappingRule, Status, SyncState
+from tests.conftest import needs, product, run_queued_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -123,3 +125,36 @@ def test_a_mapping_editor_changes_a_rule_previews_it_and_saves_it(page, client, 
     page.wait_for_selector(".messagelist")
     assert "was changed successfully" in page.inner_text(".messagelist")
     assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "lower"
+
+
+def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page, client, world, settings):
+    settings.PIMSYNC_RESYNC_RATE = 100_000  # a re-sync's events are due at once
+    for n in (1, 2):
+        world.pim.products[f"SKU-10000{n}"] = product(f"SKU-10000{n}")
+    world.adobe.deliver(client, [world.upload(client, 1), world.upload(client, 2)])
+    world.drain()
+    log_in(page, "Mapping editors")
+    page.goto("/admin/pimsync/mappingconfig/")
+    row = page.locator("tr.form-row", has=page.locator("input[value='wknd-suppliername']"))
+    row.locator("select[name$='-transform']").select_option("lower")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist")
+    assert "Checking which known assets this change affects… (0 of 2)" in page.inner_text("#mapping-check")
+
+    run_queued_tasks()  # a worker runs the mapping check; the page reloads the box by itself
+    page.wait_for_selector("#resync-affected")
+    assert "2 known assets are affected by the last mapping change" in page.inner_text("#mapping-check")
+    shot(page, "mapping-change-offer")
+    page.click("#resync-affected")
+    page.wait_for_selector("#job-status")
+    assert "mapping changed" in page.inner_text("#job-why")
+
+    run_queued_tasks()  # the re-sync schedules its events and the worker drains them
+    tasks.sweep()  # the sweeper's minute: the re-sync sees all its events ended
+    page.wait_for_selector("#job-status:text('finished')")  # the job page reloads itself until then
+    assert page.inner_text("#job-done") == "2/2"
+    assert "2 written" in page.inner_text("#job-outcomes")
+    shot(page, "resync-job")
+    assert Job.objects.get(kind=Job.Kind.RESYNC).status == Job.State.FINISHED
+    assert {world.aem.assets[a.pk]["wknd-suppliername"] for a in Asset.objects.all()} == {"nordwand outdoor"}
+    assert set(Asset.objects.values_list("state", flat=True)) == {SyncState.IN_STEP}
