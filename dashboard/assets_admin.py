@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.core.exceptions import PermissionDenied
+from django.db.models import F, OrderBy
 from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -38,6 +39,19 @@ def state_badge(state: str) -> str:
 
 def job_url(job) -> str:
     return reverse("admin:pimsync_event_job", args=[job.pk])
+
+
+class PrefixIndexOrder(OrderBy):
+    """Ascending path in the byte order of the prefix index (`path USING ~<~` on PostgreSQL), so a
+    filtered list's page is read straight from that index. In the path index's order PostgreSQL
+    estimates a prefix's rows as spread over the whole table, when they are next to each other,
+    and walks that index from its start to find them (0.6 s for a prefix at the end of a million
+    assets; 0.3 ms this way). Other databases: the plain order."""
+
+    def as_postgresql(self, compiler, connection):
+        # Django's compiler finds each ORDER BY term's direction word to drop duplicate terms;
+        # `USING` has none, so the comment carries it.
+        return self.as_sql(compiler, connection, template="%(expression)s USING ~<~ /* ASC */")
 
 
 class InputFilter(admin.SimpleListFilter):
@@ -98,6 +112,12 @@ class AssetAdmin(MachineWrittenAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("last_written")
+
+    def get_ordering(self, request):
+        """By path; under a path prefix, in the order of the prefix index (see PrefixIndexOrder)."""
+        if request.GET.get(asset_filters.PREFIX, "").startswith("/"):
+            return [PrefixIndexOrder(F("path")), "asset_id"]
+        return super().get_ordering(request)
 
     def lookup_allowed(self, lookup, value, request=None):
         """Only the declared filters (see asset_filters): any other lookup answers 400."""
