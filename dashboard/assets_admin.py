@@ -101,8 +101,8 @@ class AssetAdmin(MachineWrittenAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     show_facets = admin.ShowFacets.NEVER
-    # Only the path: it is the order the list's index serves (asset_by_path, asset_state_path).
-    sortable_by = ("asset_path",)
+    # No column to sort by: the list is in path order, the order its indexes serve.
+    sortable_by = ()
     actions = ["resync_selected"]
     change_form_template = "admin/pimsync/asset/change_form.html"
     change_list_template = "admin/pimsync/asset/change_list.html"

@@ -158,3 +158,11 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     assert Job.objects.get(kind=Job.Kind.RESYNC).status == Job.State.FINISHED
     assert {world.aem.assets[a.pk]["wknd-suppliername"] for a in Asset.objects.all()} == {"nordwand outdoor"}
     assert set(Asset.objects.values_list("state", flat=True)) == {SyncState.IN_STEP}
+
+    page.goto("/admin/pimsync/asset/")
+    page.fill("#filter-path__startswith", "/content/dam/products/SKU-100002")
+    page.press("#filter-path__startswith", "Enter")
+    page.wait_for_selector("#result_list")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1 and "in step" in rows.first.inner_text().lower()
+    shot(page, "asset-list")
