@@ -209,7 +209,9 @@ class TestAssetPage:
         job = Job.objects.get(kind=Job.Kind.RESYNC)
         run_queued_tasks("pimsync.tasks.run_job")  # scheduled, no worker has drained yet
         assert Event.objects.filter(job=job).pending().count() == 3
-        assert 'id="cancel-job"' in client.get(job_url(job)).content.decode()
+        page = client.get(job_url(job)).content.decode()
+        assert 'id="cancel-job"' in page and 'id="job-done">0/3<' in page
+        assert 'about <span id="job-eta">3 s</span> left' in page  # 3 assets at 1 a second, none done yet
 
         response = client.post(reverse("admin:pimsync_event_job_cancel", args=[job.pk]))
 
