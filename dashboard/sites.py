@@ -1,6 +1,7 @@
 """The admin site whose index is pimsync's overview page."""
 
 from django.contrib import admin
+from django.urls import path
 
 from dashboard import charts, overview
 
@@ -24,6 +25,12 @@ class PimsyncAdminSite(admin.AdminSite):
             data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
+
+    def get_urls(self):
+        from dashboard import backfill  # imports pimsync's models, not loaded when this module is
+
+        upload = self.admin_view(lambda request: backfill.upload(request, self))
+        return [path("pimsync/asset/backfill/", upload, name="pimsync_asset_backfill"), *super().get_urls()]
 
 
 class MachineWrittenAdmin(admin.ModelAdmin):

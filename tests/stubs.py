@@ -95,6 +95,7 @@ class AemStub:
         self.every_asset_exists = False  # True: an unknown id is a new, empty asset instead of a 404
         self.paths: dict[str, str] = {}  # asset path -> asset id, for the backfill calls
         self.path_calls: list[str] = []  # the backfill calls' paths with their query strings
+        self.broken_folders: set[str] = set()  # folders whose listing answers 500
         self.page_limit = 100  # children per listing page at most, whatever `limit` asks for
         self._lock = threading.Lock()
         server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
@@ -225,6 +226,8 @@ class AemStub:
         if refusal:
             return refusal
         folder = "/content/dam" + request.path[len("/api/assets") : -len(".json")]
+        if folder in self.broken_folders:
+            return _json(500, {"title": "Internal Server Error", "status": 500})
         children: dict[str, str] = {}
         for path in sorted(self.paths):
             if path.startswith(folder + "/"):
