@@ -257,7 +257,7 @@ def test_an_upload_too_large_or_with_too_many_lookups_is_refused_with_nothing_re
 
 @pytest.mark.django_db(transaction=True)
 def test_a_folder_walk_against_the_sandbox_registers_its_assets(live_server, settings):
-    from pimsync.clients import ims
+    from pimsync.clients import http, ims
 
     base = live_server.url
     settings.PIMSYNC_SANDBOX = True
@@ -276,6 +276,7 @@ def test_a_folder_walk_against_the_sandbox_registers_its_assets(live_server, set
     try:
         out = backfill("--folder", "/content/dam/pimsync-demo")
     finally:
+        http.session().close()  # a keep-alive connection would hold a server thread's database session
         ims.forget()
     assert "3 asset(s) found, 0 skipped" in out
     assert set(Asset.objects.values_list("asset_id", "path")) == {(f"urn:aaid:aem:{u}", p) for u, p in shots}

@@ -15,6 +15,7 @@ from django.test import Client
 from django_q.models import OrmQ
 
 from pimsync import mapping, pim_webhook, signatures
+from pimsync.clients import http
 from pimsync.models import Asset, DemoProduct, Event, Job, SandboxAsset, Status, SyncState
 from tests.conftest import STANDARD_MAPPING, product, run_queued_tasks
 
@@ -365,6 +366,9 @@ def live_sandbox(live_server, settings, tmp_path, monkeypatch):
     demo = Path(__file__).resolve().parent.parent / "pimsync" / "demo" / "mappings.json"
     mapping.import_config(json.loads(demo.read_text()))
     yield settings
+    # This thread's keep-alive connections to the live server each hold a server thread and its
+    # database connection open; PostgreSQL would then refuse to drop the test database.
+    http.session().close()
     keys.private_key.cache_clear()
     signatures.keys.clear()
     ims.forget()
