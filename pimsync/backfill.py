@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ ASSET_ID = re.compile(r"^urn:aaid:aem:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 # like a flood to the author service.
 THREADS = 4
 PROGRESS_EVERY = 500
+# A lookup AEM answers with 429, a 5xx or not at all is tried this often, waiting at most this long.
+LOOKUP_ATTEMPTS = 3
+MAX_LOOKUP_WAIT = 30.0
 # A folder walk stops here (and says so): a typo like --folder /content/dam must not run for days.
 MAX_FOLDERS = 100_000
 MAX_ASSETS = 1_000_000
@@ -233,13 +237,21 @@ def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None 
 
 
 def _lookup(row: Row) -> tuple[Row, str]:
+    """Find the row's asset id in AEM; a retryable failure (429, 5xx, a timeout) is tried again a
+    few times, after AEM's Retry-After when it sent one."""
     try:
-        row.asset_id = aem.asset_id_for_path(row.path)
-        return row, ""
-    except http.HttpError as exc:
-        if exc.status == 404:
-            return row, "AEM has no asset at this path (404)"
-        return row, exc.message
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            try:
+                row.asset_id = aem.asset_id_for_path(row.path)
+                return row, ""
+            except http.HttpError as exc:
+                if exc.status == 404:
+                    return row, "AEM has no asset at this path (404)"
+                if not exc.retryable or attempt == LOOKUP_ATTEMPTS:
+                    return row, exc.message
+                wait = exc.retry_after if exc.retry_after is not None else 2**attempt
+                time.sleep(min(wait, MAX_LOOKUP_WAIT))
+        return row, "not looked up"  # unreachable: the loop always returns
     finally:
         close_old_connections()
 

@@ -119,6 +119,20 @@ def test_the_byte_order_mark_of_an_export_is_not_part_of_the_header(aem_assets, 
     assert "Registered 1 new asset(s)" in backfill(str(csv))
 
 
+def test_a_lookup_aem_asks_to_repeat_is_repeated_and_a_refused_one_reported(world, tmp_path):
+    world.aem.add_asset(uid(31), {}, path="/content/dam/p/SKU-100031.png")
+    world.aem.add_asset(uid(32), {}, path="/content/dam/p/SKU-100032.png")
+    csv = tmp_path / "export.csv"
+    csv.write_text("assetPath\n/content/dam/p/SKU-100031.png\n")
+    world.aem.faults.add("GET", 429, times=2, headers={"Retry-After": "0"})
+    assert "1 asset(s) found, 0 skipped" in backfill(str(csv), "--dry-run")
+
+    csv.write_text("assetPath\n/content/dam/p/SKU-100032.png\n")
+    world.aem.faults.add("GET", 403)
+    out = backfill(str(csv), "--dry-run")
+    assert "line 2: /content/dam/p/SKU-100032.png: GET" in out and "answered 403" in out
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
