@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
+from django.urls import path
 from django.utils.functional import cached_property
 
 from dashboard import charts, overview
@@ -33,6 +34,12 @@ class PimsyncAdminSite(admin.AdminSite):
                 data["assets"] = [(state, SyncState(state).label, n) for state, n in states.items()]
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
+
+    def get_urls(self):
+        from dashboard import backfill  # imports pimsync's models, not loaded when this module is
+
+        upload = self.admin_view(lambda request: backfill.upload(request, self))
+        return [path("pimsync/asset/backfill/", upload, name="pimsync_asset_backfill"), *super().get_urls()]
 
 
 class MachineWrittenAdmin(admin.ModelAdmin):

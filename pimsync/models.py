@@ -605,6 +605,19 @@ class SandboxAsset(models.Model):
         return f'"{self.asset_id.rsplit(":", 1)[-1][:8]}-{self.version}"'
 
 
+class DemoProduct(models.Model):
+    """A demo PIM product as `simulate_pim_change` left it (sandbox only): overrides the shipped
+    catalog (`pimsync/demo/catalog.json`), so that every process, the worker included, serves the
+    changed product."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    data = models.JSONField()
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"demo product {self.key}"
+
+
 class SandboxJournalEntry(models.Model):
     """An event in the built-in I/O Events journal (sandbox mode only); its id is its position."""
 

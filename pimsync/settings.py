@@ -255,7 +255,8 @@ PIMSYNC_WORKER_THREADS = env_int(
 # Assets a re-sync enriches per second, all workers together (pimsync.resync); live events from
 # Adobe always go first.
 PIMSYNC_RESYNC_RATE = env_float("PIMSYNC_RESYNC_RATE", 5, minimum=0.01)
-# Shared secret of `POST /webhooks/pim` (unset: the endpoint answers 404).
+# Shared secret of `POST /webhooks/pim` (unset: the endpoint answers 404); several, comma-separated,
+# are all accepted while a secret is rotated (pimsync.pim_webhook).
 PIM_WEBHOOK_SECRET = env_str("PIM_WEBHOOK_SECRET")
 
 # --- Retention ------------------------------------------------------------------------------

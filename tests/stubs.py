@@ -78,7 +78,10 @@ class ImsStub:
 
 class AemStub:
     """GET/PATCH /adobe/assets/{id}/metadata with ETags and If-Match
-    (https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/)."""
+    (https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/);
+    for a backfill, GET <path>.json (the node with its jcr:uuid) and GET /api/assets/<folder>.json
+    (the classic Assets HTTP API's Siren listing, paged by offset and limit:
+    https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/assets/admin/mac-api-assets)."""
 
     def __init__(self, server, ims: ImsStub) -> None:
         self.server = server
@@ -90,17 +93,25 @@ class AemStub:
         self.faults = Faults()
         self.on_get = None  # hook: called after a GET is answered (to simulate a concurrent writer)
         self.every_asset_exists = False  # True: an unknown id is a new, empty asset instead of a 404
+        self.paths: dict[str, str] = {}  # asset path -> asset id, for the backfill calls
+        self.path_calls: list[str] = []  # the backfill calls' paths with their query strings
+        self.broken_folders: set[str] = set()  # folders whose listing answers 500
+        self.page_limit = 100  # children per listing page at most, whatever `limit` asks for
         self._lock = threading.Lock()
         server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
+        server.expect_request(re.compile(r"^/api/assets(/.*)?\.json$"), method="GET").respond_with_handler(self.listing)
+        server.expect_request(re.compile(r"^/content/dam/.+\.json$"), method="GET").respond_with_handler(self.node)
 
     @property
     def url(self) -> str:
         return self.server.url_for("").rstrip("/")
 
-    def add_asset(self, asset_id: str, metadata: dict | None = None) -> None:
-        """An asset exists in AEM with `metadata`, at version 1."""
+    def add_asset(self, asset_id: str, metadata: dict | None = None, path: str = "") -> None:
+        """An asset exists in AEM with `metadata`, at version 1 (at `path`, when given)."""
         self.assets[asset_id] = dict(metadata or {})
         self.versions[asset_id] = 1
+        if path:
+            self.paths[path] = asset_id
 
     def etag(self, asset_id: str) -> str:
         """The asset's ETag now (changes with every write)."""
@@ -181,6 +192,64 @@ class AemStub:
             )
             etag = self.etag(asset_id)
         return _json(200, {"assetId": asset_id}, {"ETag": etag})
+
+    # --- backfill: paths and folders ---------------------------------------------------------
+
+    def _unauthorised(self, request: Request) -> Response | None:
+        self.path_calls.append(request.full_path)
+        fault = self.faults.take(request.method)
+        if fault and fault[0]:
+            return _json(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not self.ims.valid(auth[7:]):
+            return _json(401, {"title": "Unauthorized", "status": 401})
+        if request.headers.get("X-Api-Key") != CLIENT_ID:
+            return _json(403, {"title": "Forbidden", "status": 403})
+        return None
+
+    def node(self, request: Request) -> Response:
+        """GET <path>.json: the asset node (jcr:uuid is the asset id's uuid), a folder node, or 404."""
+        refusal = self._unauthorised(request)
+        if refusal:
+            return refusal
+        path = request.path[: -len(".json")]
+        if path in self.paths:
+            uuid = self.paths[path].rsplit(":", 1)[-1]
+            return _json(200, {"jcr:primaryType": "dam:Asset", "jcr:uuid": uuid, "jcr:createdBy": "admin"})
+        if any(known.startswith(path + "/") for known in self.paths):
+            return _json(200, {"jcr:primaryType": "sling:OrderedFolder", "jcr:createdBy": "admin"})
+        return _json(404, {"title": "Not Found", "status": 404})
+
+    def listing(self, request: Request) -> Response:
+        """GET /api/assets/<folder>.json?offset=&limit=: a Siren page of the folder's children."""
+        refusal = self._unauthorised(request)
+        if refusal:
+            return refusal
+        folder = "/content/dam" + request.path[len("/api/assets") : -len(".json")]
+        if folder in self.broken_folders:
+            return _json(500, {"title": "Internal Server Error", "status": 500})
+        children: dict[str, str] = {}
+        for path in sorted(self.paths):
+            if path.startswith(folder + "/"):
+                name, _, rest = path[len(folder) + 1 :].partition("/")
+                children.setdefault(name, "assets/folder" if rest else "assets/asset")
+        if not children:
+            return _json(404, {"title": "Not Found", "status": 404})
+        offset = int(request.args.get("offset", 0))
+        limit = min(int(request.args.get("limit", 20)), self.page_limit)
+        names = sorted(children)[offset : offset + limit]
+        body = {
+            "class": ["assets/folder"],
+            "properties": {
+                "name": folder.rsplit("/", 1)[-1],
+                "srn:paging": {"total": len(children), "offset": offset, "limit": limit},
+            },
+            "entities": [{"class": [children[n]], "properties": {"name": n}, "rel": ["child"]} for n in names],
+            "links": [{"rel": ["self"], "href": request.url}],
+        }
+        if offset + limit < len(children):
+            body["links"].append({"rel": ["next"], "href": f"{request.base_url}?offset={offset + limit}&limit={limit}"})
+        return _json(200, body)
 
 
 class PimStub:

@@ -274,6 +274,7 @@ class TestResyncFromTheList:
         as_user(client, people["Mapping editors"])
         list_page = client.get(ASSETS + (f"?{filters}" if filters else "")).content.decode()
         assert 'id="resync-matching"' in list_page
+        assert 'href="/admin/pimsync/asset/backfill/" id="backfill-link"' in list_page
         page = client.get(RESYNC, {"filters": filters})
         assert f'id="resync-count">{count}<' in page.content.decode()
         self.confirm(client, page, why="why not")

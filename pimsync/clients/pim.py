@@ -105,12 +105,16 @@ class RestConnector(Connector):
 
 
 class DemoConnector(Connector):
-    """The catalog shipped in `pimsync/demo/catalog.json`, for the sandbox."""
+    """The catalog shipped in `pimsync/demo/catalog.json`, for the sandbox; a product changed with
+    `simulate_pim_change` is read from its `DemoProduct` row instead, in every process."""
 
     name = "demo"
 
     def get_product(self, key: str) -> dict | None:
-        return demo_catalog().get(key)
+        from pimsync.models import DemoProduct  # the models import this package's http module
+
+        changed = DemoProduct.objects.filter(pk=key).values_list("data", flat=True).first()
+        return changed if changed is not None else demo_catalog().get(key)
 
 
 @cache

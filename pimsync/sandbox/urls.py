@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from pimsync.sandbox import views
 
@@ -7,4 +7,8 @@ urlpatterns = [
     path("keys/<path:path>", views.public_key, name="sandbox-public-key"),
     path("journal", views.journal, name="sandbox-journal"),
     path("aem/adobe/assets/<str:asset_id>/metadata", views.asset_metadata, name="sandbox-asset-metadata"),
+    # The author service's JSON rendering of a node, and the classic Assets HTTP API's folder
+    # listings: what a backfill reads.
+    re_path(r"^aem(?P<path>/content/dam/.+)\.json$", views.node_json, name="sandbox-node-json"),
+    re_path(r"^aem/api/assets(?P<folder>/.+)?\.json$", views.folder_listing, name="sandbox-folder-listing"),
 ]

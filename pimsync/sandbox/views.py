@@ -3,7 +3,9 @@ for, including the checks the real service makes: the IMS client-credentials gra
 (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/),
 the I/O Events public signing keys and Journaling API (docs/adobe-events.md), and the AEM Assets Author API's
 metadata GET/PATCH with ETag and If-Match
-(https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/)."""
+(https://developer.adobe.com/experience-cloud/experience-manager-apis/api/stable/assets/author/),
+an asset node's JSON rendering (its `jcr:uuid`) and the classic Assets HTTP API's folder listings
+(https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/assets/admin/mac-api-assets)."""
 
 from __future__ import annotations
 
@@ -142,6 +144,80 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
     response = JsonResponse({"assetId": asset.asset_id})
     response["ETag"] = asset.etag
     return response
+
+
+@sandbox_only
+@require_GET
+def node_json(request: HttpRequest, path: str) -> HttpResponse:
+    """`<path>.json`: an asset's node with its `jcr:uuid` (the asset id is `urn:aaid:aem:<uuid>`),
+    a folder's node, or 404."""
+    refusal = _authorised(request)
+    if refusal:
+        return refusal
+    asset = SandboxAsset.objects.filter(path=path).first()
+    if asset is not None:
+        return JsonResponse(
+            {
+                "jcr:primaryType": "dam:Asset",
+                "jcr:uuid": asset.asset_id.rsplit(":", 1)[-1],
+                "jcr:createdBy": "admin",
+                "jcr:created": asset.created_at.strftime("%a %b %d %Y %H:%M:%S GMT+0000"),
+            }
+        )
+    if SandboxAsset.objects.filter(path__startswith=path.rstrip("/") + "/").exists():
+        return JsonResponse({"jcr:primaryType": "sling:Folder", "jcr:createdBy": "admin"})
+    return _problem(404, "Not Found", f"no resource at {path}")
+
+
+FOLDER_PAGE = 20  # the classic API's page size unless `limit` asks for another
+
+
+@sandbox_only
+@require_GET
+def folder_listing(request: HttpRequest, folder: str | None = None) -> HttpResponse:
+    """`/api/assets/<folder>.json`: the folder's sub-folders and assets as Siren entities, a page
+    at a time (`offset`, `limit`), with a `next` link while more remain."""
+    refusal = _authorised(request)
+    if refusal:
+        return refusal
+    base = "/content/dam" + (folder or "").rstrip("/")
+    below = SandboxAsset.objects.filter(path__startswith=base + "/").order_by("path").values_list("path", flat=True)
+    children: dict[str, str] = {}  # name -> class, folders and assets in name order
+    for path in below:
+        name, _, rest = path[len(base) + 1 :].partition("/")
+        children.setdefault(name, "assets/folder" if rest else "assets/asset")
+    if not children and not SandboxAsset.objects.filter(path=base).exists() and folder:
+        return _problem(404, "Not Found", f"no folder at {base}")
+    offset, limit = _int(request.GET.get("offset"), 0), _int(request.GET.get("limit"), FOLDER_PAGE) or FOLDER_PAGE
+    names = sorted(children)
+    page = names[offset : offset + limit]
+    href = request.build_absolute_uri(request.path)
+    body = {
+        "class": ["assets/folder"],
+        "properties": {
+            "name": base.rsplit("/", 1)[-1],
+            "srn:paging": {"total": len(names), "offset": offset, "limit": limit},
+        },
+        "entities": [
+            {
+                "class": [children[name]],
+                "rel": ["child"],
+                "properties": {"name": name},
+                "links": [{"rel": ["self"], "href": href[: -len(".json")] + "/" + name + ".json"}],
+            }
+            for name in page
+        ],
+        "links": [{"rel": ["self"], "href": href}],
+    }
+    if offset + limit < len(names):
+        body["links"].append(
+            {"rel": ["next"], "href": f"{href}?{urlencode({'offset': offset + limit, 'limit': limit})}"}
+        )
+    return JsonResponse(body)
+
+
+def _int(value: str | None, default: int) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 9 else default
 
 
 JOURNAL_PAGE = 100  # events per page unless `limit` asks for fewer

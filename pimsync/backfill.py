@@ -1,0 +1,331 @@
+"""Backfill: register AEM assets pimsync has never seen (uploaded before it was installed, or while
+no event reached it) and re-sync them, from a CSV file or by walking a DAM folder.
+
+Two CSV shapes are read, told apart by their header row:
+- AEM's metadata export (Assets → Export metadata): the first column is `assetPath`, the absolute
+  path of each asset; other columns (`dc:title {{String}}`, …) are ignored except `dc:format`,
+  which gives the asset's type
+  (https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/assets/manage/metadata-import-export).
+- `asset_id,path`: ids (`urn:aaid:aem:<uuid>`) already known, so AEM is not asked.
+
+An asset id is `urn:aaid:aem:` + the `jcr:uuid` of the asset's node (`aem.asset_id_for_path`), so
+every path of an export costs one GET on the author service; they run on a few threads. A bad row
+is reported with its line number and the reason, and skipped; the good ones go on. Registering
+never touches an asset pimsync already knows (its state stays what it is); new ones start as
+"never synced", and all of them are then re-synced in jobs of at most `resync.MAX_ASSET_IDS`.
+The command (`manage.py backfill`) and the dashboard's upload form both call `run_csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from django.db import close_old_connections
+
+from pimsync import mapping, resync
+from pimsync.clients import aem, http, ims
+from pimsync.models import Asset, Job, SyncState
+
+ASSET_ID = re.compile(r"^urn:aaid:aem:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# AEM is asked this many paths at once: enough to hide the round trips, few enough not to look
+# like a flood to the author service.
+THREADS = 4
+PROGRESS_EVERY = 500
+# A lookup AEM answers with 429, a 5xx or not at all is tried this often, waiting at most this long.
+LOOKUP_ATTEMPTS = 3
+MAX_LOOKUP_WAIT = 30.0
+# A folder walk stops here (and says so): a typo like --folder /content/dam must not run for days.
+MAX_FOLDERS = 100_000
+MAX_ASSETS = 1_000_000
+
+Progress = Callable[[str], None]
+
+
+class BackfillError(ValueError):
+    """The whole input cannot be used (not a CSV of a known shape, no such folder); nothing was changed."""
+
+
+@dataclass
+class Row:
+    line: int  # the line in the file where the row starts; 0 for an asset found by a folder walk
+    path: str
+    asset_id: str = ""
+    mime_type: str = ""
+
+
+@dataclass
+class Problem:
+    line: int
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.path[:200] or '(no path)'}: {self.reason}"
+
+
+@dataclass
+class Report:
+    """What a backfill read, registered and started (or, with dry_run, would have)."""
+
+    source: str
+    dry_run: bool = False
+    rows: int = 0
+    good: list[Row] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    new: int = 0
+    known: int = 0
+    jobs: list[Job] = field(default_factory=list)
+
+    def summary(self) -> str:
+        verb = "would register" if self.dry_run else "registered"
+        text = (
+            f"{self.rows} row(s) read from {self.source}: {len(self.good)} asset(s) found, "
+            f"{len(self.problems)} skipped. {verb.capitalize()} {self.new} new asset(s); {self.known} already known."
+        )
+        if self.jobs:
+            text += f" Re-sync job(s): {', '.join(str(job.pk) for job in self.jobs)}."
+        return text
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def read_csv(text: str) -> tuple[list[Row], list[Problem], int]:
+    """The rows of either CSV shape with their line numbers, the rows refused, and the row count."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BackfillError("the file is empty") from None
+    except csv.Error as exc:
+        raise BackfillError(f"line 1 is not CSV: {exc}") from None
+    names = [name.strip() for name in header]
+    if names[:1] == ["assetPath"]:
+        mime = next((i for i, name in enumerate(names) if name.split(" {{")[0].strip() == "dc:format"), None)
+        parse = _export_row(mime)
+    elif names[:2] == ["asset_id", "path"]:
+        parse = _id_row
+    else:
+        raise BackfillError(
+            "the first row must be AEM's metadata export header (its first column is assetPath) or asset_id,path"
+        )
+    rows, problems, count, seen = [], [], 0, {}
+    for line, record in _records(reader, problems):
+        count += 1
+        row = parse(line, record)
+        problem = _problem(row, seen) if isinstance(row, Row) else row
+        if problem:
+            problems.append(problem)
+        else:
+            rows.append(row)
+    return rows, problems, count
+
+
+def _records(reader, problems: list[Problem]) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank record with the line it starts on; an unreadable one becomes a problem."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(Problem(line, "", f"unreadable CSV: {exc}"))
+            continue
+        if any(cell.strip() for cell in record):
+            yield line, record
+
+
+def _export_row(mime_column: int | None) -> Callable[[int, list[str]], Row]:
+    def parse(line: int, record: list[str]) -> Row:
+        mime = record[mime_column].strip() if mime_column is not None and mime_column < len(record) else ""
+        return Row(line, record[0].strip(), mime_type=mime[:255])
+
+    return parse
+
+
+def _id_row(line: int, record: list[str]) -> Row | Problem:
+    if len(record) < 2:
+        return Problem(line, "", "expected two columns, asset_id and path")
+    asset_id, path = record[0].strip(), record[1].strip()
+    if not ASSET_ID.match(asset_id):
+        return Problem(line, path, f"{asset_id[:80]!r} is not an AEM asset id (urn:aaid:aem:<uuid>)")
+    return Row(line, path, asset_id=asset_id.lower())
+
+
+def _problem(row: Row, seen: dict[str, int]) -> Problem | None:
+    """Why the row cannot be used (bad path, a duplicate of an earlier row), or None."""
+    reason = aem.path_problem(row.path)
+    if reason:
+        return Problem(row.line, row.path, reason)
+    for key in filter(None, (row.path, row.asset_id)):
+        if key in seen:
+            return Problem(row.line, row.path, f"duplicate of line {seen[key]}")
+    for key in filter(None, (row.path, row.asset_id)):
+        seen[key] = row.line
+    return None
+
+
+def walk(folder: str, progress: Progress | None = None) -> tuple[list[Row], list[Problem]]:
+    """Every asset under `folder` and its sub-folders (the classic Assets HTTP API's listings)."""
+    problem = aem.path_problem(folder, folder=True)
+    if problem:
+        raise BackfillError(f"{folder}: {problem}")
+    folders, rows, problems, listed = [folder.rstrip("/")], [], [], 0
+    while folders and listed < MAX_FOLDERS and len(rows) < MAX_ASSETS:
+        current = folders.pop()
+        listed += 1
+        try:
+            for page in _pages(current):
+                folders.extend(page.folders)
+                rows.extend(Row(0, path) for path in page.assets)
+        except http.HttpError as exc:
+            if listed == 1:
+                raise BackfillError(f"cannot list {folder}: {exc.message}") from None
+            problems.append(Problem(0, current, f"cannot list this folder: {exc.message}"))
+        if progress and listed % 100 == 0:
+            progress(f"  {listed} folder(s) listed, {len(rows)} asset(s) found")
+    if folders:
+        problems.append(Problem(0, folder, f"stopped after {listed} folders and {len(rows)} assets; walk sub-folders"))
+    return rows, problems
+
+
+def _pages(folder: str) -> Iterator[aem.FolderPage]:
+    offset = 0
+    while True:
+        page = aem.list_folder(folder, offset)
+        yield page
+        if not page.more:
+            return
+        offset += page.size
+
+
+# --- resolving and registering -------------------------------------------------------------------
+
+
+def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None = None) -> list[Row]:
+    """The rows with their asset ids: those without one are looked up in AEM, a few at a time;
+    a path AEM does not answer for becomes a problem."""
+    todo = [row for row in rows if not row.asset_id]
+    if todo:
+        ims.get_token()  # once, here: the threads then share the process's copy
+    with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="pimsync-backfill") as pool:
+        for done, (row, reason) in enumerate(pool.map(_lookup, todo), 1):
+            if reason:
+                problems.append(Problem(row.line, row.path, reason))
+            if progress and done % PROGRESS_EVERY == 0:
+                progress(f"  {done}/{len(todo)} path(s) looked up in AEM")
+    good, first = [], {}
+    for row in rows:
+        if not row.asset_id:
+            continue
+        if row.asset_id in first:
+            problems.append(Problem(row.line, row.path, f"the same asset as {first[row.asset_id]}"))
+            continue
+        first[row.asset_id] = f"line {row.line}" if row.line else row.path
+        good.append(row)
+    problems.sort(key=lambda p: (p.line, p.path))
+    return good
+
+
+def _lookup(row: Row) -> tuple[Row, str]:
+    """Find the row's asset id in AEM; a retryable failure (429, 5xx, a timeout) is tried again a
+    few times, after AEM's Retry-After when it sent one."""
+    try:
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            try:
+                row.asset_id = aem.asset_id_for_path(row.path)
+                return row, ""
+            except http.HttpError as exc:
+                if exc.status == 404:
+                    return row, "AEM has no asset at this path (404)"
+                if not exc.retryable or attempt == LOOKUP_ATTEMPTS:
+                    return row, exc.message
+                wait = exc.retry_after if exc.retry_after is not None else 2**attempt
+                time.sleep(min(wait, MAX_LOOKUP_WAIT))
+        return row, "not looked up"  # unreachable: the loop always returns
+    finally:
+        close_old_connections()
+
+
+def register(rows: list[Row], why: str) -> tuple[int, int, list[Job]]:
+    """Create the assets pimsync does not know yet (never downgrading a known one) and re-sync
+    all of them; return (new, already known, jobs)."""
+    ids = [row.asset_id for row in rows]
+    known = set()
+    for start in range(0, len(ids), 1000):
+        known.update(Asset.objects.filter(asset_id__in=ids[start : start + 1000]).values_list("asset_id", flat=True))
+    config, _ = mapping.current()
+    new = [_asset(row, config) for row in rows if row.asset_id not in known]
+    Asset.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    jobs = [
+        resync.start(None, {"asset_ids": ids[start : start + resync.MAX_ASSET_IDS]}, why)
+        for start in range(0, len(ids), resync.MAX_ASSET_IDS)
+    ]
+    return len(new), len(known), jobs
+
+
+def _asset(row: Row, config) -> Asset:
+    name = PurePosixPath(row.path).name
+    asset = Asset(
+        asset_id=row.asset_id,
+        path=row.path,
+        name=name[:255],
+        mime_type=row.mime_type,
+        state=SyncState.NEVER_SYNCED,
+        state_reason="registered by a backfill",
+        known_from="backfill",
+    )
+    try:  # known before the first sync, so a PIM change finds it; metadata keys come with the sync
+        asset.product_key = mapping.product_key(asset.ref, config)
+    except mapping.MappingError:
+        pass
+    return asset
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def run_csv(
+    text: str, source: str, *, dry_run: bool = False, progress: Progress | None = None, max_lookups: int | None = None
+) -> Report:
+    """Read, resolve, register and re-sync the assets of a CSV (see the module docstring)."""
+    rows, problems, count = read_csv(text)
+    lookups = sum(1 for row in rows if not row.asset_id)
+    if max_lookups is not None and lookups > max_lookups:
+        raise BackfillError(
+            f"{lookups} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
+            "run `python manage.py backfill FILE` on the server instead"
+        )
+    return _finish(Report(source, dry_run, count), rows, problems, progress)
+
+
+def run_folder(folder: str, *, dry_run: bool = False, progress: Progress | None = None) -> Report:
+    """Walk `folder`, then resolve, register and re-sync every asset found."""
+    rows, problems = walk(folder, progress)
+    return _finish(Report(folder, dry_run, len(rows)), rows, problems, progress)
+
+
+def _finish(report: Report, rows: list[Row], problems: list[Problem], progress: Progress | None) -> Report:
+    try:
+        report.good = resolve(rows, problems, progress)
+    except http.HttpError as exc:  # no IMS token: nothing can be looked up
+        raise BackfillError(f"cannot ask AEM: {exc.message}") from None
+    report.problems = problems
+    if report.dry_run:
+        ids = [row.asset_id for row in report.good]
+        report.known = sum(
+            Asset.objects.filter(asset_id__in=ids[i : i + 1000]).count() for i in range(0, len(ids), 1000)
+        )
+        report.new = len(ids) - report.known
+    elif report.good:
+        report.new, report.known, report.jobs = register(report.good, f"backfill {report.source}"[:255])
+    return report
