@@ -45,7 +45,10 @@ def _send(method: str, asset_id: str, token: str, *, expected, headers=None, **k
         "X-Adobe-Accept-Experimental": "1",
         **(headers or {}),
     }
-    return http.request(method, _url(asset_id), expected=expected, headers=all_headers, error_class="aem", **kwargs)
+    # Every AEM call honours a 429's pause, whichever worker got it (`pimsync.throttle`).
+    return http.request(
+        method, _url(asset_id), expected=expected, headers=all_headers, error_class="aem", pause_key="aem", **kwargs
+    )
 
 
 def get_metadata(asset_id: str) -> Metadata:
