@@ -108,8 +108,8 @@ def check(query: str | QueryDict) -> QueryDict:
     if kind is not None and kind not in TYPE_CHOICES:
         raise SelectionError(f"{TYPE}={kind[:40]!r} is not an event type the list offers")
     arrived = _one(params, ARRIVED)
-    if arrived is not None and arrived not in (Arrival.WEBHOOK, Arrival.JOURNAL):
-        raise SelectionError(f"{ARRIVED}={arrived[:40]!r} is not webhook or journal")
+    if arrived is not None and arrived not in (Arrival.WEBHOOK, Arrival.JOURNAL, Arrival.RESYNC):
+        raise SelectionError(f"{ARRIVED}={arrived[:40]!r} is not webhook, journal or resync")
     if error is not None and error not in ERROR_CLASSES:
         raise SelectionError(f"{ERROR}={error[:40]!r} is not an error class the list offers")
     for name in (SINCE, UNTIL):
