@@ -35,7 +35,7 @@ def remaining(name: str, now: datetime | None = None) -> tuple[float, datetime |
     """Seconds until calls to `name` may go out again (0 when not paused), and the pause's end.
 
     Runs before every call to AEM and the PIM, so it is one primary-key read in plain SQL: the
-    ORM's query building cost about four times the CPU of the read itself (bench: throttle)."""
+    ORM's query building costs several times the CPU of the read itself (bench: throttle)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_UNTIL} FROM {_TABLE} WHERE {_NAME} = %s", [name])
         row = cursor.fetchone()
