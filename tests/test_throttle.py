@@ -48,10 +48,11 @@ def test_a_429_for_one_asset_stops_every_aem_call_until_its_retry_after(client, 
     assert (first.status, first.error_class) == (Status.RETRYING, "aem_429")
     pause_end = Pause.objects.get(name="aem").until
     assert 29 <= (pause_end - timezone.now()).total_seconds() <= 30
-    calls = len(world.aem.calls)
+    calls, pim_calls = len(world.aem.calls), len(world.pim.calls)
 
     second = upload_and_drain(client, world, 2)
     assert len(world.aem.calls) == calls  # no AEM call at all for the other asset
+    assert len(world.pim.calls) == pim_calls  # nor a PIM call whose result it could not write
     assert (second.status, second.error_class) == (Status.RETRYING, "aem_paused")
     assert second.next_attempt_at >= pause_end
     assert "AEM asked to slow down (429); no calls until" in second.reason

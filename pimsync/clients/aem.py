@@ -51,6 +51,11 @@ def _send(method: str, asset_id: str, token: str, *, expected, headers=None, **k
     )
 
 
+def check_not_paused() -> None:
+    """Raise the retryable `aem_paused` error while AEM's pause runs (before work that ends in AEM calls)."""
+    http.refuse_while_paused("aem", "AEM calls")
+
+
 def get_metadata(asset_id: str) -> Metadata:
     """The asset's current metadata and its ETag."""
     response = _call("GET", asset_id, expected=(200,), headers={"Accept": "application/json"})

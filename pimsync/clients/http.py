@@ -299,7 +299,7 @@ def request(
     timeout = min(timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS)
     shown = redact_url(url)
     if pause_key:
-        _refuse_while_paused(pause_key, f"{method} {shown}")
+        refuse_while_paused(pause_key, f"{method} {shown}")
     deadline = _Deadline(timeout)
     try:
         with deadline:
@@ -321,8 +321,8 @@ def request(
     return response
 
 
-def _refuse_while_paused(pause_key: str, call: str) -> None:
-    """Raise the retryable `<key>_paused` error while the system's pause runs."""
+def refuse_while_paused(pause_key: str, call: str) -> None:
+    """Raise the retryable `<key>_paused` error while the system's pause runs (`call`: what is not sent)."""
     from pimsync import throttle  # here, not at the top: pimsync.models imports this module
 
     left, until = throttle.remaining(pause_key)
