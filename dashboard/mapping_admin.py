@@ -1,21 +1,24 @@
 """The mapping page: product-key rule with its ordered rules inline, a preview that never writes,
-JSON import/export, and the admin's change history (who changed what, when)."""
+JSON import/export, the field picker, and the admin's change history (who changed what, when)."""
 
 from __future__ import annotations
 
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from dashboard import field_picker
 from dashboard.preview import preview
 from pimsync import mapping
+from pimsync.clients import http, pim
 from pimsync.models import Event, MappingConfig, MappingRule
 
 
@@ -24,6 +27,23 @@ class DefaultField(forms.JSONField):
 
     def prepare_value(self, value):
         return "" if value is None else super().prepare_value(value)
+
+
+RULE_FORM_FIELDS = (
+    "position",
+    "enabled",
+    "pim_field",
+    "attribute",
+    "locale",
+    "channel",
+    "currency",
+    "option_codes",
+    "metadata_path",
+    "transform",
+    "default",
+    "path_glob",
+    "mime_glob",
+)
 
 
 class MappingRuleForm(forms.ModelForm):
@@ -35,24 +55,93 @@ class MappingRuleForm(forms.ModelForm):
 
     class Meta:
         model = MappingRule
-        fields = ("position", "enabled", "pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob")
+        fields = RULE_FORM_FIELDS
         widgets = {
-            "position": forms.NumberInput(attrs={"style": "width: 4em"}),
-            "pim_field": forms.TextInput(attrs={"size": 36}),
-            "metadata_path": forms.TextInput(attrs={"size": 20}),
-            "path_glob": forms.TextInput(attrs={"size": 22}),
-            "mime_glob": forms.TextInput(attrs={"size": 10}),
+            "position": forms.NumberInput(attrs={"class": "rule-position"}),
+            "pim_field": forms.TextInput(attrs={"placeholder": "JMESPath, e.g. SKUID"}),
+            "attribute": forms.TextInput(attrs={"placeholder": "attribute code"}),
+            "locale": forms.TextInput(attrs={"placeholder": settings.AKENEO_LOCALE}),
+            "channel": forms.TextInput(attrs={"placeholder": settings.AKENEO_CHANNEL}),
+            "currency": forms.TextInput(attrs={"placeholder": "first", "maxlength": 3}),
+            "path_glob": forms.TextInput(attrs={"placeholder": "path glob"}),
+            "mime_glob": forms.TextInput(attrs={"placeholder": "type glob"}),
         }
 
 
 class MappingRuleInline(admin.TabularInline):
     model = MappingRule
     form = MappingRuleForm
-    fields = ("position", "enabled", "pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob")
+    fields = RULE_FORM_FIELDS
+    # One "Source" column (JMESPath or attribute with its details) and one "Only for" column
+    # (the globs) keep the table within a 1,280-pixel window.
+    template = "admin/pimsync/mappingconfig/rules_inline.html"
     ordering = ("position", "id")
     extra = 1
     verbose_name = "mapping rule"
     verbose_name_plural = "Mapping rules (applied in position order; a later rule for the same property wins)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        """With a PIM that lists its attributes (Akeneo), the attribute is chosen from that list."""
+        formset = super().get_formset(request, obj, **kwargs)
+        # Read by change_view; the preview only validates (a select or a text input: same field).
+        attributes, _ = getattr(request, "_pimsync_attributes", (None, ""))
+        if attributes is not None and "attribute" in formset.form.base_fields:
+            formset.form.base_fields["attribute"].widget = forms.Select(
+                choices=_attribute_choices(attributes), attrs={"class": "attribute-select"}
+            )
+        return formset
+
+
+def pim_attributes(request) -> tuple[list[dict] | None, str]:
+    """The PIM's attributes (None: its connector has no list) and a notice when they could not be
+    read; asked once per request, so a PIM that is down costs one timeout, not one per form."""
+    if not hasattr(request, "_pimsync_attributes"):
+        try:
+            found, notice = pim.connector().attributes(), ""
+        except (http.HttpError, pim.ConfigurationError) as exc:
+            found = None
+            notice = f"The PIM's attribute list could not be read ({exc}): type attribute codes instead."
+        if found is not None and not isinstance(found, list):
+            found, notice = None, "The PIM's attribute list is not a list: type attribute codes instead."
+        request._pimsync_attributes = ([a for a in found if _usable(a)] if found is not None else None, notice)
+    return request._pimsync_attributes
+
+
+def _usable(attribute: object) -> bool:
+    return isinstance(attribute, dict) and isinstance(attribute.get("code"), str) and attribute["code"] != ""
+
+
+def _label(attribute: dict) -> str:
+    labels = attribute.get("labels")
+    label = labels.get(settings.AKENEO_LOCALE) if isinstance(labels, dict) else None
+    code = attribute["code"]
+    return f"{label} ({code})" if isinstance(label, str) and label and label != code else code
+
+
+def _attribute_choices(attributes: list[dict]) -> list[tuple[str, str]]:
+    """The select's options: every attribute of the PIM, then those the rules use that it no
+    longer has (so saving the form does not drop them silently)."""
+    known = {a["code"] for a in attributes}
+    used = MappingRule.objects.exclude(attribute="").values_list("attribute", flat=True).distinct()
+    missing = sorted(code for code in used if code not in known)
+    return [
+        ("", "— (a JMESPath rule)"),
+        *sorted(((a["code"], _label(a)) for a in attributes), key=lambda c: c[1].lower()),
+        *((code, f"{code} (not in the PIM)") for code in missing),
+    ]
+
+
+def attribute_details(attributes: list[dict] | None) -> dict[str, dict]:
+    """What the rule form's script needs per attribute: which of locale, channel, currency and
+    option codes apply."""
+    return {
+        a["code"]: {
+            "type": str(a.get("type", "")),
+            "localizable": a.get("localizable") is True,
+            "scopable": a.get("scopable") is True,
+        }
+        for a in attributes or []
+    }
 
 
 class ImportForm(forms.Form):
@@ -66,6 +155,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["dashboard/dashboard.css"]}
+        js = ["dashboard/mapping.js"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -91,10 +181,16 @@ class MappingConfigAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         mapping.forget()
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        attributes, notice = pim_attributes(request)
+        extra = {"attribute_notice": notice, "attribute_details": attribute_details(attributes)}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("preview/", wrap(self.preview_view), name="pimsync_mappingconfig_preview"),
+            path("pick/", wrap(self.pick_view), name="pimsync_mappingconfig_pick"),
             path("export/", wrap(self.export_view), name="pimsync_mappingconfig_export"),
             path("import/", wrap(self.import_view), name="pimsync_mappingconfig_import"),
             *super().get_urls(),
@@ -149,6 +245,13 @@ class MappingConfigAdmin(admin.ModelAdmin):
         ]
         rules.sort(key=lambda r: (r.position, r.pk or 0))
         return form.instance, rules, []
+
+    def pick_view(self, request):
+        """A sample product's fields as a tree for the picker (JSON); for those who may edit the rules."""
+        if not self.has_change_permission(request, MappingConfig.load()):
+            raise PermissionDenied
+        status, body = field_picker.answer(request.GET.get("key", ""))
+        return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
 
     def export_view(self, request):
         """The whole configuration as a JSON download, in the format the import reads."""

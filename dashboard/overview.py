@@ -107,9 +107,25 @@ def warnings(now) -> list[str]:
     for error_class in recent:
         system = names.get(error_class.split("_")[0], error_class)
         messages.append(f"{system} was unreachable in the last hour ({error_class}).")
+    problem = pim_connection_problem()
+    if problem:
+        messages.append(problem)
     if settings.PIMSYNC_SANDBOX:
         messages.append("Sandbox mode: events are written to pimsync's built-in AEM stand-in, not to a real AEM.")
     return messages
+
+
+def pim_connection_problem() -> str | None:
+    """Why pimsync cannot reach Akeneo, from a connection test each web process makes at most
+    every few minutes (pimsync.clients.akeneo.connection_problem), so a page view does not call it."""
+    if settings.PIM_CONNECTOR != "akeneo":
+        return None
+    from pimsync.clients import akeneo
+
+    if akeneo.missing_settings():
+        return None  # the system checks above name the missing variables
+    problem = akeneo.connection_problem()
+    return f"Cannot use Akeneo at {settings.PIM_BASE_URL}: {problem}" if problem else None
 
 
 def retention() -> dict:

@@ -85,19 +85,60 @@ def _pim() -> list:
     if settings.PIM_CONNECTOR == "rest" and not settings.PIM_BASE_URL:
         problems.append(Error("PIM_CONNECTOR=rest needs PIM_BASE_URL", id="pimsync.E003"))
     if settings.PIM_CONNECTOR == "akeneo":
-        problems.append(
-            Error(
-                "PIM_CONNECTOR=akeneo is reserved: this version has the rest and demo connectors",
-                hint="Use PIM_CONNECTOR=rest with an endpoint that answers "
-                "GET PIM_BASE_URL + PIM_PRODUCT_PATH with the product.",
-                id="pimsync.E006",
-            )
-        )
+        problems.extend(_akeneo())
     if settings.PIM_CONNECTOR not in {"rest", "demo", "akeneo"}:
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
         )
     return problems
+
+
+def _akeneo() -> list:
+    """What the Akeneo connector needs, by name (secrets are named, never shown)."""
+    from pimsync.clients import akeneo
+
+    problems = []
+    missing = akeneo.missing_settings()
+    if missing:
+        problems.append(
+            Error(
+                f"PIM_CONNECTOR=akeneo needs {', '.join(missing)}: no product can be looked up",
+                hint="Create a Connection in Akeneo (Connect → Connection settings) and copy its credentials "
+                "(README: Akeneo).",
+                id="pimsync.E006",
+            )
+        )
+    if settings.PIM_ASSET_LINK_ATTRIBUTE and not settings.AEM_AUTHOR_URL and not settings.PIMSYNC_SANDBOX:
+        problems.append(
+            Warning(
+                "PIM_ASSET_LINK_ATTRIBUTE is set but AEM_AUTHOR_URL is not: the asset links would be empty",
+                id="pimsync.W007",
+            )
+        )
+    if not settings.AKENEO_EVENT_SECRETS:
+        problems.append(
+            Warning(
+                "AKENEO_EVENT_SECRETS is not set: /webhooks/akeneo answers 404 and changes in Akeneo are found "
+                "by the poll only (every few minutes)",
+                hint="Copy the Event Platform subscription's secrets (primary,secondary) or the Events API secret.",
+                id="pimsync.W008",
+            )
+        )
+    return problems
+
+
+@register(deploy=True)
+def akeneo_connection(app_configs, **kwargs):
+    """`manage.py check --deploy`: whether Akeneo accepts the Connection now (one token and one call)."""
+    from pimsync.clients import akeneo
+
+    if settings.PIM_CONNECTOR != "akeneo" or akeneo.missing_settings():
+        return []
+
+    problem = akeneo.connection_problem(cached=False)
+    if problem:
+        return [Error(f"cannot use Akeneo at {settings.PIM_BASE_URL}: {problem}", id="pimsync.E008")]
+    return []
 
 
 def _environment() -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pimsync import mapping
+from pimsync import mapping, pim_links
 from pimsync.clients import aem, http, pim
 from pimsync.models import Asset, Event, MappingConfig, Status
 
@@ -71,15 +71,16 @@ def enrich(event: Event) -> Result:
         aem.check_not_paused()
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
-        product = pim.connector().get_product(key)
+        connector = pim.connector()
+        product = connector.get_product(key)
         if product is None:
             outcome.error_class = "pim_not_found"
-            outcome.reason = f"product {key!r} is not in the PIM"
+            outcome.reason = f"product {key!r} is not in {connector.label}"
             return outcome
         outcome.pim_data = product
-        outcome.pim_fingerprint = mapping.data_fingerprint(product)
+        outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
         outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
-        return _write(outcome, asset, product, rules, metadata)
+        return _write_back(connector, _write(outcome, asset, product, rules, metadata), asset, product)
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
         return outcome
@@ -88,6 +89,16 @@ def enrich(event: Event) -> Result:
         return outcome
     except http.HttpError as exc:
         return _failure(exc, outcome)
+
+
+def _write_back(connector: pim.Connector, outcome: Result, asset: mapping.AssetRef, product: dict) -> Result:
+    """After a good write to AEM, the product's asset links in the PIM (pimsync.pim_links); what
+    happened there is added to the reason and never changes the AEM outcome."""
+    if outcome.status in (Status.SUCCEEDED, Status.UNCHANGED) and pim_links.enabled(connector):
+        note = pim_links.write(connector, outcome.product_key, product, asset)
+        if note:
+            outcome.reason = f"{outcome.reason}; {note}"
+    return outcome
 
 
 def _product_key(asset: mapping.AssetRef, config: MappingConfig) -> tuple[str, aem.Metadata | None]:

@@ -17,10 +17,24 @@ import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pimsync import patterns
+from pimsync import akeneo_values, patterns
 from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
 
-RULE_FIELDS = ("pim_field", "metadata_path", "transform", "default", "path_glob", "mime_glob", "enabled")
+# Every field of a rule that import and export carry, in the order an exported rule lists them.
+RULE_FIELDS = (
+    "pim_field",
+    "attribute",
+    "locale",
+    "channel",
+    "currency",
+    "option_codes",
+    "metadata_path",
+    "transform",
+    "default",
+    "path_glob",
+    "mime_glob",
+    "enabled",
+)
 PRODUCT_KEY_MAX_LENGTH = Event._meta.get_field("product_key").max_length
 
 
@@ -34,7 +48,7 @@ class MappingError(Exception):
 @dataclass
 class RuleResult:
     rule_id: int | None
-    pim_field: str
+    source: str  # the JMESPath expression, or the attribute with its locale and channel
     metadata_path: str
     applies: bool
     value: object = None
@@ -137,32 +151,44 @@ def plan(asset: AssetRef, key: str, product: dict, metadata: dict, rules: list[M
     for rule in rules:
         ok, note = applies(rule, asset)
         if not ok:
-            result.results.append(RuleResult(rule.pk, rule.pim_field, rule.metadata_path, False, note=note))
+            result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, False, note=note))
             continue
-        try:
-            value = transform(rule.transform, jmespath.search(rule.pim_field, product))
-        except jmespath.exceptions.JMESPathError as exc:
-            raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+        value, note = _read(rule, product)
+        value = transform(rule.transform, value)
         if _empty(value):
             if rule.default is None:
-                result.results.append(
-                    RuleResult(
-                        rule.pk,
-                        rule.pim_field,
-                        rule.metadata_path,
-                        True,
-                        note="no PIM value and no default: not written",
-                    )
-                )
+                note = _joined(note, "no PIM value and no default: not written")
+                result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, note=note))
                 continue
-            value, note = rule.default, "PIM value empty: default used"
-        result.results.append(RuleResult(rule.pk, rule.pim_field, rule.metadata_path, True, value, note))
+            value, note = rule.default, _joined(note, "PIM value empty: default used")
+        result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, value, note))
         wanted[rule.metadata_path] = value  # a later rule for the same property wins
     for path, value in wanted.items():
         old = metadata.get(path.lstrip("/"))
         if old != value:
             result.changes.append({"path": path, "old": old, "new": value})
     return result
+
+
+def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
+    """The rule's value before its transform, and a note on why there is none (the preview shows it)."""
+    if rule.attribute:
+        return akeneo_values.read(
+            product,
+            rule.attribute,
+            locale=rule.attribute_locale,
+            channel=rule.attribute_channel,
+            currency=rule.currency,
+            option_codes=rule.option_codes,
+        )
+    try:
+        return jmespath.search(rule.pim_field, product), ""
+    except jmespath.exceptions.JMESPathError as exc:
+        raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
 
 
 # Rule fields that only choose which assets a rule applies to; the fingerprint keeps the outcome.
@@ -174,13 +200,27 @@ def fingerprint(config: MappingConfig, rules: list[MappingRule], asset: AssetRef
     enabled rule that matches the asset. Two equal fingerprints mean the same rules would compute
     the same values from the same product, so a mapping change that leaves it equal needs no
     re-sync of this asset."""
-    applicable = [
-        [_plain(getattr(rule, name)) for name in RULE_FIELDS if name not in _SCOPE_FIELDS]
-        for rule in rules
-        if applies(rule, asset)[0]
-    ]
+    applicable = [_outcome_fields(rule) for rule in rules if applies(rule, asset)[0]]
     key_rule = [config.key_from, config.key_metadata_property, config.key_pattern]
     return _digest({"key": key_rule, "rules": applicable})
+
+
+# What a fingerprint hashed before attribute rules existed. A JMESPath rule still hashes exactly
+# these, so upgrading does not make every asset look changed by the mapping (and re-synced).
+_JMESPATH_FIELDS = ("pim_field", "metadata_path", "transform", "default")
+
+
+def _outcome_fields(rule: MappingRule) -> list:
+    """The rule's fields that decide its value: the JMESPath fields, then every other one that is
+    set (as [name, value]). An empty locale or channel of an attribute rule counts as the default
+    it stands for, so changing AKENEO_LOCALE or AKENEO_CHANNEL changes the fingerprint too."""
+    effective = {"locale": rule.attribute_locale, "channel": rule.attribute_channel} if rule.attribute else {}
+    fields: list = [_plain(getattr(rule, name)) for name in _JMESPATH_FIELDS]
+    for name in RULE_FIELDS:
+        value = effective.get(name, getattr(rule, name))
+        if name not in _SCOPE_FIELDS + _JMESPATH_FIELDS and value not in ("", False, None):
+            fields.append([name, _plain(value)])
+    return fields
 
 
 def data_fingerprint(product: dict) -> str:
@@ -231,20 +271,19 @@ def export_config() -> dict:
     product_key_rule = {"from": key_from}
     if config.key_pattern:
         product_key_rule["pattern"] = config.key_pattern
-    rules = []
-    for rule in MappingRule.objects.order_by("position", "id"):
-        item = {"pim_field": rule.pim_field, "metadata_path": rule.metadata_path}
-        if rule.transform != MappingRule.Transform.NONE:
-            item["transform"] = rule.transform
-        if rule.default is not None:
-            item["default"] = rule.default
-        for name in ("path_glob", "mime_glob"):
-            if getattr(rule, name):
-                item[name] = getattr(rule, name)
-        if not rule.enabled:
-            item["enabled"] = False
-        rules.append(item)
+    rules = [_export_rule(rule) for rule in MappingRule.objects.order_by("position", "id")]
     return {"product_key": product_key_rule, "rules": rules}
+
+
+def _export_rule(rule: MappingRule) -> dict:
+    """One rule as exported: `metadata_path` always, every other field only when it is not its default."""
+    defaults = {"transform": MappingRule.Transform.NONE, "default": None, "option_codes": False, "enabled": True}
+    item = {}
+    for name in RULE_FIELDS:
+        value = getattr(rule, name)
+        if name == "metadata_path" or value != defaults.get(name, ""):
+            item[name] = value
+    return item
 
 
 def _messages(error: ValidationError) -> str:
@@ -300,6 +339,8 @@ def _rules_from(items: object, problems: list[str]) -> list[MappingRule]:
         extra = set(item) - set(RULE_FIELDS)
         if extra:
             problems.append(f"rules[{index}]: unknown keys {', '.join(sorted(extra))}")
+        if not isinstance(item.get("option_codes", False), bool):
+            problems.append(f"rules[{index}]: option_codes must be true or false")
         rule = _rule_from(index, item)
         try:
             # The configuration row is ours to set; every other field is checked as a form would.
@@ -316,7 +357,12 @@ def _rule_from(index: int, item: dict) -> MappingRule:
     return MappingRule(
         config_id=MappingConfig.SINGLETON_PK,
         position=index,
-        pim_field=str(item.get("pim_field", "")),
+        pim_field=str(item.get("pim_field", "") or ""),
+        attribute=str(item.get("attribute", "") or ""),
+        locale=str(item.get("locale", "") or ""),
+        channel=str(item.get("channel", "") or ""),
+        currency=str(item.get("currency", "") or ""),
+        option_codes=item.get("option_codes") is True,
         metadata_path=str(item.get("metadata_path", "")),
         transform=str(item.get("transform", "none")),
         default=item.get("default"),

@@ -6,6 +6,7 @@ Our rows are the source of truth for work and retries; django-q2 only carries wa
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -419,8 +420,22 @@ class MappingRule(models.Model):
         STRING = "string", "to string"
 
     position = models.PositiveIntegerField(default=0, db_index=True)
+    # A rule reads its value one of two ways: a JMESPath expression over the product JSON, or an
+    # Akeneo attribute read as a person reads it (pimsync.akeneo_values); exactly one is set.
     pim_field = models.CharField(
-        max_length=500, help_text="JMESPath over the PIM product JSON; a plain field name is one"
+        "PIM field",
+        max_length=500,
+        blank=True,
+        help_text="JMESPath over the PIM product JSON; a plain field name is one",
+    )
+    attribute = models.CharField(
+        "Akeneo attribute", max_length=100, blank=True, help_text="An Akeneo attribute code, e.g. name or color"
+    )
+    locale = models.CharField(max_length=32, blank=True, help_text="Empty: AKENEO_LOCALE (for localizable attributes)")
+    channel = models.CharField(max_length=100, blank=True, help_text="Empty: AKENEO_CHANNEL (for scopable attributes)")
+    currency = models.CharField(max_length=3, blank=True, help_text="For prices, e.g. EUR; empty: the first price")
+    option_codes = models.BooleanField(
+        "option codes", default=False, help_text="Write the codes of select options instead of their labels"
     )
     metadata_path = models.CharField(max_length=255, help_text="AEM metadata property, e.g. dc:title")
     transform = models.CharField(max_length=16, choices=Transform.choices, default=Transform.NONE)
@@ -436,20 +451,27 @@ class MappingRule(models.Model):
         ordering = ["position", "id"]
 
     def __str__(self) -> str:
-        return f"{self.pim_field} → {self.metadata_path}"
+        return f"{self.source_label} → {self.metadata_path}"
+
+    @property
+    def attribute_locale(self) -> str:
+        return self.locale or settings.AKENEO_LOCALE
+
+    @property
+    def attribute_channel(self) -> str:
+        return self.channel or settings.AKENEO_CHANNEL
+
+    @property
+    def source_label(self) -> str:
+        """Where the value comes from, as the preview shows it: `name (en_US, ecommerce)`."""
+        if not self.attribute:
+            return self.pim_field
+        details = [self.attribute_locale, self.attribute_channel, self.currency, "codes" if self.option_codes else ""]
+        return f"{self.attribute} ({', '.join(d for d in details if d)})"
 
     def clean(self) -> None:
-        """One message per bad field: the JMESPath, the property (not one AEM owns), the globs."""
-        errors = {}
-        if not self.pim_field:
-            errors["pim_field"] = "a PIM field (JMESPath expression) is required"
-        else:
-            try:
-                jmespath.compile(self.pim_field)
-            except jmespath.exceptions.JMESPathError as exc:
-                errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
-            except RecursionError:
-                errors["pim_field"] = "not a valid JMESPath expression: it is nested too deeply"
+        """One message per bad field: the source, the property (not one AEM owns), the globs."""
+        errors = self._source_errors()
         path = self.metadata_path or ""
         if not patterns.PROPERTY_NAME.fullmatch(path):
             shown = repr(path) if len(path) <= 60 else repr(path[:60]) + "…"
@@ -465,6 +487,50 @@ class MappingRule(models.Model):
                 errors[name] = f"not a pattern that can be matched: {exc}"
         if errors:
             raise ValidationError(errors)
+
+    # Akeneo codes are letters, digits and underscores (attributes and channels up to 100
+    # characters); locales look like en_US or zh_Hans_CN; currencies are ISO 4217 codes.
+    _CODE = re.compile(r"[A-Za-z0-9_]{1,100}")
+    _LOCALE = re.compile(r"[A-Za-z]{2,3}(?:_[A-Za-z0-9]{2,8}){0,2}")
+    _CURRENCY = re.compile(r"[A-Z]{3}")
+
+    def _source_errors(self) -> dict[str, str]:
+        """Exactly one of JMESPath and attribute; the attribute's details only with an attribute."""
+        if self.pim_field and self.attribute:
+            return {"attribute": "a rule reads either a PIM field (JMESPath) or an Akeneo attribute: empty one of them"}
+        if self.attribute:
+            return self._attribute_errors()
+        errors = {}
+        if not self.pim_field:
+            errors["pim_field"] = "a PIM field (JMESPath expression) or an Akeneo attribute is required"
+        else:
+            try:
+                jmespath.compile(self.pim_field)
+            except jmespath.exceptions.JMESPathError as exc:
+                errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
+            except RecursionError:
+                errors["pim_field"] = "not a valid JMESPath expression: it is nested too deeply"
+        for name in ("locale", "channel", "currency"):
+            if getattr(self, name):
+                errors[name] = f"a {name} is only read by Akeneo attribute rules: empty it or choose an attribute"
+        if self.option_codes:
+            errors["option_codes"] = "option codes are only read by Akeneo attribute rules"
+        return errors
+
+    def _attribute_errors(self) -> dict[str, str]:
+        checks = (
+            ("attribute", self._CODE, "an Akeneo attribute code (letters, digits and _, at most 100)"),
+            ("locale", self._LOCALE, "a locale code such as en_US"),
+            ("channel", self._CODE, "an Akeneo channel code such as ecommerce"),
+            ("currency", self._CURRENCY, "a currency code such as EUR"),
+        )
+        errors = {}
+        for name, pattern, what in checks:
+            value = getattr(self, name)
+            if value and not pattern.fullmatch(value):
+                shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "…"
+                errors[name] = f"{shown} is not {what}"
+        return errors
 
 
 class AccessToken(models.Model):
@@ -793,3 +859,62 @@ class JournalCursor(models.Model):
         """The cursor row, created on first use."""
         cursor, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return cursor
+
+
+class PimNotification(models.Model):
+    """A change notification the PIM pushed (`POST /webhooks/akeneo`), stored before it is answered
+    and handled by a task (`pimsync.pim_notifications`), because Akeneo wants an answer within 5 s.
+
+    received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
+    known asset, pimsync's own write-back), failed (the product could not be read);
+    processing → received again when its task died or the PIM could not be reached (a few times).
+    `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
+    is stored once.
+    """
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "received"
+        PROCESSING = "processing", "processing"
+        DONE = "done", "done"
+        IGNORED = "ignored", "ignored"
+        FAILED = "failed", "failed"
+
+    notification_id = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=100, help_text="e.g. product.updated")
+    author = models.CharField(max_length=255, blank=True)
+    product_key = models.CharField(max_length=255, blank=True)
+    product_uuid = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    reason = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The task's "what is waiting", oldest first; the purge of old handled ones.
+            models.Index(fields=["status", "received_at"], name="pimnotification_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.product_key or self.product_uuid} ({self.status})"
+
+
+class PimCursor(models.Model):
+    """Where the poll of the PIM's changed products is (`pimsync.pim_poll`), one row per connector.
+
+    `cursor` is what the connector needs to go on (Akeneo: the `updated` time of the pass, the
+    next page's link); it is saved only after the products of a page were handed to a re-sync,
+    so a crash polls a page again rather than skipping it. The lease lets one poller work at a time.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    cursor = models.JSONField(default=dict, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last reached the PIM")
+    last_error = models.TextField(blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} poll at {self.cursor.get('since', 'the start')}"

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pimsync import enrichment
+from pimsync import enrichment, pim_links
 from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, Status, SyncState
 from pimsync.wakeups import wake
 
@@ -236,7 +236,9 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
             work.append(event)
     if deletions:
         cancelled = len(batch) - len(deletions) - len(work)
-        _skip(deletions, f"deletion recorded; {cancelled} pending update(s) cancelled", Status.SUCCEEDED)
+        note = pim_links.after_deletion(state.product_key)
+        reason = f"deletion recorded; {cancelled} pending update(s) cancelled" + (f"; {note}" if note else "")
+        _skip(deletions, reason, Status.SUCCEEDED)
     if not work:
         return f"{asset_id}: nothing to enrich", None
     # The newest event describes the asset as it is now (its path may have changed since).

@@ -217,6 +217,19 @@ PIM_BASE_URL = env_str("PIM_BASE_URL").rstrip("/")
 PIM_CONNECTOR = env_str("PIM_CONNECTOR") or ("rest" if PIM_BASE_URL else "demo")
 PIM_PRODUCT_PATH = env_str("PIM_PRODUCT_PATH", "/products/{key}")
 PIM_API_TOKEN = env_str("PIM_API_TOKEN")
+# PIM_CONNECTOR=akeneo: an Akeneo Connection's credentials (README "Akeneo").
+AKENEO_CLIENT_ID = env_str("AKENEO_CLIENT_ID")
+AKENEO_SECRET = env_str("AKENEO_SECRET")
+AKENEO_USERNAME = env_str("AKENEO_USERNAME")
+AKENEO_PASSWORD = env_str("AKENEO_PASSWORD")
+AKENEO_IDENTIFIER_ATTRIBUTE = env_str("AKENEO_IDENTIFIER_ATTRIBUTE") or "sku"
+# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.akeneo_values).
+AKENEO_LOCALE = env_str("AKENEO_LOCALE") or "en_US"
+AKENEO_CHANNEL = env_str("AKENEO_CHANNEL") or "ecommerce"
+# Signing secrets of the Event Platform subscription (primary, secondary) or the legacy Events API.
+AKENEO_EVENT_SECRETS = env_list("AKENEO_EVENT_SECRETS")
+# A text attribute that receives the product's AEM asset links (empty: nothing is written to the PIM).
+PIM_ASSET_LINK_ATTRIBUTE = env_str("PIM_ASSET_LINK_ATTRIBUTE")
 
 # --- Pipeline -------------------------------------------------------------------------------
 PIMSYNC_MAX_ATTEMPTS = env_int("PIMSYNC_MAX_ATTEMPTS", 8, minimum=1)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import alerts, jobs, journal, pipeline, resync, retention, worker
+from pimsync import alerts, jobs, journal, pim_poll, pipeline, resync, retention, worker
+from pimsync import pim_notifications as pim_notifications_module
 from pimsync.models import Job
 
 
@@ -55,3 +56,17 @@ def check_alerts() -> str:
 def pull_journal() -> str:
     """Pull the I/O Events journal when due (scheduled every minute; off without ADOBE_JOURNAL_URL)."""
     return journal.pull_if_due()
+
+
+def pim_notifications() -> str:
+    """Handle the change notifications the PIM pushed (queued by `/webhooks/akeneo`)."""
+    return pim_notifications_module.handle_pending()
+
+
+def poll_pim() -> str:
+    """Every few minutes: notifications left waiting, then the products changed since the last poll
+    (only for a connector that can list them: PIM_CONNECTOR=akeneo)."""
+    if not pim_poll.polling():
+        return "not polling: the PIM connector cannot list changed products"
+    handled = pim_notifications_module.handle_pending()
+    return f"{handled}; {pim_poll.poll()}"

@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from pimsync import operations, webhooks
+from pimsync import akeneo_webhook, operations, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     re_path(r"^webhooks/aem/?$", webhooks.aem_webhook, name="aem-webhook"),
+    re_path(r"^webhooks/akeneo/?$", akeneo_webhook.akeneo_webhook, name="akeneo-webhook"),
     path("healthz", operations.healthz, name="healthz"),
     path("metrics", operations.metrics, name="metrics"),
     # Answers only in sandbox mode (see pimsync.sandbox.views.sandbox_only).

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Dotted paths of the entry points in pimsync.tasks; queued tasks and schedules store them.
 DRAIN = "pimsync.tasks.drain"
 RUN_JOB = "pimsync.tasks.run_job"
+PIM_NOTIFICATIONS = "pimsync.tasks.pim_notifications"
 
 
 def uses_orm_broker() -> bool:
@@ -99,6 +100,23 @@ def queue_job(job_id: int) -> int:
         return send()
     transaction.on_commit(send)
     return 1
+
+
+def queue_pim_notifications() -> None:
+    """Ask for the stored PIM notifications to be handled (the poll's schedule covers a lost request).
+    With the ORM broker the task is stored in the caller's transaction, with Redis sent after it."""
+
+    def send() -> None:
+        try:
+            with transaction.atomic():  # a savepoint, as in wake()
+                async_task(PIM_NOTIFICATIONS, task_name="pim notifications", group="pim", broker=broker(), save=False)
+        except Exception:  # any broker failure; the poll's schedule handles them within minutes
+            log.warning("could not queue the PIM notifications; the poll will handle them", exc_info=True)
+
+    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
+        send()
+    else:
+        transaction.on_commit(send)
 
 
 class DrainPromise:

@@ -261,3 +261,73 @@ def world(adobe, second_server, settings, db) -> World:
     mapping.import_config(STANDARD_MAPPING)
     yield World(adobe, ims_stub, aem_stub, pim_stub)
     ims.forget()
+
+
+@pytest.fixture(scope="session")
+def _akeneo_server_process():
+    # Threaded: concurrent calls reach the stand-in at once (the in-flight limit is observable).
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def akeneo(_akeneo_server_process, settings, db):
+    """Akeneo on loopback (tests/akeneo_stub.py) as the PIM, with its Connection's credentials set
+    and nothing of an earlier test remembered by the client."""
+    from pimsync.clients import akeneo as client
+    from tests.akeneo_stub import AkeneoStub
+
+    stub = AkeneoStub(_akeneo_server_process)
+    settings.PIM_CONNECTOR = "akeneo"
+    settings.PIM_BASE_URL = stub.url
+    settings.AKENEO_CLIENT_ID, settings.AKENEO_SECRET = AkeneoStub.CLIENT_ID, AkeneoStub.SECRET
+    settings.AKENEO_USERNAME, settings.AKENEO_PASSWORD = AkeneoStub.USERNAME, AkeneoStub.PASSWORD
+    settings.AKENEO_IDENTIFIER_ATTRIBUTE = "sku"
+    client.forget()
+    client.forget_connection_test()
+    yield stub
+    _akeneo_server_process.clear()
+    client.forget()
+    client.forget_connection_test()
+
+
+AKENEO_MAPPING = {
+    "product_key": {"from": "asset_name", "pattern": "^(?P<key>[^_.]+)"},
+    "rules": [
+        {"pim_field": "values.name[?locale=='en_US'].data | [0]", "metadata_path": "dc:title", "default": ""},
+        {"pim_field": "values.color[0].linked_data.labels.en_US", "metadata_path": "pim:colour", "default": ""},
+    ],
+}
+
+
+@pytest.fixture
+def akeneo_world(world, akeneo, settings) -> World:
+    """The loopback world with Akeneo as its PIM (`world.akeneo`), AEM's asset links written back
+    into the text attribute `aem_links`, and a mapping that reads Akeneo's values."""
+    from pimsync import mapping
+
+    akeneo.add_attribute("name", "pim_catalog_text", localizable=True, labels={"en_US": "Name"})
+    akeneo.add_attribute("color", "pim_catalog_simpleselect", options={"red": {"en_US": "Red"}})
+    akeneo.add_attribute("aem_links", "pim_catalog_textarea", labels={"en_US": "AEM assets"})
+    settings.PIM_CONNECTOR = "akeneo"
+    settings.PIM_BASE_URL = akeneo.url
+    settings.PIM_ASSET_LINK_ATTRIBUTE = "aem_links"
+    mapping.import_config(AKENEO_MAPPING)
+    world.akeneo = akeneo
+    return world
+
+
+def akeneo_product(akeneo, sku: str, name: str = "Trail boot") -> dict:
+    """A product with an English and a German name and a colour option."""
+    return akeneo.add_product(
+        sku,
+        {
+            "name": [
+                {"locale": "en_US", "scope": None, "data": name},
+                {"locale": "de_DE", "scope": None, "data": "Wanderschuh"},
+            ],
+            "color": [{"locale": None, "scope": None, "data": "red"}],
+        },
+    )

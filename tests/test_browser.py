@@ -4,6 +4,7 @@ saves a rule change. Chromium is Debian's package (`.ci/run` installs it when mi
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,14 +13,19 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
+from pimsync import mapping
+from pimsync.clients import pim
 from pimsync.models import Event, MappingRule, Status
-from tests.conftest import needs, product
+from tests.conftest import STANDARD_MAPPING, needs, product
+from tests.test_attribute_rules import AKENEO_PRODUCT, FakeAkeneo
+from tests.test_field_picker import ATTRIBUTES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # PIMSYNC_SCREENSHOTS_DIR=docs/screenshots keeps the pages the tests saw.
 SCREENSHOTS = os.environ.get("PIMSYNC_SCREENSHOTS_DIR")
+DEMO_MAPPINGS = Path(__file__).resolve().parent.parent / "pimsync" / "demo" / "mappings.json"
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +129,92 @@ def test_a_mapping_editor_changes_a_rule_previews_it_and_saves_it(page, client, 
     page.wait_for_selector(".messagelist")
     assert "was changed successfully" in page.inner_text(".messagelist")
     assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "lower"
+
+
+def rules_page(page, role: str = "Mapping editors", size=(1280, 800)) -> None:
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    log_in(page, role)
+    page.goto("/admin/pimsync/mappingconfig/")
+    page.wait_for_selector("#rules-group table")
+
+
+@pytest.mark.parametrize("pim_connector", ["demo", "akeneo"])
+def test_the_rules_table_fits_a_1280_pixel_window(page, settings, monkeypatch, pim_connector):
+    settings.PIM_CONNECTOR = "demo"
+    if pim_connector == "akeneo":
+        monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo({"K1": AKENEO_PRODUCT}, ATTRIBUTES))
+    mapping.import_config(json.loads(DEMO_MAPPINGS.read_text()))
+    rules_page(page)
+    right, width, scroll = page.evaluate(
+        "[document.querySelector('#rules-group table').getBoundingClientRect().right, window.innerWidth,"
+        " document.documentElement.scrollWidth]"
+    )
+    assert right <= width and scroll <= width, (right, width, scroll)
+    for name in ("metadata_path", "transform", "default", "path_glob", "mime_glob", "DELETE"):
+        box = page.locator(f"[name='rules-0-{name}']").bounding_box()
+        assert box["x"] + box["width"] <= width, name
+    shot(page, f"mapping-rules-1280-{pim_connector}")
+
+
+def test_a_mapping_editor_picks_a_field_from_a_sample_product_saves_and_previews_it(page, settings):
+    settings.PIM_CONNECTOR = "demo"
+    mapping.import_config(STANDARD_MAPPING)
+    rules_page(page)
+    new = len(STANDARD_MAPPING["rules"])  # the empty row for a new rule
+    page.fill(f"[name='rules-{new}-metadata_path']", "pim:title_fr")
+    assert "rule 5" in page.inner_text("#picker-target")
+    page.fill("#picker-key", "SKU-100201")
+    page.press("#picker-key", "Enter")
+    tree = page.locator("#picker-tree")
+    tree.locator("summary", has_text="name").first.click()
+    tree.locator("summary", has_text="[1]").first.click()
+    tree.get_by_role("button", name="Tente Dome tent 2").click()
+    assert page.input_value(f"[name='rules-{new}-pim_field']") == "values.name[?locale=='fr_FR'].data | [0]"
+    shot(page, "mapping-picker")
+
+    page.click("input[name='_continue']")
+    page.wait_for_selector(".messagelist")
+    assert MappingRule.objects.get(metadata_path="pim:title_fr").pim_field == "values.name[?locale=='fr_FR'].data | [0]"
+    page.fill("#preview_key", "SKU-100201")
+    page.click("#preview-button")
+    row = page.locator("#rule-results tr", has_text="pim:title_fr")
+    assert "Tente Dome tent 2" in row.inner_text()
+
+
+def test_on_akeneo_an_editor_chooses_an_attribute_with_its_locale_and_channel(page, settings, monkeypatch):
+    # A stand-in connector serving Akeneo's product and attribute shapes.
+    monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo({"K1": AKENEO_PRODUCT}, ATTRIBUTES))
+    mapping.import_config({"rules": [{"pim_field": "identifier", "metadata_path": "pim:sku"}]})
+    rules_page(page)
+    row = page.locator("#rules-1")
+    row.locator("[name='rules-1-attribute']").select_option("description")
+    assert row.locator(".rule-locale").is_visible() and row.locator(".rule-channel").is_visible()
+    assert not row.locator(".rule-currency").is_visible() and not row.locator(".rule-option_codes").is_visible()
+    row.locator("[name='rules-1-locale']").fill("de_DE")
+    row.locator("[name='rules-1-metadata_path']").fill("dc:description")
+    row.locator("[name='rules-1-attribute']").select_option("price")
+    assert row.locator(".rule-currency").is_visible() and not row.locator(".rule-channel").is_visible()
+    row.locator("[name='rules-1-attribute']").select_option("description")
+    shot(page, "mapping-attribute-rule")
+
+    # The picker fills an attribute rule from a clicked value.
+    page.click("#rules-group .add-row a")
+    page.fill("[name='rules-2-metadata_path']", "pim:name_de")
+    page.fill("#picker-key", "K1")
+    page.click("#picker-load")
+    tree = page.locator("#picker-tree")
+    tree.locator("summary", has_text="name").first.click()
+    tree.locator("summary", has_text="[1]").first.click()
+    tree.get_by_role("button", name="Rucksack").click()
+    assert page.input_value("[name='rules-2-attribute']") == "name"
+    assert page.input_value("[name='rules-2-locale']") == "de_DE"
+
+    page.click("input[name='_continue']")
+    page.wait_for_selector(".messagelist")
+    rule = MappingRule.objects.get(metadata_path="dc:description")
+    assert (rule.attribute, rule.locale, rule.channel, rule.pim_field) == ("description", "de_DE", "", "")
+    page.fill("#preview_key", "K1")
+    page.click("#preview-button")
+    results = page.inner_text("#rule-results")
+    assert "description (de_DE, ecommerce)" in results and "Langer Text" in results
+    assert "name (de_DE, ecommerce)" in results and "Rucksack" in results

@@ -250,6 +250,11 @@ def mapping_form(**changes) -> dict:
                 f"rules-{i}-position": str(rule.position),
                 f"rules-{i}-enabled": "on" if rule.enabled else "",
                 f"rules-{i}-pim_field": rule.pim_field,
+                f"rules-{i}-attribute": rule.attribute,
+                f"rules-{i}-locale": rule.locale,
+                f"rules-{i}-channel": rule.channel,
+                f"rules-{i}-currency": rule.currency,
+                f"rules-{i}-option_codes": "on" if rule.option_codes else "",
                 f"rules-{i}-metadata_path": rule.metadata_path,
                 f"rules-{i}-transform": rule.transform,
                 f"rules-{i}-default": json.dumps(rule.default) if rule.default is not None else "",
@@ -258,7 +263,8 @@ def mapping_form(**changes) -> dict:
             }
         )
     data.update(changes)
-    return {k: v for k, v in data.items() if v != "" or not k.endswith("-enabled")}
+    # An unticked checkbox is not sent at all.
+    return {k: v for k, v in data.items() if v != "" or not k.endswith(("-enabled", "-option_codes"))}
 
 
 class TestMappingPage:

@@ -209,25 +209,25 @@ class TestImportExport:
 
 
 class TestAConnectorThisVersionDoesNotHave:
-    """PIM_CONNECTOR=akeneo passes the settings import (a system check reports it); an event then
-    fails with a configuration reason, not as if the PIM had answered."""
+    """A PIM_CONNECTOR this version does not have passes the settings import (a system check
+    reports it); an event then fails with a configuration reason, not as if the PIM had answered."""
 
     def test_it_is_a_configuration_error_not_an_http_one(self, settings):
-        settings.PIM_CONNECTOR = "akeneo"
+        settings.PIM_CONNECTOR = "sap"
         with pytest.raises(pim.ConfigurationError):
             pim.connector()
         assert not issubclass(pim.ConfigurationError, http.HttpError)
 
     def test_the_event_fails_with_a_configuration_reason(self, settings):
-        settings.PIM_CONNECTOR = "akeneo"
+        settings.PIM_CONNECTOR = "sap"
         event = Event(asset_id="urn:aaid:aem:1", asset_name="SKU-1_front.png", payload={})
         outcome = enrichment.enrich(event)
         assert outcome.status == Status.FAILED
         assert outcome.error_class == "config"
-        assert outcome.reason == "PIM_CONNECTOR='akeneo' is not available in this version"
+        assert outcome.reason == "PIM_CONNECTOR='sap' is not available in this version"
         assert outcome.product_key == "SKU-1_front"
 
     def test_the_preview_says_so(self, settings):
-        settings.PIM_CONNECTOR = "akeneo"
+        settings.PIM_CONNECTOR = "sap"
         result = preview(MappingConfig.load(), [], key="SKU-1")
-        assert result.problems == ["PIM_CONNECTOR='akeneo' is not available in this version"]
+        assert result.problems == ["PIM_CONNECTOR='sap' is not available in this version"]

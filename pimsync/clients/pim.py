@@ -1,17 +1,18 @@
 """PIM connectors: look a product up by its key (settings `PIM_CONNECTOR`, `PIM_BASE_URL`,
-`PIM_PRODUCT_PATH`, `PIM_API_TOKEN`).
+`PIM_PRODUCT_PATH`, `PIM_API_TOKEN`; Akeneo's in `pimsync.clients.akeneo`).
 
-A connector is one method, `get_product(key) -> dict | None` (None: the PIM has no such product),
-raising `http.HttpError` for anything else, so an Akeneo connector can follow without touching
-the pipeline.
+A connector's core is one method, `get_product(key) -> dict | None` (None: the PIM has no such
+product), raising `http.HttpError` for anything else. `Connector` gives the rest a default that
+says "not supported": the attribute list, the products changed since a cursor, the write-back.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import quote
 
 from django.conf import settings
@@ -26,10 +27,45 @@ class ConfigurationError(Exception):
     checks report the same setting at start-up)."""
 
 
-class Connector(Protocol):
-    name: str
+class Connector:
+    """What the pipeline, the mapping editor and the PIM poll ask of a PIM."""
 
-    def get_product(self, key: str) -> dict | None: ...
+    name = ""
+    # How messages name the PIM: "product 'K' is not in the PIM".
+    label = "the PIM"
+    # Whether `write_text` can store the asset links in a product (pimsync.pim_links).
+    writes_back = False
+    # Whether `changed_since` can list changed products (the scheduled poll, `poll_pim`).
+    polls = False
+
+    def get_product(self, key: str) -> dict | None:
+        raise NotImplementedError
+
+    def sample_product(self, key: str) -> dict | None:
+        """A product to show beside the mapping rules (the one `get_product` returns)."""
+        return self.get_product(key)
+
+    def attributes(self) -> list[dict] | None:
+        """The PIM's attribute definitions for the rule form, or None when this PIM has no such list."""
+        return None
+
+    def fingerprint_view(self, product: dict) -> dict:
+        """The part of a product whose change is a change of the PIM data (Asset.pim_fingerprint)."""
+        return product
+
+    def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
+        """Pages of products changed since `cursor` (a PIM without such a search yields nothing)."""
+        return iter(())
+
+
+@dataclass
+class ChangedPage:
+    """One page of changed products: their keys, the cursor to save once they were handed on, and
+    the products as read (by key) when the search answered them whole."""
+
+    keys: list[str]
+    cursor: dict
+    products: dict[str, dict] = field(default_factory=dict)
 
 
 def key_segment(key: str) -> str:
@@ -48,7 +84,7 @@ def key_segment(key: str) -> str:
     return quote(key, safe="")
 
 
-class RestConnector:
+class RestConnector(Connector):
     """Any PIM that answers `GET {PIM_BASE_URL}{PIM_PRODUCT_PATH}` with the product as JSON."""
 
     name = "rest"
@@ -70,7 +106,7 @@ class RestConnector:
         return http.json_object(response, who="the PIM", error_class="pim_bad_response", retryable=False)
 
 
-class DemoConnector:
+class DemoConnector(Connector):
     """The catalog shipped in `pimsync/demo/catalog.json`, for the sandbox."""
 
     name = "demo"
@@ -91,4 +127,8 @@ def connector() -> Connector:
         return RestConnector()
     if settings.PIM_CONNECTOR == "demo":
         return DemoConnector()
+    if settings.PIM_CONNECTOR == "akeneo":
+        from pimsync.clients.akeneo import AkeneoConnector  # it builds on this module
+
+        return AkeneoConnector()
     raise ConfigurationError(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version")

@@ -1,0 +1,209 @@
+"""`POST /webhooks/akeneo`: Akeneo's change notifications: verify, store, answer.
+
+Akeneo wants an answer within 5 seconds, so nothing here calls Akeneo, AEM or IMS: the
+notifications are stored (`PimNotification`, unique by id: Akeneo delivers at least once) and a
+task handles them (`pimsync.pim_notifications`).
+
+Two formats, told apart by their signature headers:
+- the Event Platform (https://api.akeneo.com/event-platform/concepts.html): one CloudEvent per
+  request, `X-AKENEO-SIGNATURE-PRIMARY` / `-SECONDARY` = hex HMAC-SHA256 of the raw body with the
+  subscription's primary / secondary secret;
+- the legacy Events API (https://api.akeneo.com/events-api/security.html): `{"events": […]}` with
+  up to 10 events, `X-Akeneo-Request-Signature` = hex HMAC-SHA256 of "<timestamp>.<raw body>",
+  refused when `X-Akeneo-Request-Timestamp` is more than 5 minutes away from now.
+
+Any secret in AKENEO_EVENT_SECRETS may have signed (so a secret can be rotated); without any the
+endpoint answers 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from pimsync import wakeups, webhooks
+from pimsync.models import PimNotification
+
+log = logging.getLogger(__name__)
+
+MAX_LEGACY_EVENTS = 10
+TIMESTAMP_TOLERANCE_SECONDS = 300
+# Notifications pimsync acts on: a product's assets are re-synced. Legacy "removed" is "deleted".
+PRODUCT_KINDS = ("product.created", "product.updated", "product.deleted", "product.removed")
+
+
+class NotificationError(ValueError):
+    """A body that is not an Akeneo notification; the message says why (answered 400)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    notification_id: str
+    kind: str
+    author: str = ""
+    product_key: str = ""
+    product_uuid: str = ""
+
+
+@csrf_exempt
+@require_POST
+def akeneo_webhook(request: HttpRequest) -> JsonResponse:
+    """A signed notification (or a legacy batch): stored and acknowledged, handled by a task."""
+    if not settings.AKENEO_EVENT_SECRETS:
+        return _answer(404, "Akeneo notifications are not configured here (AKENEO_EVENT_SECRETS)")
+    body = webhooks._read_body(request)
+    if body is None:
+        return _answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    problem = unsigned(body, headers, settings.AKENEO_EVENT_SECRETS)
+    if problem:
+        webhooks.REFUSALS.add()
+        return _answer(401, problem)
+    try:
+        notices = parse(json.loads(body))
+    except (ValueError, RecursionError) as exc:  # NotificationError, bad JSON or UTF-8, absurd nesting
+        return _answer(400, str(exc)[:300] if isinstance(exc, NotificationError) else "body is not valid JSON")
+    try:
+        accepted, duplicates = store(notices)
+    except DatabaseError:
+        log.exception("cannot store an Akeneo notification; answering 503 so Akeneo delivers it again")
+        return _answer(503, "storage unavailable; deliver again later")
+    return _answer(200, accepted=accepted, duplicates=duplicates)
+
+
+def _answer(status: int, error: str = "", **body) -> JsonResponse:
+    return JsonResponse({"error": error, **body} if error else body, status=status)
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def unsigned(body: bytes, headers: dict[str, str], secrets: list[str]) -> str | None:
+    """Why the body is not signed by Akeneo with one of `secrets` (None: it is)."""
+    legacy = headers.get("x-akeneo-request-signature")
+    if legacy is not None:
+        stamp = headers.get("x-akeneo-request-timestamp", "").strip()
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) < 16):
+            return "X-Akeneo-Request-Timestamp is missing or not a Unix time"
+        if abs(time.time() - int(stamp)) > TIMESTAMP_TOLERANCE_SECONDS:
+            return "X-Akeneo-Request-Timestamp is more than 5 minutes away from now"
+        return None if _signed(legacy, stamp.encode() + b"." + body, secrets) else "the signature does not match"
+    algorithm = headers.get("x-akeneo-signature-algorithm")
+    if algorithm is not None and algorithm.strip().lower() != "hmacsha256":
+        return f"X-AKENEO-SIGNATURE-ALGORITHM must be HmacSHA256, not {algorithm[:40]!r}"
+    given = [headers.get(f"x-akeneo-signature-{which}") for which in ("primary", "secondary")]
+    given = [signature for signature in given if signature]
+    if not given:
+        return "no X-AKENEO-SIGNATURE-PRIMARY or -SECONDARY header (nor X-Akeneo-Request-Signature)"
+    return None if any(_signed(signature, body, secrets) for signature in given) else "the signature does not match"
+
+
+def _signed(signature: str, message: bytes, secrets: list[str]) -> bool:
+    """Whether `signature` is the hex HMAC-SHA256 of `message` with any secret (compared in constant time)."""
+    given = signature.strip().lower().encode("utf-8", "replace")
+    matched = False
+    for secret in secrets:  # every secret is tried: the time taken does not tell which one matched
+        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest().encode()
+        matched |= hmac.compare_digest(expected, given)
+    return matched
+
+
+# --- the body ---------------------------------------------------------------------------------
+
+
+def parse(document: object) -> list[Notice]:
+    """The notifications in a verified body: one CloudEvent, or a legacy batch of up to 10."""
+    if isinstance(document, dict) and isinstance(document.get("events"), list):
+        events = document["events"]
+        if not 1 <= len(events) <= MAX_LEGACY_EVENTS:
+            raise NotificationError(f"an Events API body holds 1 to {MAX_LEGACY_EVENTS} events, not {len(events)}")
+        return [_legacy(index, event) for index, event in enumerate(events)]
+    if isinstance(document, dict) and "specversion" in document:
+        return [_cloud_event(document)]
+    raise NotificationError("the body is neither an Event Platform CloudEvent nor an Events API batch")
+
+
+def _text(value: object, limit: int = 255) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _author(value: object) -> str:
+    """The author as a user name: a string, or an object naming it (`identifier`, `username`)."""
+    if isinstance(value, dict):
+        value = value.get("identifier") or value.get("username") or value.get("name")
+    return _text(value)
+
+
+def _cloud_event(event: dict) -> Notice:
+    event_id, kind = event.get("id"), event.get("type")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255:
+        raise NotificationError("the CloudEvent has no id (a string of at most 255 characters)")
+    if not isinstance(kind, str) or not kind:
+        raise NotificationError("the CloudEvent has no type")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    product = data.get("product") if isinstance(data.get("product"), dict) else {}
+    return Notice(
+        notification_id=event_id,
+        kind=_text(kind.removeprefix("com.akeneo.pim.v1."), 100),
+        author=_author(data.get("author") or event.get("author")),
+        product_key=_text(product.get("identifier")),
+        product_uuid=_text(product.get("uuid"), 64),
+    )
+
+
+def _legacy(index: int, event: object) -> Notice:
+    if not isinstance(event, dict):
+        raise NotificationError(f"events[{index}] is not an object")
+    event_id, action = event.get("event_id"), event.get("action")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255:
+        raise NotificationError(f"events[{index}] has no event_id")
+    if not isinstance(action, str) or not action:
+        raise NotificationError(f"events[{index}] has no action")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
+    return Notice(
+        notification_id=event_id,
+        kind=_text(action, 100),
+        author=_author(event.get("author")),
+        product_key=_text(resource.get("identifier")),
+        product_uuid=_text(resource.get("uuid"), 64),
+    )
+
+
+def store(notices: list[Notice]) -> tuple[int, int]:
+    """Store new notifications and queue their handling, in one transaction; (accepted, duplicates)."""
+    unique = {notice.notification_id: notice for notice in notices}
+    with transaction.atomic():
+        known = set(
+            PimNotification.objects.filter(notification_id__in=list(unique)).values_list("notification_id", flat=True)
+        )
+        rows = [_row(notice) for key, notice in unique.items() if key not in known]
+        PimNotification.objects.bulk_create(rows, ignore_conflicts=True)
+        if any(row.status == PimNotification.State.RECEIVED for row in rows):
+            wakeups.queue_pim_notifications()
+    return len(rows), len(notices) - len(rows)
+
+
+def _row(notice: Notice) -> PimNotification:
+    row = PimNotification(
+        notification_id=notice.notification_id,
+        kind=notice.kind,
+        author=notice.author,
+        product_key=notice.product_key,
+        product_uuid=notice.product_uuid,
+    )
+    if notice.kind not in PRODUCT_KINDS:
+        row.status, row.reason = PimNotification.State.IGNORED, "not about a product"
+    elif not (notice.product_key or notice.product_uuid):
+        row.status, row.reason = PimNotification.State.IGNORED, "names no product (neither identifier nor uuid)"
+    return row

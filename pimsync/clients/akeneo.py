@@ -1,0 +1,459 @@
+"""The Akeneo PIM REST API (https://api.akeneo.com/api-reference-index.html) as a PIM connector.
+
+- Connection: a Connection's client id and secret, and its API user's name and password, give an
+  access token and a refresh token (https://api.akeneo.com/documentation/authentication.html).
+  Both live encrypted in the shared `AccessToken` row "akeneo" (`tokens.SharedToken`): one
+  renewal at a time for all processes, a refresh before expiry, the password again when the
+  refresh token stopped working, one renewal and one retry after a 401.
+- Lookup: 7.x and SaaS find a product by its identifier attribute on the UUID endpoints; 6.x has
+  only `/products/{code}`. Which one the server has is found out once per process (the UUID list
+  answering 404 means 6.x), never configured.
+- Every call goes through `_call`: at most MAX_IN_FLIGHT at once per process (Akeneo allows 4
+  concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
+  after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
+  pause, `pimsync.throttle`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+
+from pimsync.clients import http
+from pimsync.clients.pim import ChangedPage, ConfigurationError, Connector, key_segment
+from pimsync.clients.tokens import SharedToken
+
+log = logging.getLogger(__name__)
+
+API = "/api/rest/v1"
+TOKEN_PATH = "/api/oauth/v1/token"
+# Renew this long before Akeneo says the token expires (tokens last an hour by default).
+EXPIRY_MARGIN = timedelta(minutes=5)
+MAX_IN_FLIGHT = 4
+PAGE_SIZE = 100  # the largest `limit` Akeneo accepts (above: 422)
+# The attribute list is read at most this often per process, and at most this much of it.
+ATTRIBUTES_CACHE_SECONDS = 600
+MAX_ATTRIBUTE_PAGES = 50
+# Polling asks for products changed after the last one seen minus this, so that products changed
+# in the same second as it are not missed (those already handed on are recognised and skipped).
+POLL_OVERLAP = timedelta(seconds=1)
+MAX_BOUNDARY_MARKS = 1000
+AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
+
+_in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+# The name of Akeneo's pause after a 429, shared by every process (`pimsync.throttle`).
+PAUSE = "akeneo"
+_state: dict = {"style": {}, "attributes": {}}
+_state_lock = threading.Lock()
+
+CREDENTIALS = ("AKENEO_CLIENT_ID", "AKENEO_SECRET", "AKENEO_USERNAME", "AKENEO_PASSWORD")
+
+
+def missing_settings() -> list[str]:
+    """The variables the connector needs that are not set, by name."""
+    names = ["PIM_BASE_URL", *CREDENTIALS]
+    return [name for name in names if not getattr(settings, name)]
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+def _fetch_token(previous: dict | None) -> tuple[dict, int]:
+    """A token pair: by the stored refresh token when there is one that still works, else by password."""
+    missing = missing_settings()
+    if missing:
+        raise ConfigurationError(f"PIM_CONNECTOR=akeneo needs {', '.join(missing)}")
+    if previous and previous.get("refresh_token"):
+        try:
+            return _grant({"grant_type": "refresh_token", "refresh_token": previous["refresh_token"]})
+        except http.HttpError as exc:
+            if exc.status not in (400, 401, 422):
+                raise
+            # Revoked, expired (14 days by default) or issued for other credentials.
+            log.info("Akeneo refused the stored refresh token (%s); asking with the password", exc.status)
+    try:
+        return _grant(
+            {"grant_type": "password", "username": settings.AKENEO_USERNAME, "password": settings.AKENEO_PASSWORD}
+        )
+    except http.HttpError as exc:
+        if exc.status in (400, 401, 403, 422):
+            raise _credentials_error(exc) from None
+        raise
+
+
+def _grant(body: dict) -> tuple[dict, int]:
+    pair = f"{settings.AKENEO_CLIENT_ID}:{settings.AKENEO_SECRET}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(pair).decode(), "Accept": "application/json"}
+    with _in_flight:
+        response = http.request(
+            "POST", settings.PIM_BASE_URL + TOKEN_PATH, json=body, headers=headers, error_class="pim", pause_key=PAUSE
+        )
+    answer = http.json_object(response, who="Akeneo's token endpoint", error_class="pim_bad_response", retryable=True)
+    token, refresh = answer.get("access_token"), answer.get("refresh_token")
+    if not isinstance(token, str) or not token:
+        raise http.HttpError(
+            "Akeneo's token endpoint answered without an access_token", retryable=True, error_class="pim"
+        )
+    try:
+        expires_in = max(60, int(answer.get("expires_in", 3600)))
+    except (TypeError, ValueError):
+        expires_in = 3600
+    return {"access_token": token, "refresh_token": refresh if isinstance(refresh, str) else ""}, expires_in
+
+
+def _credentials_error(exc: http.HttpError) -> http.HttpError:
+    """Which setting Akeneo refused, in words, without any secret (nor Akeneo's body verbatim)."""
+    said = _akeneo_message(exc.body).lower()
+    if "client" in said or "secret" in said:
+        which = "AKENEO_CLIENT_ID and AKENEO_SECRET (the Connection's client id and secret)"
+    elif "user" in said or "password" in said:
+        which = "AKENEO_USERNAME and AKENEO_PASSWORD (the Connection's API user)"
+    else:
+        which = ", ".join(CREDENTIALS)
+    return http.HttpError(
+        f"Akeneo refused the Connection's credentials ({exc.status}): check {which}",
+        retryable=False,
+        status=exc.status,
+        error_class="pim_credentials",
+    )
+
+
+def _akeneo_message(body: str) -> str:
+    try:
+        message = json.loads(body).get("message", "")
+    except (ValueError, AttributeError):
+        return ""
+    return message if isinstance(message, str) else ""
+
+
+_token = SharedToken("akeneo", _fetch_token, margin=EXPIRY_MARGIN)
+
+
+def forget() -> None:
+    """Drop what this process remembers (token, API style, attributes): tests, or new credentials."""
+    _token.forget()
+    with _state_lock:
+        _state.update(style={}, attributes={})
+
+
+# --- every call -------------------------------------------------------------------------------
+
+
+def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), **kwargs):
+    """One authenticated call to Akeneo: under the in-flight limit, not while a 429's pause runs
+    (not even a token renewal), and renewed-and-retried once after a 401 (a token revoked or
+    expired early)."""
+    url = path_or_url if path_or_url.startswith(("http://", "https://")) else settings.PIM_BASE_URL + path_or_url
+    headers = kwargs.pop("headers", {})
+    http.refuse_while_paused(PAUSE, f"{method} {http.redact_url(url)}")
+    token = _token.get()
+    try:
+        return _send(method, url, token, headers, expected, kwargs)
+    except http.HttpError as exc:
+        if exc.status != 401:
+            raise
+    _token.invalidate(token)  # revoked, or expired early on Akeneo's side: renewed once for all processes
+    return _send(method, url, _token.get(), headers, expected, kwargs)
+
+
+def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+    with _in_flight:
+        return http.request(
+            method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
+        )
+
+
+def _object(response, what: str) -> dict:
+    return http.json_object(response, who=f"Akeneo ({what})", error_class="pim_bad_response", retryable=False)
+
+
+def _dig(document: object, *names: str) -> object:
+    """`document[names[0]][names[1]]…`, or None where a level is missing or not an object."""
+    for name in names:
+        document = document.get(name) if isinstance(document, dict) else None
+    return document
+
+
+def _next_link(body: dict) -> str | None:
+    """`_links.next.href`, only when it stays on PIM_BASE_URL's origin (a link elsewhere is not followed)."""
+    href = _dig(body, "_links", "next", "href")
+    if not isinstance(href, str) or not href:
+        return None
+    if http._origin(href) != http._origin(settings.PIM_BASE_URL):
+        log.warning("Akeneo's next page is on another host; not followed")
+        return None
+    return href
+
+
+def _items(body: dict) -> list[dict]:
+    items = _dig(body, "_embedded", "items")
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+# --- which API the server has ---------------------------------------------------------------
+
+
+def api_style() -> str:
+    """ "uuid" (7.x, SaaS) or "code" (6.x), found out once per process: 6.x has no UUID endpoints."""
+    style = _state["style"].get(settings.PIM_BASE_URL)
+    if style:
+        return style
+    try:
+        _call("GET", f"{API}/products-uuid?limit=1")
+    except http.HttpError as exc:
+        if exc.status != 404:
+            raise
+        return _remember_style("code")
+    return _remember_style("uuid")
+
+
+def _remember_style(style: str) -> str:
+    with _state_lock:
+        _state["style"][settings.PIM_BASE_URL] = style
+    return style
+
+
+def _search(criteria: dict) -> str:
+    return json.dumps(criteria, separators=(",", ":"))
+
+
+class AkeneoConnector(Connector):
+    """Products, attributes and changes from Akeneo; the asset links written back (pimsync.pim_links)."""
+
+    name = "akeneo"
+    label = "Akeneo"
+    writes_back = True
+    polls = True
+
+    def get_product(self, key: str) -> dict | None:
+        """The product whose identifier is `key`, exactly as Akeneo answers it (with option labels)."""
+        segment = key_segment(key)  # refuses "", "." and ".." for both styles
+        if _state["style"].get(settings.PIM_BASE_URL) != "code":
+            criteria = {settings.AKENEO_IDENTIFIER_ATTRIBUTE: [{"operator": "IN", "value": [key]}]}
+            query = urlencode({"search": _search(criteria), "with_attribute_options": "true"})
+            try:
+                response = _call("GET", f"{API}/products-uuid?{query}")
+            except http.HttpError as exc:
+                # A list answering 404 is no list at all: a 6.x server (the first lookup finds out).
+                if exc.status != 404 or _state["style"].get(settings.PIM_BASE_URL):
+                    raise
+                _remember_style("code")
+            else:
+                _remember_style("uuid")
+                items = _items(_object(response, "product search"))
+                return items[0] if items else None
+        try:
+            response = _call("GET", f"{API}/products/{segment}?with_attribute_options=true")
+        except http.HttpError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _object(response, "product")
+
+    def get_product_by_uuid(self, uuid: str) -> dict | None:
+        """The product with this UUID (7.x and SaaS), or None."""
+        try:
+            response = _call("GET", f"{API}/products-uuid/{key_segment(uuid)}?with_attribute_options=true")
+        except http.HttpError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _object(response, "product")
+
+    def product_key(self, product: dict) -> str:
+        """The product's identifier: the identifier attribute's value (UUID API) or `identifier` (6.x)."""
+        for value in (product.get("values") or {}).get(settings.AKENEO_IDENTIFIER_ATTRIBUTE) or []:
+            if isinstance(value, dict) and isinstance(value.get("data"), str):
+                return value["data"]
+        identifier = product.get("identifier")
+        return identifier if isinstance(identifier, str) else ""
+
+    def attributes(self) -> list[dict]:
+        """Every attribute's code, type, localizable, scopable and labels (cached per process)."""
+        base = settings.PIM_BASE_URL
+        cached = _state["attributes"].get(base)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        found, url = [], f"{API}/attributes?limit={PAGE_SIZE}"
+        for _page in range(MAX_ATTRIBUTE_PAGES):
+            body = _object(_call("GET", url), "attributes")
+            found.extend(_attribute(item) for item in _items(body) if isinstance(item.get("code"), str))
+            url = _next_link(body)
+            if not url:
+                break
+        with _state_lock:
+            _state["attributes"][base] = (time.monotonic() + ATTRIBUTES_CACHE_SECONDS, found)
+        return found
+
+    def fingerprint_view(self, product: dict) -> dict:
+        """The product without what changes when nothing pimsync maps from did: the time of the
+        last change, the asset links pimsync writes itself, and `_links` (which a list item has and
+        a single product may not)."""
+        view = {name: value for name, value in product.items() if name not in ("updated", "_links")}
+        if settings.PIM_ASSET_LINK_ATTRIBUTE and isinstance(product.get("values"), dict):
+            values = dict(product["values"])
+            values.pop(settings.PIM_ASSET_LINK_ATTRIBUTE, None)
+            view["values"] = values
+        return view
+
+    def text_value(self, product: dict, attribute: str) -> str:
+        """The attribute's value for no locale and no channel ("" when it has none)."""
+        for value in (product.get("values") or {}).get(attribute) or []:
+            if isinstance(value, dict) and value.get("locale") is None and value.get("scope") is None:
+                data = value.get("data")
+                return data if isinstance(data, str) else ""
+        return ""
+
+    def write_text(self, product: dict, attribute: str, text: str) -> None:
+        """Set a text attribute of a product read just now. Only ever on a product just read:
+        Akeneo's PATCH creates a product that does not exist."""
+        if product.get("uuid"):
+            path = f"{API}/products-uuid/{key_segment(product['uuid'])}"
+        else:
+            path = f"{API}/products/{key_segment(product.get('identifier') or '')}"
+        body = {"values": {attribute: [{"locale": None, "scope": None, "data": text or None}]}}
+        _call("PATCH", path, expected=(204,), json=body, headers={"Content-Type": "application/json"})
+
+    def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
+        """Pages of products changed since the cursor (`pimsync.pim_poll` saves each page's cursor)."""
+        sweep = _Sweep(cursor, self)
+        while sweep.url:
+            body = _object(_call("GET", sweep.url), "changed products")
+            items = _items(body)
+            keys = sweep.take(items)
+            products = {self.product_key(item): item for item in items}
+            yield ChangedPage(keys=keys, cursor=sweep.advance(_next_link(body)), products=products)
+
+
+def _attribute(item: dict) -> dict:
+    attribute = {
+        "code": item["code"],
+        "type": item.get("type", ""),
+        "localizable": bool(item.get("localizable")),
+        "scopable": bool(item.get("scopable")),
+        "labels": item.get("labels") if isinstance(item.get("labels"), dict) else {},
+    }
+    for optional in ("decimals_allowed", "metric_family"):
+        if item.get(optional) is not None:
+            attribute[optional] = item[optional]
+    return attribute
+
+
+class _Sweep:
+    """One pass over the products changed after `since`, page by page.
+
+    The pages come in Akeneo's search_after order, not by time, so `since` moves only when the
+    pass has ended: to the newest `updated` seen, minus POLL_OVERLAP. Products seen within that
+    overlap are remembered ("uuid@updated") and skipped by the next pass, so a product is not
+    handed on again for the same change.
+    """
+
+    def __init__(self, cursor: dict, connector: AkeneoConnector) -> None:
+        self.connector = connector
+        self.since = cursor.get("since") or _format(datetime.now(UTC).replace(tzinfo=None) - POLL_OVERLAP)
+        self.high = cursor.get("high") or ""
+        self.marks = list(cursor.get("marks") or [])
+        self.skip = set(cursor.get("skip") or [])
+        self.url = cursor.get("next") or self._first_url()
+
+    def _first_url(self) -> str:
+        path = "products-uuid" if api_style() == "uuid" else "products"
+        query = urlencode(
+            {
+                "search": _search({"updated": [{"operator": ">", "value": self.since}]}),
+                "pagination_type": "search_after",
+                "limit": PAGE_SIZE,
+                # As `get_product` reads them, so that their fingerprints compare (pimsync.pim_poll).
+                "with_attribute_options": "true",
+            }
+        )
+        return f"{API}/{path}?{query}"
+
+    def take(self, items: list[dict]) -> list[str]:
+        """The keys of a page's products, less those the previous pass already handed on."""
+        keys = []
+        for item in items:
+            updated = _server_time(item.get("updated"))
+            key = self.connector.product_key(item)
+            mark = f"{item.get('uuid') or key}@{updated}"
+            if key and mark not in self.skip:
+                keys.append(key)
+            if updated:
+                self.high = max(self.high, updated)
+                self.marks.append(mark)
+        self._trim()
+        return keys
+
+    def _trim(self) -> None:
+        if not self.high:
+            return
+        edge = _format(datetime.strptime(self.high, AKENEO_TIME) - POLL_OVERLAP)
+        self.marks = [mark for mark in self.marks if mark.rpartition("@")[2] >= edge][-MAX_BOUNDARY_MARKS:]
+
+    def advance(self, next_url: str | None) -> dict:
+        """The cursor once this page was handed on."""
+        self.url = next_url
+        if next_url:
+            return {
+                "since": self.since,
+                "next": next_url,
+                "high": self.high,
+                "marks": self.marks,
+                "skip": sorted(self.skip),
+            }
+        if not self.high:
+            return {"since": self.since}
+        since = _format(datetime.strptime(self.high, AKENEO_TIME) - POLL_OVERLAP)
+        return {"since": since, "skip": self.marks}
+
+
+def _format(moment: datetime) -> str:
+    return moment.strftime(AKENEO_TIME)
+
+
+def _server_time(value: object) -> str:
+    """Akeneo's `updated` ("2026-11-27T10:00:00+00:00") as the filter takes it: the server's own
+    wall-clock time (the filter is in the server's time zone; the offset is dropped, not applied)."""
+    if not isinstance(value, str) or len(value) < 19:
+        return ""
+    text = value[:19].replace("T", " ")
+    try:
+        datetime.strptime(text, AKENEO_TIME)
+    except ValueError:
+        return ""
+    return text
+
+
+# --- the overview's connection test -----------------------------------------------------------
+
+CONNECTION_TEST_SECONDS = 300
+_connection: dict = {"at": -1e9, "problem": None}
+
+
+def connection_problem(*, cached: bool = True) -> str | None:
+    """Why pimsync cannot use Akeneo now (None: a call just worked); the answer is kept
+    CONNECTION_TEST_SECONDS per process, so a page that shows it does not call Akeneo each time."""
+    if cached and time.monotonic() - _connection["at"] < CONNECTION_TEST_SECONDS:
+        return _connection["problem"]
+    try:
+        _call("GET", f"{API}/attributes?limit=1", timeout=5)
+        problem = None
+    except ConfigurationError as exc:
+        problem = str(exc)
+    except http.HttpError as exc:
+        problem = exc.message
+    _connection.update(at=time.monotonic(), problem=problem)
+    return problem
+
+
+def forget_connection_test() -> None:
+    _connection.update(at=-1e9, problem=None)

@@ -1,0 +1,140 @@
+"""Handling the stored PIM change notifications (`PimNotification`): from a product named by its
+identifier or its uuid to a re-sync of that product's assets (`resync.pim_changed`).
+
+Each notification is claimed with a conditional UPDATE, so two tasks never handle the same one.
+The product is read from the PIM when the notification names it by uuid only, or when pimsync's
+own Connection user made the change: then the product's data fingerprint (without the update
+time and the asset links pimsync writes, `Connector.fingerprint_view`) is compared with what
+every known asset of the product was last synced from. When nothing differs, the notification is
+the echo of pimsync's own write-back (or a change pimsync already has) and is ignored: no
+re-sync, no AEM call. Notifications that name the product by identifier and come from someone
+else re-sync at once, without a PIM call.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from pimsync import mapping, resync
+from pimsync.clients import http, pim
+from pimsync.models import Asset, PimNotification, SyncState
+
+log = logging.getLogger(__name__)
+
+State = PimNotification.State
+BATCH = 200
+MAX_ATTEMPTS = 5
+# A notification claimed this long ago belongs to a task that died: it is handed out again.
+STUCK = timedelta(minutes=5)
+# Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
+# dashboard's support questions are about the last days.
+KEEP = timedelta(days=8)
+DELETED_KINDS = ("product.deleted", "product.removed")
+
+
+def already_synced(connector: pim.Connector, key: str, product: dict) -> bool:
+    """Whether every known asset of the product was last synced from exactly this data."""
+    assets = Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED)
+    fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
+    return assets.exists() and not assets.exclude(pim_fingerprint=fingerprint).exists()
+
+
+def handle_pending() -> str:
+    """Handle the waiting notifications (a batch); one re-sync job for all products they name."""
+    now = timezone.now()
+    PimNotification.objects.filter(status=State.PROCESSING, claimed_at__lt=now - STUCK).update(status=State.RECEIVED)
+    # By status and receipt: the (status, received_at) index serves it.
+    handled = (State.DONE, State.IGNORED, State.FAILED)
+    PimNotification.objects.filter(status__in=handled, received_at__lt=now - KEEP).delete()
+    waiting = PimNotification.objects.filter(status=State.RECEIVED).order_by("received_at")
+    claimed = [row for row in waiting[:BATCH] if _claim(row, now)]
+    if not claimed:
+        return "no PIM notification waiting"
+    try:
+        connector = pim.connector()
+    except pim.ConfigurationError as exc:
+        _finish(claimed, State.FAILED, str(exc))
+        return f"{len(claimed)} notification(s) failed: {exc}"
+    to_resync = {}
+    for row in claimed:
+        key = _handle(connector, row)
+        if key:
+            to_resync.setdefault(key, row)
+    if to_resync:
+        _resync(connector, to_resync)
+    return f"handled {len(claimed)} PIM notification(s); {len(to_resync)} product(s) to re-sync"
+
+
+def _claim(row: PimNotification, now) -> bool:
+    return bool(
+        PimNotification.objects.filter(pk=row.pk, status=State.RECEIVED).update(
+            status=State.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    )
+
+
+def _finish(rows: list[PimNotification], status: str, reason: str) -> None:
+    PimNotification.objects.filter(pk__in=[row.pk for row in rows], status=State.PROCESSING).update(
+        status=status, reason=reason[:255], handled_at=timezone.now()
+    )
+
+
+def _handle(connector: pim.Connector, row: PimNotification) -> str:
+    """The product key to re-sync for this notification, or "" (the row then says why not)."""
+    try:
+        key, why_not = _decide(connector, row)
+    except (http.HttpError, pim.ConfigurationError) as exc:
+        message = getattr(exc, "message", str(exc))
+        retry = getattr(exc, "retryable", False) and row.attempts + 1 < MAX_ATTEMPTS
+        if retry:  # Akeneo down or asking to slow down: the next run (or the poll's) tries again
+            PimNotification.objects.filter(pk=row.pk).update(status=State.RECEIVED, reason=message[:255])
+        else:
+            _finish([row], State.FAILED, f"cannot read the product: {message}")
+        return ""
+    if why_not:
+        _finish([row], State.IGNORED, why_not)
+        return ""
+    row.product_key = key
+    return key
+
+
+def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
+    """(key to re-sync, "") or ("", why not)."""
+    ours = bool(settings.AKENEO_USERNAME) and row.author == settings.AKENEO_USERNAME
+    if row.kind in DELETED_KINDS:
+        # Its assets are enriched again and fail saying the product is not in the PIM any more.
+        return (row.product_key, "") if row.product_key else ("", "a deleted product named by its uuid only")
+    if row.product_key and not ours:
+        return row.product_key, ""
+    if row.product_key:
+        product = connector.get_product(row.product_key)
+    else:
+        product = connector.get_product_by_uuid(row.product_uuid)
+    if product is None:
+        return "", "the product is no longer in the PIM"
+    key = row.product_key or connector.product_key(product)
+    if not key:
+        return "", "the product has no identifier"
+    if not Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED).exists():
+        return "", f"pimsync knows no asset of {key}"
+    if already_synced(connector, key, product):
+        whose = "pimsync's own write-back" if ours else "a change its assets already hold"
+        return "", f"{key}: the data pimsync maps from is unchanged ({whose})"
+    return key, ""
+
+
+def _resync(connector: pim.Connector, rows: dict[str, PimNotification]) -> None:
+    first = next(iter(rows.values()))
+    why = f"{connector.label} {first.kind}" + (f" by {first.author}" if first.author else "")
+    if len(rows) > 1:
+        why += f" and {len(rows) - 1} more notification(s)"
+    job = resync.pim_changed(sorted(rows), why=why)
+    reason = f"re-sync job {job.pk}" if job else "pimsync knows no asset of this product"
+    for key, row in rows.items():
+        PimNotification.objects.filter(pk=row.pk).update(product_key=key[:255])
+    _finish(list(rows.values()), State.DONE if job else State.IGNORED, reason)

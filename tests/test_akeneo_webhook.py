@@ -1,0 +1,231 @@
+"""`POST /webhooks/akeneo`: Akeneo's signed change notifications, stored first and handled by a
+task that re-syncs the product's assets (and ignores the echo of pimsync's own write-back)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from pimsync.models import Event, Job, PimNotification, Status
+from tests.akeneo_stub import AkeneoStub
+from tests.conftest import akeneo_product
+
+pytestmark = pytest.mark.django_db
+
+PRIMARY, SECONDARY = "primary-secret-1", "secondary-secret-2"
+
+
+@pytest.fixture(autouse=True)
+def _secrets(settings):
+    settings.AKENEO_EVENT_SECRETS = [PRIMARY, SECONDARY]
+
+
+def sign(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def cloud_event(uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", **data) -> dict:
+    """A product.updated CloudEvent as the Event Platform sends it."""
+    return {
+        "specversion": "1.0",
+        "id": id,
+        "type": "com.akeneo.pim.v1.product.updated",
+        "source": "pim",
+        "subject": "srnt-acme",
+        "time": "2026-11-27T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"product": {"uuid": uuid}, **data},
+    }
+
+
+def post(client, body: dict | bytes, **headers):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    extra = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items() if value is not None}
+    return client.post("/webhooks/akeneo", data=raw, content_type="application/json", **extra)
+
+
+def deliver(client, body: dict, secret: str = PRIMARY, header: str = "X-AKENEO-SIGNATURE-PRIMARY"):
+    raw = json.dumps(body).encode()
+    return post(client, raw, **{header: sign(secret, raw), "X-AKENEO-SIGNATURE-ALGORITHM": "HmacSHA256"})
+
+
+def deliver_legacy(client, events: list[dict], *, age: float = 0, secret: str = PRIMARY):
+    raw = json.dumps({"events": events}).encode()
+    stamp = str(int(time.time() - age))
+    signature = sign(secret, stamp.encode() + b"." + raw)
+    return post(client, raw, **{"X-Akeneo-Request-Signature": signature, "X-Akeneo-Request-Timestamp": stamp})
+
+
+def legacy_event(n: int, identifier: str, author: str = "julia") -> dict:
+    return {
+        "action": "product.updated",
+        "event_id": f"legacy-{n}",
+        "event_datetime": "2026-11-27T10:00:00+00:00",
+        "author": author,
+        "author_type": "ui",
+        "pim_source": "https://acme.cloud.akeneo.com",
+        "data": {"resource": {"identifier": identifier, "values": {}}},
+    }
+
+
+# --- who may post ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "header"),
+    [(PRIMARY, "X-AKENEO-SIGNATURE-PRIMARY"), (SECONDARY, "X-AKENEO-SIGNATURE-SECONDARY")],
+)
+def test_a_notification_signed_with_either_secret_is_stored(client, secret, header):
+    answer = deliver(client, cloud_event(), secret=secret, header=header)
+    assert answer.status_code == 200
+    assert answer.json() == {"accepted": 1, "duplicates": 0}
+    row = PimNotification.objects.get()
+    assert (row.kind, row.product_uuid, row.status) == (
+        "product.updated",
+        cloud_event()["data"]["product"]["uuid"],
+        "received",
+    )
+
+
+def test_a_wrong_or_missing_signature_is_refused_and_nothing_stored(client):
+    raw = json.dumps(cloud_event()).encode()
+    assert deliver(client, cloud_event(), secret="not-the-secret").status_code == 401
+    assert post(client, raw).status_code == 401
+    assert post(client, raw, **{"X-AKENEO-SIGNATURE-PRIMARY": "zz" * 32}).status_code == 401
+    assert post(client, raw + b" ", **{"X-AKENEO-SIGNATURE-PRIMARY": sign(PRIMARY, raw)}).status_code == 401
+    assert PimNotification.objects.count() == 0
+
+
+def test_another_signature_algorithm_is_refused(client):
+    raw = json.dumps(cloud_event()).encode()
+    headers = {"X-AKENEO-SIGNATURE-PRIMARY": sign(PRIMARY, raw), "X-AKENEO-SIGNATURE-ALGORITHM": "HmacSHA1"}
+    answer = post(client, raw, **headers)
+    assert answer.status_code == 401 and "HmacSHA256" in answer.json()["error"]
+
+
+def test_without_secrets_the_endpoint_is_not_there(client, settings):
+    settings.AKENEO_EVENT_SECRETS = []
+    assert deliver(client, cloud_event()).status_code == 404
+
+
+def test_a_signed_body_that_is_not_a_notification_is_a_400(client):
+    raw = b"{not json"
+    assert post(client, raw, **{"X-AKENEO-SIGNATURE-PRIMARY": sign(PRIMARY, raw)}).status_code == 400
+    answer = deliver(client, {"hello": "world"})
+    assert answer.status_code == 400 and "neither" in answer.json()["error"]
+    assert deliver(client, {**cloud_event(), "id": ""}).status_code == 400
+    assert PimNotification.objects.count() == 0
+
+
+def test_a_legacy_batch_is_verified_with_its_timestamp(client):
+    answer = deliver_legacy(client, [legacy_event(1, "SKU-1"), legacy_event(2, "SKU-2")])
+    assert answer.status_code == 200 and answer.json()["accepted"] == 2
+    assert sorted(PimNotification.objects.values_list("product_key", flat=True)) == ["SKU-1", "SKU-2"]
+
+
+def test_a_legacy_batch_six_minutes_old_is_refused(client):
+    answer = deliver_legacy(client, [legacy_event(1, "SKU-1")], age=6 * 60)
+    assert answer.status_code == 401 and "5 minutes" in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+def test_a_legacy_batch_over_ten_events_is_a_400(client):
+    assert deliver_legacy(client, [legacy_event(n, f"SKU-{n}") for n in range(11)]).status_code == 400
+
+
+def test_a_notification_delivered_twice_is_stored_once(client):
+    deliver(client, cloud_event())
+    answer = deliver(client, cloud_event())
+    assert answer.json() == {"accepted": 0, "duplicates": 1}
+    assert PimNotification.objects.count() == 1
+
+
+def test_notifications_about_other_things_are_kept_as_ignored(client):
+    event = {**cloud_event(), "type": "com.akeneo.pim.v1.category.updated", "data": {"category": {"code": "shoes"}}}
+    deliver(client, event)
+    assert PimNotification.objects.get().status == PimNotification.State.IGNORED
+
+
+# --- what a notification does ---------------------------------------------------------------------
+
+
+def aem_calls(world, asset_id: str) -> list[str]:
+    return [method for method, asset in world.aem.calls if asset == asset_id]
+
+
+@pytest.fixture
+def synced(client, akeneo_world):
+    """An uploaded asset of SKU-100001, enriched from Akeneo, its links written back."""
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    product = akeneo_product(akeneo, "SKU-100001", name="Trail boot")
+    upload = world.upload(client, 1)
+    world.adobe.deliver(client, upload)
+    world.drain()
+    assert Event.objects.get().status == Status.SUCCEEDED
+    assert len(akeneo.patches()) == 1
+    return world, akeneo, product, upload["data"]["assetId"]
+
+
+def test_a_product_updated_in_akeneo_re_syncs_its_assets_once(client, synced):
+    world, akeneo, product, asset_id = synced
+    before = len(aem_calls(world, asset_id))
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    assert deliver(client, cloud_event(product["uuid"], author="julia")).status_code == 200
+    world.drain()
+    assert aem_calls(world, asset_id)[before:] == ["GET", "PATCH"]
+    assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.DONE and row.product_key == "SKU-100001"
+    job = Job.objects.get()
+    assert job.assets == {"product_keys": ["SKU-100001"]}
+    assert job.why == "Akeneo product.updated by julia"
+
+
+def test_the_echo_of_pimsyncs_own_write_back_calls_neither_aem_nor_writes_again(client, synced):
+    world, akeneo, product, asset_id = synced
+    before = len(world.aem.calls)
+    deliver(client, cloud_event(product["uuid"], author=AkeneoStub.USERNAME))
+    world.drain()
+    assert world.aem.calls[before:] == []
+    assert len(akeneo.patches()) == 1
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.IGNORED
+    assert "unchanged (pimsync's own write-back)" in row.reason
+    assert not Job.objects.exists()
+
+
+def test_an_identifier_in_the_notification_spares_the_akeneo_read(client, synced):
+    world, akeneo, _product, asset_id = synced
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    reads = akeneo.calls("GET")
+    deliver_legacy(client, [legacy_event(1, "SKU-100001")])
+    world.drain()
+    assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"
+    assert akeneo.calls("GET") == reads + 1  # the re-sync's own lookup only
+
+
+def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
+    world, akeneo, _product, _asset_id = synced
+    other = akeneo_product(akeneo, "SKU-999")
+    deliver(client, cloud_event(other["uuid"], id="018e32f9-0002"))
+    world.drain()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.IGNORED and "no asset of SKU-999" in row.reason
+
+
+def test_an_unreachable_akeneo_leaves_the_notification_for_the_next_run(client, synced):
+    from pimsync import pim_notifications
+
+    world, akeneo, product, _asset_id = synced
+    deliver(client, cloud_event(product["uuid"]))
+    akeneo.faults.add("GET", 503)
+    pim_notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.RECEIVED and row.attempts == 1 and "503" in row.reason
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    world.drain()
+    assert PimNotification.objects.get().status == PimNotification.State.DONE
