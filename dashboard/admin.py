@@ -13,21 +13,19 @@ import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connection
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from dashboard.alerts_admin import AlertAdmin
+from dashboard.assets_admin import AssetAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
-from dashboard.sites import RETRY_PERMISSION, MachineWrittenAdmin
-from pimsync import jobs, pipeline, selection
-from pimsync.models import RETRYABLE, Alert, Event, Job, MappingConfig, Status
+from dashboard.sites import RESYNC_PERMISSION, RETRY_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
+from pimsync import jobs, pipeline, resync, selection
+from pimsync.models import RETRYABLE, Alert, Asset, Event, Job, MappingConfig, Status
 
 # A selection up to this size is retried inside the request; a larger one becomes a background job.
 INLINE_RETRY_LIMIT = 100
@@ -35,22 +33,6 @@ INLINE_RETRY_LIMIT = 100
 
 def status_badge(status: str) -> str:
     return format_html('<span class="badge badge-{}">{}</span>', status, status)
-
-
-class EstimatedCountPaginator(Paginator):
-    """Counts an unfiltered event list from PostgreSQL's statistics instead of COUNT(*), which
-    reads the whole table (seconds at millions of rows); filtered lists are counted exactly."""
-
-    @cached_property
-    def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        if connection.vendor == "postgresql" and query is not None and not query.where:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [Event._meta.db_table])
-                row = cursor.fetchone()
-            if row and row[0] > 10_000:
-                return int(row[0])
-        return super().count
 
 
 class TypeFilter(admin.SimpleListFilter):
@@ -276,7 +258,6 @@ class EventAdmin(MachineWrittenAdmin):
         return {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "can_retry": request.user.has_perm(RETRY_PERMISSION),
             "recent": Job.objects.select_related("created_by")[:20],
             **extra,
         }
@@ -288,16 +269,28 @@ class EventAdmin(MachineWrittenAdmin):
     def job_detail(self, request, pk):
         """One job's progress; the page reloads itself until the job has ended."""
         job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
-        context = self._jobs_context(request, title=f"Job {job.pk}: {job.description}", job=job)
+        # A re-sync counts its events' outcomes now; the job row holds those of its last step.
+        progress = resync.progress(job) if job.kind == Job.Kind.RESYNC else None
+        context = self._jobs_context(
+            request,
+            title=f"Job {job.pk}: {job.description}",
+            job=job,
+            can_cancel=request.user.has_perm(_cancel_permission(job)),
+            progress=progress,
+            eta=_duration(progress.eta_seconds) if progress and progress.eta_seconds is not None else "",
+            affected=resync.affected_count() if job.kind == Job.Kind.AFFECTED and not job.is_active else None,
+        )
         return TemplateResponse(request, "admin/pimsync/event/jobs.html", context)
 
     def job_cancel(self, request, pk):
-        """Stop a job before its next batch (Support only); what it already retried stays retried."""
-        if not request.user.has_perm(RETRY_PERMISSION):
-            raise PermissionDenied
+        """Stop a job before its next batch (who may start it may stop it); what it already did stays
+        done, and a re-sync's events still waiting are ignored."""
         job = get_object_or_404(Job, pk=pk)
+        if not request.user.has_perm(_cancel_permission(job)):
+            raise PermissionDenied
         if job.cancel():
-            self.message_user(request, f"Job {job.pk} cancelled after {job.done} of {job.total} events.")
+            what = "events" if job.kind == Job.Kind.RETRY else "assets"
+            self.message_user(request, f"Job {job.pk} cancelled after {job.done} of {job.total} {what}.")
         else:
             self.message_user(request, f"Job {job.pk} had already ended ({job.status}).", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
@@ -327,5 +320,20 @@ class EventAdmin(MachineWrittenAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+def _duration(seconds: float) -> str:
+    """A rough time left: "40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _cancel_permission(job: Job) -> str:
+    """Retries are Support's; re-syncs and mapping checks belong to whoever may re-sync."""
+    return RETRY_PERMISSION if job.kind == Job.Kind.RETRY else RESYNC_PERMISSION
+
+
 admin.site.register(MappingConfig, MappingConfigAdmin)
 admin.site.register(Alert, AlertAdmin)
+admin.site.register(Asset, AssetAdmin)

@@ -1,5 +1,8 @@
 """The mapping page: product-key rule with its ordered rules inline, a preview that never writes,
-JSON import/export, the field picker, and the admin's change history (who changed what, when)."""
+JSON import/export, the field picker, and the admin's change history (who changed what, when).
+
+Every saved change (the form or an import) starts a mapping check (`resync.mapping_changed`); the
+page shows how far it is and then offers to re-sync the known assets the change affects."""
 
 from __future__ import annotations
 
@@ -11,15 +14,21 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from dashboard import field_picker
 from dashboard.preview import preview
-from pimsync import mapping
+from dashboard.sites import RESYNC_PERMISSION
+from pimsync import mapping, resync
 from pimsync.clients import http, pim
-from pimsync.models import Event, MappingConfig, MappingRule
+from pimsync.models import Event, Job, MappingConfig, MappingRule
+
+# The re-sync the mapping page offers, recorded in the job history as its why.
+OFFER_WHY = "mapping changed"
 
 
 class DefaultField(forms.JSONField):
@@ -180,10 +189,16 @@ class MappingConfigAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         mapping.forget()
+        if form.has_changed() or any(formset.has_changed() for formset in formsets):
+            resync.mapping_changed(request.user)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         attributes, notice = pim_attributes(request)
-        extra = {"attribute_notice": notice, "attribute_details": attribute_details(attributes)}
+        extra = {
+            "attribute_notice": notice,
+            "attribute_details": attribute_details(attributes),
+            **mapping_check(request.user),
+        }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_urls(self):
@@ -193,6 +208,8 @@ class MappingConfigAdmin(admin.ModelAdmin):
             path("pick/", wrap(self.pick_view), name="pimsync_mappingconfig_pick"),
             path("export/", wrap(self.export_view), name="pimsync_mappingconfig_export"),
             path("import/", wrap(self.import_view), name="pimsync_mappingconfig_import"),
+            path("check/", wrap(self.check_view), name="pimsync_mappingconfig_check"),
+            path("resync-affected/", wrap(require_POST(self.resync_affected)), name="pimsync_mappingconfig_resync"),
             *super().get_urls(),
         ]
 
@@ -279,6 +296,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
             problems, count = _import(upload)
             if not problems:
                 self._log_import(request, config, f"Imported {count} mapping rule(s) from {upload.name}")
+                resync.mapping_changed(request.user)
                 return HttpResponseRedirect(reverse("admin:pimsync_mappingconfig_change", args=[config.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -290,12 +308,40 @@ class MappingConfigAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/pimsync/mappingconfig/import.html", context)
 
+    def check_view(self, request):
+        """The mapping check's box alone: the mapping page reloads it while the check runs."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return render(request, "admin/pimsync/mappingconfig/mapping_check.html", mapping_check(request.user))
+
+    def resync_affected(self, request):
+        """ "Re-sync the N affected assets": a re-sync of the assets the mapping changes left stale."""
+        if not request.user.has_perm(RESYNC_PERMISSION):
+            raise PermissionDenied
+        job = resync.start(request.user, {"mapping_affected": True}, why=OFFER_WHY)
+        self.message_user(request, f"Re-syncing {job.total} affected asset(s): this page shows how far it is.")
+        return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
+
     def _log_import(self, request, config: MappingConfig, message: str) -> None:
         # The import shows in the configuration's History, like an edit in the form.
         LogEntry.objects.log_actions(
             user_id=request.user.pk, queryset=[config], action_flag=CHANGE, change_message=message, single_object=True
         )
         self.message_user(request, f"{message}.", messages.SUCCESS)
+
+
+def mapping_check(user) -> dict:
+    """What the mapping page says about the latest mapping check: still running (how far), or
+    how many known assets are affected, with the re-sync of them started since, if any."""
+    check = Job.objects.filter(kind=Job.Kind.AFFECTED).order_by("-created_at", "-id").first()
+    if check is None:
+        return {}
+    context = {"check": check, "can_resync": user.has_perm(RESYNC_PERMISSION)}
+    if check.status == Job.State.FINISHED:
+        context["affected"] = resync.affected_count()
+        later = Job.objects.filter(kind=Job.Kind.RESYNC, created_at__gte=check.created_at).order_by("-created_at")
+        context["resync_job"] = next((j for j in later[:20] if j.assets == {"mapping_affected": True}), None)
+    return context
 
 
 def _form_errors(form, formsets) -> list[str]:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from pimsync import journal, throttle, wakeups
 from pimsync.alerts import TITLES
 from pimsync.checks import configuration
-from pimsync.models import ENRICHED, PENDING, Alert, Event, Heartbeat, Status
+from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
 
@@ -138,6 +138,15 @@ def open_alerts() -> list[dict]:
     """The alerts open now (at most one per condition), oldest first, with their titles."""
     alerts = Alert.objects.filter(resolved_at__isnull=True).order_by("opened_at")
     return [{"alert": a, "title": TITLES.get(a.condition, a.condition)} for a in alerts]
+
+
+def asset_states() -> dict[str, int]:
+    """How many known assets are in each sync state: one GROUP BY, an index-only scan of
+    `asset_state_path` on PostgreSQL."""
+    counts = dict.fromkeys(SyncState.values, 0)
+    for state, n in Asset.objects.values_list("state").annotate(n=Count("asset_id")).order_by():
+        counts[state] = n
+    return counts
 
 
 def build(now=None) -> dict:

@@ -1,10 +1,15 @@
 """The admin site whose index is pimsync's overview page."""
 
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
 
 from dashboard import charts, overview
+from pimsync.models import SyncState
 
 RETRY_PERMISSION = "pimsync.retry_event"
+RESYNC_PERMISSION = "pimsync.resync_asset"
 
 
 class PimsyncAdminSite(admin.AdminSite):
@@ -16,12 +21,16 @@ class PimsyncAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
-        """Status counts, charts, queue depth, worker heartbeat, warnings and recent failures."""
+        """Status counts, charts, queue depth, worker heartbeat, warnings, recent failures, and
+        the known assets by sync state."""
         if request.user.has_perm("pimsync.view_event"):
             data = overview.build()
             data["throughput_chart"] = charts.throughput(data["hours"])
             data["latency_chart"] = charts.latency(data["hours"])
             data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
+            if request.user.has_perm("pimsync.view_asset"):
+                states = overview.asset_states()
+                data["assets"] = [(state, SyncState(state).label, n) for state, n in states.items()]
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
 
@@ -38,3 +47,20 @@ class MachineWrittenAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts an unfiltered list (events, assets) from PostgreSQL's statistics instead of COUNT(*),
+    which reads the whole table (seconds at millions of rows); filtered lists are counted exactly."""
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if connection.vendor == "postgresql" and query is not None and not query.where:
+            table = query.model._meta.db_table
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return int(row[0])
+        return super().count

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pimsync import enrichment, pim_links
+from pimsync import enrichment, pim_links, resync
 from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, Status, SyncState
 from pimsync.wakeups import wake
 
@@ -248,6 +248,7 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     written = {**state.last_written, **result.written} if result.status == Status.SUCCEEDED else None
     _finish(work, result, started, started_at)
     _record_asset(state, newest, result, started_at)
+    resync.events_ended({event.job_id for event in work if event.job_id})
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
 
 

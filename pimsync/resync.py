@@ -269,6 +269,14 @@ def summary(job: Job) -> str:
     )
 
 
+def events_ended(job_ids: set[int]) -> None:
+    """Some of these re-syncs' events just ended: step a job whose last event it was, so it is
+    marked finished now rather than at the sweeper's next minute."""
+    for job_id in job_ids:
+        if not Event.objects.filter(job_id=job_id, status__in=(*PENDING, Status.PROCESSING)).exists():
+            queue_job(job_id)
+
+
 def tick() -> int:
     """Top up every active re-sync (the sweeper, every minute); return how many were stepped."""
     stepped = 0

@@ -1,5 +1,6 @@
 """The dashboard in real headless Chromium: support retries a failure, an editor previews and
-saves a rule change. Chromium is Debian's package (`.ci/run` installs it when missing)."""
+saves a rule change, and re-syncs the assets the change affects. Chromium is Debian's package
+(`.ci/run` installs it when missing)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
-from pimsync import mapping
+from pimsync import mapping, tasks
 from pimsync.clients import pim
-from pimsync.models import Event, MappingRule, Status
-from tests.conftest import STANDARD_MAPPING, needs, product
+from pimsync.models import Asset, Event, Job, MappingRule, Status, SyncState
+from tests.conftest import STANDARD_MAPPING, needs, product, run_queued_tasks
 from tests.test_attribute_rules import AKENEO_PRODUCT, FakeAkeneo
 from tests.test_field_picker import ATTRIBUTES
 
@@ -218,3 +219,44 @@ def test_on_akeneo_an_editor_chooses_an_attribute_with_its_locale_and_channel(pa
     results = page.inner_text("#rule-results")
     assert "description (de_DE, ecommerce)" in results and "Langer Text" in results
     assert "name (de_DE, ecommerce)" in results and "Rucksack" in results
+
+
+def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page, client, world, settings):
+    settings.PIMSYNC_RESYNC_RATE = 100_000  # a re-sync's events are due at once
+    for n in (1, 2):
+        world.pim.products[f"SKU-10000{n}"] = product(f"SKU-10000{n}")
+    world.adobe.deliver(client, [world.upload(client, 1), world.upload(client, 2)])
+    world.drain()
+    log_in(page, "Mapping editors")
+    page.goto("/admin/pimsync/mappingconfig/")
+    row = page.locator("tr.form-row", has=page.locator("input[value='wknd-suppliername']"))
+    row.locator("select[name$='-transform']").select_option("lower")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist")
+    assert "Checking which known assets this change affects… (0 of 2)" in page.inner_text("#mapping-check")
+
+    run_queued_tasks()  # a worker runs the mapping check; the page reloads the box by itself
+    page.wait_for_selector("#resync-affected")
+    assert "2 known assets are affected by the last mapping change" in page.inner_text("#mapping-check")
+    shot(page, "mapping-change-offer")
+    page.click("#resync-affected")
+    page.wait_for_selector("#job-status")
+    assert "mapping changed" in page.inner_text("#job-why")
+
+    run_queued_tasks()  # the re-sync schedules its events and the worker drains them
+    tasks.sweep()  # the sweeper's minute: the re-sync sees all its events ended
+    page.wait_for_selector("#job-status:text('finished')")  # the job page reloads itself until then
+    assert page.inner_text("#job-done") == "2/2"
+    assert "2 written" in page.inner_text("#job-outcomes")
+    shot(page, "resync-job")
+    assert Job.objects.get(kind=Job.Kind.RESYNC).status == Job.State.FINISHED
+    assert {world.aem.assets[a.pk]["wknd-suppliername"] for a in Asset.objects.all()} == {"nordwand outdoor"}
+    assert set(Asset.objects.values_list("state", flat=True)) == {SyncState.IN_STEP}
+
+    page.goto("/admin/pimsync/asset/")
+    page.fill("#filter-path__startswith", "/content/dam/products/SKU-100002")
+    page.press("#filter-path__startswith", "Enter")
+    page.wait_for_selector("#result_list")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1 and "in step" in rows.first.inner_text().lower()
+    shot(page, "asset-list")

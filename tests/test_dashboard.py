@@ -366,7 +366,9 @@ def test_setup_roles_can_run_twice(people):
         "view_mappingconfig",
         "view_mappingrule",
         "view_alert",
+        "view_asset",
         "retry_event",
+        "resync_asset",
     }
 
 

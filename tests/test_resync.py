@@ -240,3 +240,14 @@ def test_a_selection_pimsync_does_not_understand_is_refused(spec, db):
     with pytest.raises(resync.SelectionError):
         resync.start(None, spec, why="bad")
     assert not Job.objects.exists()
+
+
+def test_a_resync_is_finished_as_soon_as_its_last_event_ends(client, world):
+    asset_id = synced(client, world, 1, "SKU-1")
+    job = resync.start(None, {"asset_ids": [asset_id]}, why="now")
+    run_queued_tasks()  # its first step schedules the event
+    with later(1):
+        worker.drain()
+        run_queued_tasks()  # the step queued by the asset's last event, not the sweeper's minute
+    job.refresh_from_db()
+    assert (job.status, job.done, job.unchanged) == (Job.State.FINISHED, 1, 1)

@@ -1,10 +1,12 @@
-"""`manage.py import_mappings FILE`: replace the mapping configuration atomically."""
+"""`manage.py import_mappings FILE`: replace the mapping configuration atomically, then start the
+check of which known assets the change affects (as a save on the mapping page does)."""
 
 import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from pimsync import resync
 from pimsync.mapping import import_config
 
 
@@ -34,3 +36,8 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
         self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))
+        job = resync.mapping_changed()
+        self.stdout.write(
+            f"Job {job.pk} checks which of the {job.total} known asset(s) the change affects; "
+            "the mapping page then offers to re-sync them."
+        )

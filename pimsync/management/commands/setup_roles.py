@@ -3,11 +3,19 @@
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
-VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule", "view_alert"]
+VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule", "view_alert", "view_asset"]
 ROLES = {
     "Viewers": VIEW,
-    "Support": [*VIEW, "retry_event"],
-    "Mapping editors": [*VIEW, "change_mappingconfig", "add_mappingrule", "change_mappingrule", "delete_mappingrule"],
+    "Support": [*VIEW, "retry_event", "resync_asset"],
+    # Mapping editors may re-sync: after changing a rule they re-sync the assets it affects.
+    "Mapping editors": [
+        *VIEW,
+        "change_mappingconfig",
+        "add_mappingrule",
+        "change_mappingrule",
+        "delete_mappingrule",
+        "resync_asset",
+    ],
 }
 
 
