@@ -13,7 +13,19 @@ import time
 from bench.report import heading, write_markdown
 from bench.stack import Stack
 
-SCENARIOS = ("ingest", "batch", "e2e", "dashboard", "scaleout", "memory", "purge")
+SCENARIOS = (
+    "ingest",
+    "batch",
+    "e2e",
+    "dashboard",
+    "scaleout",
+    "memory",
+    "purge",
+    "resync",
+    "fairness",
+    "assets",
+    "throttle",
+)
 
 
 def arguments() -> argparse.Namespace:
@@ -26,6 +38,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000)
     parser.add_argument("--purge-rows", type=int, default=1_000_000)
+    parser.add_argument("--resync-assets", type=int, default=2_000, help="assets of the re-sync pace runs")
+    parser.add_argument("--resync-rate", type=float, default=20, help="PIMSYNC_RESYNC_RATE the pace must keep")
+    parser.add_argument("--resync-max-rate", type=float, default=1_000, help="a rate above what workers do")
+    parser.add_argument("--fairness-assets", type=int, default=10_000)
+    parser.add_argument("--fairness-rate", type=float, default=200, help="PIMSYNC_RESYNC_RATE during fairness")
+    parser.add_argument("--live-events", type=int, default=300, help="live uploads during the fairness re-sync")
+    parser.add_argument("--live-rate", type=float, default=5, help="live uploads per second")
+    parser.add_argument("--asset-rows", type=int, default=1_000_000, help="assets behind the Assets list")
+    parser.add_argument("--throttle-calls", type=int, default=2_000, help="GETs each way for the pause check")
     parser.add_argument("--write", help="also write the results as markdown to this file")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -38,7 +59,7 @@ def scenario_functions() -> dict:
     """Each scenario's function; importable only once `Stack()` has set up Django."""
     # The scenario modules import pimsync's models at their top, so they are imported after
     # bench.stack.django_ready() (Django set up with the DATABASE_URL chosen at run time).
-    from bench import dataset, e2e, ingest, purge  # noqa: PLC0415
+    from bench import dataset, e2e, ingest, purge, resync  # noqa: PLC0415
 
     return {
         "ingest": ingest.ingest,
@@ -48,6 +69,10 @@ def scenario_functions() -> dict:
         "scaleout": e2e.scaleout,
         "memory": ingest.memory,
         "purge": purge.purge,
+        "resync": resync.resync_pace,
+        "fairness": resync.fairness,
+        "assets": resync.assets_list,
+        "throttle": resync.throttle_cost,
     }
 
 

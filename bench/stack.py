@@ -64,11 +64,11 @@ class Stack:
         self.stub.__exit__()
 
     def reset(self) -> None:
-        """Empty the event history, the queue and the stand-ins' assets and counts."""
+        """Empty the event history, the known assets, the jobs, the queue and the stand-ins' assets and counts."""
         with connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE pimsync_attempt, pimsync_event, pimsync_assetstate, django_q_ormq, "
-                "django_q_task, pimsync_accesstoken, pimsync_heartbeat"
+                "TRUNCATE pimsync_attempt, pimsync_event, pimsync_asset, pimsync_job, pimsync_pause, "
+                "django_q_ormq, django_q_task, pimsync_accesstoken, pimsync_heartbeat"
             )
         self.state.assets.clear()
         self.state.versions.clear()

@@ -136,6 +136,9 @@ def handler_for(stub: StubServer):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes: with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK of the headers (about 40 ms on Linux), on top of `latency`.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # quiet
             pass

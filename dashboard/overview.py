@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import journal, wakeups
+from pimsync import journal, throttle, wakeups
 from pimsync.alerts import TITLES
 from pimsync.checks import configuration
 from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
@@ -168,4 +168,6 @@ def build(now=None) -> dict:
         "retention": retention(),
         "alerts": open_alerts(),
         "journal": journal.state(now),
+        # A system that answered 429: no worker calls it before the pause ends (one row per system).
+        "pauses": throttle.active(now),
     }

@@ -67,6 +67,8 @@ def enrich(event: Event) -> Result:
     config, rules = mapping.current()
     outcome = Result(status=Status.FAILED)
     try:
+        # An enrichment ends in AEM calls: while AEM asked to slow down, do not ask the PIM either.
+        aem.check_not_paused()
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
         connector = pim.connector()

@@ -586,6 +586,20 @@ class Heartbeat(models.Model):
         return max(seen, default=None)
 
 
+class Pause(models.Model):
+    """An outside system asked pimsync to slow down (it answered 429): no call to it goes out,
+    from any process on any node, before `until` (`pimsync.throttle`). One row per system; the
+    end only ever moves later."""
+
+    name = models.CharField(max_length=32, primary_key=True, help_text="The system: aem, pim, akeneo")
+    until = models.DateTimeField(help_text="No call to the system before this")
+    reason = models.CharField(max_length=255, blank=True, help_text="The answer that asked for the pause")
+    since = models.DateTimeField(default=timezone.now, help_text="When the answer that set `until` came")
+
+    def __str__(self) -> str:
+        return f"{self.name} paused until {self.until:%H:%M:%S}"
+
+
 class SandboxAsset(models.Model):
     """An asset in the built-in AEM stand-in (sandbox mode only: see `pimsync.sandbox`)."""
 

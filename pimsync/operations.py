@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from pimsync import journal
-from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal
+from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
 from pimsync.wakeups import broker
 
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
@@ -194,6 +194,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     )
     lines += _queue_and_worker(now)
     lines += _journal(now)
+    lines += _pauses(now)
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -262,3 +263,14 @@ def _journal(now) -> list[str]:
         "# TYPE pimsync_journal_expired_timestamp_seconds gauge",
         f"pimsync_journal_expired_timestamp_seconds {stamp(state['expired_at'])}",
     ]
+
+
+def _pauses(now) -> list[str]:
+    """Seconds until each system that answered 429 may be called again (0: not paused)."""
+    lines = [
+        "# HELP pimsync_paused_seconds Seconds until calls to a system resume after it answered 429 (0: not paused).",
+        "# TYPE pimsync_paused_seconds gauge",
+    ]
+    for name, until in Pause.objects.order_by("name").values_list("name", "until"):
+        lines.append(f"pimsync_paused_seconds{_labels(system=name)} {max(0.0, (until - now).total_seconds()):.3f}")
+    return lines

@@ -149,12 +149,21 @@ def _since(claimed_at, now) -> int:
     return max(0, int((now - claimed_at).total_seconds() * 1000)) if claimed_at else 0
 
 
+def paused(result: enrichment.Result) -> bool:
+    """Whether the run sent nothing because AEM or the PIM had asked every worker to slow down."""
+    return result.status == Status.RETRYING and result.error_class.endswith("_paused")
+
+
 def next_status(event: Event, result: enrichment.Result, now) -> tuple[str, str, datetime | None]:
     """The event's status after this result, why, and when to try again (None: no retry).
 
     A retryable result becomes a failure once the event used its PIMSYNC_MAX_ATTEMPTS."""
     if result.status != Status.RETRYING:
         return result.status, result.reason, None
+    if paused(result):
+        # Nothing was sent: the attempt does not count (`_finish` moves the budget's start on),
+        # and the event waits exactly until the pause ends, however long a 429 storm lasts.
+        return Status.RETRYING, result.reason, now + timedelta(seconds=result.retry_after or 0)
     used = event.attempts - event.attempts_base
     if used >= settings.PIMSYNC_MAX_ATTEMPTS:
         return Status.FAILED, f"gave up after {used} attempts: {result.reason}", None
@@ -171,7 +180,9 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
     with transaction.atomic():
         for event in events:
             status, reason, next_at = next_status(event, result, now)
+            uncounted = {"attempts_base": F("attempts_base") + 1} if paused(result) else {}
             Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
+                **uncounted,
                 status=status,
                 reason=reason,
                 error_class=result.error_class,

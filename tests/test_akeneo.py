@@ -252,7 +252,7 @@ def test_no_more_than_four_calls_are_in_flight_at_once(akeneo):
     assert akeneo.calls("GET") == 1 + 12
 
 
-def test_a_429_pauses_this_process_for_the_retry_after(akeneo):
+def test_a_429_pauses_every_process_for_the_retry_after(akeneo):
     akeneo_product(akeneo, "SKU-1")
     lookup("SKU-1")
     akeneo.faults.add("GET", 429, headers={"Retry-After": "30"})
@@ -260,6 +260,8 @@ def test_a_429_pauses_this_process_for_the_retry_after(akeneo):
         with pytest.raises(http.HttpError) as raised:
             lookup("SKU-1")
         assert raised.value.retryable and 25 < raised.value.retry_after <= 30
+        client.forget()  # the next lookup as another worker process, with an empty memory, makes it
+    assert raised.value.error_class == "akeneo_paused"
     assert akeneo.calls("GET") == 2  # the second lookup did not call Akeneo
 
 

@@ -49,7 +49,15 @@ def _send(method: str, url: str, token: str, *, expected, headers=None, **kwargs
         "X-Adobe-Accept-Experimental": "1",
         **(headers or {}),
     }
-    return http.request(method, url, expected=expected, headers=all_headers, error_class="aem", **kwargs)
+    # Every AEM call honours a 429's pause, whichever worker got it (`pimsync.throttle`).
+    return http.request(
+        method, url, expected=expected, headers=all_headers, error_class="aem", pause_key="aem", **kwargs
+    )
+
+
+def check_not_paused() -> None:
+    """Raise the retryable `aem_paused` error while AEM's pause runs (before work that ends in AEM calls)."""
+    http.refuse_while_paused("aem", "AEM calls")
 
 
 def get_metadata(asset_id: str) -> Metadata:

@@ -10,7 +10,8 @@
   answering 404 means 6.x), never configured.
 - Every call goes through `_call`: at most MAX_IN_FLIGHT at once per process (Akeneo allows 4
   concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
-  a pause after a 429 for as long as its Retry-After says.
+  after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
+  pause, `pimsync.throttle`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ MAX_BOUNDARY_MARKS = 1000
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
 _in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-_state: dict = {"paused_until": 0.0, "style": {}, "attributes": {}}
+# The name of Akeneo's pause after a 429, shared by every process (`pimsync.throttle`).
+PAUSE = "akeneo"
+_state: dict = {"style": {}, "attributes": {}}
 _state_lock = threading.Lock()
 
 CREDENTIALS = ("AKENEO_CLIENT_ID", "AKENEO_SECRET", "AKENEO_USERNAME", "AKENEO_PASSWORD")
@@ -91,7 +94,7 @@ def _grant(body: dict) -> tuple[dict, int]:
     headers = {"Authorization": "Basic " + base64.b64encode(pair).decode(), "Accept": "application/json"}
     with _in_flight:
         response = http.request(
-            "POST", settings.PIM_BASE_URL + TOKEN_PATH, json=body, headers=headers, error_class="pim"
+            "POST", settings.PIM_BASE_URL + TOKEN_PATH, json=body, headers=headers, error_class="pim", pause_key=PAUSE
         )
     answer = http.json_object(response, who="Akeneo's token endpoint", error_class="pim_bad_response", retryable=True)
     token, refresh = answer.get("access_token"), answer.get("refresh_token")
@@ -135,21 +138,22 @@ _token = SharedToken("akeneo", _fetch_token, margin=EXPIRY_MARGIN)
 
 
 def forget() -> None:
-    """Drop what this process remembers (token, API style, attributes, a pause): tests, or new credentials."""
+    """Drop what this process remembers (token, API style, attributes): tests, or new credentials."""
     _token.forget()
     with _state_lock:
-        _state.update(paused_until=0.0, style={}, attributes={})
+        _state.update(style={}, attributes={})
 
 
 # --- every call -------------------------------------------------------------------------------
 
 
 def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), **kwargs):
-    """One authenticated call to Akeneo: under the in-flight limit, paused after a 429, and
-    renewed-and-retried once after a 401 (a token revoked or expired early)."""
+    """One authenticated call to Akeneo: under the in-flight limit, not while a 429's pause runs
+    (not even a token renewal), and renewed-and-retried once after a 401 (a token revoked or
+    expired early)."""
     url = path_or_url if path_or_url.startswith(("http://", "https://")) else settings.PIM_BASE_URL + path_or_url
     headers = kwargs.pop("headers", {})
-    _wait_for_pause()
+    http.refuse_while_paused(PAUSE, f"{method} {http.redact_url(url)}")
     token = _token.get()
     try:
         return _send(method, url, token, headers, expected, kwargs)
@@ -161,31 +165,10 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
 
 
 def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
-    _wait_for_pause()
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
-    try:
-        with _in_flight:
-            return http.request(method, url, headers=headers, expected=expected, error_class="pim", **kwargs)
-    except http.HttpError as exc:
-        if exc.status == 429:
-            _pause(exc.retry_after)
-        raise
-
-
-def _pause(retry_after: float | None) -> None:
-    """Hold this process's calls while Akeneo asks to slow down (1 s when it does not say how long)."""
-    with _state_lock:
-        _state["paused_until"] = max(_state["paused_until"], time.monotonic() + (retry_after or 1.0))
-
-
-def _wait_for_pause() -> None:
-    left = _state["paused_until"] - time.monotonic()
-    if left > 0:
-        raise http.HttpError(
-            f"Akeneo asked to slow down (429); no calls for another {left:.0f}s",
-            retryable=True,
-            retry_after=left,
-            error_class="pim_429",
+    with _in_flight:
+        return http.request(
+            method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
         )
 
 

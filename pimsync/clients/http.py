@@ -280,10 +280,16 @@ def request(
     expected: tuple[int, ...] = (200,),
     error_class: str = "http",
     timeout: float | None = None,
+    pause_key: str | None = None,
     **kwargs,
 ) -> requests.Response:
     """Send one request to an allowed host within `timeout` seconds in total (default
-    PIMSYNC_HTTP_TIMEOUT_SECONDS); raise HttpError unless the status is expected."""
+    PIMSYNC_HTTP_TIMEOUT_SECONDS); raise HttpError unless the status is expected.
+
+    With a `pause_key` (the system: "aem", "pim"…) the call honours the pause every process shares
+    (`pimsync.throttle`): while the system's pause runs nothing is sent (a retryable
+    `<key>_paused` error says for how long), and a 429 answer pauses the system for its
+    Retry-After (`throttle.DEFAULT_SECONDS` without one)."""
     if _origin(url) not in allowed_origins():
         raise HttpError(
             f"refusing to call {_origin(url)}: not one of the configured hosts",
@@ -292,6 +298,8 @@ def request(
         )
     timeout = min(timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS)
     shown = redact_url(url)
+    if pause_key:
+        refuse_while_paused(pause_key, f"{method} {shown}")
     deadline = _Deadline(timeout)
     try:
         with deadline:
@@ -306,8 +314,36 @@ def request(
             f"{method} {shown} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
         ) from None
     if response.status_code not in expected:
-        raise _unexpected(f"{method} {shown}", response, error_class)
+        error = _unexpected(f"{method} {shown}", response, error_class)
+        if pause_key and response.status_code == 429:
+            _pause(pause_key, error)
+        raise error
     return response
+
+
+def refuse_while_paused(pause_key: str, call: str) -> None:
+    """Raise the retryable `<key>_paused` error while the system's pause runs (`call`: what is not sent)."""
+    from pimsync import throttle  # here, not at the top: pimsync.models imports this module
+
+    left, until = throttle.remaining(pause_key)
+    if left:
+        raise HttpError(
+            f"{call} not sent: {throttle.label(pause_key)} asked to slow down (429); "
+            f"no calls until {until:%H:%M:%S} UTC",
+            retryable=True,
+            retry_after=left,
+            error_class=f"{pause_key}_paused",
+        )
+
+
+def _pause(pause_key: str, error: HttpError) -> None:
+    """Pause every call to the system for the 429's Retry-After (already capped), or the default;
+    the error's own event waits as long."""
+    from pimsync import throttle
+
+    seconds = error.retry_after if error.retry_after is not None else throttle.DEFAULT_SECONDS
+    throttle.extend(pause_key, seconds, reason=error.message)
+    error.retry_after = seconds
 
 
 def _unexpected(call: str, response: requests.Response, error_class: str) -> HttpError:

@@ -95,7 +95,9 @@ class RestConnector(Connector):
         if settings.PIM_API_TOKEN:
             headers["Authorization"] = f"Bearer {settings.PIM_API_TOKEN}"
         try:
-            response = http.request("GET", settings.PIM_BASE_URL + path, headers=headers, error_class="pim")
+            response = http.request(
+                "GET", settings.PIM_BASE_URL + path, headers=headers, error_class="pim", pause_key="pim"
+            )
         except http.HttpError as exc:
             if exc.status == 404:
                 return None
