@@ -34,6 +34,8 @@ class Result:
     # its last good sync, to tell later whether the PIM data or the mapping changed since.
     pim_fingerprint: str = ""
     mapping_fingerprint: str = ""
+    # The mapping's generation when the rules this run applied were read (`mapping.current_with_generation`).
+    mapping_generation: int = 0
 
 
 def echoes_last_write(event: Event, state: Asset) -> bool:
@@ -64,8 +66,8 @@ def _failure(exc: http.HttpError, outcome: Result) -> Result:
 def enrich(event: Event) -> Result:
     """Bring the event's asset in line with the PIM, writing only what differs."""
     asset = event.asset
-    config, rules = mapping.current()
-    outcome = Result(status=Status.FAILED)
+    config, rules, generation = mapping.current_with_generation()
+    outcome = Result(status=Status.FAILED, mapping_generation=generation)
     try:
         # An enrichment ends in AEM calls: while AEM asked to slow down, do not ask the PIM either.
         aem.check_not_paused()

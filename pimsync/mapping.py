@@ -16,9 +16,10 @@ import jmespath
 import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
 
 from pimsync import akeneo_values, patterns
-from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
+from pimsync.models import AssetRef, Event, Job, MappingConfig, MappingRule
 
 # Every field of a rule that import and export carry, in the order an exported rule lists them.
 RULE_FIELDS = (
@@ -245,13 +246,25 @@ _cache: dict = {}
 
 def current() -> tuple[MappingConfig, list[MappingRule]]:
     """The product-key rule and the enabled rules in order, as the worker applies them."""
+    config, rules, _generation = current_with_generation()
+    return config, rules
+
+
+def current_with_generation() -> tuple[MappingConfig, list[MappingRule], int]:
+    """`current()` and the mapping's generation when it was read: the id of the newest mapping
+    check, which every saved change starts (`pimsync.resync.mapping_changed`). This process's copy
+    may be CONFIG_CACHE_SECONDS old; a newer check means the rules changed since.
+
+    The generation is read before the rules: a change landing in between makes the copy look
+    older than it is (an asset is marked stale needlessly), never newer."""
     cached = _cache.get("config")
     if cached and time.monotonic() - cached[0] < CONFIG_CACHE_SECONDS:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
+    generation = Job.objects.filter(kind=Job.Kind.AFFECTED).aggregate(newest=Max("id"))["newest"] or 0
     config = MappingConfig.load()
     rules = list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
-    _cache["config"] = (time.monotonic(), config, rules)
-    return config, rules
+    _cache["config"] = (time.monotonic(), config, rules, generation)
+    return config, rules, generation
 
 
 def forget() -> None:

@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import enrichment, pim_links, resync
-from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, Status, SyncState
+from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, StaleCause, Status, SyncState
 from pimsync.wakeups import wake
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,16 @@ def _claim(asset_id: str) -> list[Event]:
         _give_up(spent, now, from_statuses=PENDING, ran=False)
     events = [event for event in due if not _budget_used(event)]
     if events:
-        Event.objects.filter(id__in=[e.id for e in events]).update(
+        ids = [e.id for e in events]
+        # Conditional on still pending: a Cancel (or anything else) may have moved an event since
+        # the SELECT; only what this UPDATE moved is ours.
+        Event.objects.filter(id__in=ids, status__in=PENDING).update(
             status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
         )
+        claimed = set(
+            Event.objects.filter(id__in=ids, status=Status.PROCESSING, claimed_at=now).values_list("id", flat=True)
+        )
+        events = [event for event in events if event.id in claimed]
         for event in events:
             event.status, event.claimed_at, event.attempts, event.reason = (
                 Status.PROCESSING,
@@ -162,8 +169,10 @@ def next_status(event: Event, result: enrichment.Result, now) -> tuple[str, str,
         return result.status, result.reason, None
     if paused(result):
         # Nothing was sent: the attempt does not count (`_finish` moves the budget's start on),
-        # and the event waits exactly until the pause ends, however long a 429 storm lasts.
-        return Status.RETRYING, result.reason, now + timedelta(seconds=result.retry_after or 0)
+        # and the event waits until the pause ends, however long a 429 storm lasts. Spread over a
+        # little while after it: all the events refused meanwhile would otherwise call at once.
+        left = result.retry_after or 0
+        return Status.RETRYING, result.reason, now + timedelta(seconds=left + random.uniform(0, min(30, 1 + left / 4)))
     used = event.attempts - event.attempts_base
     if used >= settings.PIMSYNC_MAX_ATTEMPTS:
         return Status.FAILED, f"gave up after {used} attempts: {result.reason}", None
@@ -252,8 +261,7 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
         _skip(deletions, reason, Status.SUCCEEDED)
     if not work:
         return f"{asset_id}: nothing to enrich", None
-    # The newest event describes the asset as it is now (its path may have changed since).
-    newest = max(work, key=lambda e: (e.time or e.received_at, e.id))
+    newest = _describing(work, state)
     started, started_at = time.monotonic(), timezone.now()
     result = enrichment.enrich(newest)
     written = {**state.last_written, **result.written} if result.status == Status.SUCCEEDED else None
@@ -261,6 +269,17 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     _record_asset(state, newest, result, started_at)
     resync.events_ended({event.job_id for event in work if event.job_id})
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
+
+
+def _describing(work: list[Event], state: Asset) -> Event:
+    """The event that describes the asset as it is now: the newest one from AEM (its path may have
+    changed since earlier ones). A re-sync's events copy the asset's row when they are scheduled,
+    which may be long before they run: when only those are left, the row as it is now wins."""
+    from_aem = [e for e in work if e.type != EventType.RESYNC]
+    newest = max(from_aem or work, key=lambda e: (e.time or e.received_at, e.id))
+    if not from_aem and state.path:
+        newest.asset_path, newest.asset_name, newest.mime_type = state.path, state.name, state.mime_type
+    return newest
 
 
 def _record_asset(state: Asset, newest: Event, result: enrichment.Result, started_at) -> None:
@@ -279,7 +298,12 @@ def _record_asset(state: Asset, newest: Event, result: enrichment.Result, starte
     if not state.path and newest.arrived_by == "journal":
         described["known_from"] = "journal"
     assets = Asset.objects.filter(pk=state.pk)
-    if status in (Status.SUCCEEDED, Status.UNCHANGED):
+    if status in (Status.SUCCEEDED, Status.UNCHANGED) and resync.mapping_changed_since(result.mapping_generation):
+        # Written with rules this process had read before a mapping change: the mapping check may
+        # already have passed this asset, so it says stale itself.
+        assets.update(**described, last_synced_at=now)
+        resync.mark_stale(assets, StaleCause.MAPPING, "the mapping changed while it was being enriched", any_state=True)
+    elif status in (Status.SUCCEEDED, Status.UNCHANGED):
         assets.update(**described, last_synced_at=now)
         assets.filter(Q(stale_since__isnull=True) | Q(stale_since__lt=started_at)).update(
             state=SyncState.IN_STEP,

@@ -289,12 +289,21 @@ def tick() -> int:
 # --- marking assets stale ---------------------------------------------------------------------
 
 
-def mark_stale(assets: QuerySet[Asset], cause: str, reason: str) -> int:
-    """Mark the in-step (or already stale) assets among `assets` stale; return how many."""
+def mark_stale(assets: QuerySet[Asset], cause: str, reason: str, *, any_state: bool = False) -> int:
+    """Mark the in-step (or already stale) assets among `assets` stale; return how many.
+    `any_state`: failing and never-synced ones too (the caller knows they were just written)."""
     now = timezone.now()
-    return assets.filter(state__in=(SyncState.IN_STEP, SyncState.STALE)).update(
+    if not any_state:
+        assets = assets.filter(state__in=(SyncState.IN_STEP, SyncState.STALE))
+    return assets.exclude(state=SyncState.DELETED).update(
         state=SyncState.STALE, stale_cause=cause, stale_since=now, state_reason=reason[:255]
     )
+
+
+def mapping_changed_since(generation: int) -> bool:
+    """Whether the mapping was saved after the rules of `generation` were read (a newer mapping
+    check exists; ids only grow, so a purge of old checks changes nothing)."""
+    return Job.objects.filter(kind=Job.Kind.AFFECTED, pk__gt=generation).exists()
 
 
 def pim_changed(product_keys: list[str], *, user=None, why: str) -> Job | None:

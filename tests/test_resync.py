@@ -251,3 +251,53 @@ def test_a_resync_is_finished_as_soon_as_its_last_event_ends(client, world):
         run_queued_tasks()  # the step queued by the asset's last event, not the sweeper's minute
     job.refresh_from_db()
     assert (job.status, job.done, job.unchanged) == (Job.State.FINISHED, 1, 1)
+
+
+def test_a_resync_uses_where_the_asset_is_now_not_where_it_was_when_scheduled(client, world):
+    asset_id = synced(client, world, 1, "SKU-1")
+    job = resync.start(None, {"asset_ids": [asset_id]}, why="moved meanwhile")
+    resync.run(job.pk)  # its event copies the path as it is now
+    moved = "/content/dam/archive/SKU-1_front.png"
+    Asset.objects.filter(pk=asset_id).update(path=moved)  # a later AEM event recorded the move
+    with later(2):
+        worker.drain()
+    assert Asset.objects.get(pk=asset_id).path == moved
+
+
+def test_rules_read_before_a_mapping_change_cannot_make_an_asset_in_step(client, world, monkeypatch):
+    asset_id = synced(client, world, 1, "SKU-1")
+    real_enrich = enrichment.enrich
+
+    def enrich_while_the_mapping_is_saved(event):
+        result = real_enrich(event)  # with the rules as they were
+        resync.mapping_changed(None)  # saved meanwhile; the check may have passed this asset already
+        return result
+
+    monkeypatch.setattr(enrichment, "enrich", enrich_while_the_mapping_is_saved)
+    job = resync.start(None, {"asset_ids": [asset_id]}, why="race")
+    resync.run(job.pk)
+    with later(2):
+        pipeline.process_asset(asset_id)
+    asset = Asset.objects.get(pk=asset_id)
+    assert (asset.state, asset.stale_cause) == (SyncState.STALE, StaleCause.MAPPING)
+    assert resync.affected_count() == 1
+
+
+def test_an_event_cancelled_while_its_worker_claims_it_is_not_enriched(client, world, monkeypatch):
+    asset_id = synced(client, world, 1, "SKU-1")
+    world.aem.patches.clear()
+    calls = len(world.aem.calls)
+    job = resync.start(None, {"asset_ids": [asset_id]}, why="cancelled in time")
+    resync.run(job.pk)
+    real_budget_used = pipeline._budget_used
+
+    def cancelled_between_select_and_update(event):
+        Job.objects.get(pk=job.pk).cancel()  # support clicks Cancel at this very moment
+        return real_budget_used(event)
+
+    monkeypatch.setattr(pipeline, "_budget_used", cancelled_between_select_and_update)
+    with later(2):
+        assert pipeline.process_asset(asset_id) == "nothing pending"
+    [event] = Event.objects.filter(job=job)
+    assert (event.status, event.reason) == (Status.IGNORED, "its re-sync was cancelled")
+    assert len(world.aem.calls) == calls

@@ -74,14 +74,14 @@ def test_waiting_out_a_pause_uses_up_no_attempt(client, world, settings):
     world.adobe.deliver(client, world.upload(client, 1))
     world.drain()
     for cycle in range(1, 4):  # three refusals, more than the event's two attempts
-        with later(cycle * 61):
+        with later(cycle * 80):  # past the pause (60 s) and the spread after it (at most 16 s)
             throttle.extend("aem", 60, reason="another 429")
             pipeline.sweep()
             world.drain()
     event = event_of(world, 1)
     assert (event.status, event.error_class, event.attempts) == (Status.RETRYING, "aem_paused", 4)
     assert not [call for call in world.aem.calls if call[1] == event.asset_id]
-    with later(4 * 61 + 1):
+    with later(4 * 80):
         pipeline.sweep()
         world.drain()
     assert event_of(world, 1).status == Status.SUCCEEDED
