@@ -31,7 +31,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from pimsync import mapping
@@ -41,6 +41,7 @@ from pimsync.models import (
     Asset,
     Event,
     EventType,
+    Heartbeat,
     Job,
     StaleCause,
     Status,
@@ -60,6 +61,11 @@ SLICE_SECONDS = 20.0
 # The explicit asset lists of a selection (the Re-sync button, a page of the Assets list).
 MAX_ASSET_IDS = 10_000
 MAX_PRODUCT_KEYS = 1000
+
+# Workers take due events of priority 0 (everything from Adobe) first (`pimsync.worker`).
+RESYNC_PRIORITY = 1
+# The Heartbeat row whose lock serialises scheduling across nodes.
+SCHEDULE_LOCK = "resync-schedule"
 
 SELECTION_KEYS = ("asset_ids", "product_keys", "path_prefix", "state", "mapping_affected", "all")
 
@@ -151,8 +157,11 @@ def run(job_id: int) -> str:
     """One step of a re-sync: schedule what fits in the horizon, count the progress, finish when
     every asset was scheduled and every one of its events has ended. Cheap: the sweeper calls it
     every minute for every running re-sync."""
+    Heartbeat.objects.get_or_create(name=SCHEDULE_LOCK, defaults={"at": timezone.now()})
     try:
         with transaction.atomic():
+            # One scheduler at a time across every node: the rate is for all re-syncs together.
+            Heartbeat.objects.select_for_update().get(name=SCHEDULE_LOCK)
             job = Job.objects.select_for_update().get(pk=job_id)
             if job.status not in Job.ACTIVE:
                 return f"job {job_id}: not active, nothing to do"
@@ -178,13 +187,18 @@ def _remaining(job: Job) -> QuerySet[Asset]:
 
 
 def _schedule(job: Job, now) -> int:
-    """Create the events of the next assets, `1 / rate` seconds apart, up to `HORIZON` ahead."""
+    """Create the events of the next assets, `1 / rate` seconds apart, up to `HORIZON` ahead. The
+    rate holds for all re-syncs together: each goes on after the last event any of them scheduled,
+    and none adds more while a horizon's worth of re-sync events still waits for the workers."""
     rate = settings.PIMSYNC_RESYNC_RATE
-    waiting = Event.objects.filter(job=job).pending().count()
+    waiting = Event.objects.pending().filter(priority=RESYNC_PRIORITY).count()
     if waiting >= rate * HORIZON:  # the workers are behind: do not pile up more
         return 0
-    slot = max(now, job.scheduled_until or now)
+    latest = Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).aggregate(at=Max("scheduled_until"))["at"]
+    slot = max(now, latest or now)
     room = int((now + timedelta(seconds=HORIZON) - slot).total_seconds() * rate)
+    if room < 1 and slot <= now:  # a rate under one asset per horizon still moves on
+        room = 1
     scheduled = 0
     while room > 0:
         fields = ("asset_id", "path", "name", "mime_type", "product_key")
@@ -217,7 +231,7 @@ def _event(job: Job, asset: tuple, due, now) -> Event:
         next_attempt_at=due,
         payload={"job": job.pk, "why": job.why, "asset": {"id": asset_id, "path": path}},
         arrived_by=Arrival.RESYNC,
-        priority=1,
+        priority=RESYNC_PRIORITY,
         job=job,
     )
 
@@ -280,7 +294,8 @@ def events_ended(job_ids: set[int]) -> None:
 def tick() -> int:
     """Top up every active re-sync (the sweeper, every minute); return how many were stepped."""
     stepped = 0
-    for job_id in Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).values_list("pk", flat=True)[:100]:
+    active = Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).order_by("created_at", "pk")
+    for job_id in active.values_list("pk", flat=True)[:100]:  # oldest first: they share the rate
         run(job_id)
         stepped += 1
     return stepped

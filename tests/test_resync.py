@@ -301,3 +301,25 @@ def test_an_event_cancelled_while_its_worker_claims_it_is_not_enriched(client, w
     [event] = Event.objects.filter(job=job)
     assert (event.status, event.reason) == (Status.IGNORED, "its re-sync was cancelled")
     assert len(world.aem.calls) == calls
+
+
+def test_the_rate_holds_for_all_resyncs_together(settings, db):
+    settings.PIMSYNC_RESYNC_RATE = 1
+    Asset.objects.bulk_create(
+        Asset(asset_id=f"urn:aaid:aem:{n:03d}", path=f"/content/dam/p/{n}.png") for n in range(40)
+    )
+    first = resync.start(None, {"path_prefix": "/content/dam/p/1"}, why="one")
+    second = resync.start(None, {"path_prefix": "/content/dam/p/2"}, why="another")
+    resync.run(first.pk)
+    resync.run(second.pk)
+    due = sorted(Event.objects.values_list("next_attempt_at", flat=True))
+    assert len(due) == 22  # 11 + 11 assets, well inside the horizon
+    assert [round((b - a).total_seconds(), 3) for a, b in zip(due, due[1:], strict=False)] == [1.0] * 21
+
+
+def test_a_rate_under_one_asset_per_horizon_still_moves_on(settings, db):
+    settings.PIMSYNC_RESYNC_RATE = 0.01
+    Asset.objects.create(asset_id="urn:aaid:aem:1", path="/content/dam/p/1.png")
+    job = resync.start(None, {"all": True}, why="slow")
+    resync.run(job.pk)
+    assert Event.objects.filter(job=job).count() == 1
