@@ -303,6 +303,14 @@ class Asset(models.Model):
             models.Index(fields=["path"], name="asset_path_prefix", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["name"], name="asset_name_prefix", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["product_key"], name="asset_product_key", opclasses=["varchar_pattern_ops"]),
+            # "N assets are affected by the last mapping change", on every visit of the mapping page.
+            models.Index(
+                fields=["asset_id"],
+                condition=models.Q(state="stale", stale_cause="mapping"),
+                name="asset_mapping_affected",
+            ),
+            # A re-sync by state walks its assets in asset id order.
+            models.Index(fields=["state", "asset_id"], name="asset_state_id"),
         ]
         permissions = [("resync_asset", "Can re-sync assets")]
 

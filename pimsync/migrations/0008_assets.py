@@ -1,46 +1,11 @@
 """Assets as a first-class object (the Assets list, sync states, fingerprints), events created
 by re-sync jobs (their priority and job), and re-sync jobs themselves.
 
-Assets known before the upgrade get their path, name, product key and state from their newest
-event, in batches."""
+Assets known before the upgrade are described from their events by 0014_asset_upgrade."""
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
-
-
-BATCH = 1000
-
-
-def describe_known_assets(apps, schema_editor):
-    Asset = apps.get_model("pimsync", "Asset")
-    Event = apps.get_model("pimsync", "Event")
-    outcome_state = {"succeeded": "in_step", "unchanged": "in_step", "failed": "failing"}
-    last = ""
-    while True:
-        assets = list(Asset.objects.filter(asset_id__gt=last).order_by("asset_id")[:BATCH])
-        if not assets:
-            return
-        last = assets[-1].asset_id
-        for asset in assets:
-            newest = (
-                Event.objects.filter(asset_id=asset.asset_id)
-                .exclude(type="aem.assets.asset.deleted")
-                .order_by("-received_at", "-id")
-                .only("asset_path", "asset_name", "mime_type", "product_key", "status", "finished_at")
-                .first()
-            )
-            if newest is not None:
-                asset.path, asset.name = newest.asset_path, newest.asset_name
-                asset.mime_type, asset.product_key = newest.mime_type, newest.product_key
-                asset.last_outcome = newest.status
-                asset.state = outcome_state.get(newest.status, "never_synced")
-                if asset.state == "in_step":
-                    asset.last_synced_at = newest.finished_at
-            if asset.deleted_at is not None:
-                asset.state = "deleted"
-        fields = ["path", "name", "mime_type", "product_key", "last_outcome", "state", "last_synced_at"]
-        Asset.objects.bulk_update(assets, fields)
 
 
 class Migration(migrations.Migration):
@@ -201,5 +166,4 @@ class Migration(migrations.Migration):
             model_name="asset",
             index=models.Index(fields=["product_key"], name="asset_product_key", opclasses=["varchar_pattern_ops"]),
         ),
-        migrations.RunPython(describe_known_assets, migrations.RunPython.noop),
     ]
