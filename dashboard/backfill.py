@@ -48,7 +48,11 @@ def upload(request, admin_site):
         name = request.FILES["file"].name
         try:
             report = backfill.run_csv(
-                form.cleaned_data["file"], name, dry_run=form.cleaned_data["dry_run"], max_lookups=MAX_LOOKUPS
+                form.cleaned_data["file"],
+                name,
+                dry_run=form.cleaned_data["dry_run"],
+                max_lookups=MAX_LOOKUPS,
+                user=request.user,
             )
         except backfill.BackfillError as exc:
             error = f"Nothing was registered: {exc}."

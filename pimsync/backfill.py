@@ -258,7 +258,7 @@ def _lookup(row: Row) -> tuple[Row, str]:
         connection.close()
 
 
-def register(rows: list[Row], why: str) -> tuple[int, int, list[Job]]:
+def register(rows: list[Row], why: str, user=None) -> tuple[int, int, list[Job]]:
     """Create the assets pimsync does not know yet (never downgrading a known one) and re-sync
     all of them; return (new, already known, jobs)."""
     ids = [row.asset_id for row in rows]
@@ -269,7 +269,7 @@ def register(rows: list[Row], why: str) -> tuple[int, int, list[Job]]:
     new = [_asset(row, config) for row in rows if row.asset_id not in known]
     Asset.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
     jobs = [
-        resync.start(None, {"asset_ids": ids[start : start + resync.MAX_ASSET_IDS]}, why)
+        resync.start(user, {"asset_ids": ids[start : start + resync.MAX_ASSET_IDS]}, why)
         for start in range(0, len(ids), resync.MAX_ASSET_IDS)
     ]
     return len(new), len(known), jobs
@@ -297,7 +297,13 @@ def _asset(row: Row, config) -> Asset:
 
 
 def run_csv(
-    text: str, source: str, *, dry_run: bool = False, progress: Progress | None = None, max_lookups: int | None = None
+    text: str,
+    source: str,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    max_lookups: int | None = None,
+    user=None,
 ) -> Report:
     """Read, resolve, register and re-sync the assets of a CSV (see the module docstring)."""
     rows, problems, count = read_csv(text)
@@ -307,7 +313,7 @@ def run_csv(
             f"{lookups} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
             "run `python manage.py backfill FILE` on the server instead"
         )
-    return _finish(Report(source, dry_run, count), rows, problems, progress)
+    return _finish(Report(source, dry_run, count), rows, problems, progress, user)
 
 
 def run_folder(folder: str, *, dry_run: bool = False, progress: Progress | None = None) -> Report:
@@ -316,7 +322,8 @@ def run_folder(folder: str, *, dry_run: bool = False, progress: Progress | None 
     return _finish(Report(folder, dry_run, len(rows)), rows, problems, progress)
 
 
-def _finish(report: Report, rows: list[Row], problems: list[Problem], progress: Progress | None) -> Report:
+def _finish(report: Report, rows: list[Row], problems: list[Problem], progress: Progress | None, user=None) -> Report:
+    """Resolve, then register and re-sync (as `user`, who started it) unless it is a dry run."""
     try:
         report.good = resolve(rows, problems, progress)
     except http.HttpError as exc:  # no IMS token: nothing can be looked up
@@ -329,5 +336,5 @@ def _finish(report: Report, rows: list[Row], problems: list[Problem], progress: 
         )
         report.new = len(ids) - report.known
     elif report.good:
-        report.new, report.known, report.jobs = register(report.good, f"backfill {report.source}"[:255])
+        report.new, report.known, report.jobs = register(report.good, f"backfill {report.source}"[:255], user)
     return report

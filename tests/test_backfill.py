@@ -239,6 +239,7 @@ def test_an_uploaded_export_shows_the_skipped_rows_by_line_and_links_the_job(cli
 
     job = Job.objects.get()
     assert f'href="/admin/pimsync/event/jobs/{job.pk}/"' in page
+    assert (job.created_by, job.why) == (resyncer, "backfill aem-metadata-export.csv")
     assert page.count('class="backfill-problem"') == 5
     assert (
         "<td>8</td><td>/content/dam/products/SKU-100006_front.png</td><td>AEM has no asset at this path (404)</td>"
