@@ -268,6 +268,8 @@ class EventAdmin(MachineWrittenAdmin):
 
     def job_detail(self, request, pk):
         """One job's progress; the page reloads itself until the job has ended."""
+        if not self.has_view_permission(request):  # before any counting
+            raise PermissionDenied
         job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
         # A re-sync counts its events' outcomes now; the job row holds those of its last step.
         progress = resync.progress(job) if job.kind == Job.Kind.RESYNC else None
