@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from django.db import close_old_connections
+from django.db import connection
 
 from pimsync import mapping, resync
 from pimsync.clients import aem, http, ims
@@ -200,7 +200,7 @@ def walk(folder: str, progress: Progress | None = None) -> tuple[list[Row], list
 
 def _pages(folder: str) -> Iterator[aem.FolderPage]:
     offset = 0
-    while True:
+    while offset < MAX_ASSETS:  # an AEM that always says "more" cannot keep the walk going
         page = aem.list_folder(folder, offset)
         yield page
         if not page.more:
@@ -253,7 +253,9 @@ def _lookup(row: Row) -> tuple[Row, str]:
                 time.sleep(min(wait, MAX_LOOKUP_WAIT))
         return row, "not looked up"  # unreachable: the loop always returns
     finally:
-        close_old_connections()
+        # The lookup threads die with the pool: close the connection each one opened (to read AEM's
+        # pause) rather than leave it to the database to notice.
+        connection.close()
 
 
 def register(rows: list[Row], why: str) -> tuple[int, int, list[Job]]:
