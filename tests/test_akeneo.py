@@ -321,9 +321,13 @@ def test_a_second_enrichment_with_nothing_changed_writes_nothing(client, akeneo_
     akeneo_product(akeneo, "SKU-100001")
     world.adobe.deliver(client, world.upload(client, 1))
     world.drain()
+    written = links_in(akeneo, "SKU-100001")
+    reads = akeneo.calls("GET", "/api/rest/v1/products")
     resync_all(world)
     assert Event.objects.filter(status=Status.UNCHANGED).count() == 1
-    assert len(akeneo.patches()) == 1
+    assert akeneo.calls("GET", "/api/rest/v1/products") == reads + 1  # the product was read again…
+    assert akeneo.calls("PATCH") == 1  # …and its links, already right, were not sent again
+    assert links_in(akeneo, "SKU-100001") == written == link(world, "/content/dam/products/SKU-100001_front.png")
     assert len(world.aem.patches) == 1
 
 

@@ -184,6 +184,16 @@ def test_a_product_updated_in_akeneo_re_syncs_its_assets_once(client, synced):
     assert job.assets == {"product_keys": ["SKU-100001"]}
     assert job.why == "Akeneo product.updated by julia"
 
+    # Akeneo delivers at least once: the same message again does nothing more, even though the
+    # product has changed since (only a new message or the poll would re-sync that).
+    akeneo.set_value("SKU-100001", "name", "Alpine boot", locale="en_US")
+    answer = deliver(client, cloud_event(product["uuid"], author="julia"))
+    assert answer.status_code == 200 and answer.json() == {"accepted": 0, "duplicates": 1}
+    world.drain()
+    assert aem_calls(world, asset_id)[before:] == ["GET", "PATCH"]
+    assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"
+    assert Job.objects.count() == 1 and PimNotification.objects.count() == 1
+
 
 def test_the_echo_of_pimsyncs_own_write_back_calls_neither_aem_nor_writes_again(client, synced):
     world, akeneo, product, asset_id = synced

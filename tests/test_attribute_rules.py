@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 
 from dashboard.preview import preview
 from pimsync import akeneo_values, mapping
-from pimsync.clients import pim
 from pimsync.mapping import AssetRef
 from pimsync.models import MappingConfig, MappingRule
 
@@ -248,31 +247,13 @@ class TestImportExport:
         assert mapping.export_config() == DOCUMENT
 
 
-class FakeAkeneo:
-    """A connector named akeneo serving Akeneo-shaped products, for what only needs its answers."""
-
-    name = "akeneo"
-
-    def __init__(self, products=None, attributes=None):
-        self.products = products or {}
-        self.attribute_list = attributes
-
-    def get_product(self, key):
-        return self.products.get(key)
-
-    def attributes(self):
-        if isinstance(self.attribute_list, Exception):
-            raise self.attribute_list
-        return self.attribute_list
-
-
 @pytest.mark.django_db
-def test_the_preview_shows_an_attribute_rule_with_its_source_value_and_note(monkeypatch):
-    monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo({"K1": AKENEO_PRODUCT}))
+def test_the_preview_shows_an_attribute_rule_with_its_source_value_and_note(akeneo):
+    akeneo.add_sample_catalog()
     rules = [attribute_rule(), attribute_rule(attribute="price", currency="GBP", metadata_path="pim:price")]
-    result = preview(MappingConfig.load(), rules, key="K1")
+    result = preview(MappingConfig.load(), rules, key="SKU-SAMPLE")
     assert [(r.source, r.value, r.note) for r in result.plan.results] == [
-        ("name (en_US, ecommerce)", "Trail backpack", ""),
+        ("name (en_US, ecommerce)", "Trail boot", ""),
         (
             "price (en_US, ecommerce, GBP)",
             None,

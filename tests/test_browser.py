@@ -15,11 +15,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 
 from pimsync import mapping, tasks
-from pimsync.clients import pim
 from pimsync.models import Asset, Event, Job, MappingRule, Status, SyncState
 from tests.conftest import STANDARD_MAPPING, needs, product, run_queued_tasks
-from tests.test_attribute_rules import AKENEO_PRODUCT, FakeAkeneo
-from tests.test_field_picker import ATTRIBUTES
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -140,10 +137,10 @@ def rules_page(page, role: str = "Mapping editors", size=(1280, 800)) -> None:
 
 
 @pytest.mark.parametrize("pim_connector", ["demo", "akeneo"])
-def test_the_rules_table_fits_a_1280_pixel_window(page, settings, monkeypatch, pim_connector):
+def test_the_rules_table_fits_a_1280_pixel_window(page, settings, request, pim_connector):
     settings.PIM_CONNECTOR = "demo"
-    if pim_connector == "akeneo":
-        monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo({"K1": AKENEO_PRODUCT}, ATTRIBUTES))
+    if pim_connector == "akeneo":  # the attribute rule's inputs take room of their own
+        request.getfixturevalue("akeneo").add_sample_catalog()
     mapping.import_config(json.loads(DEMO_MAPPINGS.read_text()))
     rules_page(page)
     right, width, scroll = page.evaluate(
@@ -182,43 +179,84 @@ def test_a_mapping_editor_picks_a_field_from_a_sample_product_saves_and_previews
     assert "Tente Dome tent 2" in row.inner_text()
 
 
-def test_on_akeneo_an_editor_chooses_an_attribute_with_its_locale_and_channel(page, settings, monkeypatch):
-    # A stand-in connector serving Akeneo's product and attribute shapes.
-    monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo({"K1": AKENEO_PRODUCT}, ATTRIBUTES))
-    mapping.import_config({"rules": [{"pim_field": "identifier", "metadata_path": "pim:sku"}]})
+def akeneo_rule_row(page, n: int, metadata_path: str):
+    """Rule row `n` (added with "Add another" when the page has none yet), its target path typed."""
+    if not page.locator(f"#rules-{n}").count():
+        page.click("#rules-group .add-row a")
+    page.fill(f"[name='rules-{n}-metadata_path']", metadata_path)
+    return page.locator(f"#rules-{n}")
+
+
+def visible(row, *details: str) -> set[str]:
+    return {name for name in details if row.locator(f".rule-{name}").is_visible()}
+
+
+def test_on_akeneo_an_editor_picks_attributes_and_an_upload_is_enriched_with_their_values(
+    page, client, world, akeneo, settings
+):
+    akeneo.add_sample_catalog()  # SKU-SAMPLE: labelled options, prices, a localized name, scoped descriptions
+    akeneo.add_attribute("aem_links", "pim_catalog_textarea", labels={"en_US": "AEM assets"})
+    settings.PIM_CONNECTOR, settings.PIM_BASE_URL = "akeneo", akeneo.url
+    settings.PIM_ASSET_LINK_ATTRIBUTE = "aem_links"
+    mapping.import_config({**STANDARD_MAPPING, "rules": [{"attribute": "sku", "metadata_path": "pim:sku"}]})
     rules_page(page)
-    row = page.locator("#rules-1")
-    row.locator("[name='rules-1-attribute']").select_option("description")
-    assert row.locator(".rule-locale").is_visible() and row.locator(".rule-channel").is_visible()
-    assert not row.locator(".rule-currency").is_visible() and not row.locator(".rule-option_codes").is_visible()
-    row.locator("[name='rules-1-locale']").fill("de_DE")
-    row.locator("[name='rules-1-metadata_path']").fill("dc:description")
-    row.locator("[name='rules-1-attribute']").select_option("price")
-    assert row.locator(".rule-currency").is_visible() and not row.locator(".rule-channel").is_visible()
-    row.locator("[name='rules-1-attribute']").select_option("description")
+    offered = page.eval_on_selector_all("[name='rules-1-attribute'] option", "options => options.map(o => o.value)")
+    assert set(offered) == {"", *(a["code"] for a in akeneo.attributes)}  # the list the stand-in serves
+
+    colour = akeneo_rule_row(page, 1, "pim:colour")
+    colour.locator("[name='rules-1-attribute']").select_option("color")
+    assert visible(colour, "locale", "channel", "currency", "option_codes") == {"option_codes"}
+    price = akeneo_rule_row(page, 2, "pim:price")
+    price.locator("[name='rules-2-attribute']").select_option("price")
+    assert visible(price, "locale", "channel", "currency", "option_codes") == {"currency"}
+    price.locator("[name='rules-2-currency']").fill("EUR")
+    name = akeneo_rule_row(page, 3, "dc:title")
+    name.locator("[name='rules-3-attribute']").select_option("name")
+    assert visible(name, "locale", "channel", "currency", "option_codes") == {"locale"}
+    name.locator("[name='rules-3-locale']").fill("de_DE")
     shot(page, "mapping-attribute-rule")
 
-    # The picker fills an attribute rule from a clicked value.
-    page.click("#rules-group .add-row a")
-    page.fill("[name='rules-2-metadata_path']", "pim:name_de")
-    page.fill("#picker-key", "K1")
+    # The picker fills an attribute rule, with the locale and channel of the value clicked.
+    description = akeneo_rule_row(page, 4, "dc:description")
+    page.fill("#picker-key", "SKU-SAMPLE")
     page.click("#picker-load")
     tree = page.locator("#picker-tree")
-    tree.locator("summary", has_text="name").first.click()
-    tree.locator("summary", has_text="[1]").first.click()
-    tree.get_by_role("button", name="Rucksack").click()
-    assert page.input_value("[name='rules-2-attribute']") == "name"
-    assert page.input_value("[name='rules-2-locale']") == "de_DE"
+    branch = tree.locator("xpath=.//details[summary[starts-with(normalize-space(.), 'description')]]")
+    branch.locator(":scope > summary").click()
+    branch.locator("summary", has_text="[1]").first.click()
+    branch.get_by_role("button", name="Boot.").click()
+    assert [page.input_value(f"[name='rules-4-{field}']") for field in ("attribute", "locale", "channel")] == [
+        "description",
+        "en_US",
+        "print",
+    ]
+    assert visible(description, "locale", "channel", "currency", "option_codes") == {"locale", "channel"}
 
     page.click("input[name='_continue']")
     page.wait_for_selector(".messagelist")
-    rule = MappingRule.objects.get(metadata_path="dc:description")
-    assert (rule.attribute, rule.locale, rule.channel, rule.pim_field) == ("description", "de_DE", "", "")
-    page.fill("#preview_key", "K1")
-    page.click("#preview-button")
-    results = page.inner_text("#rule-results")
-    assert "description (de_DE, ecommerce)" in results and "Langer Text" in results
-    assert "name (de_DE, ecommerce)" in results and "Rucksack" in results
+    saved = {r.metadata_path: (r.attribute, r.locale, r.channel, r.currency) for r in MappingRule.objects.all()}
+    assert saved == {
+        "pim:sku": ("sku", "", "", ""),
+        "pim:colour": ("color", "", "", ""),
+        "pim:price": ("price", "", "", "EUR"),
+        "dc:title": ("name", "de_DE", "", ""),
+        "dc:description": ("description", "en_US", "print", ""),
+    }
+
+    upload = world.upload(client, 1, sku="SKU-SAMPLE")
+    world.adobe.deliver(client, upload)
+    world.drain()  # the worker enriches it from Akeneo
+    assert Event.objects.get(asset_id=upload["data"]["assetId"]).status == Status.SUCCEEDED
+    [patch] = world.aem.patches
+    assert {op["path"]: op["value"] for op in patch["operations"]} == {
+        "pim:sku": "SKU-SAMPLE",
+        "pim:colour": "Red",  # the option's label, not its code
+        "pim:price": "49.90 EUR",
+        "dc:title": "Wanderschuh",
+        "dc:description": "Boot.",
+    }
+    links = akeneo.product("SKU-SAMPLE")["values"]["aem_links"][0]["data"]
+    assert links == f"{world.aem.url}/ui#/aem/assetdetails.html/content/dam/products/SKU-SAMPLE_front.png"
 
 
 def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page, client, world, settings):

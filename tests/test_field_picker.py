@@ -8,10 +8,9 @@ import pytest
 
 from dashboard import field_picker
 from pimsync import mapping
-from pimsync.clients import http, pim
 from pimsync.models import MappingRule
 from tests.conftest import product
-from tests.test_attribute_rules import AKENEO_PRODUCT, FakeAkeneo
+from tests.test_attribute_rules import AKENEO_PRODUCT
 from tests.test_dashboard import MAPPING, mapping_form
 
 PICK = "/admin/pimsync/mappingconfig/pick/"
@@ -152,20 +151,12 @@ class TestPickView:
         assert response.status_code == 502 and "500" in response.json()["error"]
 
 
-ATTRIBUTES = [
-    {"code": "name", "type": "pim_catalog_text", "localizable": True, "scopable": False, "labels": {"en_US": "Name"}},
-    {"code": "description", "type": "pim_catalog_textarea", "localizable": True, "scopable": True, "labels": {}},
-    {"code": "price", "type": "pim_catalog_price_collection", "localizable": False, "scopable": False, "labels": {}},
-    {"code": "color", "type": "pim_catalog_simpleselect", "localizable": False, "scopable": False},
-    "not an attribute",
-]
-
-
 @pytest.mark.django_db
 class TestRuleForm:
-    def test_on_akeneo_the_attribute_is_chosen_from_its_list(self, client, people, monkeypatch):
+    def test_on_akeneo_the_attribute_is_chosen_from_its_list(self, client, people, akeneo):
+        akeneo.add_attribute("name", "pim_catalog_text", localizable=True, labels={"en_US": "Name"})
+        akeneo.add_attribute("price", "pim_catalog_price_collection")
         mapping.import_config({"rules": [{"attribute": "retired", "metadata_path": "pim:old"}]})
-        monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo(attributes=ATTRIBUTES))
         client.force_login(people["Mapping editors"])
         page = client.get(MAPPING).content.decode()
         assert '<select name="rules-0-attribute"' in page
@@ -174,14 +165,14 @@ class TestRuleForm:
         assert '"price": {"type": "pim_catalog_price_collection", "localizable": false' in page
         assert 'id="attribute-notice"' not in page
 
-    def test_when_akeneo_is_down_the_page_offers_a_text_input_and_says_why(self, client, people, monkeypatch):
+    def test_when_akeneo_is_down_the_page_offers_a_text_input_and_says_why(self, client, people, akeneo):
         mapping.import_config({"rules": [{"pim_field": "SKUID", "metadata_path": "wknd-skuid"}]})
-        down = http.HttpError("the PIM did not answer", retryable=True, error_class="pim_unreachable")
-        monkeypatch.setattr(pim, "connector", lambda: FakeAkeneo(attributes=down))
+        akeneo.faults.add("GET", 503)
         client.force_login(people["Mapping editors"])
         page = client.get(MAPPING).content.decode()
         assert '<input type="text" name="rules-0-attribute"' in page
-        assert "The PIM&#x27;s attribute list could not be read (the PIM did not answer)" in page
+        call = f"GET {akeneo.url}/api/rest/v1/attributes?limit=100"
+        assert f"The PIM&#x27;s attribute list could not be read ({call} answered 503)" in page
 
     def test_an_attribute_rule_saved_through_the_form_is_stored(self, client, people, world):
         client.force_login(people["Mapping editors"])
