@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import threading
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -408,6 +410,19 @@ def resynced_keys() -> list[str]:
     return sorted(key for job in Job.objects.all() for key in job.assets["product_keys"] if key in known)
 
 
+def on_akeneos_clock(akeneo):
+    """Our clock and the stand-in's `Date` header stopped at the stand-in's clock (its `updated` times)."""
+    return time_machine.travel(akeneo.now, tick=False)
+
+
+def updated_searches(akeneo) -> list[str]:
+    return [
+        r[2]["search"]
+        for r in akeneo.requests
+        if r[1] == "/api/rest/v1/products-uuid" and "updated" in r[2].get("search", "")
+    ]
+
+
 def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(akeneo):
     from pimsync import pim_poll
     from pimsync.models import PimCursor
@@ -418,27 +433,60 @@ def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(ake
     for n in (3, 77, 149):
         known_asset(f"SKU-{n:03d}", n)
 
-    assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
-    first = PimCursor.objects.get().cursor
-    assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
-    after_first_page = resynced_keys()
-    assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
+    with on_akeneos_clock(akeneo):  # 10:02:30, the last product's change
+        assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
+        first = PimCursor.objects.get().cursor
+        assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
+        after_first_page = resynced_keys()
+        assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
 
-    pim_poll.poll()
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
-    cursor = PimCursor.objects.get().cursor
-    assert "next" not in cursor and cursor["since"] == "2026-11-27 10:02:29"  # the newest change, less 1 s
+        pim_poll.poll()
+        assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
+        cursor = PimCursor.objects.get().cursor
+        # The pass started at 10:02:30 by the server's Date, less the first call's time (rounded
+        # up to a second) and the 1 s overlap; the offset of `updated` says the server is on UTC.
+        assert cursor == {"since": "2026-11-27 10:02:28", "zone": 0}
 
-    pim_poll.poll()  # nothing changed since: nothing handed on again, even in the overlap second
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
-    akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
-    pim_poll.poll()
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-077", "SKU-149"]
-    [(_, _, query, _)] = [
-        r for r in akeneo.requests if r[1] == "/api/rest/v1/products-uuid" and "updated" in r[2].get("search", "")
-    ][:1]
-    assert query["search"] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
+        akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
+        pim_poll.poll()
+    assert resynced_keys().count("SKU-077") == 2
+    searches = updated_searches(akeneo)
+    assert searches[0] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
+    assert searches[-1] == '{"updated":[{"operator":">","value":"2026-11-27 10:02:28"}]}'
+    [(_, _, query, _)] = [r for r in akeneo.requests if "updated" in r[2].get("search", "")][:1]
     assert query["pagination_type"] == "search_after" and query["limit"] == "100"
+
+
+def test_a_product_changed_on_a_page_already_read_is_found_by_the_next_poll(akeneo):
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    for n in range(150):
+        akeneo_product(akeneo, f"SKU-{n:03d}")
+        known_asset(f"SKU-{n:03d}", n)
+    uuids = sorted(akeneo.products)
+    first_page = akeneo.products[uuids[0]]["values"]["sku"][0]["data"]
+    last_page = akeneo.products[uuids[-1]]["values"]["sku"][0]["data"]
+
+    def edits_between_pages():
+        akeneo.set_value(first_page, "name", "Renamed", locale="en_US")  # its page was read
+        akeneo.advance(5)
+        akeneo.set_value(last_page, "name", "Renamed", locale="en_US")  # its page is still to come
+
+    with on_akeneos_clock(akeneo):
+        akeneo.before_list = [None, edits_between_pages]
+        pim_poll.poll()
+        assert resynced_keys().count(first_page) == 1  # the pass read it before the change
+        pim_poll.poll()
+    assert resynced_keys().count(first_page) == 2
+
+
+def test_the_stand_in_refuses_an_iso_time_as_akeneo_does(akeneo):
+    search = '{"updated":[{"operator":">","value":"2026-11-27T10:00:00Z"}]}'
+    with pytest.raises(http.HttpError) as raised:
+        client._call("GET", f"{client.API}/products-uuid?{urlencode({'search': search})}")
+    assert raised.value.status == 422 and "yyyy-mm-dd H:i:s" in raised.value.body
 
 
 def test_a_failed_page_is_polled_again_from_the_saved_cursor(akeneo):
