@@ -2,13 +2,12 @@
 identifier or its uuid to a re-sync of that product's assets (`resync.pim_changed`).
 
 Each notification is claimed with a conditional UPDATE, so two tasks never handle the same one.
-The product is read from the PIM when the notification names it by uuid only, or when pimsync's
-own Connection user made the change: then the product's data fingerprint (without the update
-time and the asset links pimsync writes, `Connector.fingerprint_view`) is compared with what
-every known asset of the product was last synced from. When nothing differs, the notification is
-the echo of pimsync's own write-back (or a change pimsync already has) and is ignored: no
-re-sync, no AEM call. Notifications that name the product by identifier and come from someone
-else re-sync at once, without a PIM call.
+A created or updated product is always read from the PIM (one GET): its data fingerprint
+(without the update time and the asset links pimsync writes, `Connector.fingerprint_view`) is
+compared with what every known asset of the product was last synced from. When nothing differs,
+the notification is the echo of pimsync's own write-back (or a change pimsync already has) and
+is ignored: no re-sync, no AEM call. The author is not trusted for this: the Event Platform
+names a user by uuid (`{"identifier", "type"}`), not by the Connection's user name.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
@@ -105,12 +103,9 @@ def _handle(connector: pim.Connector, row: PimNotification) -> str:
 
 def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
     """(key to re-sync, "") or ("", why not)."""
-    ours = bool(settings.AKENEO_USERNAME) and row.author == settings.AKENEO_USERNAME
     if row.kind in DELETED_KINDS:
         # Its assets are enriched again and fail saying the product is not in the PIM any more.
         return (row.product_key, "") if row.product_key else ("", "a deleted product named by its uuid only")
-    if row.product_key and not ours:
-        return row.product_key, ""
     if row.product_key:
         product = connector.get_product(row.product_key)
     else:
@@ -123,8 +118,10 @@ def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
     if not Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED).exists():
         return "", f"pimsync knows no asset of {key}"
     if already_synced(connector, key, product):
-        whose = "pimsync's own write-back" if ours else "a change its assets already hold"
-        return "", f"{key}: the data pimsync maps from is unchanged ({whose})"
+        return (
+            "",
+            f"{key}: the data pimsync maps from is unchanged (pimsync's own write-back, or a change already synced)",
+        )
     return key, ""
 
 

@@ -11,7 +11,6 @@ import time
 import pytest
 
 from pimsync.models import Event, Job, PimNotification, Status
-from tests.akeneo_stub import AkeneoStub
 from tests.conftest import akeneo_product
 
 pytestmark = pytest.mark.django_db
@@ -185,27 +184,43 @@ def test_a_product_updated_in_akeneo_re_syncs_its_assets_once(client, synced):
     assert job.why == "Akeneo product.updated by julia"
 
 
+# The Event Platform names the author by the user's uuid and kind, never by user name.
+API_USER = {"identifier": "b238e9f7-fcec-45bd-9431-d43cd624b244", "type": "api"}
+
+
 def test_the_echo_of_pimsyncs_own_write_back_calls_neither_aem_nor_writes_again(client, synced):
     world, akeneo, product, asset_id = synced
-    before = len(world.aem.calls)
-    deliver(client, cloud_event(product["uuid"], author=AkeneoStub.USERNAME))
+    before, reads = len(world.aem.calls), akeneo.calls("GET")
+    echo = cloud_event(product["uuid"], author=API_USER)
+    echo["data"]["product"]["identifier"] = "SKU-100001"  # send_product_identifier is on
+    deliver(client, echo)
     world.drain()
     assert world.aem.calls[before:] == []
     assert len(akeneo.patches()) == 1
+    assert akeneo.calls("GET") == reads + 1  # the product, read to compare its data
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.IGNORED
-    assert "unchanged (pimsync's own write-back)" in row.reason
+    assert "unchanged (pimsync's own write-back" in row.reason
+    assert row.author == "b238e9f7-fcec-45bd-9431-d43cd624b244 (api)"
     assert not Job.objects.exists()
 
 
-def test_an_identifier_in_the_notification_spares_the_akeneo_read(client, synced):
+def test_the_author_object_is_shown_as_given_in_the_jobs_why(client, synced):
+    world, akeneo, product, _asset_id = synced
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(product["uuid"], author=API_USER))
+    world.drain()
+    assert Job.objects.get().why == "Akeneo product.updated by b238e9f7-fcec-45bd-9431-d43cd624b244 (api)"
+
+
+def test_a_change_named_by_identifier_is_read_once_then_re_synced(client, synced):
     world, akeneo, _product, asset_id = synced
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
     reads = akeneo.calls("GET")
     deliver_legacy(client, [legacy_event(1, "SKU-100001")])
     world.drain()
     assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"
-    assert akeneo.calls("GET") == reads + 1  # the re-sync's own lookup only
+    assert akeneo.calls("GET") == reads + 2  # the notification's read, then the re-sync's lookup
 
 
 def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
