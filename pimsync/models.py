@@ -931,3 +931,36 @@ class PimCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} poll at {self.cursor.get('since', 'the start')}"
+
+
+class ProductLinks(models.Model):
+    """The write-back's lock on one product (`pimsync.pim_links`): one enrichment at a time works
+    out and writes a product's asset links, so two of its assets enriched at once cannot each write
+    a list without the other. A lease, not a transaction held open across the PIM calls."""
+
+    product_key = models.CharField(max_length=255, primary_key=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    written_at = models.DateTimeField(null=True, blank=True, help_text="When pimsync last wrote the links")
+
+    class Meta:
+        verbose_name_plural = "product links"
+
+    def __str__(self) -> str:
+        return f"links of {self.product_key}"
+
+    @classmethod
+    def acquire(cls, product_key: str, lease: timedelta) -> str | None:
+        """Take the product's lease; its token, or None while another enrichment holds it."""
+        cls.objects.get_or_create(product_key=product_key)
+        now, token = timezone.now(), uuid.uuid4().hex
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        taken = cls.objects.filter(free, product_key=product_key).update(lease_token=token, lease_until=now + lease)
+        return token if taken else None
+
+    @classmethod
+    def release(cls, product_key: str, token: str, *, written: bool) -> None:
+        changes = {"lease_token": "", "lease_until": None}
+        if written:
+            changes["written_at"] = timezone.now()
+        cls.objects.filter(product_key=product_key, lease_token=token).update(**changes)

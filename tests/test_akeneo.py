@@ -353,6 +353,46 @@ def test_a_second_asset_of_the_product_adds_a_sorted_line_and_a_deletion_removes
     assert only_updates(akeneo)
 
 
+def enrich_on_a_thread(asset_id: str) -> None:
+    from django.db import connection
+
+    from pimsync import pipeline
+
+    try:
+        pipeline.process_asset(asset_id)
+    finally:
+        connection.close()
+
+
+# Transactional: the two enrichments run on threads with connections of their own.
+@pytest.mark.django_db(transaction=True)
+def test_two_assets_of_one_product_enriched_at_once_are_both_listed(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    uploads = [
+        world.upload(client, 1, folder="/content/dam/a-catalog"),
+        world.upload(client, 2, sku="SKU-100001", folder="/content/dam/z-shop"),
+    ]
+    for upload in uploads:
+        world.adobe.deliver(client, upload)
+    both_read = threading.Barrier(2, timeout=10)
+    akeneo.before_list = [both_read.wait, both_read.wait]  # each lookup answered once both asked
+    akeneo.latency = 0.2  # so both work out their lists before either is recorded
+    threads = [threading.Thread(target=enrich_on_a_thread, args=(u["data"]["assetId"],)) for u in uploads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Event.objects.filter(status=Status.SUCCEEDED).count() == 2
+    assert links_in(akeneo, "SKU-100001") == "\n".join(
+        [
+            link(world, "/content/dam/a-catalog/SKU-100001_front.png"),
+            link(world, "/content/dam/z-shop/SKU-100001_front.png"),
+        ]
+    )
+    assert only_updates(akeneo)
+
+
 def test_a_product_gone_from_akeneo_is_never_patched(client, akeneo_world):
     world, akeneo = akeneo_world, akeneo_world.akeneo
     akeneo_product(akeneo, "SKU-100001")
