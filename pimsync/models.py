@@ -880,7 +880,8 @@ class PimNotification(models.Model):
 
     received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
     known asset, pimsync's own write-back), failed (the product could not be read);
-    processing → received again when its task died or the PIM could not be reached (a few times).
+    processing → received again when its task died or the PIM could not be reached (a few times,
+    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`).
     `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
     is stored once.
     """
@@ -901,6 +902,8 @@ class PimNotification(models.Model):
     reason = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now)
+    # Not handed out before this (after the PIM failed or asked to slow down); null: at once.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     handled_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import mapping, resync
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 State = PimNotification.State
 BATCH = 200
 MAX_ATTEMPTS = 5
+# After the PIM failed, a notification waits this long, doubled at each attempt (or the
+# Retry-After, when longer); its tries are spread over about half an hour.
+RETRY_BASE = timedelta(minutes=1)
 # A notification claimed this long ago belongs to a task that died: it is handed out again.
 STUCK = timedelta(minutes=5)
 # Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
@@ -49,7 +52,8 @@ def handle_pending() -> str:
     # By status and receipt: the (status, received_at) index serves it.
     handled = (State.DONE, State.IGNORED, State.FAILED)
     PimNotification.objects.filter(status__in=handled, received_at__lt=now - KEEP).delete()
-    waiting = PimNotification.objects.filter(status=State.RECEIVED).order_by("received_at")
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    waiting = PimNotification.objects.filter(due, status=State.RECEIVED).order_by("received_at")
     claimed = [row for row in waiting[:BATCH] if _claim(row, now)]
     if not claimed:
         return "no PIM notification waiting"
@@ -86,19 +90,37 @@ def _handle(connector: pim.Connector, row: PimNotification) -> str:
     """The product key to re-sync for this notification, or "" (the row then says why not)."""
     try:
         key, why_not = _decide(connector, row)
-    except (http.HttpError, pim.ConfigurationError) as exc:
-        message = getattr(exc, "message", str(exc))
-        retry = getattr(exc, "retryable", False) and row.attempts + 1 < MAX_ATTEMPTS
-        if retry:  # Akeneo down or asking to slow down: the next run (or the poll's) tries again
-            PimNotification.objects.filter(pk=row.pk).update(status=State.RECEIVED, reason=message[:255])
+    except pim.ConfigurationError as exc:
+        _finish([row], State.FAILED, f"cannot read the product: {exc}")
+        return ""
+    except http.HttpError as exc:
+        if exc.retryable and (_slowed_down(exc) or row.attempts + 1 < MAX_ATTEMPTS):
+            _later(row, exc)  # Akeneo down or asking to slow down: tried again once due
         else:
-            _finish([row], State.FAILED, f"cannot read the product: {message}")
+            _finish([row], State.FAILED, f"cannot read the product: {exc.message}")
         return ""
     if why_not:
         _finish([row], State.IGNORED, why_not)
         return ""
     row.product_key = key
     return key
+
+
+def _slowed_down(exc: http.HttpError) -> bool:
+    """A 429, or a call not sent while its pause runs: the notification is not at fault."""
+    return exc.status == 429 or exc.error_class.endswith("_paused")
+
+
+def _later(row: PimNotification, exc: http.HttpError) -> None:
+    """Back to waiting until due again; waiting out a pause uses up no attempt."""
+    slowed = _slowed_down(exc)
+    wait = timedelta(seconds=exc.retry_after or 0)
+    if not slowed:
+        wait = max(wait, RETRY_BASE * 2**row.attempts)  # row.attempts: before this run's claim
+    changes = {"status": State.RECEIVED, "reason": exc.message[:255], "next_attempt_at": timezone.now() + wait}
+    if slowed:
+        changes["attempts"] = F("attempts") - 1
+    PimNotification.objects.filter(pk=row.pk, status=State.PROCESSING).update(**changes)
 
 
 def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:

@@ -7,8 +7,11 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from pimsync.models import Event, Job, PimNotification, Status
 from tests.conftest import akeneo_product
@@ -232,7 +235,7 @@ def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
     assert row.status == PimNotification.State.IGNORED and "no asset of SKU-999" in row.reason
 
 
-def test_an_unreachable_akeneo_leaves_the_notification_for_the_next_run(client, synced):
+def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, synced):
     from pimsync import pim_notifications
 
     world, akeneo, product, _asset_id = synced
@@ -242,5 +245,27 @@ def test_an_unreachable_akeneo_leaves_the_notification_for_the_next_run(client, 
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 1 and "503" in row.reason
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
-    world.drain()
+    assert pim_notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        world.drain()
     assert PimNotification.objects.get().status == PimNotification.State.DONE
+
+
+def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
+    from pimsync import pim_notifications
+
+    world, akeneo, product, asset_id = synced
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(product["uuid"]))
+    akeneo.faults.add("GET", 429, headers={"Retry-After": "600"})
+    start = timezone.now()
+    for minutes in range(0, 10, 2):  # the poll's schedule runs the task every 2 minutes
+        with time_machine.travel(start + timedelta(minutes=minutes, seconds=1)):
+            pim_notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.RECEIVED and row.attempts == 0
+    assert "429" in row.reason or "slow down" in row.reason
+    with time_machine.travel(start + timedelta(minutes=10, seconds=5)):
+        world.drain()
+    assert PimNotification.objects.get().status == PimNotification.State.DONE
+    assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"

@@ -1,4 +1,5 @@
-"""The review fixes of the Akeneo connector: the write-back's per-product lock."""
+"""The review fixes of the Akeneo connector: the write-back's per-product lock, when a waiting
+PIM notification is handed out again."""
 
 from django.db import migrations, models
 
@@ -19,5 +20,10 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={"verbose_name_plural": "product links"},
+        ),
+        migrations.AddField(
+            model_name="pimnotification",
+            name="next_attempt_at",
+            field=models.DateTimeField(blank=True, null=True),
         ),
     ]
