@@ -111,7 +111,7 @@ def _refusal(exc: http.HttpError, attribute: str) -> str:
         try:
             errors = json.loads(exc.body).get("errors") or []
             said = "; ".join(str(e.get("message", ""))[:200] for e in errors[:3] if isinstance(e, dict))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # Akeneo's body, not ours
             said = ""
         return f"{attribute} was refused (422{': ' + said if said else ''}); check PIM_ASSET_LINK_ATTRIBUTE"
     return f"{exc.message}; written again at the next enrichment of this product"

@@ -204,6 +204,23 @@ def test_an_uploaded_asset_is_enriched_from_an_akeneo_product(client, akeneo_wor
     ]
 
 
+def test_an_answer_nested_100000_deep_fails_the_event_for_good_without_a_crash(
+    client, akeneo_world, _akeneo_server_process
+):
+    akeneo_product(akeneo_world.akeneo, "SKU-100001")
+    lookup("SKU-100001")  # the token and the API style, before the hostile answer
+    deep = b'{"_embedded":{"items":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}}"
+    _akeneo_server_process.expect_oneshot_request("/api/rest/v1/products-uuid").respond_with_data(
+        deep, content_type="application/json"
+    )
+    akeneo_world.adobe.deliver(client, akeneo_world.upload(client, 1))
+    akeneo_world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "Akeneo (product search) answered with JSON nested too deeply to read"
+    assert akeneo_world.aem.patches == []
+
+
 # --- the attribute list -------------------------------------------------------------------------
 
 

@@ -130,7 +130,7 @@ def _credentials_error(exc: http.HttpError) -> http.HttpError:
 def _akeneo_message(body: str) -> str:
     try:
         message = json.loads(body).get("message", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
     return message if isinstance(message, str) else ""
 
