@@ -28,6 +28,7 @@ class Result:
     error_class: str = ""
     retry_after: float | None = None
     product_key: str = ""
+    product_uuid: str = ""  # the PIM's own id of the product, when it has one
     pim_data: dict | None = None
     changes: list = field(default_factory=list)
     written: dict = field(default_factory=dict)
@@ -82,6 +83,7 @@ def enrich(event: Event) -> Result:
             outcome.reason = f"product {key!r} is not in {connector.label}"
             return outcome
         outcome.pim_data = product
+        outcome.product_uuid = connector.product_uuid(product)
         outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
         outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
         outcome = _write(outcome, asset, product, rules, metadata)

@@ -273,6 +273,9 @@ class Asset(models.Model):
     name = models.CharField(max_length=255, blank=True)
     mime_type = models.CharField(max_length=255, blank=True)
     product_key = models.CharField(max_length=255, blank=True)
+    # The PIM's own id of the product (Akeneo's uuid), when the PIM has one: notifications that
+    # name a product by it alone (a deletion) are resolved to its assets without asking the PIM.
+    pim_product_uuid = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.NEVER_SYNCED)
     state_reason = models.CharField(max_length=255, blank=True, help_text="Why the asset is in its state")
     stale_cause = models.CharField(max_length=16, choices=StaleCause.choices, blank=True)
@@ -303,6 +306,8 @@ class Asset(models.Model):
             models.Index(fields=["path"], name="asset_path_prefix", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["name"], name="asset_name_prefix", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["product_key"], name="asset_product_key", opclasses=["varchar_pattern_ops"]),
+            # A PIM notification naming the product by its uuid only (pimsync.pim_notifications).
+            models.Index(fields=["pim_product_uuid"], name="asset_pim_product_uuid"),
         ]
         permissions = [("resync_asset", "Can re-sync assets")]
 

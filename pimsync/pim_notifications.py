@@ -2,6 +2,8 @@
 identifier or its uuid to a re-sync of that product's assets (`resync.pim_changed`).
 
 Each notification is claimed with a conditional UPDATE, so two tasks never handle the same one.
+A deletion names the product by uuid only on the Event Platform: its key is the one of the
+assets last synced from that uuid (`Asset.pim_product_uuid`), found without a PIM call.
 A created or updated product is always read from the PIM (one GET): its data fingerprint
 (without the update time and the asset links pimsync writes, `Connector.fingerprint_view`) is
 compared with what every known asset of the product was last synced from. When nothing differs,
@@ -127,7 +129,8 @@ def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
     """(key to re-sync, "") or ("", why not)."""
     if row.kind in DELETED_KINDS:
         # Its assets are enriched again and fail saying the product is not in the PIM any more.
-        return (row.product_key, "") if row.product_key else ("", "a deleted product named by its uuid only")
+        key = row.product_key or _known_key(row.product_uuid)
+        return (key, "") if key else ("", "pimsync knows no asset of this deleted product (named by its uuid)")
     if row.product_key:
         product = connector.get_product(row.product_key)
     else:
@@ -145,6 +148,14 @@ def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
             f"{key}: the data pimsync maps from is unchanged (pimsync's own write-back, or a change already synced)",
         )
     return key, ""
+
+
+def _known_key(product_uuid: str) -> str:
+    """The product key of the assets last synced from the product with this uuid ("" if none)."""
+    if not product_uuid:
+        return ""
+    keys = Asset.objects.filter(pim_product_uuid=product_uuid).exclude(product_key="")
+    return keys.values_list("product_key", flat=True).first() or ""
 
 
 def _resync(connector: pim.Connector, rows: dict[str, PimNotification]) -> None:

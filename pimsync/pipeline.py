@@ -278,6 +278,8 @@ def _record_asset(state: Asset, newest: Event, result: enrichment.Result, starte
     }
     if not state.path and newest.arrived_by == "journal":
         described["known_from"] = "journal"
+    if result.product_uuid:
+        described["pim_product_uuid"] = result.product_uuid
     assets = Asset.objects.filter(pk=state.pk)
     if status in (Status.SUCCEEDED, Status.UNCHANGED):
         assets.update(**described, last_synced_at=now)

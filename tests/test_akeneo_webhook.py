@@ -226,6 +226,33 @@ def test_a_change_named_by_identifier_is_read_once_then_re_synced(client, synced
     assert akeneo.calls("GET") == reads + 2  # the notification's read, then the re-sync's lookup
 
 
+def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo(client, synced):
+    from pimsync import pim_notifications
+    from pimsync.models import Asset
+
+    world, akeneo, product, asset_id = synced
+    assert Asset.objects.get(pk=asset_id).pim_product_uuid == product["uuid"]  # kept when it was read
+    akeneo.products.clear()
+    calls = len(akeneo.requests)
+    deleted = {**cloud_event(product["uuid"], author=API_USER), "type": "com.akeneo.pim.v1.product.deleted"}
+    deliver(client, deleted)
+    pim_notifications.handle_pending()
+    assert len(akeneo.requests) == calls
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.DONE and row.product_key == "SKU-100001"
+    assert Job.objects.get().assets == {"product_keys": ["SKU-100001"]}
+    world.drain()
+    assert Asset.objects.get(pk=asset_id).state == "failing"  # "product 'SKU-100001' is not in Akeneo"
+
+
+def test_a_deletion_of_a_product_pimsync_never_synced_is_ignored(client, synced):
+    deleted = {**cloud_event("0c7e6a3c-0000-4000-8000-000000000000"), "type": "com.akeneo.pim.v1.product.deleted"}
+    deliver(client, deleted)
+    synced[0].drain()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.IGNORED and "knows no asset" in row.reason
+
+
 def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
     world, akeneo, _product, _asset_id = synced
     other = akeneo_product(akeneo, "SKU-999")

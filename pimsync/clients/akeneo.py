@@ -295,6 +295,11 @@ class AkeneoConnector(Connector):
             _state["attributes"][base] = (time.monotonic() + ATTRIBUTES_CACHE_SECONDS, found)
         return found
 
+    def product_uuid(self, product: dict) -> str:
+        """The product's uuid (7.x and SaaS; "" from 6.x, which has none)."""
+        uuid = product.get("uuid")
+        return uuid if isinstance(uuid, str) and len(uuid) <= 64 else ""
+
     def fingerprint_view(self, product: dict) -> dict:
         """The product without what changes when nothing pimsync maps from did: the time of the
         last change, the asset links pimsync writes itself, and `_links` (which a list item has and

@@ -1,5 +1,5 @@
 """The review fixes of the Akeneo connector: the write-back's per-product lock, when a waiting
-PIM notification is handed out again."""
+PIM notification is handed out again, and the product's uuid on its assets."""
 
 from django.db import migrations, models
 
@@ -25,5 +25,14 @@ class Migration(migrations.Migration):
             model_name="pimnotification",
             name="next_attempt_at",
             field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="asset",
+            name="pim_product_uuid",
+            field=models.CharField(blank=True, max_length=64),
+        ),
+        migrations.AddIndex(
+            model_name="asset",
+            index=models.Index(fields=["pim_product_uuid"], name="asset_pim_product_uuid"),
         ),
     ]
