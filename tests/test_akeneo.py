@@ -49,6 +49,15 @@ def test_a_token_about_to_expire_is_refreshed_with_the_refresh_token(akeneo):
     assert akeneo.token_grants == ["password", "refresh_token"]
 
 
+def test_a_short_lived_token_is_used_for_most_of_its_life_not_renewed_at_each_call(akeneo):
+    akeneo.expires_in = 120  # shorter than the 5 minutes' renewal margin
+    akeneo_product(akeneo, "SKU-1")
+    for _ in range(3):
+        lookup("SKU-1")
+        client._token.forget()  # as another worker process would, from the shared row
+    assert akeneo.token_grants == ["password"]
+
+
 def test_a_401_renews_the_token_once_and_retries_the_call(akeneo):
     akeneo_product(akeneo, "SKU-1")
     lookup("SKU-1")
@@ -291,8 +300,23 @@ def test_only_the_configured_akeneo_host_is_called(akeneo, settings):
     assert raised.value.error_class == "config"
 
 
-def test_check_command_runs_with_the_akeneo_connector(akeneo):
-    call_command("check", stdout=io.StringIO())
+def test_check_names_missing_variables_and_only_check_deploy_calls_akeneo(akeneo, settings):
+    from django.core.management.base import SystemCheckError
+
+    settings.AKENEO_EVENT_SECRETS = ["s1"]
+    settings.AKENEO_PASSWORD = ""
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    assert "PIM_CONNECTOR=akeneo needs AKENEO_PASSWORD" in str(raised.value)
+
+    settings.AKENEO_PASSWORD = "wrong-value-7f3a"
+    call_command("check", stdout=io.StringIO(), stderr=io.StringIO())  # every manage.py command runs these
+    assert akeneo.requests == []  # no error, and Akeneo was not asked
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check", "--deploy", stdout=io.StringIO(), stderr=io.StringIO())
+    said = str(raised.value)
+    assert f"cannot use Akeneo at {akeneo.url}" in said and "check AKENEO_USERNAME and AKENEO_PASSWORD" in said
+    assert "wrong-value-7f3a" not in said
 
 
 # --- write-back: the product's AEM asset links ----------------------------------------------------
