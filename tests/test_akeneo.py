@@ -156,6 +156,18 @@ def test_the_overview_says_why_akeneo_cannot_be_used_and_asks_once_per_few_minut
     assert len(akeneo.requests) == 1  # one token request for both page views
 
 
+def test_the_overview_never_shows_credentials_written_in_pim_base_url(akeneo, settings, people):
+    from django.test import Client
+
+    settings.PIM_BASE_URL = akeneo.url.replace("http://", "http://proxyuser:url-secret-93b1@")
+    settings.AKENEO_PASSWORD = "wrong-value-7f3a"
+    browser = Client()
+    browser.force_login(people["Viewers"])
+    page = browser.get("/admin/").content.decode()
+    assert f"Cannot use Akeneo at {akeneo.url}:" in page
+    assert "url-secret-93b1" not in page
+
+
 # --- lookup -------------------------------------------------------------------------------------
 
 
