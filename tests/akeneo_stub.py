@@ -80,6 +80,7 @@ class AkeneoStub:
         self.in_flight = 0
         self.max_in_flight = 0
         self.now = START  # the stub's clock: product `updated` times and token expiry
+        self.zone = UTC  # the server's time zone: `updated` is written (and filtered) in it
         # Run one each, in order, before a product list is answered: someone editing products
         # while a poll pages through them (None: nothing happens before that list).
         self.before_list: list = []
@@ -459,4 +460,4 @@ class AkeneoStub:
     def _stamp(self) -> str:
         """The stub's clock as Akeneo writes `updated`; every change is a second later than the last."""
         self.now += timedelta(seconds=1)
-        return self.now.isoformat()
+        return self.now.astimezone(self.zone).isoformat()

@@ -575,6 +575,22 @@ def test_a_product_changed_on_a_page_already_read_is_found_by_the_next_poll(aken
     assert resynced_keys().count(first_page) == 2
 
 
+def test_on_a_server_outside_utc_the_next_pass_asks_in_the_servers_time_zone(akeneo):
+    from datetime import timezone as tz
+
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    akeneo.zone = tz(timedelta(hours=-5))  # an on-premise server in New York
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 04:00:00"})
+    akeneo_product(akeneo, "SKU-001")  # updated 2026-11-27T05:00:01-05:00, 10:00:01 UTC
+    known_asset("SKU-001", 1)
+    with on_akeneos_clock(akeneo):
+        pim_poll.poll()
+    assert resynced_keys() == ["SKU-001"]
+    assert PimCursor.objects.get().cursor == {"since": "2026-11-27 04:59:59", "zone": -300}
+
+
 def test_the_stand_in_refuses_an_iso_time_as_akeneo_does(akeneo):
     search = '{"updated":[{"operator":">","value":"2026-11-27T10:00:00Z"}]}'
     with pytest.raises(http.HttpError) as raised:
