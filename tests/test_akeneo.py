@@ -591,6 +591,25 @@ def test_on_a_server_outside_utc_the_next_pass_asks_in_the_servers_time_zone(ake
     assert PimCursor.objects.get().cursor == {"since": "2026-11-27 04:59:59", "zone": -300}
 
 
+def test_the_first_poll_starts_at_the_servers_time_now_even_hours_behind_utc(akeneo):
+    from datetime import timezone as tz
+
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    akeneo.zone = tz(timedelta(hours=-5))
+    akeneo_product(akeneo, "SKU-001")  # changed before pimsync polled: not handed on
+    known_asset("SKU-001", 1)
+    akeneo.advance(60)
+    with on_akeneos_clock(akeneo):  # 10:01:01 UTC, 05:01:01 on the server
+        pim_poll.poll()
+        assert PimCursor.objects.get().cursor["since"] == "2026-11-27 05:00:59"
+        assert resynced_keys() == []
+        akeneo.set_value("SKU-001", "name", "Renamed", locale="en_US")  # 05:01:02 on the server
+        pim_poll.poll()
+    assert resynced_keys() == ["SKU-001"]
+
+
 def test_the_stand_in_refuses_an_iso_time_as_akeneo_does(akeneo):
     search = '{"updated":[{"operator":">","value":"2026-11-27T10:00:00Z"}]}'
     with pytest.raises(http.HttpError) as raised:

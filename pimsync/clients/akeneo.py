@@ -331,7 +331,7 @@ class AkeneoConnector(Connector):
 
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
         """Pages of products changed since the cursor (`pimsync.pim_poll` saves each page's cursor)."""
-        sweep = _Sweep(cursor, self)
+        sweep = _Sweep(cursor if cursor.get("since") else _first_cursor(), self)
         while sweep.url:
             body = sweep.fetch()
             items = _items(body)
@@ -370,7 +370,7 @@ class _Sweep:
 
     def __init__(self, cursor: dict, connector: AkeneoConnector) -> None:
         self.connector = connector
-        self.since = cursor.get("since") or _format(datetime.now(UTC).replace(tzinfo=None) - POLL_OVERLAP)
+        self.since = cursor["since"]
         self.started = cursor.get("started") or ""  # the pass's start, UTC, ISO
         self.zone = cursor.get("zone")  # the server's offset from UTC in minutes (None: not seen yet)
         self.url = cursor.get("next") or self._first_url()
@@ -390,11 +390,8 @@ class _Sweep:
 
     def fetch(self) -> dict:
         """The next page; the first one of a pass also says when the pass started."""
-        asked_at, clock = datetime.now(UTC), time.monotonic()
-        response = _call("GET", self.url)
-        if not self.started:
-            took = timedelta(seconds=math.ceil(time.monotonic() - clock))
-            self.started = ((_date_header(response) or asked_at) - took).isoformat()
+        started, response = _timed_get(self.url)
+        self.started = self.started or started.isoformat()
         return _object(response, "changed products")
 
     def take(self, items: list[dict]) -> list[str]:
@@ -416,6 +413,28 @@ class _Sweep:
         start = datetime.fromisoformat(self.started).astimezone(UTC).replace(tzinfo=None)
         since = start + timedelta(minutes=self.zone) - POLL_OVERLAP
         return {"since": _format(since), "zone": self.zone}
+
+
+def _first_cursor() -> dict:
+    """Where the very first poll starts: the server's time now, in its zone (told by one product's
+    `updated`), less POLL_OVERLAP. Earlier changes are not polled. Our own clock in UTC could be
+    hours ahead of a server's wall-clock time and skip every change made until it caught up; with
+    no product to tell the zone, the earliest zone there is (UTC-12) is safe."""
+    path = "products-uuid" if api_style() == "uuid" else "products"
+    started, response = _timed_get(f"{API}/{path}?limit=1")
+    items = _items(_object(response, "products"))
+    zone = _offset_minutes(items[0].get("updated")) if items else None
+    wall = started.astimezone(UTC).replace(tzinfo=None) + timedelta(minutes=-12 * 60 if zone is None else zone)
+    return {"since": _format(wall - POLL_OVERLAP), "zone": zone}
+
+
+def _timed_get(url: str):
+    """(when the server began to answer, by its `Date` header, or our clock without one; the
+    response). The call's duration is taken off, rounded up: `Date` is stamped as the answer leaves."""
+    asked_at, clock = datetime.now(UTC), time.monotonic()
+    response = _call("GET", url)
+    took = timedelta(seconds=math.ceil(time.monotonic() - clock))
+    return (_date_header(response) or asked_at) - took, response
 
 
 def _format(moment: datetime) -> str:
