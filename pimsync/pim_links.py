@@ -31,9 +31,6 @@ from pimsync.models import Asset, AssetRef, ProductLinks, SyncState, aem_asset_u
 
 log = logging.getLogger(__name__)
 
-# The lease covers a GET and a PATCH (each within the HTTP deadline); a waiting enrichment waits
-# out a whole lease, so the lease of one that died is taken over rather than skipped.
-LEASE = timedelta(seconds=90)
 WAIT_STEP_SECONDS = 0.05
 MAX_LINKS = 1000
 
@@ -75,10 +72,18 @@ def write(
     return note
 
 
+def _lease() -> timedelta:
+    """Long enough for a GET and a PATCH, each within the HTTP deadline. A waiting enrichment waits
+    out a whole lease, so the lease of one that died is taken over rather than skipped; the whole
+    enrichment still ends within the task timeout."""
+    return timedelta(seconds=2 * settings.PIMSYNC_HTTP_TIMEOUT_SECONDS + 5)
+
+
 def _lock(product_key: str) -> str | None:
-    deadline = time.monotonic() + LEASE.total_seconds()
+    lease = _lease()
+    deadline = time.monotonic() + lease.total_seconds()
     while True:
-        token = ProductLinks.acquire(product_key, LEASE)
+        token = ProductLinks.acquire(product_key, lease)
         if token or time.monotonic() > deadline:
             return token
         time.sleep(WAIT_STEP_SECONDS)
@@ -88,7 +93,10 @@ def _write_locked(connector, product_key: str, product: dict, read_at: datetime,
     attribute = settings.PIM_ASSET_LINK_ATTRIBUTE
     last = ProductLinks.objects.values_list("written_at", flat=True).get(product_key=product_key)
     if last is not None and last >= read_at:  # hosts' clocks in step, as the asset leases assume
-        product = connector.get_product(product_key)  # the links changed since it was read
+        try:
+            product = connector.get_product(product_key)  # the links changed since it was read
+        except (http.HttpError, pim.ConfigurationError) as exc:
+            return False, f"asset links not written to {connector.label}: {getattr(exc, 'message', exc)}"
         if product is None:
             return False, ""
     wanted = links(product_key, current)
