@@ -30,7 +30,7 @@ State = PimNotification.State
 BATCH = 200
 MAX_ATTEMPTS = 5
 # After the PIM failed, a notification waits this long, doubled at each attempt (or the
-# Retry-After, when longer); its tries are spread over about half an hour.
+# Retry-After, when longer): 1, 2, 4 and 8 minutes, a quarter of an hour in all.
 RETRY_BASE = timedelta(minutes=1)
 # A notification claimed this long ago belongs to a task that died: it is handed out again.
 STUCK = timedelta(minutes=5)
