@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from itertools import islice
 
 from pimsync import mapping
 from pimsync.clients import http, pim
@@ -31,19 +33,39 @@ def field(name: str) -> str:
     return name if _IDENTIFIER.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
-def item_selector(items: list, index: int) -> tuple[str, bool]:
+def item_selector(items: list, index: int, counts: Counter | None = None) -> tuple[str, bool]:
     """How to reach `items[index]`: a filter on its locale/scope when it has them and is the only
     item they select (Akeneo's value lists), else the index; and whether it is a filter (a projection).
 
     Only a filter that selects one item is used: a projection drops nulls, so with two matches the
-    expression could give the other item's value."""
+    expression could give the other item's value. `counts` (`qualifier_counts(items)`, counted once
+    per list) says how many items each filter selects."""
     item = items[index]
     keys = [key for key in _QUALIFIERS if isinstance(item, dict) and key in item]
     if not keys or not all(_literal(item[key]) for key in keys):
         return f"[{index}]", False
-    if sum(1 for other in items if _same(other, item, keys)) != 1:
+    counts = qualifier_counts(items) if counts is None else counts
+    if counts[tuple((key, item[key]) for key in keys)] != 1:
         return f"[{index}]", False
     return "[?" + " && ".join(f"{key}=={_literal(item[key])}" for key in keys) + "]", True
+
+
+def qualifier_counts(items: list) -> Counter:
+    """How many items each filter on locale, scope or both would select, in one pass over the list
+    (only text and null can be a filter's literal, so other values are not counted)."""
+    counts: Counter = Counter()
+    for other in items:
+        if not isinstance(other, dict):
+            continue
+        pairs = [(key, other[key]) for key in _QUALIFIERS if key in other and _countable(other[key])]
+        counts.update({(pair,) for pair in pairs})
+        if len(pairs) == 2:
+            counts[tuple(pairs)] += 1
+    return counts
+
+
+def _countable(value: object) -> bool:
+    return value is None or isinstance(value, str)
 
 
 def _literal(value: object) -> str:
@@ -73,10 +95,15 @@ def tree(product: dict, *, akeneo: bool = False) -> list[dict]:
 
 
 def _children(value: object, steps: list[str], projections: int, budget: list[int], akeneo: bool, rule) -> list[dict]:
+    shown = budget[0] + 1  # no more entries than the budget can show (and one for the note)
     if isinstance(value, dict):
-        entries = [(str(key)[:MAX_KEY], field(str(key)), False, child) for key, child in value.items()]
+        entries = [(str(key)[:MAX_KEY], field(str(key)), False, child) for key, child in islice(value.items(), shown)]
     else:
-        entries = [(f"[{i}]{_qualified(child)}", *item_selector(value, i), child) for i, child in enumerate(value)]
+        counts = qualifier_counts(value)
+        entries = [
+            (f"[{i}]{_qualified(child)}", *item_selector(value, i, counts), child)
+            for i, child in enumerate(islice(value, shown))
+        ]
     nodes = []
     for name, step, is_filter, child in entries:
         if budget[0] <= 0:

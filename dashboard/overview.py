@@ -21,6 +21,7 @@ from django.utils import timezone
 from pimsync import journal, throttle, wakeups
 from pimsync.alerts import TITLES
 from pimsync.checks import configuration
+from pimsync.clients.http import without_credentials
 from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
@@ -125,7 +126,7 @@ def pim_connection_problem() -> str | None:
     if akeneo.missing_settings():
         return None  # the system checks above name the missing variables
     problem = akeneo.connection_problem()
-    return f"Cannot use Akeneo at {settings.PIM_BASE_URL}: {problem}" if problem else None
+    return f"Cannot use Akeneo at {without_credentials(settings.PIM_BASE_URL)}: {problem}" if problem else None
 
 
 def retention() -> dict:

@@ -143,7 +143,13 @@ def trim_zeros(amount: str) -> str:
 
 
 def _kind(data: object) -> str:
+    """What `data` is, in words; for a list, what its items are (one level down, never deeper:
+    the PIM's answer may nest lists as deep as it likes)."""
     if isinstance(data, list):
-        kinds = sorted({_kind(item) for item in data[:MAX_ITEMS]})
+        kinds = sorted({_one_kind(item) for item in data[:MAX_ITEMS]})
         return " and ".join(kinds[:3]) or "nothing"
+    return _one_kind(data)
+
+
+def _one_kind(data: object) -> str:
     return {dict: "an object", list: "a list", str: "text"}.get(type(data), type(data).__name__)

@@ -138,9 +138,11 @@ def _text(value: object, limit: int = 255) -> str:
 
 
 def _author(value: object) -> str:
-    """The author as a user name: a string, or an object naming it (`identifier`, `username`)."""
+    """Who made the change, as Akeneo names it: a user name (Events API), or the Event Platform's
+    `{"identifier": <user uuid>, "type": "api" | "ui" | …}` shown as "<identifier> (<type>)"."""
     if isinstance(value, dict):
-        value = value.get("identifier") or value.get("username") or value.get("name")
+        identifier, kind = _text(value.get("identifier"), 200), _text(value.get("type"), 40)
+        return f"{identifier} ({kind})" if identifier and kind else identifier or kind
     return _text(value)
 
 

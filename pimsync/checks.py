@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from pimsync.clients.http import without_credentials
 from pimsync.retention import MINIMUM_DAYS
 
 
@@ -137,7 +138,8 @@ def akeneo_connection(app_configs, **kwargs):
 
     problem = akeneo.connection_problem(cached=False)
     if problem:
-        return [Error(f"cannot use Akeneo at {settings.PIM_BASE_URL}: {problem}", id="pimsync.E008")]
+        where = without_credentials(settings.PIM_BASE_URL)
+        return [Error(f"cannot use Akeneo at {where}: {problem}", id="pimsync.E008")]
     return []
 
 

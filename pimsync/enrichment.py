@@ -7,6 +7,9 @@ events get and why, with everything the dashboard shows for the attempt.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
 
 from pimsync import mapping, pim_links
 from pimsync.clients import aem, http, pim
@@ -25,6 +28,7 @@ class Result:
     error_class: str = ""
     retry_after: float | None = None
     product_key: str = ""
+    product_uuid: str = ""  # the PIM's own id of the product, when it has one
     pim_data: dict | None = None
     changes: list = field(default_factory=list)
     written: dict = field(default_factory=dict)
@@ -74,15 +78,18 @@ def enrich(event: Event) -> Result:
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
         connector = pim.connector()
+        read_at = timezone.now()
         product = connector.get_product(key)
         if product is None:
             outcome.error_class = "pim_not_found"
             outcome.reason = f"product {key!r} is not in {connector.label}"
             return outcome
         outcome.pim_data = product
+        outcome.product_uuid = connector.product_uuid(product)
         outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
         outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
-        return _write_back(connector, _write(outcome, asset, product, rules, metadata), asset, product)
+        outcome = _write(outcome, asset, product, rules, metadata)
+        return _write_back(connector, outcome, asset, product, read_at)
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
         return outcome
@@ -93,11 +100,13 @@ def enrich(event: Event) -> Result:
         return _failure(exc, outcome)
 
 
-def _write_back(connector: pim.Connector, outcome: Result, asset: mapping.AssetRef, product: dict) -> Result:
+def _write_back(
+    connector: pim.Connector, outcome: Result, asset: mapping.AssetRef, product: dict, read_at: datetime
+) -> Result:
     """After a good write to AEM, the product's asset links in the PIM (pimsync.pim_links); what
     happened there is added to the reason and never changes the AEM outcome."""
     if outcome.status in (Status.SUCCEEDED, Status.UNCHANGED) and pim_links.enabled(connector):
-        note = pim_links.write(connector, outcome.product_key, product, asset)
+        note = pim_links.write(connector, outcome.product_key, product, read_at, asset)
         if note:
             outcome.reason = f"{outcome.reason}; {note}"
     return outcome

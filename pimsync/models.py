@@ -273,6 +273,9 @@ class Asset(models.Model):
     name = models.CharField(max_length=255, blank=True)
     mime_type = models.CharField(max_length=255, blank=True)
     product_key = models.CharField(max_length=255, blank=True)
+    # The PIM's own id of the product (Akeneo's uuid), when the PIM has one: notifications that
+    # name a product by it alone (a deletion) are resolved to its assets without asking the PIM.
+    pim_product_uuid = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.NEVER_SYNCED)
     state_reason = models.CharField(max_length=255, blank=True, help_text="Why the asset is in its state")
     stale_cause = models.CharField(max_length=16, choices=StaleCause.choices, blank=True)
@@ -311,6 +314,8 @@ class Asset(models.Model):
             ),
             # A re-sync by state walks its assets in asset id order.
             models.Index(fields=["state", "asset_id"], name="asset_state_id"),
+            # A PIM notification naming the product by its uuid only (pimsync.pim_notifications).
+            models.Index(fields=["pim_product_uuid"], name="asset_pim_product_uuid"),
         ]
         permissions = [("resync_asset", "Can re-sync assets")]
 
@@ -888,7 +893,8 @@ class PimNotification(models.Model):
 
     received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
     known asset, pimsync's own write-back), failed (the product could not be read);
-    processing → received again when its task died or the PIM could not be reached (a few times).
+    processing → received again when its task died or the PIM could not be reached (a few times,
+    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`).
     `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
     is stored once.
     """
@@ -909,6 +915,8 @@ class PimNotification(models.Model):
     reason = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now)
+    # Not handed out before this (after the PIM failed or asked to slow down); null: at once.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     handled_at = models.DateTimeField(null=True, blank=True)
 
@@ -939,3 +947,36 @@ class PimCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} poll at {self.cursor.get('since', 'the start')}"
+
+
+class ProductLinks(models.Model):
+    """The write-back's lock on one product (`pimsync.pim_links`): one enrichment at a time works
+    out and writes a product's asset links, so two of its assets enriched at once cannot each write
+    a list without the other. A lease, not a transaction held open across the PIM calls."""
+
+    product_key = models.CharField(max_length=255, primary_key=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    written_at = models.DateTimeField(null=True, blank=True, help_text="When pimsync last wrote the links")
+
+    class Meta:
+        verbose_name_plural = "product links"
+
+    def __str__(self) -> str:
+        return f"links of {self.product_key}"
+
+    @classmethod
+    def acquire(cls, product_key: str, lease: timedelta) -> str | None:
+        """Take the product's lease; its token, or None while another enrichment holds it."""
+        cls.objects.get_or_create(product_key=product_key)
+        now, token = timezone.now(), uuid.uuid4().hex
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        taken = cls.objects.filter(free, product_key=product_key).update(lease_token=token, lease_until=now + lease)
+        return token if taken else None
+
+    @classmethod
+    def release(cls, product_key: str, token: str, *, written: bool) -> None:
+        changes = {"lease_token": "", "lease_until": None}
+        if written:
+            changes["written_at"] = timezone.now()
+        cls.objects.filter(product_key=product_key, lease_token=token).update(**changes)

@@ -6,6 +6,11 @@ was deleted in AEM, on the product read in the same step and only when the list 
 what the product holds: a PATCH on a product pimsync did not just read could create it (Akeneo's
 PATCH creates missing products), and an unneeded PATCH would come back as a change notification.
 
+Two assets of one product enriched at once must not each write a list without the other: the
+asset being written is recorded on its row first, then one enrichment at a time (a lease on the
+product's `ProductLinks` row) works out the list from the rows and writes it, reading the product
+again when pimsync wrote its links after it was read.
+
 A refusal (422: no such attribute, not a text attribute) or an outage never fails the AEM side,
 which already succeeded: the attempt says what happened, and the list is written again the next
 time an asset of the product is enriched.
@@ -15,13 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from pimsync.clients import http, pim
-from pimsync.models import Asset, AssetRef, SyncState, aem_asset_url
+from pimsync.models import Asset, AssetRef, ProductLinks, SyncState, aem_asset_url
 
 log = logging.getLogger(__name__)
+
+WAIT_STEP_SECONDS = 0.05
+MAX_LINKS = 1000
 
 
 def enabled(connector: pim.Connector) -> bool:
@@ -34,27 +45,72 @@ def links(product_key: str, current: AssetRef | None = None) -> str:
     assets = Asset.objects.filter(product_key=product_key).exclude(state=SyncState.DELETED)
     if current is not None:
         assets = assets.exclude(asset_id=current.asset_id)
-    paths = set(assets.exclude(path="").values_list("path", flat=True)[:1000])
+    paths = set(assets.exclude(path="").order_by("path").values_list("path", flat=True)[:MAX_LINKS])
     if current is not None and current.path:
         paths.add(current.path)
     return "\n".join(sorted({aem_asset_url(path) for path in paths} - {""}))
 
 
-def write(connector: pim.Connector, product_key: str, product: dict, current: AssetRef | None = None) -> str:
-    """Bring the product's link attribute in line; a note for the attempt ("" when nothing to say)."""
+def write(
+    connector: pim.Connector, product_key: str, product: dict, read_at: datetime, current: AssetRef | None = None
+) -> str:
+    """Bring the product's link attribute in line; a note for the attempt ("" when nothing to say).
+    `read_at`: when `product` was read."""
+    if current is not None and current.path:
+        # Recorded before the lease is asked for, so whoever holds it lists this asset too.
+        Asset.objects.filter(pk=current.asset_id).exclude(state=SyncState.DELETED).update(
+            path=current.path, product_key=product_key
+        )
+    token = _lock(product_key)
+    if token is None:
+        return f"asset links not written to {connector.label}: another enrichment of {product_key} kept them locked"
+    written = False
+    try:
+        written, note = _write_locked(connector, product_key, product, read_at, current)
+    finally:
+        ProductLinks.release(product_key, token, written=written)
+    return note
+
+
+def _lease() -> timedelta:
+    """Long enough for a GET and a PATCH, each within the HTTP deadline. A waiting enrichment waits
+    out a whole lease, so the lease of one that died is taken over rather than skipped; the whole
+    enrichment still ends within the task timeout."""
+    return timedelta(seconds=2 * settings.PIMSYNC_HTTP_TIMEOUT_SECONDS + 5)
+
+
+def _lock(product_key: str) -> str | None:
+    lease = _lease()
+    deadline = time.monotonic() + lease.total_seconds()
+    while True:
+        token = ProductLinks.acquire(product_key, lease)
+        if token or time.monotonic() > deadline:
+            return token
+        time.sleep(WAIT_STEP_SECONDS)
+
+
+def _write_locked(connector, product_key: str, product: dict, read_at: datetime, current) -> tuple[bool, str]:
     attribute = settings.PIM_ASSET_LINK_ATTRIBUTE
+    last = ProductLinks.objects.values_list("written_at", flat=True).get(product_key=product_key)
+    if last is not None and last >= read_at:  # hosts' clocks in step, as the asset leases assume
+        try:
+            product = connector.get_product(product_key)  # the links changed since it was read
+        except (http.HttpError, pim.ConfigurationError) as exc:
+            return False, f"asset links not written to {connector.label}: {getattr(exc, 'message', exc)}"
+        if product is None:
+            return False, ""
     wanted = links(product_key, current)
     if connector.text_value(product, attribute) == wanted:
-        return ""
+        return False, ""
     count = len(wanted.splitlines())
     try:
         connector.write_text(product, attribute, wanted)
     except pim.ConfigurationError as exc:
-        return f"asset links not written to {connector.label}: {exc}"
+        return False, f"asset links not written to {connector.label}: {exc}"
     except http.HttpError as exc:
         log.warning("asset links of %s not written: %s", product_key, exc.message)
-        return f"asset links not written to {connector.label}: {_refusal(exc, attribute)}"
-    return f"{count} asset link{'s' if count != 1 else ''} written to {connector.label} ({attribute})"
+        return False, f"asset links not written to {connector.label}: {_refusal(exc, attribute)}"
+    return True, f"{count} asset link{'s' if count != 1 else ''} written to {connector.label} ({attribute})"
 
 
 def _refusal(exc: http.HttpError, attribute: str) -> str:
@@ -63,7 +119,7 @@ def _refusal(exc: http.HttpError, attribute: str) -> str:
         try:
             errors = json.loads(exc.body).get("errors") or []
             said = "; ".join(str(e.get("message", ""))[:200] for e in errors[:3] if isinstance(e, dict))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # Akeneo's body, not ours
             said = ""
         return f"{attribute} was refused (422{': ' + said if said else ''}); check PIM_ASSET_LINK_ATTRIBUTE"
     return f"{exc.message}; written again at the next enrichment of this product"
@@ -77,9 +133,10 @@ def after_deletion(product_key: str) -> str:
         connector = pim.connector()
         if not enabled(connector):
             return ""
+        read_at = timezone.now()
         product = connector.get_product(product_key)
+        if product is None:
+            return ""
+        return write(connector, product_key, product, read_at)
     except (http.HttpError, pim.ConfigurationError) as exc:
         return f"asset links not updated: {getattr(exc, 'message', exc)}"
-    if product is None:
-        return ""
-    return write(connector, product_key, product)

@@ -2,13 +2,14 @@
 identifier or its uuid to a re-sync of that product's assets (`resync.pim_changed`).
 
 Each notification is claimed with a conditional UPDATE, so two tasks never handle the same one.
-The product is read from the PIM when the notification names it by uuid only, or when pimsync's
-own Connection user made the change: then the product's data fingerprint (without the update
-time and the asset links pimsync writes, `Connector.fingerprint_view`) is compared with what
-every known asset of the product was last synced from. When nothing differs, the notification is
-the echo of pimsync's own write-back (or a change pimsync already has) and is ignored: no
-re-sync, no AEM call. Notifications that name the product by identifier and come from someone
-else re-sync at once, without a PIM call.
+A deletion names the product by uuid only on the Event Platform: its key is the one of the
+assets last synced from that uuid (`Asset.pim_product_uuid`), found without a PIM call.
+A created or updated product is always read from the PIM (one GET): its data fingerprint
+(without the update time and the asset links pimsync writes, `Connector.fingerprint_view`) is
+compared with what every known asset of the product was last synced from. When nothing differs,
+the notification is the echo of pimsync's own write-back (or a change pimsync already has) and
+is ignored: no re-sync, no AEM call. The author is not trusted for this: the Event Platform
+names a user by uuid (`{"identifier", "type"}`), not by the Connection's user name.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import mapping, resync
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 State = PimNotification.State
 BATCH = 200
 MAX_ATTEMPTS = 5
+# After the PIM failed, a notification waits this long, doubled at each attempt (or the
+# Retry-After, when longer): 1, 2, 4 and 8 minutes, a quarter of an hour in all.
+RETRY_BASE = timedelta(minutes=1)
 # A notification claimed this long ago belongs to a task that died: it is handed out again.
 STUCK = timedelta(minutes=5)
 # Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
@@ -51,7 +54,8 @@ def handle_pending() -> str:
     # By status and receipt: the (status, received_at) index serves it.
     handled = (State.DONE, State.IGNORED, State.FAILED)
     PimNotification.objects.filter(status__in=handled, received_at__lt=now - KEEP).delete()
-    waiting = PimNotification.objects.filter(status=State.RECEIVED).order_by("received_at")
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    waiting = PimNotification.objects.filter(due, status=State.RECEIVED).order_by("received_at")
     claimed = [row for row in waiting[:BATCH] if _claim(row, now)]
     if not claimed:
         return "no PIM notification waiting"
@@ -88,13 +92,14 @@ def _handle(connector: pim.Connector, row: PimNotification) -> str:
     """The product key to re-sync for this notification, or "" (the row then says why not)."""
     try:
         key, why_not = _decide(connector, row)
-    except (http.HttpError, pim.ConfigurationError) as exc:
-        message = getattr(exc, "message", str(exc))
-        retry = getattr(exc, "retryable", False) and row.attempts + 1 < MAX_ATTEMPTS
-        if retry:  # Akeneo down or asking to slow down: the next run (or the poll's) tries again
-            PimNotification.objects.filter(pk=row.pk).update(status=State.RECEIVED, reason=message[:255])
+    except pim.ConfigurationError as exc:
+        _finish([row], State.FAILED, f"cannot read the product: {exc}")
+        return ""
+    except http.HttpError as exc:
+        if exc.retryable and (_slowed_down(exc) or row.attempts + 1 < MAX_ATTEMPTS):
+            _later(row, exc)  # Akeneo down or asking to slow down: tried again once due
         else:
-            _finish([row], State.FAILED, f"cannot read the product: {message}")
+            _finish([row], State.FAILED, f"cannot read the product: {exc.message}")
         return ""
     if why_not:
         _finish([row], State.IGNORED, why_not)
@@ -103,14 +108,29 @@ def _handle(connector: pim.Connector, row: PimNotification) -> str:
     return key
 
 
+def _slowed_down(exc: http.HttpError) -> bool:
+    """A 429, or a call not sent while its pause runs: the notification is not at fault."""
+    return exc.status == 429 or exc.error_class.endswith("_paused")
+
+
+def _later(row: PimNotification, exc: http.HttpError) -> None:
+    """Back to waiting until due again; waiting out a pause uses up no attempt."""
+    slowed = _slowed_down(exc)
+    wait = timedelta(seconds=exc.retry_after or 0)
+    if not slowed:
+        wait = max(wait, RETRY_BASE * 2**row.attempts)  # row.attempts: before this run's claim
+    changes = {"status": State.RECEIVED, "reason": exc.message[:255], "next_attempt_at": timezone.now() + wait}
+    if slowed:
+        changes["attempts"] = F("attempts") - 1
+    PimNotification.objects.filter(pk=row.pk, status=State.PROCESSING).update(**changes)
+
+
 def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
     """(key to re-sync, "") or ("", why not)."""
-    ours = bool(settings.AKENEO_USERNAME) and row.author == settings.AKENEO_USERNAME
     if row.kind in DELETED_KINDS:
         # Its assets are enriched again and fail saying the product is not in the PIM any more.
-        return (row.product_key, "") if row.product_key else ("", "a deleted product named by its uuid only")
-    if row.product_key and not ours:
-        return row.product_key, ""
+        key = row.product_key or _known_key(row.product_uuid)
+        return (key, "") if key else ("", "pimsync knows no asset of this deleted product (named by its uuid)")
     if row.product_key:
         product = connector.get_product(row.product_key)
     else:
@@ -123,9 +143,19 @@ def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
     if not Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED).exists():
         return "", f"pimsync knows no asset of {key}"
     if already_synced(connector, key, product):
-        whose = "pimsync's own write-back" if ours else "a change its assets already hold"
-        return "", f"{key}: the data pimsync maps from is unchanged ({whose})"
+        return (
+            "",
+            f"{key}: the data pimsync maps from is unchanged (pimsync's own write-back, or a change already synced)",
+        )
     return key, ""
+
+
+def _known_key(product_uuid: str) -> str:
+    """The product key of the assets last synced from the product with this uuid ("" if none)."""
+    if not product_uuid:
+        return ""
+    keys = Asset.objects.filter(pim_product_uuid=product_uuid).exclude(product_key="")
+    return keys.values_list("product_key", flat=True).first() or ""
 
 
 def _resync(connector: pim.Connector, rows: dict[str, PimNotification]) -> None:

@@ -297,6 +297,8 @@ def _record_asset(state: Asset, newest: Event, result: enrichment.Result, starte
     }
     if not state.path and newest.arrived_by == "journal":
         described["known_from"] = "journal"
+    if result.product_uuid:
+        described["pim_product_uuid"] = result.product_uuid
     assets = Asset.objects.filter(pk=state.pk)
     if status in (Status.SUCCEEDED, Status.UNCHANGED) and resync.mapping_changed_since(result.mapping_generation):
         # Written with rules this process had read before a mapping change: the mapping check may

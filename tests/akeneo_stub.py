@@ -21,6 +21,8 @@ What it implements:
   the identifier `IN` search, the `updated >` search with `search_after` pages, option labels
   (`linked_data`) with `with_attribute_options=true`, PATCH that updates (204) or, for a product
   that does not exist, creates it (201) as Akeneo does.
+- An `updated` value not written "YYYY-MM-DD hh:mm:ss" is refused (422), as Akeneo does;
+  `before_list` edits products between the pages of a poll.
 - `/attributes` in pages of `limit` (offset pagination with `_links.next`).
 - `latency` seconds on every API call, with `max_in_flight` counting the most calls answered at once.
 """
@@ -78,6 +80,10 @@ class AkeneoStub:
         self.in_flight = 0
         self.max_in_flight = 0
         self.now = START  # the stub's clock: product `updated` times and token expiry
+        self.zone = UTC  # the server's time zone: `updated` is written (and filtered) in it
+        # Run one each, in order, before a product list is answered: someone editing products
+        # while a poll pages through them (None: nothing happens before that list).
+        self.before_list: list = []
         self._access: dict[str, datetime] = {}
         self._refresh: set[str] = set()
         self._issued = 0
@@ -351,6 +357,13 @@ class AkeneoStub:
             return _error(400, "Search query parameter should be valid JSON.")
         if limit > 100:
             return _error(422, "You cannot request more than 100 items.")
+        refused = self._bad_time(search)
+        if refused:
+            return refused
+        if self.before_list:
+            edit = self.before_list.pop(0)
+            if edit:
+                edit()
         matches = sorted((p for p in self.products.values() if self._matches(p, search)), key=self._order(by_uuid))
         after = request.args.get("search_after")
         if after:
@@ -364,6 +377,18 @@ class AkeneoStub:
             query = {**request.args.to_dict(), "search_after": self._order(by_uuid)(page[-1])}
             body["_links"]["next"] = {"href": f"{self.next_base or self.url}{request.path}?{urlencode(query)}"}
         return _json(200, body)
+
+    @staticmethod
+    def _bad_time(search: dict) -> Response | None:
+        """Akeneo's 422 for an `updated` value not written "YYYY-MM-DD hh:mm:ss" (ISO's T and Z too)."""
+        for condition in search.get("updated", []):
+            value = condition.get("value")
+            if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", value):
+                return _error(
+                    422,
+                    f'Property "updated" expects a string with the format "yyyy-mm-dd H:i:s" as data, "{value}" given.',
+                )
+        return None
 
     def _order(self, by_uuid: bool):
         return (lambda p: p["uuid"]) if by_uuid else self._identifier_of
@@ -435,4 +460,4 @@ class AkeneoStub:
     def _stamp(self) -> str:
         """The stub's clock as Akeneo writes `updated`; every change is a second later than the last."""
         self.now += timedelta(seconds=1)
-        return self.now.isoformat()
+        return self.now.astimezone(self.zone).isoformat()

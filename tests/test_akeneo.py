@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import threading
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -45,6 +47,15 @@ def test_a_token_about_to_expire_is_refreshed_with_the_refresh_token(akeneo):
     client._token.forget()
     lookup("SKU-1")
     assert akeneo.token_grants == ["password", "refresh_token"]
+
+
+def test_a_short_lived_token_is_used_for_most_of_its_life_not_renewed_at_each_call(akeneo):
+    akeneo.expires_in = 120  # shorter than the 5 minutes' renewal margin
+    akeneo_product(akeneo, "SKU-1")
+    for _ in range(3):
+        lookup("SKU-1")
+        client._token.forget()  # as another worker process would, from the shared row
+    assert akeneo.token_grants == ["password"]
 
 
 def test_a_401_renews_the_token_once_and_retries_the_call(akeneo):
@@ -145,6 +156,18 @@ def test_the_overview_says_why_akeneo_cannot_be_used_and_asks_once_per_few_minut
     assert len(akeneo.requests) == 1  # one token request for both page views
 
 
+def test_the_overview_never_shows_credentials_written_in_pim_base_url(akeneo, settings, people):
+    from django.test import Client
+
+    settings.PIM_BASE_URL = akeneo.url.replace("http://", "http://proxyuser:url-secret-93b1@")
+    settings.AKENEO_PASSWORD = "wrong-value-7f3a"
+    browser = Client()
+    browser.force_login(people["Viewers"])
+    page = browser.get("/admin/").content.decode()
+    assert f"Cannot use Akeneo at {akeneo.url}:" in page
+    assert "url-secret-93b1" not in page
+
+
 # --- lookup -------------------------------------------------------------------------------------
 
 
@@ -200,6 +223,23 @@ def test_an_uploaded_asset_is_enriched_from_an_akeneo_product(client, akeneo_wor
         {"op": "add", "path": "dc:title", "value": "Trail boot"},
         {"op": "add", "path": "pim:colour", "value": "Red"},
     ]
+
+
+def test_an_answer_nested_100000_deep_fails_the_event_for_good_without_a_crash(
+    client, akeneo_world, _akeneo_server_process
+):
+    akeneo_product(akeneo_world.akeneo, "SKU-100001")
+    lookup("SKU-100001")  # the token and the API style, before the hostile answer
+    deep = b'{"_embedded":{"items":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}}"
+    _akeneo_server_process.expect_oneshot_request("/api/rest/v1/products-uuid").respond_with_data(
+        deep, content_type="application/json"
+    )
+    akeneo_world.adobe.deliver(client, akeneo_world.upload(client, 1))
+    akeneo_world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.FAILED
+    assert event.reason == "Akeneo (product search) answered with JSON nested too deeply to read"
+    assert akeneo_world.aem.patches == []
 
 
 # --- the attribute list -------------------------------------------------------------------------
@@ -272,8 +312,23 @@ def test_only_the_configured_akeneo_host_is_called(akeneo, settings):
     assert raised.value.error_class == "config"
 
 
-def test_check_command_runs_with_the_akeneo_connector(akeneo):
-    call_command("check", stdout=io.StringIO())
+def test_check_names_missing_variables_and_only_check_deploy_calls_akeneo(akeneo, settings):
+    from django.core.management.base import SystemCheckError
+
+    settings.AKENEO_EVENT_SECRETS = ["s1"]
+    settings.AKENEO_PASSWORD = ""
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    assert "PIM_CONNECTOR=akeneo needs AKENEO_PASSWORD" in str(raised.value)
+
+    settings.AKENEO_PASSWORD = "wrong-value-7f3a"
+    call_command("check", stdout=io.StringIO(), stderr=io.StringIO())  # every manage.py command runs these
+    assert akeneo.requests == []  # no error, and Akeneo was not asked
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check", "--deploy", stdout=io.StringIO(), stderr=io.StringIO())
+    said = str(raised.value)
+    assert f"cannot use Akeneo at {akeneo.url}" in said and "check AKENEO_USERNAME and AKENEO_PASSWORD" in said
+    assert "wrong-value-7f3a" not in said
 
 
 # --- write-back: the product's AEM asset links ----------------------------------------------------
@@ -355,6 +410,46 @@ def test_a_second_asset_of_the_product_adds_a_sorted_line_and_a_deletion_removes
     assert only_updates(akeneo)
 
 
+def enrich_on_a_thread(asset_id: str) -> None:
+    from django.db import connection
+
+    from pimsync import pipeline
+
+    try:
+        pipeline.process_asset(asset_id)
+    finally:
+        connection.close()
+
+
+# Transactional: the two enrichments run on threads with connections of their own.
+@pytest.mark.django_db(transaction=True)
+def test_two_assets_of_one_product_enriched_at_once_are_both_listed(client, akeneo_world):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    uploads = [
+        world.upload(client, 1, folder="/content/dam/a-catalog"),
+        world.upload(client, 2, sku="SKU-100001", folder="/content/dam/z-shop"),
+    ]
+    for upload in uploads:
+        world.adobe.deliver(client, upload)
+    both_read = threading.Barrier(2, timeout=10)
+    akeneo.before_list = [both_read.wait, both_read.wait]  # each lookup answered once both asked
+    akeneo.latency = 0.2  # so both work out their lists before either is recorded
+    threads = [threading.Thread(target=enrich_on_a_thread, args=(u["data"]["assetId"],)) for u in uploads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Event.objects.filter(status=Status.SUCCEEDED).count() == 2
+    assert links_in(akeneo, "SKU-100001") == "\n".join(
+        [
+            link(world, "/content/dam/a-catalog/SKU-100001_front.png"),
+            link(world, "/content/dam/z-shop/SKU-100001_front.png"),
+        ]
+    )
+    assert only_updates(akeneo)
+
+
 def test_a_product_gone_from_akeneo_is_never_patched(client, akeneo_world):
     world, akeneo = akeneo_world, akeneo_world.akeneo
     akeneo_product(akeneo, "SKU-100001")
@@ -412,6 +507,19 @@ def resynced_keys() -> list[str]:
     return sorted(key for job in Job.objects.all() for key in job.assets["product_keys"] if key in known)
 
 
+def on_akeneos_clock(akeneo):
+    """Our clock and the stand-in's `Date` header stopped at the stand-in's clock (its `updated` times)."""
+    return time_machine.travel(akeneo.now, tick=False)
+
+
+def updated_searches(akeneo) -> list[str]:
+    return [
+        r[2]["search"]
+        for r in akeneo.requests
+        if r[1] == "/api/rest/v1/products-uuid" and "updated" in r[2].get("search", "")
+    ]
+
+
 def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(akeneo):
     from pimsync import pim_poll
     from pimsync.models import PimCursor
@@ -422,27 +530,95 @@ def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(ake
     for n in (3, 77, 149):
         known_asset(f"SKU-{n:03d}", n)
 
-    assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
-    first = PimCursor.objects.get().cursor
-    assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
-    after_first_page = resynced_keys()
-    assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
+    with on_akeneos_clock(akeneo):  # 10:02:30, the last product's change
+        assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
+        first = PimCursor.objects.get().cursor
+        assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
+        after_first_page = resynced_keys()
+        assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
 
-    pim_poll.poll()
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
-    cursor = PimCursor.objects.get().cursor
-    assert "next" not in cursor and cursor["since"] == "2026-11-27 10:02:29"  # the newest change, less 1 s
+        pim_poll.poll()
+        assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
+        cursor = PimCursor.objects.get().cursor
+        # The pass started at 10:02:30 by the server's Date, less the first call's time (rounded
+        # up to a second) and the 1 s overlap; the offset of `updated` says the server is on UTC.
+        assert cursor == {"since": "2026-11-27 10:02:28", "zone": 0}
 
-    pim_poll.poll()  # nothing changed since: nothing handed on again, even in the overlap second
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
-    akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
-    pim_poll.poll()
-    assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-077", "SKU-149"]
-    [(_, _, query, _)] = [
-        r for r in akeneo.requests if r[1] == "/api/rest/v1/products-uuid" and "updated" in r[2].get("search", "")
-    ][:1]
-    assert query["search"] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
+        akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
+        pim_poll.poll()
+    assert resynced_keys().count("SKU-077") == 2
+    searches = updated_searches(akeneo)
+    assert searches[0] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
+    assert searches[-1] == '{"updated":[{"operator":">","value":"2026-11-27 10:02:28"}]}'
+    [(_, _, query, _)] = [r for r in akeneo.requests if "updated" in r[2].get("search", "")][:1]
     assert query["pagination_type"] == "search_after" and query["limit"] == "100"
+
+
+def test_a_product_changed_on_a_page_already_read_is_found_by_the_next_poll(akeneo):
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
+    for n in range(150):
+        akeneo_product(akeneo, f"SKU-{n:03d}")
+        known_asset(f"SKU-{n:03d}", n)
+    uuids = sorted(akeneo.products)
+    first_page = akeneo.products[uuids[0]]["values"]["sku"][0]["data"]
+    last_page = akeneo.products[uuids[-1]]["values"]["sku"][0]["data"]
+
+    def edits_between_pages():
+        akeneo.set_value(first_page, "name", "Renamed", locale="en_US")  # its page was read
+        akeneo.advance(5)
+        akeneo.set_value(last_page, "name", "Renamed", locale="en_US")  # its page is still to come
+
+    with on_akeneos_clock(akeneo):
+        akeneo.before_list = [None, edits_between_pages]
+        pim_poll.poll()
+        assert resynced_keys().count(first_page) == 1  # the pass read it before the change
+        pim_poll.poll()
+    assert resynced_keys().count(first_page) == 2
+
+
+def test_on_a_server_outside_utc_the_next_pass_asks_in_the_servers_time_zone(akeneo):
+    from datetime import timezone as tz
+
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    akeneo.zone = tz(timedelta(hours=-5))  # an on-premise server in New York
+    PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 04:00:00"})
+    akeneo_product(akeneo, "SKU-001")  # updated 2026-11-27T05:00:01-05:00, 10:00:01 UTC
+    known_asset("SKU-001", 1)
+    with on_akeneos_clock(akeneo):
+        pim_poll.poll()
+    assert resynced_keys() == ["SKU-001"]
+    assert PimCursor.objects.get().cursor == {"since": "2026-11-27 04:59:59", "zone": -300}
+
+
+def test_the_first_poll_starts_at_the_servers_time_now_even_hours_behind_utc(akeneo):
+    from datetime import timezone as tz
+
+    from pimsync import pim_poll
+    from pimsync.models import PimCursor
+
+    akeneo.zone = tz(timedelta(hours=-5))
+    akeneo_product(akeneo, "SKU-001")  # changed before pimsync polled: not handed on
+    known_asset("SKU-001", 1)
+    akeneo.advance(60)
+    with on_akeneos_clock(akeneo):  # 10:01:01 UTC, 05:01:01 on the server
+        pim_poll.poll()
+        assert PimCursor.objects.get().cursor["since"] == "2026-11-27 05:00:59"
+        assert resynced_keys() == []
+        akeneo.set_value("SKU-001", "name", "Renamed", locale="en_US")  # 05:01:02 on the server
+        pim_poll.poll()
+    assert resynced_keys() == ["SKU-001"]
+
+
+def test_the_stand_in_refuses_an_iso_time_as_akeneo_does(akeneo):
+    search = '{"updated":[{"operator":">","value":"2026-11-27T10:00:00Z"}]}'
+    with pytest.raises(http.HttpError) as raised:
+        client._call("GET", f"{client.API}/products-uuid?{urlencode({'search': search})}")
+    assert raised.value.status == 422 and "yyyy-mm-dd H:i:s" in raised.value.body
 
 
 def test_a_failed_page_is_polled_again_from_the_saved_cursor(akeneo):

@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from pimsync.models import Event, Job, PimNotification, Status
-from tests.akeneo_stub import AkeneoStub
 from tests.conftest import akeneo_product
 
 pytestmark = pytest.mark.django_db
@@ -195,27 +197,70 @@ def test_a_product_updated_in_akeneo_re_syncs_its_assets_once(client, synced):
     assert Job.objects.count() == 1 and PimNotification.objects.count() == 1
 
 
+# The Event Platform names the author by the user's uuid and kind, never by user name.
+API_USER = {"identifier": "b238e9f7-fcec-45bd-9431-d43cd624b244", "type": "api"}
+
+
 def test_the_echo_of_pimsyncs_own_write_back_calls_neither_aem_nor_writes_again(client, synced):
     world, akeneo, product, asset_id = synced
-    before = len(world.aem.calls)
-    deliver(client, cloud_event(product["uuid"], author=AkeneoStub.USERNAME))
+    before, reads = len(world.aem.calls), akeneo.calls("GET")
+    echo = cloud_event(product["uuid"], author=API_USER)
+    echo["data"]["product"]["identifier"] = "SKU-100001"  # send_product_identifier is on
+    deliver(client, echo)
     world.drain()
     assert world.aem.calls[before:] == []
     assert len(akeneo.patches()) == 1
+    assert akeneo.calls("GET") == reads + 1  # the product, read to compare its data
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.IGNORED
-    assert "unchanged (pimsync's own write-back)" in row.reason
+    assert "unchanged (pimsync's own write-back" in row.reason
+    assert row.author == "b238e9f7-fcec-45bd-9431-d43cd624b244 (api)"
     assert not Job.objects.exists()
 
 
-def test_an_identifier_in_the_notification_spares_the_akeneo_read(client, synced):
+def test_the_author_object_is_shown_as_given_in_the_jobs_why(client, synced):
+    world, akeneo, product, _asset_id = synced
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(product["uuid"], author=API_USER))
+    world.drain()
+    assert Job.objects.get().why == "Akeneo product.updated by b238e9f7-fcec-45bd-9431-d43cd624b244 (api)"
+
+
+def test_a_change_named_by_identifier_is_read_once_then_re_synced(client, synced):
     world, akeneo, _product, asset_id = synced
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
     reads = akeneo.calls("GET")
     deliver_legacy(client, [legacy_event(1, "SKU-100001")])
     world.drain()
     assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"
-    assert akeneo.calls("GET") == reads + 1  # the re-sync's own lookup only
+    assert akeneo.calls("GET") == reads + 2  # the notification's read, then the re-sync's lookup
+
+
+def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo(client, synced):
+    from pimsync import pim_notifications
+    from pimsync.models import Asset
+
+    world, akeneo, product, asset_id = synced
+    assert Asset.objects.get(pk=asset_id).pim_product_uuid == product["uuid"]  # kept when it was read
+    akeneo.products.clear()
+    calls = len(akeneo.requests)
+    deleted = {**cloud_event(product["uuid"], author=API_USER), "type": "com.akeneo.pim.v1.product.deleted"}
+    deliver(client, deleted)
+    pim_notifications.handle_pending()
+    assert len(akeneo.requests) == calls
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.DONE and row.product_key == "SKU-100001"
+    assert Job.objects.get().assets == {"product_keys": ["SKU-100001"]}
+    world.drain()
+    assert Asset.objects.get(pk=asset_id).state == "failing"  # "product 'SKU-100001' is not in Akeneo"
+
+
+def test_a_deletion_of_a_product_pimsync_never_synced_is_ignored(client, synced):
+    deleted = {**cloud_event("0c7e6a3c-0000-4000-8000-000000000000"), "type": "com.akeneo.pim.v1.product.deleted"}
+    deliver(client, deleted)
+    synced[0].drain()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.IGNORED and "knows no asset" in row.reason
 
 
 def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
@@ -227,7 +272,7 @@ def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
     assert row.status == PimNotification.State.IGNORED and "no asset of SKU-999" in row.reason
 
 
-def test_an_unreachable_akeneo_leaves_the_notification_for_the_next_run(client, synced):
+def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, synced):
     from pimsync import pim_notifications
 
     world, akeneo, product, _asset_id = synced
@@ -237,5 +282,27 @@ def test_an_unreachable_akeneo_leaves_the_notification_for_the_next_run(client, 
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 1 and "503" in row.reason
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
-    world.drain()
+    assert pim_notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        world.drain()
     assert PimNotification.objects.get().status == PimNotification.State.DONE
+
+
+def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
+    from pimsync import pim_notifications
+
+    world, akeneo, product, asset_id = synced
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(product["uuid"]))
+    akeneo.faults.add("GET", 429, headers={"Retry-After": "600"})
+    start = timezone.now()
+    for minutes in range(0, 10, 2):  # the poll's schedule runs the task every 2 minutes
+        with time_machine.travel(start + timedelta(minutes=minutes, seconds=1)):
+            pim_notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.RECEIVED and row.attempts == 0
+    assert "429" in row.reason or "slow down" in row.reason
+    with time_machine.travel(start + timedelta(minutes=10, seconds=5)):
+        world.drain()
+    assert PimNotification.objects.get().status == PimNotification.State.DONE
+    assert world.aem.assets[asset_id]["dc:title"] == "Summit boot"

@@ -124,6 +124,13 @@ class TestReadingValues:
         else:
             assert (found, said) == ("red", "")  # without usable labels: the option's code
 
+    def test_a_list_nested_100000_deep_gives_a_note_not_a_recursion_error(self):
+        data: list = []
+        for _ in range(100_000):
+            data = [data]
+        found, note = akeneo_values.read({"values": {"color": [value(data)]}}, "color", locale="en_US", channel="e")
+        assert found is None and "values.color holds a list of a list" in note
+
     @pytest.mark.parametrize("product", [None, [], {"values": []}, {"values": "x"}, {}])
     def test_a_product_without_values_is_no_value(self, product):
         assert akeneo_values.read(product, "name", locale="en_US", channel="e") == (

@@ -93,6 +93,21 @@ class TestExpressions:
         shown = field_picker.tree(long_key)
         assert shown[0]["path"] is None and len(shown[1]["value"]) == field_picker.MAX_TEXT + 1
 
+    def test_a_list_of_8000_values_is_walked_in_a_few_passes_and_cut_to_the_node_cap(self):
+        class Walked(list):
+            passes = 0
+
+            def __iter__(self):
+                Walked.passes += 1
+                return super().__iter__()
+
+        names = Walked({"locale": f"l{n}", "scope": None, "data": f"Name {n}"} for n in range(8000))
+        nodes = field_picker.tree({"values": {"name": names}}, akeneo=True)
+        items = node_at(nodes, "values", "name")["children"]
+        assert len(items) < field_picker.MAX_NODES and items[-1]["value"] == "(more fields than the picker shows)"
+        assert items[0]["path"] == "values.name[?locale=='l0' && scope==`null`] | [0]"
+        assert Walked.passes <= 3  # not once per value
+
     def test_on_akeneo_values_carry_the_attribute_rule(self):
         nodes = field_picker.tree(AKENEO_PRODUCT, akeneo=True)
         assert node_at(nodes, "values", "description", "[1]", "data")["rule"] == {

@@ -19,10 +19,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -42,10 +44,9 @@ PAGE_SIZE = 100  # the largest `limit` Akeneo accepts (above: 422)
 # The attribute list is read at most this often per process, and at most this much of it.
 ATTRIBUTES_CACHE_SECONDS = 600
 MAX_ATTRIBUTE_PAGES = 50
-# Polling asks for products changed after the last one seen minus this, so that products changed
-# in the same second as it are not missed (those already handed on are recognised and skipped).
+# Polling asks for products changed after the previous pass started less this: `updated` and the
+# `Date` header both count whole seconds (what the overlap brings again is skipped by pim_poll).
 POLL_OVERLAP = timedelta(seconds=1)
-MAX_BOUNDARY_MARKS = 1000
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
 _in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
@@ -129,7 +130,7 @@ def _credentials_error(exc: http.HttpError) -> http.HttpError:
 def _akeneo_message(body: str) -> str:
     try:
         message = json.loads(body).get("message", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
     return message if isinstance(message, str) else ""
 
@@ -294,6 +295,11 @@ class AkeneoConnector(Connector):
             _state["attributes"][base] = (time.monotonic() + ATTRIBUTES_CACHE_SECONDS, found)
         return found
 
+    def product_uuid(self, product: dict) -> str:
+        """The product's uuid (7.x and SaaS; "" from 6.x, which has none)."""
+        uuid = product.get("uuid")
+        return uuid if isinstance(uuid, str) and len(uuid) <= 64 else ""
+
     def fingerprint_view(self, product: dict) -> dict:
         """The product without what changes when nothing pimsync maps from did: the time of the
         last change, the asset links pimsync writes itself, and `_links` (which a list item has and
@@ -325,9 +331,9 @@ class AkeneoConnector(Connector):
 
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
         """Pages of products changed since the cursor (`pimsync.pim_poll` saves each page's cursor)."""
-        sweep = _Sweep(cursor, self)
+        sweep = _Sweep(cursor if cursor.get("since") else _first_cursor(), self)
         while sweep.url:
-            body = _object(_call("GET", sweep.url), "changed products")
+            body = sweep.fetch()
             items = _items(body)
             keys = sweep.take(items)
             products = {self.product_key(item): item for item in items}
@@ -351,18 +357,22 @@ def _attribute(item: dict) -> dict:
 class _Sweep:
     """One pass over the products changed after `since`, page by page.
 
-    The pages come in Akeneo's search_after order, not by time, so `since` moves only when the
-    pass has ended: to the newest `updated` seen, minus POLL_OVERLAP. Products seen within that
-    overlap are remembered ("uuid@updated") and skipped by the next pass, so a product is not
-    handed on again for the same change.
+    The pages come in Akeneo's search_after order (by uuid), not by time: a product changed while
+    the pass runs may sit on a page already read, while a later page holds products changed after
+    it. So the next pass asks from the time this pass STARTED, less POLL_OVERLAP, never from the
+    newest change seen. The start is the server's clock: the first page's `Date` header (our clock
+    when it has none) less the time that call took, turned into the server's time zone by the
+    offset of the `updated` values (the `updated` filter takes the server's wall-clock time).
+    Until an offset was seen `since` stays where it is. Products changed in the overlap are
+    handed on again; `pimsync.pim_poll` skips those whose data their assets already hold, so a
+    second change in the same second is never taken for the first.
     """
 
     def __init__(self, cursor: dict, connector: AkeneoConnector) -> None:
         self.connector = connector
-        self.since = cursor.get("since") or _format(datetime.now(UTC).replace(tzinfo=None) - POLL_OVERLAP)
-        self.high = cursor.get("high") or ""
-        self.marks = list(cursor.get("marks") or [])
-        self.skip = set(cursor.get("skip") or [])
+        self.since = cursor["since"]
+        self.started = cursor.get("started") or ""  # the pass's start, UTC, ISO
+        self.zone = cursor.get("zone")  # the server's offset from UTC in minutes (None: not seen yet)
         self.url = cursor.get("next") or self._first_url()
 
     def _first_url(self) -> str:
@@ -378,59 +388,77 @@ class _Sweep:
         )
         return f"{API}/{path}?{query}"
 
-    def take(self, items: list[dict]) -> list[str]:
-        """The keys of a page's products, less those the previous pass already handed on."""
-        keys = []
-        for item in items:
-            updated = _server_time(item.get("updated"))
-            key = self.connector.product_key(item)
-            mark = f"{item.get('uuid') or key}@{updated}"
-            if key and mark not in self.skip:
-                keys.append(key)
-            if updated:
-                self.high = max(self.high, updated)
-                self.marks.append(mark)
-        self._trim()
-        return keys
+    def fetch(self) -> dict:
+        """The next page; the first one of a pass also says when the pass started."""
+        started, response = _timed_get(self.url)
+        self.started = self.started or started.isoformat()
+        return _object(response, "changed products")
 
-    def _trim(self) -> None:
-        if not self.high:
-            return
-        edge = _format(datetime.strptime(self.high, AKENEO_TIME) - POLL_OVERLAP)
-        self.marks = [mark for mark in self.marks if mark.rpartition("@")[2] >= edge][-MAX_BOUNDARY_MARKS:]
+    def take(self, items: list[dict]) -> list[str]:
+        """The keys of a page's products (and the server's time zone, from their `updated`)."""
+        for item in items:
+            offset = _offset_minutes(item.get("updated"))
+            if offset is not None:
+                self.zone = offset
+                break
+        return [key for key in map(self.connector.product_key, items) if key]
 
     def advance(self, next_url: str | None) -> dict:
         """The cursor once this page was handed on."""
         self.url = next_url
         if next_url:
-            return {
-                "since": self.since,
-                "next": next_url,
-                "high": self.high,
-                "marks": self.marks,
-                "skip": sorted(self.skip),
-            }
-        if not self.high:
+            return {"since": self.since, "next": next_url, "started": self.started, "zone": self.zone}
+        if self.zone is None or not self.started:
             return {"since": self.since}
-        since = _format(datetime.strptime(self.high, AKENEO_TIME) - POLL_OVERLAP)
-        return {"since": since, "skip": self.marks}
+        start = datetime.fromisoformat(self.started).astimezone(UTC).replace(tzinfo=None)
+        since = start + timedelta(minutes=self.zone) - POLL_OVERLAP
+        return {"since": _format(since), "zone": self.zone}
+
+
+def _first_cursor() -> dict:
+    """Where the very first poll starts: the server's time now, in its zone (told by one product's
+    `updated`), less POLL_OVERLAP. Earlier changes are not polled. Our own clock in UTC could be
+    hours ahead of a server's wall-clock time and skip every change made until it caught up; with
+    no product to tell the zone, the earliest zone there is (UTC-12) is safe."""
+    path = "products-uuid" if api_style() == "uuid" else "products"
+    started, response = _timed_get(f"{API}/{path}?limit=1")
+    items = _items(_object(response, "products"))
+    zone = _offset_minutes(items[0].get("updated")) if items else None
+    wall = started.astimezone(UTC).replace(tzinfo=None) + timedelta(minutes=-12 * 60 if zone is None else zone)
+    return {"since": _format(wall - POLL_OVERLAP), "zone": zone}
+
+
+def _timed_get(url: str):
+    """(when the server began to answer, by its `Date` header, or our clock without one; the
+    response). The call's duration is taken off, rounded up: `Date` is stamped as the answer leaves."""
+    asked_at, clock = datetime.now(UTC), time.monotonic()
+    response = _call("GET", url)
+    took = timedelta(seconds=math.ceil(time.monotonic() - clock))
+    return (_date_header(response) or asked_at) - took, response
 
 
 def _format(moment: datetime) -> str:
     return moment.strftime(AKENEO_TIME)
 
 
-def _server_time(value: object) -> str:
-    """Akeneo's `updated` ("2026-11-27T10:00:00+00:00") as the filter takes it: the server's own
-    wall-clock time (the filter is in the server's time zone; the offset is dropped, not applied)."""
-    if not isinstance(value, str) or len(value) < 19:
-        return ""
-    text = value[:19].replace("T", " ")
+def _date_header(response) -> datetime | None:
+    """The server's clock from its `Date` header (always in GMT), or None."""
     try:
-        datetime.strptime(text, AKENEO_TIME)
+        moment = parsedate_to_datetime(response.headers.get("Date") or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _offset_minutes(value: object) -> int | None:
+    """The offset from UTC of Akeneo's `updated` ("2026-11-27T10:00:00+01:00" → 60), or None."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        offset = datetime.fromisoformat(value).utcoffset()
     except ValueError:
-        return ""
-    return text
+        return None
+    return None if offset is None else int(offset.total_seconds() // 60)
 
 
 # --- the overview's connection test -----------------------------------------------------------

@@ -388,11 +388,21 @@ def _too_large(call: str, error_class: str) -> HttpError:
 
 
 def json_object(response: requests.Response, *, who: str, error_class: str, retryable: bool) -> dict:
-    """The response's JSON object, or an HttpError saying the system answered something else."""
+    """The response's JSON object, or an HttpError saying the system answered something else.
+    JSON nested deeper than Python's recursion limit is such an answer too (never retried: the
+    same request would get the same answer)."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    except RecursionError:
+        raise HttpError(
+            f"{who} answered with JSON nested too deeply to read",
+            retryable=False,
+            status=response.status_code,
+            body=response.text[:1000],
+            error_class=error_class,
+        ) from None
     if not isinstance(body, dict):
         raise HttpError(
             f"{who} answered with something that is not a JSON object",

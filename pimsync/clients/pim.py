@@ -53,6 +53,11 @@ class Connector:
         """The part of a product whose change is a change of the PIM data (Asset.pim_fingerprint)."""
         return product
 
+    def product_uuid(self, product: dict) -> str:
+        """The PIM's own id of the product when it names products by one besides their key (Akeneo's
+        uuid), kept on the assets so a notification naming only that id is resolved without a call."""
+        return ""
+
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
         """Pages of products changed since `cursor` (a PIM without such a search yields nothing)."""
         return iter(())

@@ -99,16 +99,27 @@ class SharedToken:
         # Rows written before the blob held more than the token hold the bare token.
         return secrets if isinstance(secrets, dict) else {"access_token": text}
 
-    def _remember(self, token: str, expires_at) -> str:
-        self._memory = (token, (expires_at - self.margin).timestamp())
+    def _margin(self, lifetime: object) -> timedelta:
+        """`margin`, but at most a quarter of the token's lifetime: a token that lives two minutes
+        is used for 90 seconds, not renewed before every call."""
+        if isinstance(lifetime, (int, float)) and lifetime > 0:
+            return min(self.margin, timedelta(seconds=lifetime / 4))
+        return self.margin
+
+    def _remember(self, token: str, expires_at, margin: timedelta) -> str:
+        self._memory = (token, (expires_at - margin).timestamp())
         return token
 
     def _stored(self) -> str | None:
-        row = self._rows().filter(expires_at__gt=timezone.now() + self.margin).first()
+        now = timezone.now()
+        row = self._rows().filter(expires_at__gt=now).first()
         secrets = self._decrypt(row) if row is not None else None
         if not secrets or not secrets.get("access_token"):
             return None
-        return self._remember(secrets["access_token"], row.expires_at)
+        margin = self._margin(secrets.get("lifetime"))
+        if row.expires_at - margin <= now:
+            return None
+        return self._remember(secrets["access_token"], row.expires_at, margin)
 
     def _claim(self) -> bool:
         now = timezone.now()
@@ -127,9 +138,10 @@ class SharedToken:
             self._rows().update(refreshing_until=None)
             raise
         expires_at = timezone.now() + timedelta(seconds=expires_in)
-        blob = json.dumps(secrets, separators=(",", ":")).encode()
+        # The lifetime is stored with the token: every process renews it the same time before expiry.
+        blob = json.dumps({**secrets, "lifetime": expires_in}, separators=(",", ":")).encode()
         AccessToken.objects.update_or_create(
             name=self.name,
             defaults={"encrypted": self.fernet().encrypt(blob), "expires_at": expires_at, "refreshing_until": None},
         )
-        return self._remember(secrets["access_token"], expires_at)
+        return self._remember(secrets["access_token"], expires_at, self._margin(expires_in))

@@ -81,6 +81,9 @@
       set(attribute, node.rule.attribute);
       set(input(row, "locale"), node.rule.locale);
       set(input(row, "channel"), node.rule.channel);
+      // A currency or option codes chosen for the row's previous attribute mean nothing for this one.
+      set(input(row, "currency"), "");
+      set(input(row, "option_codes"), false);
       message.textContent = "Rule " + (rows().indexOf(row) + 1) + " reads the attribute " + node.rule.attribute + ".";
     } else {
       for (const name of ["attribute", "locale", "channel", "currency", "option_codes"]) set(input(row, name), "");
