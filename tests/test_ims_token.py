@@ -50,3 +50,16 @@ def test_an_expiring_token_is_renewed_before_it_expires(world):
     ims.forget()
     assert ims.get_token() != first  # within EXPIRY_MARGIN of expiry: renewed
     assert len(world.ims.issued) == 2
+
+
+def test_an_ims_answer_nested_too_deeply_is_a_clear_error_not_a_crash(world):
+    from pimsync.clients import http
+
+    deep = "[" * 100_000 + "]" * 100_000
+    world.ims.server.clear()  # the token endpoint answers with the hostile body
+    world.ims.server.expect_request("/ims/token/v3", method="POST").respond_with_data(
+        deep, content_type="application/json"
+    )
+    ims.forget()
+    with pytest.raises(http.HttpError, match="IMS answered with JSON nested too deeply to read"):
+        ims.get_token()

@@ -36,10 +36,10 @@ def _fetch(previous: dict | None) -> tuple[dict, int]:
             },
             error_class="ims",
         )
-        body = response.json()
+        body = http.json_object(response, who="IMS", error_class="ims", retryable=True)
         return {"access_token": str(body["access_token"])}, int(body.get("expires_in", 3600))
     except http.HttpError as exc:
-        if exc.status and not exc.retryable:
+        if exc.status and 400 <= exc.status < 500 and not exc.retryable:
             # 4xx from IMS is a configuration problem (invalid_client, invalid_scope); the body names it.
             raise http.HttpError(
                 f"IMS refused the client credentials ({exc.status}): {exc.body[:300]}",
