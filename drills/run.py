@@ -189,6 +189,9 @@ class World:
         from pimsync.mapping import import_config
 
         call_command("migrate", verbosity=0)
+        # Before gunicorn starts: with DEBUG off its pages need the manifest, which it reads once
+        # (a fresh checkout has none; the dashboard answered 500 on every page of the first drill).
+        call_command("collectstatic", "--noinput", verbosity=0)
         import_config(json.loads((ROOT / "pimsync/demo/mappings.json").read_text()))
         self.web_port = free_port()
         self.web = self.procs.start(
@@ -500,9 +503,6 @@ def _staff_cookie() -> str:
 def postgres_restart(world: World, count: int) -> Ledger:
     """PostgreSQL stopped (-m fast) for 3 s in the middle of the burst, then started again; once
     everything finished, restarted once more under the dashboard's open connections."""
-    from django.core.management import call_command
-
-    call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off: the pages need the manifest
     cookie = _staff_cookie()
     deliveries, assets, _ = world.deliveries(count)
 
