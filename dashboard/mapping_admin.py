@@ -38,21 +38,8 @@ class DefaultField(forms.JSONField):
         return "" if value is None else super().prepare_value(value)
 
 
-RULE_FORM_FIELDS = (
-    "position",
-    "enabled",
-    "pim_field",
-    "attribute",
-    "locale",
-    "channel",
-    "currency",
-    "option_codes",
-    "metadata_path",
-    "transform",
-    "default",
-    "path_glob",
-    "mime_glob",
-)
+# The rule form: position and the switch first, then every field import and export carry, in order.
+RULE_FORM_FIELDS = ("position", "enabled", *(name for name in mapping.RULE_FIELDS if name != "enabled"))
 
 
 class MappingRuleForm(forms.ModelForm):
