@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from pimsync import pipeline, selection
 from pimsync.models import Event, Job
-from pimsync.wakeups import queue_job
+from pimsync.wakeups import queue_job, start_job
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +55,10 @@ def start_retry(user, *, query: str = "", only_status: str = "", ids: list[int] 
     else:
         selection.check(query)
         upto = Event.objects.aggregate(last=Max("pk"))["last"] or 0
-    now = timezone.now()
-    job = Job(
-        kind=Job.Kind.RETRY,
-        created_by=user,
-        created_at=now,
-        heartbeat_at=now,
-        query=query,
-        only_status=only_status,
-        ids=ids,
-        upto_id=upto,
-    )
+    job = Job(kind=Job.Kind.RETRY, created_by=user, query=query, only_status=only_status, ids=ids, upto_id=upto)
     job.total = selected_events(job).count()
     job.description = describe(job)
-    with transaction.atomic():
-        job.save()
-        queue_job(job.pk)
+    start_job(job)
     log.info("job %s queued: %s", job.pk, job.description)
     return job
 

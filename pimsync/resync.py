@@ -47,7 +47,7 @@ from pimsync.models import (
     Status,
     SyncState,
 )
-from pimsync.wakeups import queue_job, wake
+from pimsync.wakeups import queue_job, start_job, wake
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +135,16 @@ def start(user, spec: dict, why: str) -> Job:
 
     Raises SelectionError for a selection that names nothing pimsync understands."""
     assets = select(spec)
-    now = timezone.now()
-    job = Job(
-        kind=Job.Kind.RESYNC,
-        created_by=user,
-        created_at=now,
-        heartbeat_at=now,
-        assets=spec,
-        why=(why or "")[:255],
-        description=describe(spec),
-        total=assets.count(),
+    job = start_job(
+        Job(
+            kind=Job.Kind.RESYNC,
+            created_by=user,
+            assets=spec,
+            why=(why or "")[:255],
+            description=describe(spec),
+            total=assets.count(),
+        )
     )
-    with transaction.atomic():
-        job.save()
-        queue_job(job.pk)
     log.info("job %s queued: %s (%s assets) because %s", job.pk, job.description, job.total, job.why or "—")
     return job
 
@@ -338,20 +334,15 @@ def mapping_changed(user=None) -> Job:
     that finds the assets this change affects."""
     for job in Job.objects.filter(kind=Job.Kind.AFFECTED, status__in=Job.ACTIVE):
         job.cancel()
-    now = timezone.now()
-    job = Job(
-        kind=Job.Kind.AFFECTED,
-        created_by=user,
-        created_at=now,
-        heartbeat_at=now,
-        description="find the assets the mapping change affects",
-        why="the mapping was changed",
-        total=Asset.objects.filter(state__in=(SyncState.IN_STEP, SyncState.STALE)).count(),
+    return start_job(
+        Job(
+            kind=Job.Kind.AFFECTED,
+            created_by=user,
+            description="find the assets the mapping change affects",
+            why="the mapping was changed",
+            total=Asset.objects.filter(state__in=(SyncState.IN_STEP, SyncState.STALE)).count(),
+        )
     )
-    with transaction.atomic():
-        job.save()
-        queue_job(job.pk)
-    return job
 
 
 def find_affected(job_id: int, *, slice_seconds: float | None = None) -> str:

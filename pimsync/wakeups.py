@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task
 
-from pimsync.models import Heartbeat
+from pimsync.models import Heartbeat, Job
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,16 @@ def queue_pim_notifications() -> None:
         send()
     else:
         transaction.on_commit(send)
+
+
+def start_job(job: Job) -> Job:
+    """Save a new background job and queue its first run, together: with the ORM broker both or
+    neither, with Redis the run is sent after the commit (and the sweeper covers a lost one)."""
+    job.created_at = job.heartbeat_at = timezone.now()
+    with transaction.atomic():
+        job.save()
+        queue_job(job.pk)
+    return job
 
 
 class DrainPromise:

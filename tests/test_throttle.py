@@ -3,7 +3,6 @@ before its Retry-After has passed; the pause shows on the overview and in /metri
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -19,8 +18,7 @@ from pimsync import pipeline, throttle
 from pimsync.clients import http
 from pimsync.models import Event, Pause, Status
 from tests.conftest import product
-from tests.stubs import CLIENT_SECRET
-from tests.test_worker_processes import ROOT, database_url
+from tests.test_worker_processes import ROOT, environment
 
 pytestmark = pytest.mark.django_db
 
@@ -209,18 +207,7 @@ def other_process(world, settings, call: str) -> str:
         f"try:\n    {call}\n    print('ok')\n"
         "except http.HttpError as exc:\n    print(exc.error_class)\n"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "PIMSYNC_READ_DOTENV": "0",
-        "DJANGO_SETTINGS_MODULE": "pimsync.settings",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "DATABASE_URL": database_url(),
-        "ADOBE_CLIENT_ID": settings.ADOBE_CLIENT_ID,
-        "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
-        "ADOBE_IMS_TOKEN_URL": world.ims.url,
-        "AEM_AUTHOR_URL": world.aem.url,
-        "PIM_BASE_URL": world.pim.url,
-    }
+    env = environment(world, settings)
     done = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=ROOT,

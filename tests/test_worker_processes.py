@@ -30,28 +30,32 @@ def database_url() -> str:
     return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
 
+def environment(world, settings) -> dict[str, str]:
+    """A deployment's environment for a pimsync process started by a test: the test database and
+    the world's stand-ins."""
+    return {
+        "PATH": os.environ["PATH"],
+        "PIMSYNC_READ_DOTENV": "0",
+        "DJANGO_SETTINGS_MODULE": "pimsync.settings",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DATABASE_URL": database_url(),
+        "ADOBE_CLIENT_ID": settings.ADOBE_CLIENT_ID,
+        "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+        "ADOBE_IMS_TOKEN_URL": world.ims.url,
+        "ADOBE_EVENTS_KEY_BASE_URL": settings.ADOBE_EVENTS_KEY_BASE_URL,
+        "AEM_AUTHOR_URL": world.aem.url,
+        "AEM_EVENT_SOURCE": settings.AEM_EVENT_SOURCE,
+        "PIM_BASE_URL": world.pim.url,
+        "PIM_API_TOKEN": PimStub.TOKEN,
+        "PIMSYNC_TASK_TIMEOUT_SECONDS": str(settings.PIMSYNC_TASK_TIMEOUT_SECONDS),
+    }
+
+
 class Worker:
     """`manage.py qcluster` in its own process group, configured like a deployment."""
 
     def __init__(self, world, settings, workers: int = 1, **extra_env: str) -> None:
-        env = {
-            "PATH": os.environ["PATH"],
-            "PIMSYNC_READ_DOTENV": "0",
-            "DJANGO_SETTINGS_MODULE": "pimsync.settings",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "DATABASE_URL": database_url(),
-            "ADOBE_CLIENT_ID": settings.ADOBE_CLIENT_ID,
-            "ADOBE_CLIENT_SECRET": CLIENT_SECRET,
-            "ADOBE_IMS_TOKEN_URL": world.ims.url,
-            "ADOBE_EVENTS_KEY_BASE_URL": settings.ADOBE_EVENTS_KEY_BASE_URL,
-            "AEM_AUTHOR_URL": world.aem.url,
-            "AEM_EVENT_SOURCE": settings.AEM_EVENT_SOURCE,
-            "PIM_BASE_URL": world.pim.url,
-            "PIM_API_TOKEN": PimStub.TOKEN,
-            "PIMSYNC_TASK_TIMEOUT_SECONDS": str(settings.PIMSYNC_TASK_TIMEOUT_SECONDS),
-            "PIMSYNC_WORKERS": str(workers),
-            **extra_env,
-        }
+        env = {**environment(world, settings), "PIMSYNC_WORKERS": str(workers), **extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
