@@ -1,4 +1,6 @@
-"""While the database cannot be reached, every page answers 503 with `Retry-After`, never a 500.
+"""Middleware: health probes answered whatever host they name, and 503 (never 500) without a database.
+
+While the database cannot be reached, every page answers 503 with `Retry-After`, never a 500.
 
 Adobe retries a webhook delivery on 5xx, so the 503 loses nothing; a browser or a load balancer
 reads it as "try again shortly". A connection that broke underneath (the database restarted) is
@@ -12,7 +14,31 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 
+from pimsync import operations
+
 log = logging.getLogger(__name__)
+
+
+class HealthProbeMiddleware:
+    """Serve `/healthz` and `/healthz/ready` before anything validates the Host header.
+
+    Load balancers and container health checks probe by IP address (`Host: 10.0.0.5:8000`), which
+    `ALLOWED_HOSTS` rightly does not list; Django checks the host lazily, in the first
+    `request.get_host()` (CommonMiddleware, CSRF), so answering here, before those run, accepts the
+    probe without loosening the check anywhere else. Neither page reveals a secret or builds a URL
+    from the host. Placed after SecurityMiddleware (whose redirect exempts these paths).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.probes = {"/healthz": operations.healthz, "/healthz/ready": operations.ready}
+
+    def __call__(self, request: HttpRequest):
+        probe = self.probes.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)
+
 
 RETRY_AFTER_SECONDS = 5
 

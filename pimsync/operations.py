@@ -1,4 +1,9 @@
-"""`/healthz` and `/metrics`: is this deployment healthy, and what is it doing."""
+"""`/healthz`, `/healthz/ready` and `/metrics`: is this deployment healthy, and what is it doing.
+
+`/healthz` is the whole system (database, broker, a worker's heartbeat) for people and monitoring;
+`/healthz/ready` is this web process and its database only, for load balancers and container
+health checks: a web node that can serve must not be dropped because a worker or Redis is down.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, IntegerField, Sum, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from pimsync import journal
 from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
@@ -48,13 +53,21 @@ def _check_worker(database_ok: bool) -> dict:
     return {"ok": age < Heartbeat.STALE.total_seconds(), "last_seen_seconds_ago": round(age, 1)}
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the broker and a worker are all alive; else 503, saying which is not."""
     database = _check_database()
     report = {"database": database, "broker": _check_broker(), "worker": _check_worker(database["ok"])}
     healthy = all(part["ok"] for part in report.values())
     return JsonResponse({"status": "ok" if healthy else "unhealthy", **report}, status=200 if healthy else 503)
+
+
+@require_safe
+def ready(request: HttpRequest) -> JsonResponse:
+    """200 when this process can serve requests (its database answers); else 503."""
+    database = _check_database()
+    status = 200 if database["ok"] else 503
+    return JsonResponse({"status": "ok" if database["ok"] else "unavailable", "database": database}, status=status)
 
 
 def _labels(**labels) -> str:

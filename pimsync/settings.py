@@ -107,6 +107,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that validates the Host header: probes by IP address (pimsync.middleware).
+    "pimsync.middleware.HealthProbeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -358,7 +360,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Load balancers and Prometheus usually probe the web nodes over plain http on the private network:
 # a redirect would read as "down". Neither path takes credentials from a browser.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/ready$", r"^metrics$"]
 # Anyone who reaches gunicorn directly can send `X-Forwarded-Proto: https`; trust it only when the
 # operator says a proxy that sets it is the only way in.
 PIMSYNC_TRUST_X_FORWARDED_PROTO = env_bool("PIMSYNC_TRUST_X_FORWARDED_PROTO", False)

@@ -10,6 +10,7 @@ urlpatterns = [
     re_path(r"^webhooks/akeneo/?$", akeneo_webhook.akeneo_webhook, name="akeneo-webhook"),
     re_path(r"^webhooks/pim/?$", pim_webhook.pim_webhook, name="pim-webhook"),
     path("healthz", operations.healthz, name="healthz"),
+    path("healthz/ready", operations.ready, name="healthz-ready"),
     path("metrics", operations.metrics, name="metrics"),
     # Answers only in sandbox mode (see pimsync.sandbox.views.sandbox_only).
     path("sandbox/", include("pimsync.sandbox.urls")),

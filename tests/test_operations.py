@@ -1,4 +1,4 @@
-"""`/healthz`, `/metrics` and the structured logs."""
+"""`/healthz`, `/healthz/ready`, `/metrics` and the structured logs."""
 
 from __future__ import annotations
 
@@ -51,6 +51,42 @@ def test_healthz_is_503_when_the_database_is_down(client):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["database"] == {"ok": False, "error": "OperationalError"}
+
+
+def test_ready_is_ok_while_no_worker_runs(client):
+    # A load balancer must not drop every web node because the workers (or Redis) are down.
+    assert client.get("/healthz").status_code == 503
+    response = client.get("/healthz/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": {"ok": True}}
+
+
+def test_ready_is_503_when_the_database_is_down(client):
+    def database_down(execute, sql, params, many, context):
+        raise OperationalError("could not connect to server")
+
+    with connection.execute_wrapper(database_down):
+        response = client.get("/healthz/ready")
+    assert response.status_code == 503
+    assert response.json()["database"] == {"ok": False, "error": "OperationalError"}
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5:8000", "172.17.0.3", "[fd00::5]:8000", "127.0.0.1:8000"])
+def test_probes_addressed_by_ip_are_answered_though_allowed_hosts_lists_only_the_name(client, settings, host):
+    settings.ALLOWED_HOSTS = ["pimsync.example.com"]
+    pipeline.sweep()
+    assert client.get("/healthz/ready", HTTP_HOST=host).status_code == 200
+    assert client.get("/healthz", HTTP_HOST=host).status_code == 200
+    assert client.head("/healthz/ready", HTTP_HOST=host).status_code == 200  # some balancers send HEAD
+    # Every other page still refuses a host it does not know.
+    assert client.get("/admin/", HTTP_HOST=host).status_code == 400
+    assert client.get("/metrics", HTTP_HOST=host).status_code == 400
+    assert client.get("/healthz/ready", HTTP_HOST="pimsync.example.com").status_code == 200
+
+
+def test_probes_take_no_writes(client):
+    assert client.post("/healthz/ready", HTTP_HOST="10.0.0.5").status_code == 405
+    assert client.post("/healthz").status_code == 405
 
 
 def metric(text: str, name: str) -> float:

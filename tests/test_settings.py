@@ -122,6 +122,7 @@ def test_the_ssl_redirect_spares_health_checks_and_scrapes(client, settings):
     assert page.status_code == 301 and page["Location"].startswith("https://")
     assert client.post("/webhooks/aem", data=b"{}", content_type="application/json").status_code == 301
     assert client.get("/healthz").status_code in (200, 503)  # load balancers probe over plain http
+    assert client.get("/healthz/ready").status_code == 200
     assert client.get("/metrics").status_code == 200  # Prometheus scrapes the private address
     assert client.get("/admin/", secure=True).status_code == 302  # https: on to the login
 
