@@ -305,6 +305,18 @@ def _messages(error: ValidationError) -> str:
 
 def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
     """Replace the whole configuration atomically; ValidationError lists every problem, changes nothing."""
+    config, rules = check_config(document)
+    with transaction.atomic():
+        config.save()
+        MappingRule.objects.all().delete()
+        MappingRule.objects.bulk_create(rules)
+    forget()
+    return config, rules
+
+
+def check_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
+    """The configuration a document describes, validated as an import would and not saved;
+    ValidationError lists every problem."""
     if not isinstance(document, dict):
         raise ValidationError("the mapping file must be a JSON object with product_key and rules")
     unknown = set(document) - {"product_key", "rules"}
@@ -315,11 +327,6 @@ def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
     rules = _rules_from(document.get("rules", []), problems)
     if problems:
         raise ValidationError(problems)
-    with transaction.atomic():
-        config.save()
-        MappingRule.objects.all().delete()
-        MappingRule.objects.bulk_create(rules)
-    forget()
     return config, rules
 
 

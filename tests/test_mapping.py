@@ -13,7 +13,7 @@ from dashboard.preview import preview
 from pimsync import enrichment, mapping
 from pimsync.clients import http, pim
 from pimsync.mapping import AssetRef
-from pimsync.models import Event, MappingConfig, MappingRule, Status
+from pimsync.models import Event, Job, MappingConfig, MappingRule, Status
 from tests.conftest import STANDARD_MAPPING, product
 
 pytestmark = pytest.mark.django_db
@@ -206,6 +206,38 @@ class TestImportExport:
     def test_a_missing_file_is_a_clear_error(self, tmp_path):
         with pytest.raises(CommandError, match="cannot read"):
             call_command("import_mappings", str(tmp_path / "missing.json"))
+
+    def test_a_dash_reads_the_file_from_standard_input(self, monkeypatch):
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(STANDARD_MAPPING)))
+        out = io.StringIO()
+        call_command("import_mappings", "-", stdout=out)
+        assert "Imported the product-key rule and 4 mapping rule(s)." in out.getvalue()
+        assert mapping.export_config() == STANDARD_MAPPING
+
+    def test_standard_input_that_is_not_json_is_a_clear_error(self, monkeypatch):
+        monkeypatch.setattr("sys.stdin", io.StringIO("{nope"))
+        with pytest.raises(CommandError, match="standard input is not valid JSON"):
+            call_command("import_mappings", "-")
+
+    def test_check_validates_a_good_file_and_changes_nothing(self, tmp_path):
+        mapping.import_config(STANDARD_MAPPING)
+        document = {"product_key": {"from": "asset_name"}, "rules": [{"pim_field": "x", "metadata_path": "y:z"}]}
+        path = tmp_path / "new.json"
+        path.write_text(json.dumps(document))
+        out = io.StringIO()
+        call_command("import_mappings", "--check", str(path), stdout=out)
+        assert "The file is valid: the product-key rule and 1 mapping rule(s)." in out.getvalue()
+        assert mapping.export_config() == STANDARD_MAPPING
+        assert not Job.objects.exists()  # no check of affected assets: nothing changed
+
+    def test_check_lists_every_problem_of_a_bad_file(self, tmp_path):
+        bad = {"product_key": {"from": "asset_name", "pattern": "(unclosed"}, "rules": [{"pim_field": "["}]}
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(CommandError) as error:
+            call_command("import_mappings", "--check", str(path))
+        assert "product_key" in str(error.value) and "rules[0]" in str(error.value)
+        assert not MappingRule.objects.exists()
 
 
 class TestAConnectorThisVersionDoesNotHave:

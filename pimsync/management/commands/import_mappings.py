@@ -1,43 +1,58 @@
 """`manage.py import_mappings FILE`: replace the mapping configuration atomically, then start the
-check of which known assets the change affects (as a save on the mapping page does)."""
+check of which known assets the change affects (as a save on the mapping page does).
+`--check` validates the file as an import would and changes nothing."""
 
 import json
+import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from pimsync import resync
-from pimsync.mapping import import_config
+from pimsync.mapping import check_config, import_config
 
 
 class Command(BaseCommand):
     help = "Replace the product-key rule and all mapping rules with those in a JSON file ('-' reads stdin)."
 
     def add_arguments(self, parser):
-        parser.add_argument("file")
+        parser.add_argument("file", help="the JSON file, or - for standard input")
+        parser.add_argument("--check", action="store_true", help="validate the file; change nothing")
 
-    def handle(self, *args, file, **options):
+    def handle(self, *args, file, check, **options):
+        document = _read(file)
         try:
-            if file == "-":
-                text = self.stdin.read()
-            else:
-                with open(file, encoding="utf-8") as handle:
-                    text = handle.read()
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise CommandError(f"{file} is not UTF-8 text") from None
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}") from None
-        try:
-            _, rules = import_config(document)
+            _, rules = (check_config if check else import_config)(document)
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
+        if check:
+            self.stdout.write(
+                self.style.SUCCESS(f"The file is valid: the product-key rule and {len(rules)} mapping rule(s).")
+            )
+            return
         self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))
         job = resync.mapping_changed()
         self.stdout.write(
             f"Job {job.pk} checks which of the {job.total} known asset(s) the change affects; "
             "the mapping page then offers to re-sync them."
         )
+
+
+def _read(file: str) -> object:
+    """The JSON document in `file` (standard input for '-'), or a CommandError saying why not."""
+    name = "standard input" if file == "-" else file
+    try:
+        if file == "-":
+            # Django commands have no stdin of their own: the process's is the only one.
+            text = sys.stdin.read()
+        else:
+            with open(file, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{name} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{name} is not valid JSON: {exc}") from None
