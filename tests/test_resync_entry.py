@@ -138,6 +138,18 @@ def test_wait_runs_the_job_here_until_every_asset_is_written(client, world, fast
     assert set(Asset.objects.values_list("state", flat=True)) == {SyncState.IN_STEP}
 
 
+def test_wait_fails_when_an_asset_could_not_be_written(client, world, fast):
+    written, unknown = asset(1, state=SyncState.NEVER_SYNCED), asset(2, state=SyncState.NEVER_SYNCED)
+    for a in (written, unknown):
+        world.aem.add_asset(a.asset_id, {})
+    world.pim.products[written.product_key] = product(written.product_key)  # the other is not in the PIM
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"Job \d+ finished: 2 of 2 done: 1 written, 0 unchanged, 1 failed"):
+        call_command("resync", "--all", "--wait", stdout=out)
+    assert "2/2 done" in out.getvalue()
+
+
 def test_mapping_affected_checks_the_mapping_first_when_it_changed_since(client, world, fast):
     for n in (1, 2):
         world.pim.products[f"SKU-{100000 + n}"] = product(f"SKU-{100000 + n}")

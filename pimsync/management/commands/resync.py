@@ -102,6 +102,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("Stopped waiting; a running worker carries on with the job (cancel it on its page).")
             return
+        if job.status != Job.State.FINISHED or job.failed:
+            # A script that waits must hear that the re-sync did not do its work (exit status 1).
+            raise CommandError(f"Job {job.pk} {job.status}: {resync.summary(job)}.")
         self.stdout.write(self.style.SUCCESS(f"Job {job.pk} {job.status}: {resync.summary(job)}."))
 
 
