@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from aiosmtpd.controller import Controller
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -348,6 +348,39 @@ def test_the_command_reports_a_silent_worker(channels, clock, capsys):
     assert "worker_silent opened" in capsys.readouterr().out
     mails, _ = channels.new()
     assert [subject for subject, _ in mails] == ["[pimsync] No worker heartbeat"]
+
+
+def test_the_command_prints_nothing_when_nothing_changed(channels, clock, capsys):
+    Heartbeat.beat(Heartbeat.SWEEPER)
+    call_command("check_alerts")
+    assert capsys.readouterr().out == ""  # a timer's journal holds only what happened
+    call_command("check_alerts", verbosity=2)
+    assert capsys.readouterr().out == "alerts: no change; 0 message(s) sent\n"
+
+
+def test_the_command_sends_a_test_message_through_every_channel(channels, capsys):
+    call_command("check_alerts", "--test")
+    out = capsys.readouterr().out
+    assert "OK   email" in out and "OK   chat" in out
+    mails, chats = channels.new()
+    assert [subject for subject, _ in mails] == ["[pimsync] Test message"]
+    assert len(chats) == 1 and chats[0].startswith("[pimsync] Test message")
+    assert not Alert.objects.exists()  # a test opens no alert
+
+
+def test_the_test_message_fails_loudly_on_a_broken_channel(channels, settings, capsys):
+    settings.EMAIL_PORT = free_port()  # nothing listens there
+    with pytest.raises(CommandError, match="did not go out on: email"):
+        call_command("check_alerts", "--test")
+    captured = capsys.readouterr()
+    assert "FAIL email" in captured.err and "OK   chat" in captured.out
+    assert channels.new()[1]  # the chat channel still got its message
+
+
+def test_the_test_message_needs_a_channel(settings, db):
+    settings.PIMSYNC_ALERT_EMAILS, settings.PIMSYNC_ALERT_WEBHOOK_URL = [], ""
+    with pytest.raises(CommandError, match="no alert channel is configured"):
+        call_command("check_alerts", "--test")
 
 
 def test_the_journal_condition_stays_quiet_without_a_journal(channels, clock, settings):
