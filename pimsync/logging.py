@@ -20,3 +20,36 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class AccessJsonFormatter(logging.Formatter):
+    """gunicorn's access log as the same JSON lines (deploy/gunicorn.conf.py uses it).
+
+    gunicorn passes its "atoms" (request, response and every request header) as the record's
+    arguments; only the fields below are written, so no header (Authorization, cookies) and no
+    user name ever reach the log.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms = record.args if isinstance(record.args, dict) else {}
+
+        def atom(key: str):
+            value = atoms.get(key)
+            return None if value in (None, "-") else value
+
+        status = atom("s")
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": f"{atom('m')} {atom('U')} {status}",
+            "method": atom("m"),
+            "path": atom("U"),
+            "query": atom("q") or "",
+            "status": int(status) if str(status).isdigit() else status,
+            "duration_ms": atom("M"),
+            "bytes": atom("B"),
+            "remote_addr": atom("h"),
+            "user_agent": atom("a"),
+        }
+        return json.dumps(entry, default=str)
