@@ -8,7 +8,12 @@ MANAGE := $(BIN)/python manage.py
 
 .PHONY: run test lint bench drill clean
 
+# Refuse an old or incomplete Python before anything is installed: an old python3 would install,
+# then fail on an import; Debian's python3 without python3-venv cannot create the virtualenv.
 $(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "pimsync needs Python 3.11 or newer, and '$(PYTHON)' is not installed (or set PYTHON=/path/to/python3.11)."; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "pimsync needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) -c 'import platform; print(platform.python_version())'). Install a newer one and run e.g. 'make $(MAKECMDGOALS) PYTHON=python3.11'."; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "'$(PYTHON)' cannot create a virtualenv: install the venv module (Debian and Ubuntu: apt-get install python3-venv), then run make again."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
