@@ -30,7 +30,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 # AEM_AUTHOR_URL is unset) and a secret key of its own; every manage.py command in this checkout
 # reads it. An existing .env is never touched.
 .env:
-	@printf '%s\n' '# Local settings of this checkout, written by make run. See README "Connect to your AEM and PIM".' \
+	@printf '%s\n' '# Local settings of this checkout, written by make run. See docs/configuration.md.' \
 		'DEBUG=1' "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(40))')" > $@
 	@echo "Wrote .env: DEBUG=1 and a new SECRET_KEY (sandbox mode while AEM_AUTHOR_URL is unset)."
 

@@ -5,7 +5,7 @@ bounded, indexed query. `check()` runs them all (every minute, `pimsync.tasks.ch
 `manage.py check_alerts` for cron): a condition that starts firing opens an `Alert`, one that stops
 resolves it. One message goes out when an alert opens and one when it resolves, none while it
 lasts; a message a channel could not take is tried again at every check while the alert is open
-and for RESEND_WINDOW after it resolved. Thresholds and channels: README "Alerts".
+and for RESEND_WINDOW after it resolved. Thresholds and channels: docs/operations.md, "Alerts".
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ def _journal() -> list:
             Warning(
                 "ADOBE_JOURNAL_URL is not set: events the webhook misses (an outage, a disabled registration) "
                 "are lost for good",
-                hint="Copy the registration's Journaling endpoint from Adobe Developer Console (README: "
-                "Journal reconciliation).",
+                hint="Copy the registration's Journaling endpoint from Adobe Developer Console (docs/deployment.md: "
+                "Connect Adobe).",
                 id="pimsync.W040",
             )
         ]
@@ -105,7 +105,7 @@ def _akeneo() -> list:
             Error(
                 f"PIM_CONNECTOR=akeneo needs {', '.join(missing)}: no product can be looked up",
                 hint="Create a Connection in Akeneo (Connect → Connection settings) and copy its credentials "
-                "(README: Akeneo).",
+                "(docs/deployment.md: Akeneo).",
                 id="pimsync.E006",
             )
         )

@@ -276,7 +276,7 @@ def forget() -> None:
 
 
 def export_config() -> dict:
-    """The configuration as the JSON document `import_config` reads (the README shows one)."""
+    """The configuration as the JSON document `import_config` reads (docs/user-guide.md shows one)."""
     config = MappingConfig.load()
     key_from = config.key_from
     if key_from == MappingConfig.KeySource.METADATA:

@@ -3,7 +3,7 @@
 The chat webhook receives `{"text": "…"}`, the body Slack incoming webhooks, Teams workflows and
 Mattermost accept. With PIMSYNC_ALERT_WEBHOOK_SECRET set, each POST carries
 `X-Pimsync-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with the
-secret, so a receiver can refuse forged or replayed alerts (README "Alerts").
+secret, so a receiver can refuse forged or replayed alerts (docs/operations.md, "Alerts").
 
 A channel that fails raises `ChannelError`; the caller (`pimsync.alerts`) records it and tries that
 channel again on its next check. Messages about failures never include the webhook's URL: chat

@@ -1,6 +1,6 @@
 """Settings for pimsync, read from the environment (and a `.env` file in the project root).
 
-Every variable is listed in the README. Misconfiguration never crashes the import:
+Every variable is listed in docs/configuration.md. Misconfiguration never crashes the import:
 it is reported by the system checks in `pimsync/checks.py` and on the dashboard; a value that
 cannot be read as its type keeps the default and is reported by `pimsync.E002`.
 """
@@ -219,7 +219,7 @@ PIM_BASE_URL = env_str("PIM_BASE_URL").rstrip("/")
 PIM_CONNECTOR = env_str("PIM_CONNECTOR") or ("rest" if PIM_BASE_URL else "demo")
 PIM_PRODUCT_PATH = env_str("PIM_PRODUCT_PATH", "/products/{key}")
 PIM_API_TOKEN = env_str("PIM_API_TOKEN")
-# PIM_CONNECTOR=akeneo: an Akeneo Connection's credentials (README "Akeneo").
+# PIM_CONNECTOR=akeneo: an Akeneo Connection's credentials (docs/deployment.md, "Akeneo").
 AKENEO_CLIENT_ID = env_str("AKENEO_CLIENT_ID")
 AKENEO_SECRET = env_str("AKENEO_SECRET")
 AKENEO_USERNAME = env_str("AKENEO_USERNAME")
@@ -352,7 +352,7 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 
 # --- HTTPS ----------------------------------------------------------------------------------
-# Standard Django settings, off by default (a laptop speaks plain http); README "Run in production"
+# Standard Django settings, off by default (a laptop speaks plain http); docs/deployment.md "Run in production"
 # lists the values that make `manage.py check --deploy` clean.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
@@ -371,7 +371,7 @@ if PIMSYNC_TRUST_X_FORWARDED_PROTO:
 PIMSYNC_METRICS_TOKEN = env_str("PIMSYNC_METRICS_TOKEN")
 
 # --- Alerts (pimsync.alerts): when something needs a person, tell one -----------------------
-# Thresholds, one per condition (README "Alerts").
+# Thresholds, one per condition (docs/operations.md, "Alerts").
 PIMSYNC_ALERT_FAILURES = env_int("PIMSYNC_ALERT_FAILURES", 10, minimum=0)
 PIMSYNC_ALERT_FAILURES_MINUTES = env_int("PIMSYNC_ALERT_FAILURES_MINUTES", 15, minimum=1)
 PIMSYNC_ALERT_DUE_MINUTES = env_int("PIMSYNC_ALERT_DUE_MINUTES", 15, minimum=1)

@@ -61,8 +61,8 @@ def test_a_bad_value_of_a_secret_is_reported_without_the_value(monkeypatch):
 
 
 def production_env() -> dict:
-    """Exactly the variables README's "Run in production" exports, with its placeholders filled."""
-    readme = (ROOT / "README.md").read_text()
+    """Exactly the variables docs/deployment.md's "Run in production" exports, with its placeholders filled."""
+    readme = (ROOT / "docs" / "deployment.md").read_text()
     section = readme.split("## Run in production", 1)[1].split("\n## ", 1)[0]
     block = section.split("```sh", 1)[1].split("```", 1)[0]
     env = {}
