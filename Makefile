@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: run test lint bench drill clean
+.PHONY: run test lint bench drill image image-test clean
 
 # Refuse an old or incomplete Python before anything is installed: an old python3 would install,
 # then fail on an import; Debian's python3 without python3-venv cannot create the virtualenv.
@@ -53,6 +53,19 @@ bench: $(VENV)/.dev
 # Debian's postgresql package), gunicorn and a qcluster, injects a fault and checks the ledger.
 drill: $(VENV)/.dev
 	$(BIN)/python -m drills $(DRILL_ARGS)
+
+# The container image (Dockerfile): one image for web and worker. BASE_IMAGE is any Debian-based
+# image; the default is the official Python image (docs/deployment.md).
+IMAGE ?= pimsync:latest
+BASE_IMAGE ?= python:3.11-slim
+image:
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# Builds the image, starts compose.yaml's stack, sends it signed events, restarts the worker
+# mid-run and checks every event was enriched, then stops the stack (deploy/image_test.py).
+# Needs only Docker and Python; without a registry it bootstraps a Debian base (debootstrap).
+image-test:
+	$(PYTHON) deploy/image_test.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .hypothesis
