@@ -30,7 +30,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, from_start, latest, seek, **options):
         if not journal.enabled():
-            raise CommandError("ADOBE_JOURNAL_URL is not set: there is no journal to pull (docs/deployment.md: Connect Adobe).")
+            raise CommandError(
+                "ADOBE_JOURNAL_URL is not set: there is no journal to pull (docs/deployment.md: Connect Adobe)."
+            )
         if seek and not seek.startswith("-"):
             seek = "-" + seek
         mode = "start" if from_start else "latest" if latest else "seek" if seek else None
