@@ -197,6 +197,8 @@ class Stack:
 
 
 def main() -> int:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        raise SystemExit("image-test: Docker's engine does not answer (`docker info`); start dockerd first")
     base = os.environ.get("PIMSYNC_BASE_IMAGE", BOOTSTRAP_BASE)
     if base == BOOTSTRAP_BASE:
         bootstrap_base()

@@ -75,7 +75,8 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(self.url + "/healthz", timeout=2)
+                # The first answer waits for the worker to boot: seconds on a busy machine.
+                requests.get(self.url + "/healthz", timeout=30)
                 return
             except requests.ConnectionError:
                 assert self.process.poll() is None, "gunicorn exited"
