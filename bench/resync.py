@@ -23,9 +23,9 @@ from bench.load import percentile, run
 from bench.report import note, report
 from bench.signing import signed_requests
 from bench.stack import Stack
-from pimsync import resync, throttle
-from pimsync.clients import http
+from pimsync import resync
 from pimsync.models import ENRICHED, Asset, Event, Job, StaleCause, SyncState
+from pimsync.outbound import http, throttle
 
 FOLDER = "/content/dam/pimsync-demo/products/"
 # Live uploads during the fairness runs are assets numbered from here (never a re-synced one).

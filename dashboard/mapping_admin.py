@@ -24,8 +24,9 @@ from dashboard import field_picker
 from dashboard.preview import preview
 from dashboard.sites import RESYNC_PERMISSION
 from pimsync import mapping, resync
-from pimsync.clients import http, pim
 from pimsync.models import Event, Job, MappingConfig, MappingRule
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 # The re-sync the mapping page offers, recorded in the job history as its why.
 OFFER_WHY = "mapping changed"
@@ -93,8 +94,8 @@ def pim_attributes(request) -> tuple[list[dict] | None, str]:
     read; asked once per request, so a PIM that is down costs one timeout, not one per form."""
     if not hasattr(request, "_pimsync_attributes"):
         try:
-            found, notice = pim.connector().attributes(), ""
-        except (http.HttpError, pim.ConfigurationError) as exc:
+            found, notice = connectors.connector().attributes(), ""
+        except (http.HttpError, connectors.ConfigurationError) as exc:
             found = None
             notice = f"The PIM's attribute list could not be read ({exc}): type attribute codes instead."
         if found is not None and not isinstance(found, list):

@@ -18,11 +18,14 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import journal, throttle, wakeups
-from pimsync.alerts import TITLES
+from pimsync import wakeups
+from pimsync.adobe import journal
+from pimsync.alerts.monitor import TITLES
 from pimsync.checks import configuration
-from pimsync.clients.http import without_credentials
 from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
+from pimsync.outbound import throttle
+from pimsync.outbound.redaction import without_credentials
+from pimsync.pim import akeneo
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
 
@@ -118,11 +121,9 @@ def warnings(now) -> list[str]:
 
 def pim_connection_problem() -> str | None:
     """Why pimsync cannot reach Akeneo, from a connection test each web process makes at most
-    every few minutes (pimsync.clients.akeneo.connection_problem), so a page view does not call it."""
+    every few minutes (pimsync.pim.akeneo.connection_problem), so a page view does not call it."""
     if settings.PIM_CONNECTOR != "akeneo":
         return None
-    from pimsync.clients import akeneo
-
     if akeneo.missing_settings():
         return None  # the system checks above name the missing variables
     problem = akeneo.connection_problem()

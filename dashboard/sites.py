@@ -6,7 +6,7 @@ from django.db import connection
 from django.urls import path
 from django.utils.functional import cached_property
 
-from dashboard import charts, overview
+from dashboard import backfill, charts, overview
 from pimsync.models import SyncState
 
 RETRY_PERMISSION = "pimsync.retry_event"
@@ -36,8 +36,6 @@ class PimsyncAdminSite(admin.AdminSite):
         return super().index(request, extra_context)
 
     def get_urls(self):
-        from dashboard import backfill  # imports pimsync's models, not loaded when this module is
-
         upload = self.admin_view(lambda request: backfill.upload(request, self))
         return [path("pimsync/asset/backfill/", upload, name="pimsync_asset_backfill"), *super().get_urls()]
 

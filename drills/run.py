@@ -742,7 +742,7 @@ def webhook_down(world: World, count: int) -> Ledger:
     from django.db import connection
 
     from drills.journal import Down, Journal
-    from pimsync import journal
+    from pimsync.adobe import journal
 
     deliveries, assets, _ = world.deliveries(count)
     carried = [e for d in deliveries for e in (json.loads(d.body) if d.body.startswith(b"[") else [json.loads(d.body)])]

@@ -30,8 +30,9 @@ from pathlib import PurePosixPath
 from django.db import connection
 
 from pimsync import mapping, resync
-from pimsync.clients import aem, http, ims
+from pimsync.adobe import aem, ims
 from pimsync.models import Asset, Job, SyncState
+from pimsync.outbound import http
 
 ASSET_ID = re.compile(r"^urn:aaid:aem:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # AEM is asked this many paths at once: enough to hide the round trips, few enough not to look

@@ -5,7 +5,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from pimsync.clients.http import without_credentials
+from pimsync.outbound.redaction import without_credentials
+from pimsync.pim import akeneo
 from pimsync.retention import MINIMUM_DAYS
 
 
@@ -96,7 +97,6 @@ def _pim() -> list:
 
 def _akeneo() -> list:
     """What the Akeneo connector needs, by name (secrets are named, never shown)."""
-    from pimsync.clients import akeneo
 
     problems = []
     missing = akeneo.missing_settings()
@@ -131,7 +131,6 @@ def _akeneo() -> list:
 @register(deploy=True)
 def akeneo_connection(app_configs, **kwargs):
     """`manage.py check --deploy`: whether Akeneo accepts the Connection now (one token and one call)."""
-    from pimsync.clients import akeneo
 
     if settings.PIM_CONNECTOR != "akeneo" or akeneo.missing_settings():
         return []

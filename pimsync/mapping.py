@@ -18,8 +18,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from pimsync import akeneo_values, patterns
+from pimsync import patterns
 from pimsync.models import AssetRef, Event, Job, MappingConfig, MappingRule
+from pimsync.pim import akeneo_values
 
 # Every field of a rule that import and export carry, in the order an exported rule lists them.
 RULE_FIELDS = (

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from pimsync import patterns
-from pimsync.clients.http import without_credentials
+from pimsync.outbound.redaction import without_credentials
 
 
 class Status(models.TextChoices):
@@ -314,7 +314,7 @@ class Asset(models.Model):
             ),
             # A re-sync by state walks its assets in asset id order.
             models.Index(fields=["state", "asset_id"], name="asset_state_id"),
-            # A PIM notification naming the product by its uuid only (pimsync.pim_notifications).
+            # A PIM notification naming the product by its uuid only (pimsync.pim.notifications).
             models.Index(fields=["pim_product_uuid"], name="asset_pim_product_uuid"),
         ]
         permissions = [("resync_asset", "Can re-sync assets")]
@@ -434,7 +434,7 @@ class MappingRule(models.Model):
 
     position = models.PositiveIntegerField(default=0, db_index=True)
     # A rule reads its value one of two ways: a JMESPath expression over the product JSON, or an
-    # Akeneo attribute read as a person reads it (pimsync.akeneo_values); exactly one is set.
+    # Akeneo attribute read as a person reads it (pimsync.pim.akeneo_values); exactly one is set.
     pim_field = models.CharField(
         "PIM field",
         max_length=500,
@@ -601,7 +601,7 @@ class Heartbeat(models.Model):
 
 class Pause(models.Model):
     """An outside system asked pimsync to slow down (it answered 429): no call to it goes out,
-    from any process on any node, before `until` (`pimsync.throttle`). One row per system; the
+    from any process on any node, before `until` (`pimsync.outbound.throttle`). One row per system; the
     end only ever moves later."""
 
     name = models.CharField(max_length=32, primary_key=True, help_text="The system: aem, pim, akeneo")
@@ -790,7 +790,7 @@ class MetricsWatermark(models.Model):
 
 
 class Alert(models.Model):
-    """One time a condition needed a person (`pimsync.alerts`): opened when the condition started,
+    """One time a condition needed a person (`pimsync.alerts.monitor`): opened when the condition started,
     resolved when it ended. At most one alert per condition is open at a time.
 
     `notified_open` / `notified_resolved` list the channels that delivered the opening and the
@@ -833,7 +833,7 @@ class SignatureRefusals(models.Model):
     """Webhook deliveries refused as not authentic (401), counted per minute.
 
     Each web process counts in memory and adds its count here at most every few seconds
-    (`pimsync.webhooks.REFUSALS`), so a flood of forged requests costs no write per request.
+    (`pimsync.adobe.webhook.REFUSALS`), so a flood of forged requests costs no write per request.
     """
 
     minute = models.DateTimeField(primary_key=True)
@@ -889,7 +889,7 @@ class JournalCursor(models.Model):
 
 class PimNotification(models.Model):
     """A change notification the PIM pushed (`POST /webhooks/akeneo`), stored before it is answered
-    and handled by a task (`pimsync.pim_notifications`), because Akeneo wants an answer within 5 s.
+    and handled by a task (`pimsync.pim.notifications`), because Akeneo wants an answer within 5 s.
 
     received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
     known asset, pimsync's own write-back), failed (the product could not be read);
@@ -931,7 +931,7 @@ class PimNotification(models.Model):
 
 
 class PimCursor(models.Model):
-    """Where the poll of the PIM's changed products is (`pimsync.pim_poll`), one row per connector.
+    """Where the poll of the PIM's changed products is (`pimsync.pim.poll`), one row per connector.
 
     `cursor` is what the connector needs to go on (Akeneo: the `updated` time of the pass, the
     next page's link); it is saved only after the products of a page were handed to a re-sync,
@@ -950,7 +950,7 @@ class PimCursor(models.Model):
 
 
 class ProductLinks(models.Model):
-    """The write-back's lock on one product (`pimsync.pim_links`): one enrichment at a time works
+    """The write-back's lock on one product (`pimsync.pim.writeback`): one enrichment at a time works
     out and writes a product's asset links, so two of its assets enriched at once cannot each write
     a list without the other. A lease, not a transaction held open across the PIM calls."""
 

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from pimsync import journal
+from pimsync.adobe import journal
 from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
 from pimsync.wakeups import broker
 

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pimsync import enrichment, pim_links, resync
+from pimsync import enrichment, resync
 from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, StaleCause, Status, SyncState
+from pimsync.pim import writeback
 from pimsync.wakeups import wake
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
             work.append(event)
     if deletions:
         cancelled = len(batch) - len(deletions) - len(work)
-        note = pim_links.after_deletion(state.product_key)
+        note = writeback.after_deletion(state.product_key)
         reason = f"deletion recorded; {cancelled} pending update(s) cancelled" + (f"; {note}" if note else "")
         _skip(deletions, reason, Status.SUCCEEDED)
     if not work:

@@ -223,7 +223,7 @@ AKENEO_SECRET = env_str("AKENEO_SECRET")
 AKENEO_USERNAME = env_str("AKENEO_USERNAME")
 AKENEO_PASSWORD = env_str("AKENEO_PASSWORD")
 AKENEO_IDENTIFIER_ATTRIBUTE = env_str("AKENEO_IDENTIFIER_ATTRIBUTE") or "sku"
-# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.akeneo_values).
+# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.pim.akeneo_values).
 AKENEO_LOCALE = env_str("AKENEO_LOCALE") or "en_US"
 AKENEO_CHANNEL = env_str("AKENEO_CHANNEL") or "ecommerce"
 # Signing secrets of the Event Platform subscription (primary, secondary) or the legacy Events API.
@@ -256,7 +256,7 @@ PIMSYNC_WORKER_THREADS = env_int(
 # Adobe always go first.
 PIMSYNC_RESYNC_RATE = env_float("PIMSYNC_RESYNC_RATE", 5, minimum=0.01)
 # Shared secret of `POST /webhooks/pim` (unset: the endpoint answers 404); several, comma-separated,
-# are all accepted while a secret is rotated (pimsync.pim_webhook).
+# are all accepted while a secret is rotated (pimsync.pim.webhook).
 PIM_WEBHOOK_SECRET = env_str("PIM_WEBHOOK_SECRET")
 
 # --- Retention ------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ PIMSYNC_PUBLIC_URL = env_str("PIMSYNC_PUBLIC_URL", "http://127.0.0.1:8000").rstr
 # Why sandbox mode was asked for but refused (reported by the `pimsync.E007` system check).
 PIMSYNC_SANDBOX_CONFLICT = ""
 if PIMSYNC_SANDBOX:
-    from pimsync.sandbox_defaults import apply_sandbox_defaults, sandbox_conflict
+    from pimsync.sandbox.defaults import apply_sandbox_defaults, sandbox_conflict
 
     PIMSYNC_SANDBOX_CONFLICT = sandbox_conflict(globals())
     if PIMSYNC_SANDBOX_CONFLICT:
@@ -368,7 +368,7 @@ if PIMSYNC_TRUST_X_FORWARDED_PROTO:
 # `/metrics` asks for `Authorization: Bearer <token>` when this is set.
 PIMSYNC_METRICS_TOKEN = env_str("PIMSYNC_METRICS_TOKEN")
 
-# --- Alerts (pimsync.alerts): when something needs a person, tell one -----------------------
+# --- Alerts (pimsync.alerts.monitor): when something needs a person, tell one -----------------------
 # Thresholds, one per condition (README "Alerts").
 PIMSYNC_ALERT_FAILURES = env_int("PIMSYNC_ALERT_FAILURES", 10, minimum=0)
 PIMSYNC_ALERT_FAILURES_MINUTES = env_int("PIMSYNC_ALERT_FAILURES_MINUTES", 15, minimum=1)

@@ -237,8 +237,8 @@ def test_a_change_named_by_identifier_is_read_once_then_re_synced(client, synced
 
 
 def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo(client, synced):
-    from pimsync import pim_notifications
     from pimsync.models import Asset
+    from pimsync.pim import notifications
 
     world, akeneo, product, asset_id = synced
     assert Asset.objects.get(pk=asset_id).pim_product_uuid == product["uuid"]  # kept when it was read
@@ -246,7 +246,7 @@ def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo
     calls = len(akeneo.requests)
     deleted = {**cloud_event(product["uuid"], author=API_USER), "type": "com.akeneo.pim.v1.product.deleted"}
     deliver(client, deleted)
-    pim_notifications.handle_pending()
+    notifications.handle_pending()
     assert len(akeneo.requests) == calls
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.DONE and row.product_key == "SKU-100001"
@@ -273,23 +273,23 @@ def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
 
 
 def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, synced):
-    from pimsync import pim_notifications
+    from pimsync.pim import notifications
 
     world, akeneo, product, _asset_id = synced
     deliver(client, cloud_event(product["uuid"]))
     akeneo.faults.add("GET", 503)
-    pim_notifications.handle_pending()
+    notifications.handle_pending()
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 1 and "503" in row.reason
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
-    assert pim_notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
+    assert notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         world.drain()
     assert PimNotification.objects.get().status == PimNotification.State.DONE
 
 
 def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
-    from pimsync import pim_notifications
+    from pimsync.pim import notifications
 
     world, akeneo, product, asset_id = synced
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
@@ -298,7 +298,7 @@ def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
     start = timezone.now()
     for minutes in range(0, 10, 2):  # the poll's schedule runs the task every 2 minutes
         with time_machine.travel(start + timedelta(minutes=minutes, seconds=1)):
-            pim_notifications.handle_pending()
+            notifications.handle_pending()
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 0
     assert "429" in row.reason or "slow down" in row.reason

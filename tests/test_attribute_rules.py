@@ -7,9 +7,10 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from dashboard.preview import preview
-from pimsync import akeneo_values, mapping
+from pimsync import mapping
 from pimsync.mapping import AssetRef
 from pimsync.models import MappingConfig, MappingRule
+from pimsync.pim import akeneo_values
 
 ASSET = AssetRef("urn:aaid:aem:1", "/content/dam/products/K1_front.png", "K1_front.png", "image/png")
 

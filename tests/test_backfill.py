@@ -276,7 +276,8 @@ def test_an_upload_too_large_or_with_too_many_lookups_is_refused_with_nothing_re
 
 @pytest.mark.django_db(transaction=True)
 def test_a_folder_walk_against_the_sandbox_registers_its_assets(live_server, settings):
-    from pimsync.clients import http, ims
+    from pimsync.adobe import ims
+    from pimsync.outbound import http
 
     base = live_server.url
     settings.PIMSYNC_SANDBOX = True

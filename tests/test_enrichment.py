@@ -65,7 +65,7 @@ def test_many_events_share_one_ims_token_stored_encrypted(client, world):
 
 
 def test_another_process_reuses_the_stored_token(client, world):
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
 
     world.pim.products["SKU-100001"] = product("SKU-100001")
     world.pim.products["SKU-100002"] = product("SKU-100002")

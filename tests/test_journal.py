@@ -12,11 +12,12 @@ from django.core.checks import Error, Warning
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pimsync import journal, tasks
+from pimsync import tasks
+from pimsync.adobe import journal
+from pimsync.adobe.journal_api import parse_links
 from pimsync.checks import configuration
-from pimsync.clients import http
-from pimsync.clients.journal import parse_links
 from pimsync.models import Event, JournalCursor
+from pimsync.outbound import http
 from tests.conftest import make_event, product
 from tests.journal_stub import ORG, JournalStub
 
@@ -278,9 +279,9 @@ def test_the_overview_and_metrics_show_what_only_the_journal_delivered(stub, cli
 @pytest.fixture
 def sandbox_journal(settings, live_server, tmp_path, monkeypatch):
     """pimsync beside its own sandbox (IMS, AEM, journal) on a live server, as `make run` has it."""
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
     from pimsync.sandbox import keys
-    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+    from pimsync.sandbox.defaults import SANDBOX_ORG_ID
 
     monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))
     keys.private_key.cache_clear()
@@ -322,7 +323,7 @@ def test_the_sandbox_journal_recovers_uploads_made_while_the_webhook_was_down(sa
 @pytest.mark.django_db
 def test_the_sandbox_journal_answers_410_for_a_position_it_does_not_hold(client, settings, tmp_path, monkeypatch):
     from pimsync.models import SandboxJournalEntry
-    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+    from pimsync.sandbox.defaults import SANDBOX_ORG_ID
     from tests.test_sandbox import token
 
     settings.PIMSYNC_SANDBOX = True
@@ -355,7 +356,7 @@ def test_a_new_journal_url_is_read_from_its_oldest_event(stub, settings):
 
 
 def test_sandbox_mode_asks_for_the_journal_scope():
-    from pimsync.sandbox_defaults import apply_sandbox_defaults
+    from pimsync.sandbox.defaults import apply_sandbox_defaults
 
     values = {"PIMSYNC_PUBLIC_URL": "http://127.0.0.1:8000", "ADOBE_SCOPES": "AdobeID,openid"}
     apply_sandbox_defaults(values)

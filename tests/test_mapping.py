@@ -11,9 +11,10 @@ from django.core.management import CommandError, call_command
 
 from dashboard.preview import preview
 from pimsync import enrichment, mapping
-from pimsync.clients import http, pim
 from pimsync.mapping import AssetRef
 from pimsync.models import Event, MappingConfig, MappingRule, Status
+from pimsync.outbound import http
+from pimsync.pim import connectors
 from tests.conftest import STANDARD_MAPPING, product
 
 pytestmark = pytest.mark.django_db
@@ -214,9 +215,9 @@ class TestAConnectorThisVersionDoesNotHave:
 
     def test_it_is_a_configuration_error_not_an_http_one(self, settings):
         settings.PIM_CONNECTOR = "sap"
-        with pytest.raises(pim.ConfigurationError):
-            pim.connector()
-        assert not issubclass(pim.ConfigurationError, http.HttpError)
+        with pytest.raises(connectors.ConfigurationError):
+            connectors.connector()
+        assert not issubclass(connectors.ConfigurationError, http.HttpError)
 
     def test_the_event_fails_with_a_configuration_reason(self, settings):
         settings.PIM_CONNECTOR = "sap"

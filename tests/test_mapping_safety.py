@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from werkzeug import Response
 
 from pimsync import mapping, patterns
-from pimsync.clients import http, pim
 from pimsync.models import Event, MappingConfig, MappingRule, Status
+from pimsync.outbound import http
+from pimsync.pim import connectors
 from tests.conftest import STANDARD_MAPPING, make_event, product
 from tests.test_dashboard import MAPPING, mapping_form
 
@@ -227,13 +228,13 @@ class TestProductKeysStayInTheirSegment:
         return seen
 
     def test_every_reserved_character_is_quoted(self, pim_server):
-        assert pim.connector().get_product("SKU 1/../x?y=1#z%") is not None
+        assert connectors.connector().get_product("SKU 1/../x?y=1#z%") is not None
         assert [path for path, _ in pim_server] == ["/api/v1/products/SKU%201%2F..%2Fx%3Fy%3D1%23z%25"]
 
     @pytest.mark.parametrize("key", ["..", ".", ""])
     def test_dot_segments_and_empty_keys_never_reach_the_pim(self, pim_server, key):
         with pytest.raises(http.HttpError) as error:
-            pim.connector().get_product(key)
+            connectors.connector().get_product(key)
         assert error.value.error_class == "mapping" and not error.value.retryable
         assert "cannot be a product key" in error.value.message
         assert pim_server == []

@@ -196,7 +196,7 @@ def test_logs_are_json_lines_with_the_event_id(client, adobe, caplog):
     record = next(r for r in caplog.records if r.getMessage() == "event stored")
     line = json.loads(JsonFormatter().format(record))
     assert line["event_id"] == "evt-000007-processing_completed"
-    assert line["level"] == "INFO" and line["logger"] == "pimsync.webhooks"
+    assert line["level"] == "INFO" and line["logger"] == "pimsync.adobe.webhook"
 
 
 def test_secrets_never_reach_the_logs(client, world, caplog, settings):

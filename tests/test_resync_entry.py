@@ -14,9 +14,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django_q.models import OrmQ
 
-from pimsync import mapping, pim_webhook, signatures
-from pimsync.clients import http
+from pimsync import mapping
+from pimsync.adobe import signatures
 from pimsync.models import Asset, DemoProduct, Event, Job, SandboxAsset, Status, SyncState
+from pimsync.outbound import http
+from pimsync.pim import webhook
 from tests.conftest import STANDARD_MAPPING, product, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
@@ -175,7 +177,7 @@ def pim_secret(settings):
 
 
 def signed(body: bytes, secret: str = SECRET, at: float | None = None) -> str:
-    return pim_webhook.signed_header(body, secret, int(time.time() if at is None else at))
+    return webhook.signed_header(body, secret, int(time.time() if at is None else at))
 
 
 def send(client, body: bytes | dict, header: str | None = "sign", path: str = "/webhooks/pim"):
@@ -269,7 +271,7 @@ def test_a_signature_just_inside_the_window_is_accepted(client, pim_secret):
 def test_a_malformed_signature_header_is_refused(client, pim_secret, header):
     body = b'{"product_keys": ["SKU-100001"]}'
     now = int(time.time())
-    refused(client, body, header.format(t=now, sig=pim_webhook.signature(body, SECRET, now)))
+    refused(client, body, header.format(t=now, sig=webhook.signature(body, SECRET, now)))
 
 
 def test_the_endpoint_does_not_exist_while_no_secret_is_set(client, settings):
@@ -323,7 +325,7 @@ def test_a_rotated_secret_accepts_either_secret_and_either_signature(client, set
     now = int(time.time())
     assert send(client, body, signed(body, "old-secret-1")).status_code == 202
     assert send(client, body, signed(body, "new-secret-2")).status_code == 202
-    retired, current = (pim_webhook.signature(body, secret, now) for secret in ("retired-0", "new-secret-2"))
+    retired, current = (webhook.signature(body, secret, now) for secret in ("retired-0", "new-secret-2"))
     both = f"t={now},v1={retired},v1={current}"
     assert send(client, body, both).status_code == 202
     assert send(client, body, signed(body, "retired-0")).status_code == 401
@@ -347,7 +349,7 @@ def test_the_log_never_holds_the_secret_or_the_signature(client, pim_secret, cap
 @pytest.fixture
 def live_sandbox(live_server, settings, tmp_path, monkeypatch):
     """pimsync in sandbox mode, served on loopback: AEM, IMS and the key server are its own."""
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
     from pimsync.sandbox import keys
 
     monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))

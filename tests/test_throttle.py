@@ -14,9 +14,9 @@ from django.db import connection
 from django.utils import timezone
 from werkzeug import Response
 
-from pimsync import pipeline, throttle
-from pimsync.clients import http
+from pimsync import pipeline
 from pimsync.models import Event, Pause, Status
+from pimsync.outbound import http, throttle
 from tests.conftest import product
 from tests.test_worker_processes import ROOT, environment
 

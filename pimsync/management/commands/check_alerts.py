@@ -6,11 +6,11 @@ from cron on the web node too (every few minutes) to hear about silent workers.
 
 from django.core.management.base import BaseCommand
 
-from pimsync import alerts
+from pimsync.alerts import monitor
 
 
 class Command(BaseCommand):
     help = "Evaluate the alert conditions, open and resolve alerts, and send their messages (README: Alerts)."
 
     def handle(self, *args, **options):
-        self.stdout.write(alerts.check())
+        self.stdout.write(monitor.check())

@@ -5,7 +5,7 @@ Mattermost accept. With PIMSYNC_ALERT_WEBHOOK_SECRET set, each POST carries
 `X-Pimsync-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with the
 secret, so a receiver can refuse forged or replayed alerts (README "Alerts").
 
-A channel that fails raises `ChannelError`; the caller (`pimsync.alerts`) records it and tries that
+A channel that fails raises `ChannelError`; the caller (`pimsync.alerts.monitor`) records it and tries that
 channel again on its next check. Messages about failures never include the webhook's URL: chat
 webhook URLs carry their credential in the path, where redaction cannot see it.
 """
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.mail import send_mail
 
-from pimsync.clients import http
+from pimsync.outbound import http
 
 EMAIL, CHAT = "email", "chat"
 SIGNATURE_HEADER = "X-Pimsync-Signature"

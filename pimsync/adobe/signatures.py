@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
-from pimsync.clients import http
+from pimsync.outbound import http
 
 log = logging.getLogger(__name__)
 

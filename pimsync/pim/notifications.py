@@ -21,8 +21,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import mapping, resync
-from pimsync.clients import http, pim
 from pimsync.models import Asset, PimNotification, SyncState
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ KEEP = timedelta(days=8)
 DELETED_KINDS = ("product.deleted", "product.removed")
 
 
-def already_synced(connector: pim.Connector, key: str, product: dict) -> bool:
+def already_synced(connector: connectors.Connector, key: str, product: dict) -> bool:
     """Whether every known asset of the product was last synced from exactly this data."""
     assets = Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED)
     fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
@@ -60,8 +61,8 @@ def handle_pending() -> str:
     if not claimed:
         return "no PIM notification waiting"
     try:
-        connector = pim.connector()
-    except pim.ConfigurationError as exc:
+        connector = connectors.connector()
+    except connectors.ConfigurationError as exc:
         _finish(claimed, State.FAILED, str(exc))
         return f"{len(claimed)} notification(s) failed: {exc}"
     to_resync = {}
@@ -88,11 +89,11 @@ def _finish(rows: list[PimNotification], status: str, reason: str) -> None:
     )
 
 
-def _handle(connector: pim.Connector, row: PimNotification) -> str:
+def _handle(connector: connectors.Connector, row: PimNotification) -> str:
     """The product key to re-sync for this notification, or "" (the row then says why not)."""
     try:
         key, why_not = _decide(connector, row)
-    except pim.ConfigurationError as exc:
+    except connectors.ConfigurationError as exc:
         _finish([row], State.FAILED, f"cannot read the product: {exc}")
         return ""
     except http.HttpError as exc:
@@ -125,7 +126,7 @@ def _later(row: PimNotification, exc: http.HttpError) -> None:
     PimNotification.objects.filter(pk=row.pk, status=State.PROCESSING).update(**changes)
 
 
-def _decide(connector: pim.Connector, row: PimNotification) -> tuple[str, str]:
+def _decide(connector: connectors.Connector, row: PimNotification) -> tuple[str, str]:
     """(key to re-sync, "") or ("", why not)."""
     if row.kind in DELETED_KINDS:
         # Its assets are enriched again and fail saying the product is not in the PIM any more.
@@ -158,7 +159,7 @@ def _known_key(product_uuid: str) -> str:
     return keys.values_list("product_key", flat=True).first() or ""
 
 
-def _resync(connector: pim.Connector, rows: dict[str, PimNotification]) -> None:
+def _resync(connector: connectors.Connector, rows: dict[str, PimNotification]) -> None:
     first = next(iter(rows.values()))
     why = f"{connector.label} {first.kind}" + (f" by {first.author}" if first.author else "")
     if len(rows) > 1:

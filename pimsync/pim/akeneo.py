@@ -11,7 +11,7 @@
 - Every call goes through `_call`: at most MAX_IN_FLIGHT at once per process (Akeneo allows 4
   concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
   after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
-  pause, `pimsync.throttle`).
+  pause, `pimsync.outbound.throttle`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
-from pimsync.clients import http
-from pimsync.clients.pim import ChangedPage, ConfigurationError, Connector, key_segment
-from pimsync.clients.tokens import SharedToken
+from pimsync.outbound import http
+from pimsync.outbound.redaction import redact_url
+from pimsync.outbound.tokens import SharedToken
+from pimsync.pim.connectors import ChangedPage, ConfigurationError, Connector, key_segment
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ POLL_OVERLAP = timedelta(seconds=1)
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
 _in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-# The name of Akeneo's pause after a 429, shared by every process (`pimsync.throttle`).
+# The name of Akeneo's pause after a 429, shared by every process (`pimsync.outbound.throttle`).
 PAUSE = "akeneo"
 _state: dict = {"style": {}, "attributes": {}}
 _state_lock = threading.Lock()
@@ -154,7 +155,7 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
     expired early)."""
     url = path_or_url if path_or_url.startswith(("http://", "https://")) else settings.PIM_BASE_URL + path_or_url
     headers = kwargs.pop("headers", {})
-    http.refuse_while_paused(PAUSE, f"{method} {http.redact_url(url)}")
+    http.refuse_while_paused(PAUSE, f"{method} {redact_url(url)}")
     token = _token.get()
     try:
         return _send(method, url, token, headers, expected, kwargs)
@@ -228,7 +229,7 @@ def _search(criteria: dict) -> str:
 
 
 class AkeneoConnector(Connector):
-    """Products, attributes and changes from Akeneo; the asset links written back (pimsync.pim_links)."""
+    """Products, attributes and changes from Akeneo; the asset links written back (pimsync.pim.writeback)."""
 
     name = "akeneo"
     label = "Akeneo"
@@ -330,7 +331,7 @@ class AkeneoConnector(Connector):
         _call("PATCH", path, expected=(204,), json=body, headers={"Content-Type": "application/json"})
 
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
-        """Pages of products changed since the cursor (`pimsync.pim_poll` saves each page's cursor)."""
+        """Pages of products changed since the cursor (`pimsync.pim.poll` saves each page's cursor)."""
         sweep = _Sweep(cursor if cursor.get("since") else _first_cursor(), self)
         while sweep.url:
             body = sweep.fetch()
@@ -364,7 +365,7 @@ class _Sweep:
     when it has none) less the time that call took, turned into the server's time zone by the
     offset of the `updated` values (the `updated` filter takes the server's wall-clock time).
     Until an offset was seen `since` stays where it is. Products changed in the overlap are
-    handed on again; `pimsync.pim_poll` skips those whose data their assets already hold, so a
+    handed on again; `pimsync.pim.poll` skips those whose data their assets already hold, so a
     second change in the same second is never taken for the first.
     """
 
@@ -382,7 +383,7 @@ class _Sweep:
                 "search": _search({"updated": [{"operator": ">", "value": self.since}]}),
                 "pagination_type": "search_after",
                 "limit": PAGE_SIZE,
-                # As `get_product` reads them, so that their fingerprints compare (pimsync.pim_poll).
+                # As `get_product` reads them, so that their fingerprints compare (pimsync.pim.poll).
                 "with_attribute_options": "true",
             }
         )

@@ -26,8 +26,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from pimsync.clients import http, pim
 from pimsync.models import Asset, AssetRef, ProductLinks, SyncState, aem_asset_url
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ WAIT_STEP_SECONDS = 0.05
 MAX_LINKS = 1000
 
 
-def enabled(connector: pim.Connector) -> bool:
+def enabled(connector: connectors.Connector) -> bool:
     return bool(settings.PIM_ASSET_LINK_ATTRIBUTE) and connector.writes_back
 
 
@@ -52,7 +53,7 @@ def links(product_key: str, current: AssetRef | None = None) -> str:
 
 
 def write(
-    connector: pim.Connector, product_key: str, product: dict, read_at: datetime, current: AssetRef | None = None
+    connector: connectors.Connector, product_key: str, product: dict, read_at: datetime, current: AssetRef | None = None
 ) -> str:
     """Bring the product's link attribute in line; a note for the attempt ("" when nothing to say).
     `read_at`: when `product` was read."""
@@ -95,7 +96,7 @@ def _write_locked(connector, product_key: str, product: dict, read_at: datetime,
     if last is not None and last >= read_at:  # hosts' clocks in step, as the asset leases assume
         try:
             product = connector.get_product(product_key)  # the links changed since it was read
-        except (http.HttpError, pim.ConfigurationError) as exc:
+        except (http.HttpError, connectors.ConfigurationError) as exc:
             return False, f"asset links not written to {connector.label}: {getattr(exc, 'message', exc)}"
         if product is None:
             return False, ""
@@ -105,7 +106,7 @@ def _write_locked(connector, product_key: str, product: dict, read_at: datetime,
     count = len(wanted.splitlines())
     try:
         connector.write_text(product, attribute, wanted)
-    except pim.ConfigurationError as exc:
+    except connectors.ConfigurationError as exc:
         return False, f"asset links not written to {connector.label}: {exc}"
     except http.HttpError as exc:
         log.warning("asset links of %s not written: %s", product_key, exc.message)
@@ -130,7 +131,7 @@ def after_deletion(product_key: str) -> str:
     if not product_key or not settings.PIM_ASSET_LINK_ATTRIBUTE:
         return ""
     try:
-        connector = pim.connector()
+        connector = connectors.connector()
         if not enabled(connector):
             return ""
         read_at = timezone.now()
@@ -138,5 +139,5 @@ def after_deletion(product_key: str) -> str:
         if product is None:
             return ""
         return write(connector, product_key, product, read_at)
-    except (http.HttpError, pim.ConfigurationError) as exc:
+    except (http.HttpError, connectors.ConfigurationError) as exc:
         return f"asset links not updated: {getattr(exc, 'message', exc)}"

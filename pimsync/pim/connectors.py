@@ -1,5 +1,5 @@
 """PIM connectors: look a product up by its key (settings `PIM_CONNECTOR`, `PIM_BASE_URL`,
-`PIM_PRODUCT_PATH`, `PIM_API_TOKEN`; Akeneo's in `pimsync.clients.akeneo`).
+`PIM_PRODUCT_PATH`, `PIM_API_TOKEN`; Akeneo's in `pimsync.pim.akeneo`).
 
 A connector's core is one method, `get_product(key) -> dict | None` (None: the PIM has no such
 product), raising `http.HttpError` for anything else. `Connector` gives the rest a default that
@@ -16,8 +16,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
-from pimsync.clients import http
+from pimsync.models import DemoProduct
+from pimsync.outbound import http
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "demo" / "catalog.json"
 
@@ -33,7 +35,7 @@ class Connector:
     name = ""
     # How messages name the PIM: "product 'K' is not in the PIM".
     label = "the PIM"
-    # Whether `write_text` can store the asset links in a product (pimsync.pim_links).
+    # Whether `write_text` can store the asset links in a product (pimsync.pim.writeback).
     writes_back = False
     # Whether `changed_since` can list changed products (the scheduled poll, `poll_pim`).
     polls = False
@@ -118,8 +120,6 @@ class DemoConnector(Connector):
     name = "demo"
 
     def get_product(self, key: str) -> dict | None:
-        from pimsync.models import DemoProduct  # the models import this package's http module
-
         changed = DemoProduct.objects.filter(pk=key).values_list("data", flat=True).first()
         return changed if changed is not None else demo_catalog().get(key)
 
@@ -130,14 +130,18 @@ def demo_catalog() -> dict[str, dict]:
     return {product["SKUID"]: product for product in json.loads(DEMO_CATALOG.read_text())}
 
 
+# Every connector of this version by its PIM_CONNECTOR name. Dotted paths, read when asked for:
+# a connector module builds on this one, so this one must not import it.
+CONNECTORS = {
+    "rest": "pimsync.pim.connectors.RestConnector",
+    "demo": "pimsync.pim.connectors.DemoConnector",
+    "akeneo": "pimsync.pim.akeneo.AkeneoConnector",
+}
+
+
 def connector() -> Connector:
     """The connector `PIM_CONNECTOR` names."""
-    if settings.PIM_CONNECTOR == "rest":
-        return RestConnector()
-    if settings.PIM_CONNECTOR == "demo":
-        return DemoConnector()
-    if settings.PIM_CONNECTOR == "akeneo":
-        from pimsync.clients.akeneo import AkeneoConnector  # it builds on this module
-
-        return AkeneoConnector()
-    raise ConfigurationError(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version")
+    path = CONNECTORS.get(settings.PIM_CONNECTOR)
+    if path is None:
+        raise ConfigurationError(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not available in this version")
+    return import_string(path)()

@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -23,6 +23,9 @@ from django.utils import timezone
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from pimsync.outbound import throttle
+from pimsync.outbound.redaction import redact_url
 
 # Statuses worth another try later: rate limiting, timeouts and server faults (but not
 # "505 HTTP Version Not Supported" or "501 Not Implemented", which will not change).
@@ -32,8 +35,6 @@ BODY_EXCERPT_CHARS = 2000
 # is a fault (or an attack) and must not be held in a worker's memory.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
-# Query parameters whose values are blanked in messages: anything named like a credential.
-SECRET_PARAMETER_WORDS = ("token", "key", "secret", "password", "passwd", "pwd", "auth", "sig", "credential")
 
 _local = threading.local()
 
@@ -87,33 +88,6 @@ def _origin(url: str) -> str:
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())
     suffix = f":{port}" if port and port != default else ""
     return f"{parts.scheme}://{host}{suffix}".lower()
-
-
-def without_credentials(url: str) -> str:
-    """The URL without its user:password@ part (for links a browser follows)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may appear in a message, reason, log or attempt: user:password@ and the values
-    of query parameters named like credentials (token, key, secret, password…) become ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(_secret_name(name) for name, _ in pairs):
-        query = urlencode([(name, "***" if _secret_name(name) else value) for name, value in pairs], safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SECRET_PARAMETER_WORDS)
 
 
 class _Deadline:
@@ -287,7 +261,7 @@ def request(
     PIMSYNC_HTTP_TIMEOUT_SECONDS); raise HttpError unless the status is expected.
 
     With a `pause_key` (the system: "aem", "pim"…) the call honours the pause every process shares
-    (`pimsync.throttle`): while the system's pause runs nothing is sent (a retryable
+    (`pimsync.outbound.throttle`): while the system's pause runs nothing is sent (a retryable
     `<key>_paused` error says for how long), and a 429 answer pauses the system for its
     Retry-After (`throttle.DEFAULT_SECONDS` without one)."""
     if _origin(url) not in allowed_origins():
@@ -323,8 +297,6 @@ def request(
 
 def refuse_while_paused(pause_key: str, call: str) -> None:
     """Raise the retryable `<key>_paused` error while the system's pause runs (`call`: what is not sent)."""
-    from pimsync import throttle  # here, not at the top: pimsync.models imports this module
-
     left, until = throttle.remaining(pause_key)
     if left:
         raise HttpError(
@@ -339,8 +311,6 @@ def refuse_while_paused(pause_key: str, call: str) -> None:
 def _pause(pause_key: str, error: HttpError) -> None:
     """Pause every call to the system for the 429's Retry-After (already capped), or the default;
     the error's own event waits as long."""
-    from pimsync import throttle
-
     seconds = error.retry_after if error.retry_after is not None else throttle.DEFAULT_SECONDS
     throttle.extend(pause_key, seconds, reason=error.message)
     error.retry_after = seconds

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from pimsync import events, signatures
+from pimsync.adobe import events, signatures
 from pimsync.models import SignatureRefusals
 
 log = logging.getLogger(__name__)

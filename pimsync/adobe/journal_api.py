@@ -14,7 +14,8 @@ from urllib.parse import urljoin
 
 from django.conf import settings
 
-from pimsync.clients import http, ims
+from pimsync.adobe import ims
+from pimsync.outbound import http
 
 ACCEPT = "application/vnd.adobecloud.events+json"
 # Adobe caps a journal page at 1.5 MB; a larger answer is not the journal's.

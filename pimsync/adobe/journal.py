@@ -13,7 +13,7 @@ first is a duplicate, and a webhook delivery of an event the journal stored firs
 - 410 Gone (the position is older than the journal's 7 days) is recorded in `expired_at`,
   logged as an error, and the pull continues from the oldest event still available.
 
-The alerts (`pimsync.alerts`) read plain values of the cursor: `caught_up_at` and `expired_at`.
+The alerts (`pimsync.alerts.monitor`) read plain values of the cursor: `caught_up_at` and `expired_at`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from pimsync import events
-from pimsync.clients import http
-from pimsync.clients import journal as client
+from pimsync.adobe import events
+from pimsync.adobe import journal_api as client
 from pimsync.models import Arrival, Event, JournalCursor
+from pimsync.outbound import http
+from pimsync.outbound.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +256,7 @@ def _handle(token: str, page: client.Page, result: PullResult, now: datetime) ->
         return False
     # 410 Gone: the position is older than the journal keeps; events in between are lost to the
     # journal too. Continue from the oldest event still there, and say so loudly.
-    message = (
-        f"the journal position has expired (410 Gone at {http.redact_url(page.url)}); continuing from the oldest event"
-    )
+    message = f"the journal position has expired (410 Gone at {redact_url(page.url)}); continuing from the oldest event"
     log.error(message)
     _save(token, next_url=start_url(), position="", expired_at=now, last_error=message, last_pulled_at=now)
     # The oldest position itself gone: asking again at once would only get the same answer.

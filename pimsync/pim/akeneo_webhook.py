@@ -2,7 +2,7 @@
 
 Akeneo wants an answer within 5 seconds, so nothing here calls Akeneo, AEM or IMS: the
 notifications are stored (`PimNotification`, unique by id: Akeneo delivers at least once) and a
-task handles them (`pimsync.pim_notifications`).
+task handles them (`pimsync.pim.notifications`).
 
 Two formats, told apart by their signature headers:
 - the Event Platform (https://api.akeneo.com/event-platform/concepts.html): one CloudEvent per
@@ -31,7 +31,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from pimsync import wakeups, webhooks
+from pimsync import wakeups
+from pimsync.adobe import webhook
 from pimsync.models import PimNotification
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,13 @@ def akeneo_webhook(request: HttpRequest) -> JsonResponse:
     """A signed notification (or a legacy batch): stored and acknowledged, handled by a task."""
     if not settings.AKENEO_EVENT_SECRETS:
         return _answer(404, "Akeneo notifications are not configured here (AKENEO_EVENT_SECRETS)")
-    body = webhooks._read_body(request)
+    body = webhook._read_body(request)
     if body is None:
         return _answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
     headers = {name.lower(): value for name, value in request.headers.items()}
     problem = unsigned(body, headers, settings.AKENEO_EVENT_SECRETS)
     if problem:
-        webhooks.REFUSALS.add()
+        webhook.REFUSALS.add()
         return _answer(401, problem)
     try:
         notices = parse(json.loads(body))

@@ -11,8 +11,8 @@ from datetime import timedelta
 from cryptography.fernet import Fernet
 from django.conf import settings
 
-from pimsync.clients import http
-from pimsync.clients.tokens import SharedToken
+from pimsync.outbound import http
+from pimsync.outbound.tokens import SharedToken
 
 TOKEN_NAME = "ims"
 # Renew this long before IMS says the token expires (tokens last about 24 hours; Adobe asks

@@ -21,7 +21,8 @@ from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from pimsync import notifications, webhooks
+from pimsync.adobe import webhook
+from pimsync.alerts import channels
 from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, Status
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def retries_due(now) -> Verdict:
 def signature_refusals(now) -> Verdict:
     """More than PIMSYNC_ALERT_SIGNATURE_FAILURES deliveries refused 401 in the failures window."""
     limit, minutes = settings.PIMSYNC_ALERT_SIGNATURE_FAILURES, settings.PIMSYNC_ALERT_FAILURES_MINUTES
-    count = webhooks.recent_refusals(now - timedelta(minutes=minutes))
+    count = webhook.recent_refusals(now - timedelta(minutes=minutes))
     if count <= limit:
         return Verdict(False)
     return Verdict(
@@ -217,7 +218,7 @@ def check(now=None, conditions=CONDITIONS) -> str:
         if change:
             changes.append(f"{condition.key} {change}")
     sent = deliver(now)
-    webhooks.forget_old_refusals(now)
+    webhook.forget_old_refusals(now)
     return f"alerts: {', '.join(changes) or 'no change'}; {sent} message(s) sent"
 
 
@@ -248,8 +249,8 @@ def record(condition: Condition, verdict: Verdict, now) -> str:
 
 def deliver(now) -> int:
     """Send every message a configured channel has not yet taken; return how many went out."""
-    channels = notifications.configured()
-    if not channels:
+    configured = channels.configured()
+    if not configured:
         return 0
     recent = models.Q(resolved_at__isnull=True) | models.Q(resolved_at__gte=now - RESEND_WINDOW)
     # Newest first: a condition flapping all day must not keep a fresh alert's message waiting
@@ -258,10 +259,10 @@ def deliver(now) -> int:
     # A channel that failed once is not tried again in this check: a mail server that never
     # answers would otherwise cost its timeout once per message and outlast the task's timeout.
     broken: set[str] = set()
-    return sum(_deliver_one(pk, channels, broken) for pk in ids)
+    return sum(_deliver_one(pk, configured, broken) for pk in ids)
 
 
-def _deliver_one(pk: int, channels: list[str], broken: set[str]) -> int:
+def _deliver_one(pk: int, configured: list[str], broken: set[str]) -> int:
     sent = 0
     with transaction.atomic():
         # Locked while sending, so two checkers never send the same message; one that finds the
@@ -272,15 +273,15 @@ def _deliver_one(pk: int, channels: list[str], broken: set[str]) -> int:
         for kind, done in ((OPENED, alert.notified_open), (RESOLVED, alert.notified_resolved)):
             if kind == RESOLVED and alert.is_open:
                 break
-            for channel in channels:
+            for channel in configured:
                 # A resolve message never arrives on a channel that missed the opening one.
                 if channel in done or channel in broken or (kind == RESOLVED and channel not in alert.notified_open):
                     continue
                 subject, text = message(alert, kind)
                 try:
-                    notifications.send(channel, subject, text)
+                    channels.send(channel, subject, text)
                 except Exception as exc:  # any failure of one channel: the others and the bookkeeping go on
-                    reason = exc if isinstance(exc, notifications.ChannelError) else type(exc).__name__
+                    reason = exc if isinstance(exc, channels.ChannelError) else type(exc).__name__
                     log.warning("alert %s (%s): %s; trying again at the next check", alert.pk, kind, reason)
                     alert.notify_failures += 1
                     broken.add(channel)

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from pimsync.clients import http, ims
+from pimsync.adobe import ims
+from pimsync.outbound import http
 
 
 @dataclass
@@ -49,7 +50,7 @@ def _send(method: str, url: str, token: str, *, expected, headers=None, **kwargs
         "X-Adobe-Accept-Experimental": "1",
         **(headers or {}),
     }
-    # Every AEM call honours a 429's pause, whichever worker got it (`pimsync.throttle`).
+    # Every AEM call honours a 429's pause, whichever worker got it (`pimsync.outbound.throttle`).
     return http.request(
         method, url, expected=expected, headers=all_headers, error_class="aem", pause_key="aem", **kwargs
     )

@@ -19,9 +19,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pimsync import resync
-from pimsync.clients import http, pim
 from pimsync.models import PimCursor
-from pimsync.pim_notifications import already_synced
+from pimsync.outbound import http
+from pimsync.pim import connectors
+from pimsync.pim.notifications import already_synced
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,16 @@ LEASE = timedelta(minutes=5)
 def polling() -> bool:
     """Whether the configured connector can list changed products (the schedule does nothing otherwise)."""
     try:
-        return pim.connector().polls
-    except pim.ConfigurationError:
+        return connectors.connector().polls
+    except connectors.ConfigurationError:
         return False
 
 
 def poll(max_pages: int = MAX_PAGES) -> str:
     """One run: up to `max_pages` pages of changed products handed to re-syncs."""
     try:
-        connector = pim.connector()
-    except pim.ConfigurationError as exc:
+        connector = connectors.connector()
+    except connectors.ConfigurationError as exc:
         return f"not polling: {exc}"
     if not connector.polls:
         return f"not polling: the {connector.name} connector cannot list changed products"
@@ -63,7 +64,7 @@ def _lease(name: str) -> str | None:
     return token if taken else None
 
 
-def _run(connector: pim.Connector, token: str, max_pages: int) -> str:
+def _run(connector: connectors.Connector, token: str, max_pages: int) -> str:
     rows = PimCursor.objects.filter(name=connector.name, lease_token=token)
     cursor = rows.values_list("cursor", flat=True).get()
     pages = changed = skipped = 0
@@ -78,7 +79,7 @@ def _run(connector: pim.Connector, token: str, max_pages: int) -> str:
             pages += 1
             if pages >= max_pages:
                 break
-    except (http.HttpError, pim.ConfigurationError) as exc:
+    except (http.HttpError, connectors.ConfigurationError) as exc:
         message = getattr(exc, "message", str(exc))
         rows.update(last_error=message)
         log.warning("the PIM poll stopped: %s", message)
@@ -88,5 +89,5 @@ def _run(connector: pim.Connector, token: str, max_pages: int) -> str:
     return f"polled {pages} page(s): {changed} changed product(s) to re-sync, {skipped} already in step"
 
 
-def _unchanged(connector: pim.Connector, key: str, product: dict | None) -> bool:
+def _unchanged(connector: connectors.Connector, key: str, product: dict | None) -> bool:
     return product is not None and already_synced(connector, key, product)
