@@ -77,10 +77,6 @@ def _literal(value: object) -> str:
     return ""
 
 
-def _same(other: object, item: dict, keys: list[str]) -> bool:
-    return isinstance(other, dict) and all(key in other and other[key] == item[key] for key in keys)
-
-
 def expression(steps: list[str], projections: int) -> str:
     """The steps joined into one expression; each filter made a projection, so `| [0]` ends it once per filter."""
     text = ""

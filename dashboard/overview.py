@@ -22,7 +22,7 @@ from pimsync import wakeups
 from pimsync.adobe import journal
 from pimsync.alerts.monitor import TITLES
 from pimsync.checks import configuration
-from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
+from pimsync.models import OUTCOMES, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
 from pimsync.outbound import throttle
 from pimsync.outbound.redaction import without_credentials
 from pimsync.pim import akeneo
@@ -62,7 +62,7 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
     newest LATENCY_SAMPLE finished events, so the page stays fast at any volume)."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
-    finished = Event.objects.filter(finished_at__gte=start, status__in=ENRICHED)
+    finished = Event.objects.filter(finished_at__gte=start, status__in=OUTCOMES)
     counts = finished.annotate(hour=TruncHour("finished_at")).values("hour", "status").annotate(n=Count("id"))
     for row in counts.order_by():
         index = int((row["hour"] - start).total_seconds() // 3600)

@@ -31,7 +31,7 @@ from django.db import connection
 
 from pimsync import mapping, resync
 from pimsync.adobe import aem, ims
-from pimsync.models import Asset, Job, SyncState
+from pimsync.models import Asset, Job
 from pimsync.outbound import http
 
 ASSET_ID = re.compile(r"^urn:aaid:aem:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -278,14 +278,8 @@ def register(rows: list[Row], why: str, user=None) -> tuple[int, int, list[Job]]
 
 def _asset(row: Row, config) -> Asset:
     name = PurePosixPath(row.path).name
-    asset = Asset(
-        asset_id=row.asset_id,
-        path=row.path,
-        name=name[:255],
-        mime_type=row.mime_type,
-        state=SyncState.NEVER_SYNCED,
-        state_reason="registered by a backfill",
-        known_from="backfill",
+    asset = Asset.registered(
+        row.asset_id, row.path, name[:255], row.mime_type, known_from="backfill", why="registered by a backfill"
     )
     try:  # known before the first sync, so a PIM change finds it; metadata keys come with the sync
         asset.product_key = mapping.product_key(asset.ref, config)

@@ -16,10 +16,9 @@ import jmespath
 import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
 
 from pimsync import patterns
-from pimsync.models import AssetRef, Event, Job, MappingConfig, MappingRule
+from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
 from pimsync.pim import akeneo_values
 
 # Every field of a rule that import and export carry, in the order an exported rule lists them.
@@ -252,20 +251,19 @@ def current() -> tuple[MappingConfig, list[MappingRule]]:
 
 
 def current_with_generation() -> tuple[MappingConfig, list[MappingRule], int]:
-    """`current()` and the mapping's generation when it was read: the id of the newest mapping
-    check, which every saved change starts (`pimsync.resync.mapping_changed`). This process's copy
-    may be CONFIG_CACHE_SECONDS old; a newer check means the rules changed since.
+    """`current()` and the mapping's generation when it was read (`MappingConfig.generation`, one
+    more with every saved change). This process's copy may be CONFIG_CACHE_SECONDS old; a newer
+    generation means the rules changed since.
 
-    The generation is read before the rules: a change landing in between makes the copy look
-    older than it is (an asset is marked stale needlessly), never newer."""
+    The generation is read with the product-key rule, before the rules: a change landing in between
+    makes the copy look older than it is (an asset is marked stale needlessly), never newer."""
     cached = _cache.get("config")
     if cached and time.monotonic() - cached[0] < CONFIG_CACHE_SECONDS:
         return cached[1], cached[2], cached[3]
-    generation = Job.objects.filter(kind=Job.Kind.AFFECTED).aggregate(newest=Max("id"))["newest"] or 0
     config = MappingConfig.load()
     rules = list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
-    _cache["config"] = (time.monotonic(), config, rules, generation)
-    return config, rules, generation
+    _cache["config"] = (time.monotonic(), config, rules, config.generation)
+    return config, rules, config.generation
 
 
 def forget() -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from pimsync.adobe import journal
-from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
+from pimsync.models import FINAL, OUTCOMES, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
 from pimsync.wakeups import broker
 
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
@@ -119,7 +119,7 @@ def _count_finished_events(mark: MetricsWatermark, now, add: dict[str, float]) -
         finished = finished.filter(finished_at__gt=mark.events_counted_to)
     for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
         add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
-    _add_latency(add, finished.filter(status__in=ENRICHED))
+    _add_latency(add, finished.filter(status__in=OUTCOMES))
     mark.events_counted_to = cutoff
 
 
@@ -213,7 +213,7 @@ def _waiting_events() -> list[str]:
         "# HELP pimsync_events Events not yet in a final status, by type and status.",
         "# TYPE pimsync_events gauge",
     ]
-    waiting = Event.objects.exclude(status__in=FINISHED)
+    waiting = Event.objects.exclude(status__in=FINAL)
     for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
         lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
     return lines

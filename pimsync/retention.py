@@ -42,7 +42,7 @@ BATCH = 1_000
 REST = 2.0
 # Kept by PIMSYNC_RETENTION_DAYS; failed events by PIMSYNC_RETENTION_FAILED_DAYS; the rest
 # (received, processing, retrying) are still waiting for a worker and never purged.
-FINISHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.IGNORED)
+ENDED_WELL = (Status.SUCCEEDED, Status.UNCHANGED, Status.IGNORED)
 HEARTBEAT = "purge"
 
 
@@ -79,7 +79,7 @@ def expired_events(now) -> list[tuple[models.QuerySet, str]]:
         # Both retentions in one walk of the index: a second walk for failed events would touch
         # every page again, and after a checkpoint each touched page costs a full page in the WAL.
         return Event.objects.filter(
-            models.Q(status__in=FINISHED, **{f"{age}__lt": cutoff})
+            models.Q(status__in=ENDED_WELL, **{f"{age}__lt": cutoff})
             | models.Q(status=Status.FAILED, **{f"{age}__lt": failed_cutoff}),
             **{f"{age}__lt": max(cutoff, failed_cutoff)},  # the index condition
         )

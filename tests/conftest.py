@@ -19,8 +19,8 @@ from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 from pytest_httpserver import HTTPServer
 
-from pimsync import mapping, wakeups
-from pimsync.adobe import signatures, webhook
+from pimsync import inbound, mapping, wakeups
+from pimsync.adobe import signatures
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.
@@ -72,7 +72,7 @@ def _forget_process_caches():
 def _refusals_written_at_once(monkeypatch):
     """Webhook refusals are counted from zero in each test and written at once: the counter's
     timer thread would write after its test ended."""
-    monkeypatch.setattr(webhook, "REFUSALS", webhook.RefusalCounter(flush_seconds=0))
+    monkeypatch.setattr(inbound, "REFUSALS", inbound.RefusalCounter(flush_seconds=0))
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from pimsync import tasks
-from pimsync.adobe import webhook
+from pimsync import inbound, tasks
 from pimsync.alerts import monitor
 from pimsync.checks import configuration
 from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, SignatureRefusals, Status
@@ -358,15 +357,15 @@ def test_the_journal_condition_stays_quiet_without_a_journal(channels, clock, se
 
 
 def test_refusals_are_written_at_most_once_per_interval_not_once_per_request(client, settings, monkeypatch, clock, db):
-    counter = webhook.RefusalCounter(flush_seconds=3600)
-    monkeypatch.setattr(webhook, "REFUSALS", counter)
+    counter = inbound.RefusalCounter(flush_seconds=3600)
+    monkeypatch.setattr(inbound, "REFUSALS", counter)
     settings.ADOBE_CLIENT_ID = "a-client-id-these-events-are-not-for"
     try:
         for n in range(30):
             client.post("/webhooks/aem", data=make_event(n), content_type="application/cloudevents+json")
         assert sum(SignatureRefusals.objects.values_list("count", flat=True)) == 1  # the first, written at once
         counter.flush()
-        assert webhook.recent_refusals(timezone.now() - timedelta(minutes=1)) == 30
+        assert inbound.recent_refusals(timezone.now() - timedelta(minutes=1)) == 30
     finally:
         if counter._timer is not None:
             counter._timer.cancel()
@@ -375,17 +374,17 @@ def test_refusals_are_written_at_most_once_per_interval_not_once_per_request(cli
 def test_refusals_kept_in_memory_are_written_by_the_timer_when_no_further_request_comes(
     client, settings, monkeypatch, transactional_db
 ):
-    counter = webhook.RefusalCounter(flush_seconds=0.2)
-    monkeypatch.setattr(webhook, "REFUSALS", counter)
+    counter = inbound.RefusalCounter(flush_seconds=0.2)
+    monkeypatch.setattr(inbound, "REFUSALS", counter)
     settings.ADOBE_CLIENT_ID = "a-client-id-these-events-are-not-for"
     for n in range(3):
         client.post("/webhooks/aem", data=make_event(n), content_type="application/cloudevents+json")
     since = timezone.now() - timedelta(minutes=1)
     for _ in range(100):  # bounded: the timer writes within a fraction of a second
-        if webhook.recent_refusals(since) == 3:
+        if inbound.recent_refusals(since) == 3:
             break
         time.sleep(0.05)
-    assert webhook.recent_refusals(since) == 3
+    assert inbound.recent_refusals(since) == 3
 
 
 def test_a_chat_webhook_that_is_not_a_url_is_an_error_that_does_not_show_it(settings):

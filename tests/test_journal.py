@@ -133,7 +133,7 @@ def test_a_crash_between_commit_and_cursor_save_re_reads_the_page(stub, monkeypa
 
 def test_only_one_puller_works_at_a_time(stub):
     fill(stub, 2)
-    other = journal._claim()  # another node is pulling
+    other = JournalCursor.acquire(JournalCursor.SINGLETON_PK)  # another node is pulling
     assert other
     result = journal.pull()
     assert result.outcome.startswith("skipped")
@@ -366,7 +366,7 @@ def test_sandbox_mode_asks_for_the_journal_scope():
 
 def test_repositioning_while_another_node_pulls_is_refused_and_moves_nothing(stub):
     fill(stub, 2)
-    assert journal._claim()  # another node is pulling
+    assert JournalCursor.acquire(JournalCursor.SINGLETON_PK)  # another node is pulling
     with pytest.raises(CommandError, match="running on another node"):
         call_command("pull_journal", "--latest", stdout=io.StringIO())
     assert cursor().next_url == "" and stub.requests == []

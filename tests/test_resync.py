@@ -195,7 +195,7 @@ def test_a_change_noticed_during_an_enrichment_leaves_the_asset_stale(client, wo
 
     def enrich_while_the_pim_changes(event):
         result = real_enrich(event)
-        resync.mark_stale(Asset.objects.filter(pk=asset_id), StaleCause.PIM, "changed meanwhile")
+        Asset.objects.filter(pk=asset_id).stale(StaleCause.PIM, "changed meanwhile")
         return result
 
     monkeypatch.setattr(enrichment, "enrich", enrich_while_the_pim_changes)

@@ -208,6 +208,10 @@ def test_a_resync_survives_its_worker_being_killed(client, world, short_timeout)
             return not Job.objects.get(pk=job.pk).is_active
 
         wait_for(finished, timeout=60, what="the re-sync to finish")
+        # The job ends with its last event; that asset's state is recorded just after, by the
+        # worker that ran it (a moment later on a busy machine).
+        in_step = Asset.objects.filter(state=SyncState.IN_STEP)
+        wait_for(lambda: in_step.count() == 12, timeout=10, what="every asset's state to be recorded")
     finally:
         first.stop()
         if second:

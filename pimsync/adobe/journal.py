@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
@@ -126,8 +125,7 @@ def reposition(mode: str, seek: str = "") -> str:
         raise ValueError(f"unknown position {mode!r}")
     JournalCursor.load()
     # Only while no puller holds the lease: a running pull would save its own position over ours.
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
-    if not JournalCursor.objects.filter(free, pk=JournalCursor.SINGLETON_PK).update(
+    if not JournalCursor.unleased(JournalCursor.SINGLETON_PK).update(
         next_url=url, position="", not_before=None, caught_up_at=None
     ):
         raise ValueError("a journal pull is running on another node right now; try again when it has finished")
@@ -160,7 +158,7 @@ def pull(max_pages: int = MAX_PAGES, budget_seconds: float | None = None) -> Pul
     if not enabled():
         result.outcome = "off (ADOBE_JOURNAL_URL is not set)"
         return result
-    token = _claim()
+    token = JournalCursor.acquire(JournalCursor.SINGLETON_PK)
     if token is None:
         result.outcome = "skipped: another puller holds the journal"
         return result
@@ -170,24 +168,9 @@ def pull(max_pages: int = MAX_PAGES, budget_seconds: float | None = None) -> Pul
     try:
         _run(token, result, max_pages, deadline)
     finally:
-        JournalCursor.objects.filter(pk=JournalCursor.SINGLETON_PK, lease_token=token).update(
-            lease_token="", lease_until=None
-        )
+        JournalCursor.release(JournalCursor.SINGLETON_PK, token)
     log.info("journal pull %s", result.summary())
     return result
-
-
-def _claim() -> str | None:
-    """Take the cursor's lease (a conditional UPDATE, so two nodes never both win)."""
-    JournalCursor.load()
-    now = timezone.now()
-    token = uuid.uuid4().hex
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    until = now + timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
-    claimed = JournalCursor.objects.filter(free, pk=JournalCursor.SINGLETON_PK).update(
-        lease_token=token, lease_until=until
-    )
-    return token if claimed else None
 
 
 def _run(token: str, result: PullResult, max_pages: int, deadline: float) -> None:
@@ -296,5 +279,5 @@ def after_commit(page: client.Page) -> None:
 def _save(token: str, **changes) -> bool:
     """Update the cursor if this puller still holds its lease, and extend the lease (a long backlog
     read by the command outlasts one task timeout)."""
-    changes["lease_until"] = timezone.now() + timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
-    return bool(JournalCursor.objects.filter(pk=JournalCursor.SINGLETON_PK, lease_token=token).update(**changes))
+    lease = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+    return JournalCursor.renew(JournalCursor.SINGLETON_PK, token, lease, **changes)

@@ -21,7 +21,7 @@ from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from pimsync.adobe import webhook
+from pimsync import inbound
 from pimsync.alerts import channels
 from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, Status
 
@@ -108,7 +108,7 @@ def retries_due(now) -> Verdict:
 def signature_refusals(now) -> Verdict:
     """More than PIMSYNC_ALERT_SIGNATURE_FAILURES deliveries refused 401 in the failures window."""
     limit, minutes = settings.PIMSYNC_ALERT_SIGNATURE_FAILURES, settings.PIMSYNC_ALERT_FAILURES_MINUTES
-    count = webhook.recent_refusals(now - timedelta(minutes=minutes))
+    count = inbound.recent_refusals(now - timedelta(minutes=minutes))
     if count <= limit:
         return Verdict(False)
     return Verdict(
@@ -218,7 +218,7 @@ def check(now=None, conditions=CONDITIONS) -> str:
         if change:
             changes.append(f"{condition.key} {change}")
     sent = deliver(now)
-    webhook.forget_old_refusals(now)
+    inbound.forget_old_refusals(now)
     return f"alerts: {', '.join(changes) or 'no change'}; {sent} message(s) sent"
 
 

@@ -18,8 +18,6 @@ endpoint answers 404.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -31,8 +29,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from pimsync import wakeups
-from pimsync.adobe import webhook
+from pimsync import inbound, wakeups
+from pimsync.inbound import answer, read_body, signed_with_any
 from pimsync.models import PimNotification
 
 log = logging.getLogger(__name__)
@@ -61,29 +59,25 @@ class Notice:
 def akeneo_webhook(request: HttpRequest) -> JsonResponse:
     """A signed notification (or a legacy batch): stored and acknowledged, handled by a task."""
     if not settings.AKENEO_EVENT_SECRETS:
-        return _answer(404, "Akeneo notifications are not configured here (AKENEO_EVENT_SECRETS)")
-    body = webhook._read_body(request)
+        return answer(404, "Akeneo notifications are not configured here (AKENEO_EVENT_SECRETS)")
+    body = read_body(request, settings.PIMSYNC_WEBHOOK_MAX_BYTES)
     if body is None:
-        return _answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
+        return answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
     headers = {name.lower(): value for name, value in request.headers.items()}
     problem = unsigned(body, headers, settings.AKENEO_EVENT_SECRETS)
     if problem:
-        webhook.REFUSALS.add()
-        return _answer(401, problem)
+        inbound.REFUSALS.add()
+        return answer(401, problem)
     try:
         notices = parse(json.loads(body))
     except (ValueError, RecursionError) as exc:  # NotificationError, bad JSON or UTF-8, absurd nesting
-        return _answer(400, str(exc)[:300] if isinstance(exc, NotificationError) else "body is not valid JSON")
+        return answer(400, str(exc)[:300] if isinstance(exc, NotificationError) else "body is not valid JSON")
     try:
         accepted, duplicates = store(notices)
     except DatabaseError:
         log.exception("cannot store an Akeneo notification; answering 503 so Akeneo delivers it again")
-        return _answer(503, "storage unavailable; deliver again later")
-    return _answer(200, accepted=accepted, duplicates=duplicates)
-
-
-def _answer(status: int, error: str = "", **body) -> JsonResponse:
-    return JsonResponse({"error": error, **body} if error else body, status=status)
+        return answer(503, "storage unavailable; deliver again later")
+    return answer(200, accepted=accepted, duplicates=duplicates)
 
 
 # --- signatures -------------------------------------------------------------------------------
@@ -98,7 +92,9 @@ def unsigned(body: bytes, headers: dict[str, str], secrets: list[str]) -> str | 
             return "X-Akeneo-Request-Timestamp is missing or not a Unix time"
         if abs(time.time() - int(stamp)) > TIMESTAMP_TOLERANCE_SECONDS:
             return "X-Akeneo-Request-Timestamp is more than 5 minutes away from now"
-        return None if _signed(legacy, stamp.encode() + b"." + body, secrets) else "the signature does not match"
+        return (
+            None if signed_with_any(legacy, stamp.encode() + b"." + body, secrets) else "the signature does not match"
+        )
     algorithm = headers.get("x-akeneo-signature-algorithm")
     if algorithm is not None and algorithm.strip().lower() != "hmacsha256":
         return f"X-AKENEO-SIGNATURE-ALGORITHM must be HmacSHA256, not {algorithm[:40]!r}"
@@ -106,17 +102,11 @@ def unsigned(body: bytes, headers: dict[str, str], secrets: list[str]) -> str | 
     given = [signature for signature in given if signature]
     if not given:
         return "no X-AKENEO-SIGNATURE-PRIMARY or -SECONDARY header (nor X-Akeneo-Request-Signature)"
-    return None if any(_signed(signature, body, secrets) for signature in given) else "the signature does not match"
-
-
-def _signed(signature: str, message: bytes, secrets: list[str]) -> bool:
-    """Whether `signature` is the hex HMAC-SHA256 of `message` with any secret (compared in constant time)."""
-    given = signature.strip().lower().encode("utf-8", "replace")
-    matched = False
-    for secret in secrets:  # every secret is tried: the time taken does not tell which one matched
-        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest().encode()
-        matched |= hmac.compare_digest(expected, given)
-    return matched
+    return (
+        None
+        if any(signed_with_any(signature, body, secrets) for signature in given)
+        else "the signature does not match"
+    )
 
 
 # --- the body ---------------------------------------------------------------------------------

@@ -43,10 +43,6 @@ class Connector:
     def get_product(self, key: str) -> dict | None:
         raise NotImplementedError
 
-    def sample_product(self, key: str) -> dict | None:
-        """A product to show beside the mapping rules (the one `get_product` returns)."""
-        return self.get_product(key)
-
     def attributes(self) -> list[dict] | None:
         """The PIM's attribute definitions for the rule form, or None when this PIM has no such list."""
         return None

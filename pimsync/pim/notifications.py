@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from pimsync import mapping, resync
-from pimsync.models import Asset, PimNotification, SyncState
+from pimsync.models import Asset, PimNotification
 from pimsync.outbound import http
 from pimsync.pim import connectors
 
@@ -43,7 +43,7 @@ DELETED_KINDS = ("product.deleted", "product.removed")
 
 def already_synced(connector: connectors.Connector, key: str, product: dict) -> bool:
     """Whether every known asset of the product was last synced from exactly this data."""
-    assets = Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED)
+    assets = Asset.objects.filter(product_key=key).known()
     fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
     return assets.exists() and not assets.exclude(pim_fingerprint=fingerprint).exists()
 
@@ -141,7 +141,7 @@ def _decide(connector: connectors.Connector, row: PimNotification) -> tuple[str,
     key = row.product_key or connector.product_key(product)
     if not key:
         return "", "the product has no identifier"
-    if not Asset.objects.filter(product_key=key).exclude(state=SyncState.DELETED).exists():
+    if not Asset.objects.filter(product_key=key).known().exists():
         return "", f"pimsync knows no asset of {key}"
     if already_synced(connector, key, product):
         return (

@@ -12,10 +12,8 @@ One poller at a time: a lease on the `PimCursor` row, as the journal's.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from pimsync import resync
@@ -47,25 +45,17 @@ def poll(max_pages: int = MAX_PAGES) -> str:
         return f"not polling: {exc}"
     if not connector.polls:
         return f"not polling: the {connector.name} connector cannot list changed products"
-    token = _lease(connector.name)
+    token = PimCursor.acquire(connector.name, LEASE)
     if token is None:
         return "another poll is running"
     try:
         return _run(connector, token, max_pages)
     finally:
-        PimCursor.objects.filter(name=connector.name, lease_token=token).update(lease_token="", lease_until=None)
-
-
-def _lease(name: str) -> str | None:
-    PimCursor.objects.get_or_create(name=name)
-    now, token = timezone.now(), uuid.uuid4().hex
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    taken = PimCursor.objects.filter(free, name=name).update(lease_token=token, lease_until=now + LEASE)
-    return token if taken else None
+        PimCursor.release(connector.name, token)
 
 
 def _run(connector: connectors.Connector, token: str, max_pages: int) -> str:
-    rows = PimCursor.objects.filter(name=connector.name, lease_token=token)
+    rows = PimCursor.held(connector.name, token)
     cursor = rows.values_list("cursor", flat=True).get()
     pages = changed = skipped = 0
     try:

@@ -16,8 +16,6 @@ database is unavailable.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -28,7 +26,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from pimsync import resync
+from pimsync import inbound, resync
+from pimsync.inbound import answer, read_body, signed_with_any
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def secrets() -> list[str]:
 
 def signature(body: bytes, secret: str, timestamp: int) -> str:
     """The hex HMAC-SHA256 of `<timestamp>.<body>` keyed with `secret`."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return inbound.hmac_sha256(secret, f"{timestamp}.".encode() + body)
 
 
 def signed_header(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -70,9 +69,8 @@ def verify(body: bytes, header: str, keys: list[str], now: float | None = None) 
     now = time.time() if now is None else now
     if abs(now - timestamp) > TOLERANCE:
         raise Unsigned(f"the signature's timestamp is more than {TOLERANCE} s from now (check the clocks)")
-    expected = [signature(body, key, timestamp) for key in keys]
-    # Every pair is compared (no early exit inside a comparison), in constant time each.
-    if not any(hmac.compare_digest(given, wanted) for given in candidates for wanted in expected):
+    message = f"{timestamp}.".encode() + body
+    if not any(signed_with_any(given, message, keys) for given in candidates):
         raise Unsigned("no v1 signature matches this body with PIM_WEBHOOK_SECRET")
 
 
@@ -121,44 +119,31 @@ def product_keys(body: bytes) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _answer(status: int, error: str = "", **body) -> JsonResponse:
-    return JsonResponse({"error": error, **body} if error else body, status=status)
-
-
-def _read_body(request: HttpRequest) -> bytes | None:
-    """The raw body, or None when it is over MAX_BODY_BYTES (never reading more than that + 1)."""
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    body = request.read(MAX_BODY_BYTES + 1)
-    return None if len(body) > MAX_BODY_BYTES else body
-
-
 @csrf_exempt
 def pim_webhook(request: HttpRequest) -> JsonResponse:
     """Verify, mark the products' assets stale and queue their re-sync, answer 202."""
     keys = secrets()
     if not keys:
-        return _answer(404, "not found")
+        return answer(404, "not found")
     if request.method != "POST":
-        return _answer(405, "POST a signed JSON body")
-    body = _read_body(request)
+        return answer(405, "POST a signed JSON body")
+    body = read_body(request, MAX_BODY_BYTES)
     if body is None:
-        return _answer(413, f"the body is over the {MAX_BODY_BYTES} byte limit")
+        return answer(413, f"the body is over the {MAX_BODY_BYTES} byte limit")
     try:
         verify(body, request.headers.get(HEADER, ""), keys)
     except Unsigned as exc:
         log.info("PIM webhook refused: %s", exc)
-        return _answer(401, str(exc))
+        return answer(401, str(exc))
     try:
         changed = product_keys(body)
     except BadBody as exc:
-        return _answer(400, str(exc))
+        return answer(400, str(exc))
     try:
         job = resync.pim_changed(changed, why="PIM webhook")
     except DatabaseError:
         log.exception("cannot queue a PIM change; answering 503 so the PIM sends it again")
-        return _answer(503, "storage unavailable; send again later")
+        return answer(503, "storage unavailable; send again later")
     assets = job.total if job else 0
     log.info("PIM webhook: %s product(s) changed, %s asset(s) to re-sync, job %s", len(changed), assets, job and job.pk)
-    return _answer(202, accepted=len(changed), assets=assets, job=job.pk if job else None)
+    return answer(202, accepted=len(changed), assets=assets, job=job.pk if job else None)

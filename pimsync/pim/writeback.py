@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from pimsync.models import Asset, AssetRef, ProductLinks, SyncState, aem_asset_url
+from pimsync.models import Asset, AssetRef, ProductLinks, aem_asset_url
 from pimsync.outbound import http
 from pimsync.pim import connectors
 
 log = logging.getLogger(__name__)
 
-WAIT_STEP_SECONDS = 0.05
 MAX_LINKS = 1000
 
 
@@ -43,7 +41,7 @@ def enabled(connector: connectors.Connector) -> bool:
 def links(product_key: str, current: AssetRef | None = None) -> str:
     """The product's links, sorted and deduplicated, one per line (`current`: an asset being
     enriched now, whose row may not name its path or product yet)."""
-    assets = Asset.objects.filter(product_key=product_key).exclude(state=SyncState.DELETED)
+    assets = Asset.objects.filter(product_key=product_key).known()
     if current is not None:
         assets = assets.exclude(asset_id=current.asset_id)
     paths = set(assets.exclude(path="").order_by("path").values_list("path", flat=True)[:MAX_LINKS])
@@ -59,9 +57,7 @@ def write(
     `read_at`: when `product` was read."""
     if current is not None and current.path:
         # Recorded before the lease is asked for, so whoever holds it lists this asset too.
-        Asset.objects.filter(pk=current.asset_id).exclude(state=SyncState.DELETED).update(
-            path=current.path, product_key=product_key
-        )
+        Asset.objects.filter(pk=current.asset_id).known().update(path=current.path, product_key=product_key)
     token = _lock(product_key)
     if token is None:
         return f"asset links not written to {connector.label}: another enrichment of {product_key} kept them locked"
@@ -69,7 +65,7 @@ def write(
     try:
         written, note = _write_locked(connector, product_key, product, read_at, current)
     finally:
-        ProductLinks.release(product_key, token, written=written)
+        ProductLinks.release(product_key, token, **({"written_at": timezone.now()} if written else {}))
     return note
 
 
@@ -82,12 +78,7 @@ def _lease() -> timedelta:
 
 def _lock(product_key: str) -> str | None:
     lease = _lease()
-    deadline = time.monotonic() + lease.total_seconds()
-    while True:
-        token = ProductLinks.acquire(product_key, lease)
-        if token or time.monotonic() > deadline:
-            return token
-        time.sleep(WAIT_STEP_SECONDS)
+    return ProductLinks.acquire(product_key, lease, wait=lease.total_seconds())
 
 
 def _write_locked(connector, product_key: str, product: dict, read_at: datetime, current) -> tuple[bool, str]:

@@ -1,0 +1,90 @@
+"""Leases: a row that one process at a time may hold, across every node.
+
+A lease is two columns on the row it guards, `lease_token` and `lease_until`, taken with one
+conditional UPDATE (free, or expired) so two processes never both win, and given back or extended
+only by the token that took it. A holder that dies loses nothing but time: its lease runs out.
+Assets, the journal's cursor, the PIM poll's cursor and the write-back's per-product lock carry
+their own lease; work with no row of its own (the re-sync scheduler) takes a named `Lock`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
+
+# How often a waiting `acquire` asks again.
+WAIT_STEP_SECONDS = 0.05
+
+
+class Leased:
+    """Mixin for a model whose rows carry `lease_token` and `lease_until` (declared by the model)."""
+
+    @classmethod
+    def acquire(cls, pk, duration: timedelta | None = None, *, wait: float = 0.0) -> str | None:
+        """Take the lease of row `pk` (created when missing) for `duration`, by default a task's
+        timeout (a holder that outlived its task is dead); its token, or None while another
+        holder's lease runs (after waiting up to `wait` seconds for it to end)."""
+        if duration is None:
+            duration = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + wait
+        while True:
+            token = cls._take(pk, duration)
+            if token is not None or time.monotonic() >= deadline:
+                return token
+            time.sleep(WAIT_STEP_SECONDS)
+
+    @classmethod
+    def _take(cls, pk, duration: timedelta) -> str | None:
+        now, token = timezone.now(), uuid.uuid4().hex
+        held = {"lease_token": token, "lease_until": now + duration}
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        if cls.objects.filter(free, pk=pk).update(**held):
+            return token
+        # No row yet: creating it takes the lease. If another process created it first, the
+        # primary key says so; its row may be free (a cursor's `load()`), so ask once more.
+        try:
+            if connection.in_atomic_block:  # keep the caller's transaction usable on a conflict
+                with transaction.atomic():
+                    cls.objects.create(pk=pk, **held)
+            else:
+                cls.objects.create(pk=pk, **held)
+        except IntegrityError:
+            return token if cls.objects.filter(free, pk=pk).update(**held) else None
+        return token
+
+    @classmethod
+    def unleased(cls, pk) -> models.QuerySet:
+        """Row `pk` while no lease on it runs."""
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=timezone.now())
+        return cls.objects.filter(free, pk=pk)
+
+    @classmethod
+    def held(cls, pk, token: str) -> models.QuerySet:
+        """Row `pk` while `token` still holds its lease (empty once it passed to another holder)."""
+        return cls.objects.filter(pk=pk, lease_token=token)
+
+    @classmethod
+    def renew(cls, pk, token: str, duration: timedelta, **changes) -> bool:
+        """Extend the lease and write `changes` in the same UPDATE; False when the lease was lost."""
+        return bool(cls.held(pk, token).update(lease_until=timezone.now() + duration, **changes))
+
+    @classmethod
+    def release(cls, pk, token: str, **changes) -> None:
+        """Give the lease back, writing `changes` in the same UPDATE (nothing if it was lost)."""
+        cls.held(pk, token).update(lease_token="", lease_until=None, **changes)
+
+
+class Lock(Leased, models.Model):
+    """A named lease for work that has no row of its own to carry one (the re-sync scheduler)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lock {self.name}"
