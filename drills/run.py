@@ -3,7 +3,7 @@
     python -m drills.run NAME [--events N]
 
 It starts a private PostgreSQL, the loopback stand-ins for IMS, the key server, AEM and the PIM
-(bench/stubs.py), gunicorn for the webhook and a `manage.py qcluster`, then sends a burst of signed
+(standins/peers.py), gunicorn for the webhook and a `manage.py qcluster`, then sends a burst of signed
 events while the drill's fault happens, redelivers what was not acknowledged (as Adobe does), waits
 for every event to reach a final status and prints the ledger. Exit status 0 = PASS, 1 = FAIL.
 """
@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import serialization
 
 from bench.processes import ROOT, Processes, children_of, free_port, wait_port
 from bench.signing import event, signed_headers, signer
-from bench.stubs import State, StubServer, pimsync_environment
 from drills.postgres import PrivatePostgres
+from standins.peers import State, StubServer, pimsync_environment
 
 POISON_KEY = "SKU-999999"  # matches the demo mapping's key pattern; the PIM stand-in never answers it
 POISON_ASSET = 900_000

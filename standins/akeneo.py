@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from werkzeug import Request, Response
 
-from tests.stubs import Faults
+from standins.adobe import Faults
 
 IDENTIFIER = "sku"
 START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Loopback HTTP servers that implement the contracts of IMS, the AEM Assets Author API and a PIM,
 with fault injection. They are written from Adobe's documentation (URLs on each class),
 independently of pimsync's clients. The one implementation of these contracts: the tests mount
-them on pytest-httpserver, the benchmark and the drills on a threaded one (bench/stubs.py)."""
+them on pytest-httpserver, the benchmark and the drills on a threaded one (standins/peers.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """IMS, the I/O Events key server, AEM and a PIM on loopback for the benchmark and the failure
-drills: the test suite's stand-ins (tests/stubs.py, one implementation of those contracts) on a
+drills: the test suite's stand-ins (standins/adobe.py, one implementation of those contracts) on a
 threaded keep-alive server, with a fixed latency on every call and every call counted.
 
 `State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from werkzeug import Request, Response
 
 from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE
-from tests.stubs import AemStub, ImsStub, PimStub
+from standins.adobe import AemStub, ImsStub, PimStub
 
 
 class State:
