@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 from werkzeug import Request, Response
 
-from standins.adobe import CLIENT_ID, Faults
+from standins.adobe import CLIENT_ID
+from standins.answers import Faults
 
 ORG = "0A1B2C3D4E5F60718293A4B5@AdobeOrg"
 PATH = "/events/organizations/65454/integrations/84526/5a8d3f7b-0000-4000-8000-000000000001"

@@ -1,6 +1,7 @@
 """IMS, the I/O Events key server, AEM and a PIM on loopback for the benchmark and the failure
-drills: the test suite's stand-ins (standins/adobe.py, one implementation of those contracts) on a
-threaded keep-alive server, with a fixed latency on every call and every call counted.
+drills: the stand-ins of standins/adobe.py and standins/pim.py (one implementation of those
+contracts) on a threaded keep-alive server, with a fixed latency on every call and every call
+counted.
 
 `State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
 error instead: it gets the kind of call ("pim", "aem_get", "aem_patch") and the product key or
@@ -20,8 +21,8 @@ from urllib.parse import unquote
 
 from werkzeug import Request, Response
 
-from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE
-from standins.adobe import AemStub, ImsStub, PimStub
+from standins.adobe import CLIENT_ID, CLIENT_SECRET, SOURCE, AemStub, ImsStub
+from standins.pim import PimStub
 
 
 class State:

@@ -21,8 +21,9 @@ from pytest_httpserver import HTTPServer
 
 from pimsync import mapping, wakeups
 from pimsync.adobe import signatures, webhook
-from standins.adobe import AemStub, ImsStub, PimStub
+from standins.adobe import AemStub, ImsStub
 from standins.akeneo import AkeneoStub
+from standins.pim import PimStub
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.

@@ -15,7 +15,8 @@ from django.db import connection
 
 from pimsync import pipeline
 from pimsync.models import Event, Status
-from standins.adobe import CLIENT_SECRET, PimStub
+from standins.adobe import CLIENT_SECRET
+from standins.pim import PimStub
 from tests.conftest import make_event, product
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
