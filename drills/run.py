@@ -741,12 +741,13 @@ def webhook_down(world: World, count: int) -> Ledger:
     from django.conf import settings
     from django.db import connection
 
-    from drills.journal import Down, Journal
+    from drills.journal import Down
     from pimsync.adobe import journal
+    from standins.journal import ThreadedJournal
 
     deliveries, assets, _ = world.deliveries(count)
     carried = [e for d in deliveries for e in (json.loads(d.body) if d.body.startswith(b"[") else [json.loads(d.body)])]
-    registry, down = Journal(carried), Down()
+    registry, down = ThreadedJournal(carried), Down()
     # Only this process pulls (as the schedule would, every second instead of every minute).
     settings.ADOBE_JOURNAL_URL, settings.ADOBE_IMS_ORG_ID = registry.url, "D8111000000000000000000@AdobeOrg"
     web_port, world.web_port = world.web_port, down.port
