@@ -21,6 +21,9 @@ from pytest_httpserver import HTTPServer
 
 from pimsync import inbound, mapping, wakeups
 from pimsync.adobe import signatures
+from standins.adobe import AemStub, ImsStub
+from standins.akeneo import AkeneoStub
+from standins.pim import PimStub
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.
@@ -247,7 +250,6 @@ class World:
 def world(adobe, second_server, settings, db) -> World:
     from pimsync import mapping
     from pimsync.adobe import ims
-    from tests.stubs import AemStub, ImsStub, PimStub
 
     ims_stub = ImsStub(second_server)
     aem_stub = AemStub(second_server, ims_stub)
@@ -275,10 +277,9 @@ def _akeneo_server_process():
 
 @pytest.fixture
 def akeneo(_akeneo_server_process, settings, db):
-    """Akeneo on loopback (tests/akeneo_stub.py) as the PIM, with its Connection's credentials set
+    """Akeneo on loopback (standins/akeneo.py) as the PIM, with its Connection's credentials set
     and nothing of an earlier test remembered by the client."""
     from pimsync.pim import akeneo as client
-    from tests.akeneo_stub import AkeneoStub
 
     stub = AkeneoStub(_akeneo_server_process)
     settings.PIM_CONNECTOR = "akeneo"

@@ -18,7 +18,7 @@ from pimsync.models import AccessToken, Event, Status
 from pimsync.outbound import http
 from pimsync.pim import akeneo as client
 from pimsync.pim import connectors
-from tests.akeneo_stub import AkeneoStub
+from standins.akeneo import AkeneoStub
 from tests.conftest import akeneo_product, make_event
 
 pytestmark = pytest.mark.django_db

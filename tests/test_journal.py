@@ -18,8 +18,8 @@ from pimsync.adobe.journal_api import parse_links
 from pimsync.checks import configuration
 from pimsync.models import Event, JournalCursor
 from pimsync.outbound import http
+from standins.journal import ORG, JournalStub
 from tests.conftest import make_event, product
-from tests.journal_stub import ORG, JournalStub
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from django.db import connection
 
 from pimsync import pipeline
 from pimsync.models import Event, Status
+from standins.adobe import CLIENT_SECRET
+from standins.pim import PimStub
 from tests.conftest import make_event, product
-from tests.stubs import CLIENT_SECRET, PimStub
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 

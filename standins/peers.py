@@ -1,6 +1,7 @@
 """IMS, the I/O Events key server, AEM and a PIM on loopback for the benchmark and the failure
-drills: the test suite's stand-ins (tests/stubs.py, one implementation of those contracts) on a
-threaded keep-alive server, with a fixed latency on every call and every call counted.
+drills: the stand-ins of standins/adobe.py and standins/pim.py (one implementation of those
+contracts) on a threaded keep-alive server, with a fixed latency on every call and every call
+counted.
 
 `State.fault` lets a caller (the failure drills in `drills/`) answer a PIM or AEM call with an
 error instead: it gets the kind of call ("pim", "aem_get", "aem_patch") and the product key or
@@ -8,20 +9,19 @@ asset id, and returns None (answer normally) or (status, headers)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from werkzeug import Request, Response
 
-from bench.signing import CLIENT_ID, CLIENT_SECRET, SOURCE
-from tests.stubs import AemStub, ImsStub, PimStub
+from standins.adobe import CLIENT_ID, CLIENT_SECRET, SOURCE, AemStub, ImsStub
+from standins.pim import PimStub
+from standins.server import LoopbackServer, werkzeug_handler
 
 
 class State:
@@ -70,22 +70,15 @@ def kind_of(request: Request) -> tuple[str, str]:
     return ("ims" if request.path == "/ims/token/v3" else "other"), ""
 
 
-class StubServer:
+class StubServer(LoopbackServer):
     """One threaded, keep-alive server with all four stand-ins on `state`; `port` 0 takes a free one.
 
-    The stand-ins are werkzeug handlers; they are served by the standard library's threaded server
-    (a third of werkzeug's CPU per call: on a 2-core machine the stand-ins must not compete with
-    the workers they serve), routed by path (`kind_of`)."""
+    The stand-ins are werkzeug handlers (`werkzeug_handler` serves them), routed by path (`kind_of`)."""
 
     def __init__(self, state: State, port: int = 0) -> None:
-        self.state = state
-        ThreadingHTTPServer.daemon_threads = True
-        ThreadingHTTPServer.request_queue_size = 512
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(self))
         # A caller that disconnects (a worker killed mid-call) is expected, not worth a traceback.
-        self.server.handle_error = lambda request, address: None
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(werkzeug_handler(self.answer), port, quiet_errors=True)
+        self.state = state
         self.ims = ImsStub(self)
         self.ims.latency = state.latency
         self.aem = AemStub(self, self.ims)
@@ -121,62 +114,6 @@ class StubServer:
         response = self.route[kind](request)
         self.state.count(kind, key if kind == "aem_patch" and response.status_code == 200 else None)
         return response
-
-    def __enter__(self) -> StubServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()  # the port is free again: a later server may take it
-
-
-def handler_for(stub: StubServer):
-    """The standard library's request handler, turning each call into a werkzeug Request for `stub`."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # The headers and the body go out in two writes: with Nagle's algorithm on, the body waits
-        # for the client's delayed ACK of the headers (about 40 ms on Linux), on top of `latency`.
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):  # quiet
-            pass
-
-        def serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            response = stub.answer(Request(environ(self, body)))
-            data = response.get_data()
-            self.send_response(response.status_code)
-            for name, value in response.headers.items():
-                if name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PATCH = serve
-
-    return Handler
-
-
-def environ(handler: BaseHTTPRequestHandler, body: bytes) -> dict:
-    """The WSGI environ of the call `handler` has read (headers, and `body`)."""
-    path, _, query = handler.path.partition("?")
-    env = {
-        "REQUEST_METHOD": handler.command,
-        "PATH_INFO": unquote(path).encode().decode("latin-1"),
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": str(handler.server.server_address[1]),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
-    }
-    for name, value in handler.headers.items():
-        env["HTTP_" + name.upper().replace("-", "_")] = value
-    return env
 
 
 def pimsync_environment(*, stub_url: str, pim_url: str, database_url: str, secret_key: str) -> dict[str, str]:

@@ -3,17 +3,24 @@
 
 Positions are opaque strings; `Link` URIs are root-relative; the end is a 204 with `retry-after`
 and a `next` link equal to the request URI; a position older than the retention answers 410.
+
+`JournalStub` is the whole contract for the tests (credentials, faults, retention), mounted on
+pytest-httpserver; `ThreadedJournal` serves the drills' burst from a threaded server of its own:
+only a bearer token checked, pages of 100, integer positions, the pages it served counted.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from urllib.parse import urlencode
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from werkzeug import Request, Response
 
-from tests.stubs import CLIENT_ID, Faults
+from standins.adobe import CLIENT_ID
+from standins.answers import Faults
+from standins.server import LoopbackServer, QuietHandler
 
 ORG = "0A1B2C3D4E5F60718293A4B5@AdobeOrg"
 PATH = "/events/organizations/65454/integrations/84526/5a8d3f7b-0000-4000-8000-000000000001"
@@ -94,3 +101,60 @@ class JournalStub:
             headers={"Link": f'{self._link(since=last, limit=limit)}; rel="next"'},
             content_type="application/vnd.adobecloud.events+json",
         )
+
+
+class ThreadedJournal(LoopbackServer):
+    """Every event of the burst, in order; `pages` counts what was served. Serves from the start."""
+
+    PATH = "/events/organizations/drill/integrations/1/registration"
+    PAGE = 100
+
+    def __init__(self, events: list[dict]) -> None:
+        self.events = events
+        self.pages = {"200": 0, "204": 0, "401": 0}
+        journal = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                journal.answer(self)
+
+        super().__init__(Handler)
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.PATH}"
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        path, parts = self.PATH, urlsplit(handler.path)
+        if parts.path != path or not handler.headers.get("Authorization", "").startswith("Bearer "):
+            self.pages["401"] += 1
+            handler.send_response(401)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        query = parse_qs(parts.query)
+        start = int(query["since"][0]) + 1 if "since" in query else 0
+        chunk = self.events[start : start + self.PAGE]
+        if not chunk:
+            self.pages["204"] += 1
+            link = f"<{path}?{urlencode({'since': start - 1})}>" if start else f"<{path}>"
+            handler.send_response(204)
+            handler.send_header("retry-after", "1")
+            handler.send_header("Link", f'{link}; rel="next"')
+            handler.end_headers()
+            return
+        last = str(start + len(chunk) - 1)
+        body = json.dumps(
+            {
+                "events": [{"position": str(start + i), "event": e} for i, e in enumerate(chunk)],
+                "_page": {"last": last, "count": len(chunk)},
+            }
+        ).encode()
+        self.pages["200"] += 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/vnd.adobecloud.events+json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Link", f'<{path}?{urlencode({"since": last})}>; rel="next"')
+        handler.end_headers()
+        handler.wfile.write(body)

@@ -1,7 +1,7 @@
-"""Loopback HTTP servers that implement the contracts of IMS, the AEM Assets Author API and a PIM,
-with fault injection. They are written from Adobe's documentation (URLs on each class),
+"""Loopback HTTP servers that implement the contracts of IMS and the AEM Assets Author API, with
+fault injection. They are written from Adobe's documentation (URLs on each class),
 independently of pimsync's clients. The one implementation of these contracts: the tests mount
-them on pytest-httpserver, the benchmark and the drills on a threaded one (bench/stubs.py)."""
+them on pytest-httpserver, the benchmark and the drills on a threaded one (standins/peers.py)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,16 @@ import json
 import re
 import threading
 import time
-from collections import deque
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from werkzeug import Request, Response
 
+from standins.answers import Faults, json_response
+
 CLIENT_ID = "0123456789abcdef0123456789abcdef"
 CLIENT_SECRET = "test-client-secret"
-
-
-class Faults:
-    """Answers to give instead of the real one: `add(status, times, headers)` per method."""
-
-    def __init__(self) -> None:
-        self._queue: dict[str, deque] = {}
-
-    def add(self, method: str, status: int, times: int = 1, headers: dict | None = None, delay: float = 0) -> None:
-        self._queue.setdefault(method, deque()).extend([(status, headers or {}, delay)] * times)
-
-    def take(self, method: str):
-        queue = self._queue.get(method)
-        return queue.popleft() if queue else None
-
-
-def _json(status: int, body, headers: dict | None = None) -> Response:
-    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+# The I/O Events source of the AEM environment these stand-ins play: pimsync ignores events from others.
+SOURCE = "acct:aem-p12345-e67890@adobe.com"
 
 
 class ImsStub:
@@ -61,19 +46,23 @@ class ImsStub:
         """A token for the right client credentials in the form body, 400/401 otherwise."""
         fault = self.faults.take("POST")
         if fault:
-            return _json(fault[0], {"error": "internal_error", "error_description": "Please try again later"})
+            return json_response(fault[0], {"error": "internal_error", "error_description": "Please try again later"})
         form = request.form
         if request.query_string:
-            return _json(400, {"error": "invalid_request", "error_description": "credentials in the query string"})
+            return json_response(
+                400, {"error": "invalid_request", "error_description": "credentials in the query string"}
+            )
         if form.get("grant_type") != "client_credentials" or not form.get("scope"):
-            return _json(400, {"error": "invalid_request"})
+            return json_response(400, {"error": "invalid_request"})
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-            return _json(401, {"error": "invalid_client", "error_description": "invalid client_secret parameter"})
+            return json_response(
+                401, {"error": "invalid_client", "error_description": "invalid client_secret parameter"}
+            )
         time.sleep(self.latency)
         with self._lock:
             token = f"token-{len(self.issued) + 1}"
             self.issued.append(token)
-        return _json(200, {"access_token": token, "token_type": "bearer", "expires_in": self.expires_in})
+        return json_response(200, {"access_token": token, "token_type": "bearer", "expires_in": self.expires_in})
 
 
 class AemStub:
@@ -134,7 +123,7 @@ class AemStub:
         if request.method == "GET":
             return self._get(asset_id)
         if request.method != "PATCH":
-            return _json(405, {"title": "Method Not Allowed", "status": 405})
+            return json_response(405, {"title": "Method Not Allowed", "status": 405})
         return self._patch(request, asset_id)
 
     def _refusal(self, request: Request, asset_id: str) -> Response | None:
@@ -144,12 +133,12 @@ class AemStub:
             status, headers, delay = fault
             time.sleep(delay)
             if status:
-                return _json(status, {"type": "about:blank", "title": "injected", "status": status}, headers)
+                return json_response(status, {"type": "about:blank", "title": "injected", "status": status}, headers)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not self.ims.valid(auth[7:]):
-            return _json(401, {"title": "Unauthorized", "status": 401})
+            return json_response(401, {"title": "Unauthorized", "status": 401})
         if request.headers.get("X-Api-Key") != CLIENT_ID or request.headers.get("X-Adobe-Accept-Experimental") != "1":
-            return _json(
+            return json_response(
                 403, {"title": "Forbidden", "detail": "X-Api-Key or X-Adobe-Accept-Experimental", "status": 403}
             )
         if asset_id not in self.assets and self.every_asset_exists:
@@ -157,41 +146,41 @@ class AemStub:
                 self.assets.setdefault(asset_id, {})
                 self.versions.setdefault(asset_id, 1)
         if asset_id not in self.assets:
-            return _json(404, {"title": "Not Found", "status": 404})
+            return json_response(404, {"title": "Not Found", "status": 404})
         return None
 
     def _get(self, asset_id: str) -> Response:
         with self._lock:
             body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": {}}
             etag = self.etag(asset_id)
-        response = _json(200, body, {"ETag": etag})
+        response = json_response(200, body, {"ETag": etag})
         if self.on_get:
             self.on_get(asset_id)
         return response
 
     def _patch(self, request: Request, asset_id: str) -> Response:
         if request.headers.get("Content-Type") != "application/json-patch+json":
-            return _json(415, {"title": "Unsupported Media Type", "status": 415})
+            return json_response(415, {"title": "Unsupported Media Type", "status": 415})
         if_match = request.headers.get("If-Match")
         if not if_match:
-            return _json(428, {"title": "Precondition Required", "status": 428})
+            return json_response(428, {"title": "Precondition Required", "status": 428})
         try:
             operations = json.loads(request.get_data())
         except ValueError:
-            return _json(400, {"title": "Bad Request", "status": 400})
+            return json_response(400, {"title": "Bad Request", "status": 400})
         with self._lock:
             if if_match != "*" and if_match != self.etag(asset_id):
-                return _json(412, {"title": "Precondition Failed", "status": 412})
+                return json_response(412, {"title": "Precondition Failed", "status": 412})
             for op in operations:
                 if op.get("op") != "add" or not isinstance(op.get("path"), str):
-                    return _json(400, {"title": "Bad Request", "detail": f"unsupported {op}", "status": 400})
+                    return json_response(400, {"title": "Bad Request", "detail": f"unsupported {op}", "status": 400})
                 self.assets[asset_id][op["path"].lstrip("/")] = op["value"]
             self.versions[asset_id] += 1
             self.patches.append(
                 {"asset_id": asset_id, "operations": operations, "if_match": if_match, "headers": dict(request.headers)}
             )
             etag = self.etag(asset_id)
-        return _json(200, {"assetId": asset_id}, {"ETag": etag})
+        return json_response(200, {"assetId": asset_id}, {"ETag": etag})
 
     # --- backfill: paths and folders ---------------------------------------------------------
 
@@ -199,12 +188,12 @@ class AemStub:
         self.path_calls.append(request.full_path)
         fault = self.faults.take(request.method)
         if fault and fault[0]:
-            return _json(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
+            return json_response(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not self.ims.valid(auth[7:]):
-            return _json(401, {"title": "Unauthorized", "status": 401})
+            return json_response(401, {"title": "Unauthorized", "status": 401})
         if request.headers.get("X-Api-Key") != CLIENT_ID:
-            return _json(403, {"title": "Forbidden", "status": 403})
+            return json_response(403, {"title": "Forbidden", "status": 403})
         return None
 
     def node(self, request: Request) -> Response:
@@ -215,10 +204,10 @@ class AemStub:
         path = request.path[: -len(".json")]
         if path in self.paths:
             uuid = self.paths[path].rsplit(":", 1)[-1]
-            return _json(200, {"jcr:primaryType": "dam:Asset", "jcr:uuid": uuid, "jcr:createdBy": "admin"})
+            return json_response(200, {"jcr:primaryType": "dam:Asset", "jcr:uuid": uuid, "jcr:createdBy": "admin"})
         if any(known.startswith(path + "/") for known in self.paths):
-            return _json(200, {"jcr:primaryType": "sling:OrderedFolder", "jcr:createdBy": "admin"})
-        return _json(404, {"title": "Not Found", "status": 404})
+            return json_response(200, {"jcr:primaryType": "sling:OrderedFolder", "jcr:createdBy": "admin"})
+        return json_response(404, {"title": "Not Found", "status": 404})
 
     def listing(self, request: Request) -> Response:
         """GET /api/assets/<folder>.json?offset=&limit=: a Siren page of the folder's children."""
@@ -227,14 +216,14 @@ class AemStub:
             return refusal
         folder = "/content/dam" + request.path[len("/api/assets") : -len(".json")]
         if folder in self.broken_folders:
-            return _json(500, {"title": "Internal Server Error", "status": 500})
+            return json_response(500, {"title": "Internal Server Error", "status": 500})
         children: dict[str, str] = {}
         for path in sorted(self.paths):
             if path.startswith(folder + "/"):
                 name, _, rest = path[len(folder) + 1 :].partition("/")
                 children.setdefault(name, "assets/folder" if rest else "assets/asset")
         if not children:
-            return _json(404, {"title": "Not Found", "status": 404})
+            return json_response(404, {"title": "Not Found", "status": 404})
         offset = int(request.args.get("offset", 0))
         limit = min(int(request.args.get("limit", 20)), self.page_limit)
         names = sorted(children)[offset : offset + limit]
@@ -249,41 +238,4 @@ class AemStub:
         }
         if offset + limit < len(children):
             body["links"].append({"rel": ["next"], "href": f"{request.base_url}?offset={offset + limit}&limit={limit}"})
-        return _json(200, body)
-
-
-class PimStub:
-    """GET /products/{key} with a bearer token, 404 for unknown keys."""
-
-    TOKEN = "pim-token"
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.products: dict[str, dict] = {}
-        self.faults = Faults()
-        self.calls: list[str] = []
-        server.expect_request(re.compile(r"^/products/.+$"), method="GET").respond_with_handler(self.handle)
-
-    @property
-    def url(self) -> str:
-        return self.server.url_for("").rstrip("/")
-
-    def handle(self, request: Request) -> Response:
-        """The product for a key with the right bearer token; 401 or 404 otherwise."""
-        key = unquote(request.path[len("/products/") :])
-        self.calls.append(key)
-        fault = self.faults.take("GET")
-        if fault:
-            time.sleep(fault[2])
-            if fault[0]:
-                return _json(fault[0], {"error": "injected"}, fault[1])
-        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
-            return _json(401, {"error": "unauthorized"})
-        if key not in self.products:
-            return _json(404, {"error": f"no product {key}"})
-        return _json(200, self.products[key])
-
-
-def parse_form(body: bytes) -> dict:
-    """A form-encoded body as a dict of single values."""
-    return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        return json_response(200, body)

@@ -40,20 +40,14 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from werkzeug import Request, Response
 
-from tests.stubs import Faults
+from standins.answers import Faults, json_response
 
 IDENTIFIER = "sku"
 START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
 
-def _json(status: int, body=None, headers: dict | None = None) -> Response:
-    if body is None:
-        return Response(status=status, headers=headers or {})
-    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
-
-
 def _error(status: int, message: str, **extra) -> Response:
-    return _json(status, {"code": status, "message": message, **extra})
+    return json_response(status, {"code": status, "message": message, **extra})
 
 
 class AkeneoStub:
@@ -228,7 +222,7 @@ class AkeneoStub:
         if fault:
             status, headers, delay = fault
             time.sleep(delay)
-            return _json(status, {"code": status, "message": "injected"}, headers)
+            return json_response(status, {"code": status, "message": "injected"}, headers)
         if request.path == "/api/oauth/v1/token" and request.method == "POST":
             return self._token(request, body)
         if not self._authorized(request):
@@ -291,7 +285,7 @@ class AkeneoStub:
             self._access[access] = self.now + timedelta(seconds=self.expires_in)
             self._refresh.add(refresh)
             self.token_grants.append(grant)
-        return _json(
+        return json_response(
             200,
             {
                 "access_token": access,
@@ -347,7 +341,7 @@ class AkeneoStub:
         product = self._find(by_uuid, ref)
         if product is None:
             return _error(404, f'Product "{ref}" does not exist or you do not have permission to access it.')
-        return _json(200, self._shown(product, request, by_uuid))
+        return json_response(200, self._shown(product, request, by_uuid))
 
     def _list(self, request: Request, by_uuid: bool) -> Response:
         try:
@@ -376,7 +370,7 @@ class AkeneoStub:
         if len(matches) > limit and request.args.get("pagination_type") == "search_after":
             query = {**request.args.to_dict(), "search_after": self._order(by_uuid)(page[-1])}
             body["_links"]["next"] = {"href": f"{self.next_base or self.url}{request.path}?{urlencode(query)}"}
-        return _json(200, body)
+        return json_response(200, body)
 
     @staticmethod
     def _bad_time(search: dict) -> Response | None:
@@ -435,7 +429,7 @@ class AkeneoStub:
                 if not product["values"][code]:
                     del product["values"][code]
             product["updated"] = self._stamp()
-        return _json(201 if created else 204)
+        return json_response(201 if created else 204)
 
     # --- attributes ----------------------------------------------------------------------------
 
@@ -455,7 +449,7 @@ class AkeneoStub:
         if page * limit < len(self.attributes):
             query = urlencode({"limit": limit, "page": page + 1})
             body["_links"]["next"] = {"href": f"{self.next_base or self.url}/api/rest/v1/attributes?{query}"}
-        return _json(200, body)
+        return json_response(200, body)
 
     def _stamp(self) -> str:
         """The stub's clock as Akeneo writes `updated`; every change is a second later than the last."""
