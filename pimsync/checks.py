@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from pimsync.adobe import aem
 from pimsync.outbound.redaction import without_credentials
 from pimsync.pim import akeneo
 from pimsync.retention import MINIMUM_DAYS
@@ -42,6 +43,15 @@ def _adobe() -> list:
         )
     if not settings.PIMSYNC_SANDBOX and not settings.AEM_AUTHOR_URL:
         problems.append(Warning("AEM_AUTHOR_URL is not set: nothing can be written to AEM", id="pimsync.W003"))
+    if settings.AEM_PATCH_PATH_STYLE not in aem.PATH_STYLES:
+        problems.append(
+            Error(
+                f"AEM_PATCH_PATH_STYLE={settings.AEM_PATCH_PATH_STYLE[:40]!r} is not one of: "
+                + ", ".join(aem.PATH_STYLES),
+                hint="Leave it unset (pointer) unless `manage.py doctor --write-test` says AEM wants another style.",
+                id="pimsync.E012",
+            )
+        )
     if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
     return problems

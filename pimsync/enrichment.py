@@ -135,7 +135,7 @@ def _write(
             outcome.reason = "AEM already holds the mapped values"
             return outcome
         try:
-            response = aem.patch_metadata(asset.asset_id, planned.operations, metadata.etag)
+            response = aem.patch_metadata(asset.asset_id, aem.json_patch(planned.changes), metadata.etag)
         except http.HttpError as exc:
             if exc.status == 412:
                 metadata = None  # someone else wrote first: read again, recompute

@@ -62,11 +62,8 @@ class Plan:
 
     product_key: str
     results: list[RuleResult] = field(default_factory=list)
-    changes: list[dict] = field(default_factory=list)  # [{"path", "old", "new"}]
-
-    @property
-    def operations(self) -> list[dict]:
-        return [{"op": "add", "path": change["path"], "value": change["new"]} for change in self.changes]
+    # [{"path": property name, "old", "new", "exists": whether AEM's metadata had the property}]
+    changes: list[dict] = field(default_factory=list)
 
 
 def product_key(asset: AssetRef, config: MappingConfig, metadata: dict | None = None) -> str:
@@ -163,11 +160,12 @@ def plan(asset: AssetRef, key: str, product: dict, metadata: dict, rules: list[M
                 continue
             value, note = rule.default, _joined(note, "PIM value empty: default used")
         result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, value, note))
-        wanted[rule.metadata_path] = value  # a later rule for the same property wins
-    for path, value in wanted.items():
-        old = metadata.get(path.lstrip("/"))
+        # `dc:title` and `/dc:title` name the same property; a later rule for it wins.
+        wanted[rule.metadata_path.lstrip("/")] = value
+    for name, value in wanted.items():
+        old = metadata.get(name)
         if old != value:
-            result.changes.append({"path": path, "old": old, "new": value})
+            result.changes.append({"path": name, "old": old, "new": value, "exists": name in metadata})
     return result
 
 

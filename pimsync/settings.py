@@ -199,6 +199,11 @@ if ADOBE_JOURNAL_URL and not env_str("ADOBE_SCOPES"):
     ADOBE_SCOPES += ",adobeio_api"
 
 AEM_AUTHOR_URL = env_str("AEM_AUTHOR_URL").rstrip("/")
+# How a metadata PATCH names a property: `pointer` (`/dc:title`, an RFC 6901 pointer as Adobe's
+# current samples send), `asset-metadata` (`/assetMetadata/dc:title`, the full path of Adobe's
+# metadata guide) or `bare` (`dc:title`, the 2024 tutorial). `manage.py doctor --write-test`
+# finds out which ones an AEM accepts.
+AEM_PATCH_PATH_STYLE = env_str("AEM_PATCH_PATH_STYLE", "pointer").strip().lower()
 
 
 def derive_event_source(author_url: str) -> str:

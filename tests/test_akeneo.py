@@ -221,8 +221,8 @@ def test_an_uploaded_asset_is_enriched_from_an_akeneo_product(client, akeneo_wor
     assert Event.objects.get().status == Status.SUCCEEDED
     [patch] = akeneo_world.aem.patches
     assert patch["operations"] == [
-        {"op": "add", "path": "dc:title", "value": "Trail boot"},
-        {"op": "add", "path": "pim:colour", "value": "Red"},
+        {"op": "add", "path": "/dc:title", "value": "Trail boot"},
+        {"op": "add", "path": "/pim:colour", "value": "Red"},
     ]
 
 

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from dashboard.preview import preview
 from pimsync import enrichment, mapping
+from pimsync.adobe import aem
 from pimsync.mapping import AssetRef
 from pimsync.models import Event, MappingConfig, MappingRule, Status
 from pimsync.outbound import http
@@ -63,8 +64,8 @@ class TestPlan:
                 rule(pim_field="SupplierName", metadata_path="pim:supplier", transform="lower"),
             ],
         )
-        assert planned.operations == [{"op": "add", "path": "pim:supplier", "value": "nordwand outdoor"}]
-        assert planned.changes == [{"path": "pim:supplier", "old": None, "new": "nordwand outdoor"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/pim:supplier", "value": "nordwand outdoor"}]
+        assert planned.changes == [{"path": "pim:supplier", "old": None, "new": "nordwand outdoor", "exists": False}]
 
     @pytest.mark.parametrize(
         "name, value, expected",
@@ -83,12 +84,12 @@ class TestPlan:
 
     def test_an_empty_pim_value_takes_the_default(self):
         planned = mapping.plan(ASSET, "k", {"SKUID": ""}, {}, [rule(default="n/a")])
-        assert planned.operations == [{"op": "add", "path": "pim:sku", "value": "n/a"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/pim:sku", "value": "n/a"}]
         assert planned.results[0].note == "PIM value empty: default used"
 
     def test_an_empty_pim_value_without_default_writes_nothing(self):
         planned = mapping.plan(ASSET, "k", {}, {}, [rule()])
-        assert planned.operations == []
+        assert aem.json_patch(planned.changes) == []
         # The rule applied and found nothing (not skipped for some other reason).
         [result] = planned.results
         assert result.applies and result.note == "no PIM value and no default: not written"
@@ -113,7 +114,7 @@ class TestPlan:
                 rule(pim_field="values.name[?locale=='en_US'].data | [0]", metadata_path="dc:title"),
             ],
         )
-        assert planned.operations == [{"op": "add", "path": "dc:title", "value": "Tent"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/dc:title", "value": "Tent"}]
 
 
 class TestValidation:

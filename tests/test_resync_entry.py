@@ -208,7 +208,7 @@ def test_a_signed_change_marks_the_products_assets_stale_and_resyncs_them(world,
 
     world.drain()
     assert {p["asset_id"] for p in world.aem.patches} == {a.asset_id for a in stale}
-    assert {"op": "add", "path": "wknd-suppliername", "value": "NEW SUPPLIER"} in world.aem.patches[0]["operations"]
+    assert {"op": "add", "path": "/wknd-suppliername", "value": "NEW SUPPLIER"} in world.aem.patches[0]["operations"]
     assert {a.state for a in stale.all()} == {SyncState.IN_STEP}
 
 

@@ -69,6 +69,35 @@ def get_metadata(asset_id: str) -> Metadata:
     return Metadata(values=values if isinstance(values, dict) else {}, etag=response.headers.get("ETag", ""))
 
 
+# AEM_PATCH_PATH_STYLE: how a PATCH path names a property.
+PATH_STYLES = ("pointer", "asset-metadata", "bare")
+
+
+def patch_path(name: str, style: str) -> str:
+    """The JSON Patch `path` of metadata property `name`: an RFC 6901 pointer (`~` written `~0`,
+    `/` written `~1`), under `/assetMetadata/` for that style, or the bare name."""
+    if style == "bare":
+        return name
+    escaped = name.replace("~", "~0").replace("/", "~1")
+    return f"/assetMetadata/{escaped}" if style == "asset-metadata" else f"/{escaped}"
+
+
+def json_patch(changes: list[dict], style: str | None = None) -> list[dict]:
+    """The JSON Patch (RFC 6902) that writes `changes` (`mapping.Plan.changes`): `replace` for a
+    property the GET returned and `add` for one it did not. Adobe's metadata guide says `add` fails
+    on a property that exists and `replace` on one that does not, and one failed operation fails
+    the whole PATCH; RFC 6902 alone would let `add` do both."""
+    style = style or settings.AEM_PATCH_PATH_STYLE
+    return [
+        {
+            "op": "replace" if change["exists"] else "add",
+            "path": patch_path(change["path"], style),
+            "value": change["new"],
+        }
+        for change in changes
+    ]
+
+
 def patch_metadata(asset_id: str, operations: list[dict], etag: str):
     """JSON Patch the asset's metadata, conditional on `etag` (412 when someone wrote first)."""
     return _call(
