@@ -40,6 +40,8 @@ class Page:
     entries: list[tuple[str, dict]] = field(default_factory=list)
     last: str = ""
     next_url: str = ""
+    # A 204's `validate` link (Adobe's answers carry one beside `next`); "" without one.
+    validate_url: str = ""
     retry_after: float | None = None
 
 
@@ -97,21 +99,29 @@ def fetch(url: str) -> Page:
         response = _get(url, ims.get_token())
     page = Page(status=response.status_code, url=url)
     page.retry_after = http.parse_retry_after(response.headers.get("retry-after"))
-    next_link = parse_links(response.headers.get("Link", "")).get("next")
-    page.next_url = resolve(next_link, url) if next_link else ""
+    links = parse_links(response.headers.get("Link", ""))
+    page.next_url = resolve(links["next"], url) if links.get("next") else ""
+    if page.status == 204 and links.get("validate"):
+        page.validate_url = resolve(links["validate"], url)
     if page.status == 200:
         _read_events(page, response)
     return page
 
 
-def _get(url: str, token: str):
+def validate(url: str) -> int:
+    """The status the journal's `validate` link answers (Adobe documents the link, not its answers)."""
+    token = ims.get_token()
+    return _get(url, token, expected=tuple(range(200, 600))).status_code
+
+
+def _get(url: str, token: str, expected=(200, 204, 410, 429)):
     headers = {
         "Authorization": f"Bearer {token}",
         "x-api-key": settings.ADOBE_CLIENT_ID,
         "x-ims-org-id": settings.ADOBE_IMS_ORG_ID,
         "Accept": ACCEPT,
     }
-    return http.request("GET", url, expected=(200, 204, 410, 429), headers=headers, error_class="journal")
+    return http.request("GET", url, expected=expected, headers=headers, error_class="journal")
 
 
 def _read_events(page: Page, response) -> None:

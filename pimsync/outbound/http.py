@@ -75,6 +75,11 @@ def allowed_origins() -> set[str]:
     return {_origin(url) for url in urls if url}
 
 
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs share scheme, host and port."""
+    return _origin(url) == _origin(other)
+
+
 def _origin(url: str) -> str:
     """Scheme, host and port, without any user:password@ (so they never reach a message)."""
     parts = urlsplit(url)
