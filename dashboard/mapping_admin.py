@@ -181,6 +181,8 @@ class MappingConfigAdmin(admin.ModelAdmin):
             resync.mapping_changed(request.user)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.has_view_or_change_permission(request):  # before the PIM is asked anything
+            raise PermissionDenied
         attributes, notice = pim_attributes(request)
         extra = {
             "attribute_notice": notice,

@@ -2,9 +2,11 @@
 
 from django.contrib import admin
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
-from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.utils import get_fields_from_path, unquote
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
+from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.functional import cached_property
@@ -122,6 +124,17 @@ class MachineWrittenAdmin(DeclaredFiltersOnly, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def shown_object(self, request, object_id: str):
+        """The row a change page shows, read only after the permission check (who may not view
+        these rows does not learn whether one exists); an id that names no row, in whatever form
+        (`abc` for a number), is a 404."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} has the id {object_id[:100]!r}.")
+        return obj
 
 
 class EstimatedCountPaginator(Paginator):

@@ -495,3 +495,23 @@ class TestEveryAdminList:
                 assert response.status_code == 200, url + link
                 followed += 1
         assert followed > 30  # status, type, date, error class, condition, staff, groups, clusters…
+
+
+class TestEveryChangePage:
+    """A change page asks who is asking before it reads anything, and an id that cannot be one is
+    a 404 (or Django's own "does not exist" redirect), never a 500."""
+
+    def test_without_permission_every_change_page_is_a_403_whatever_the_id(self, client, history):
+        from django.contrib.auth.models import User
+
+        as_user(client, User.objects.create_user("nobody", password="pw-for-tests-1", is_staff=True))
+        for _, url in TestEveryAdminList.lists():
+            for object_id in ("abc", "999999", str(history["failed"].pk)):
+                assert client.get(f"{url}{object_id}/change/").status_code == 403, (url, object_id)
+
+    def test_an_id_that_is_not_a_number_is_a_404_not_a_500(self, client, history, admin_user):
+        as_user(client, admin_user)
+        assert client.get(f"{EVENTS}abc/change/").status_code == 404
+        assert client.get("/admin/pimsync/asset/no-such-asset/change/").status_code == 404
+        for _, url in TestEveryAdminList.lists():
+            assert client.get(f"{url}abc/change/").status_code in (302, 404), url
