@@ -6,10 +6,13 @@ Two CSV shapes are read, told apart by their header row:
   path of each asset; other columns (`dc:title {{String}}`, …) are ignored except `dc:format`,
   which gives the asset's type
   (https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/assets/manage/metadata-import-export).
-- `asset_id,path`: ids (`urn:aaid:aem:<uuid>`) already known, so AEM is not asked.
+- `asset_id,path`: ids (`urn:aaid:aem:<uuid>`) already known, each pair checked in AEM.
 
 An asset id is `urn:aaid:aem:` + the `jcr:uuid` of the asset's node (`aem.asset_id_for_path`), so
-every path of an export costs one GET on the author service; they run on a few threads. A bad row
+every path costs one GET on the author service; they run on a few threads. A pair's id must be the
+one AEM gives for its path: the path decides which product's values the asset gets, so an id
+written beside another asset's path would have pimsync overwrite (and, with write-back, link from
+the product) an asset that is not that product's. A bad row
 is reported with its line number and the reason, and skipped; the good ones go on. Registering
 never touches an asset pimsync already knows (its state stays what it is); new ones start as
 "never synced", and all of them are then re-synced in jobs of at most `resync.MAX_ASSET_IDS`.
@@ -213,21 +216,22 @@ def _pages(folder: str) -> Iterator[aem.FolderPage]:
 
 
 def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None = None) -> list[Row]:
-    """The rows with their asset ids: those without one are looked up in AEM, a few at a time;
-    a path AEM does not answer for becomes a problem."""
-    todo = [row for row in rows if not row.asset_id]
-    if todo:
+    """The rows whose asset AEM confirms: every path is looked up in AEM, a few at a time, and
+    gives the row its id or, when the row named one, must give that id; a path AEM does not
+    answer for, or answers for with another id, becomes a problem."""
+    if rows:
         ims.get_token()  # once, here: the threads then share the process's copy
+    found = []
     with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="pimsync-backfill") as pool:
-        for done, (row, reason) in enumerate(pool.map(_lookup, todo), 1):
+        for done, (row, reason) in enumerate(pool.map(_lookup, rows), 1):
             if reason:
                 problems.append(Problem(row.line, row.path, reason))
+            else:
+                found.append(row)
             if progress and done % PROGRESS_EVERY == 0:
-                progress(f"  {done}/{len(todo)} path(s) looked up in AEM")
+                progress(f"  {done}/{len(rows)} path(s) looked up in AEM")
     good, first = [], {}
-    for row in rows:
-        if not row.asset_id:
-            continue
+    for row in found:
         if row.asset_id in first:
             problems.append(Problem(row.line, row.path, f"the same asset as {first[row.asset_id]}"))
             continue
@@ -238,13 +242,12 @@ def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None 
 
 
 def _lookup(row: Row) -> tuple[Row, str]:
-    """Find the row's asset id in AEM; a retryable failure (429, 5xx, a timeout) is tried again a
-    few times, after AEM's Retry-After when it sent one."""
+    """Find the row's asset id in AEM, or check the one it names; a retryable failure (429, 5xx,
+    a timeout) is tried again a few times, after AEM's Retry-After when it sent one."""
     try:
         for attempt in range(1, LOOKUP_ATTEMPTS + 1):
             try:
-                row.asset_id = aem.asset_id_for_path(row.path)
-                return row, ""
+                found = aem.asset_id_for_path(row.path)
             except http.HttpError as exc:
                 if exc.status == 404:
                     return row, "AEM has no asset at this path (404)"
@@ -252,6 +255,11 @@ def _lookup(row: Row) -> tuple[Row, str]:
                     return row, exc.message
                 wait = exc.retry_after if exc.retry_after is not None else 2**attempt
                 time.sleep(min(wait, MAX_LOOKUP_WAIT))
+                continue
+            if row.asset_id and row.asset_id != found:
+                return row, f"AEM's asset at this path is {found}, not {row.asset_id}"
+            row.asset_id = found
+            return row, ""
         return row, "not looked up"  # unreachable: the loop always returns
     finally:
         # The lookup threads die with the pool: close the connection each one opened (to read AEM's
@@ -302,10 +310,9 @@ def run_csv(
 ) -> Report:
     """Read, resolve, register and re-sync the assets of a CSV (see the module docstring)."""
     rows, problems, count = read_csv(text)
-    lookups = sum(1 for row in rows if not row.asset_id)
-    if max_lookups is not None and lookups > max_lookups:
+    if max_lookups is not None and len(rows) > max_lookups:
         raise BackfillError(
-            f"{lookups} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
+            f"{len(rows)} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
             "run `python manage.py backfill FILE` on the server instead"
         )
     return _finish(Report(source, dry_run, count), rows, problems, progress, user)

@@ -95,7 +95,8 @@ def test_a_dry_run_resolves_and_reports_without_registering(aem_assets):
     assert not Asset.objects.exists() and not Job.objects.exists()
 
 
-def test_an_asset_id_csv_needs_no_aem_lookup(aem_assets, tmp_path):
+def test_an_asset_id_csv_registers_only_the_pairs_aem_confirms(aem_assets, tmp_path):
+    aem_assets.aem.add_asset(uid(90), {"dc:title": "Board minutes"}, path="/content/dam/legal/minutes.pdf")
     csv = tmp_path / "ids.csv"
     csv.write_text(
         "asset_id,path\n"
@@ -103,14 +104,24 @@ def test_an_asset_id_csv_needs_no_aem_lookup(aem_assets, tmp_path):
         "urn:aaid:aem:not-a-uuid,/content/dam/products/x.png\n"
         f"{uid(3).upper().replace('URN:AAID:AEM:', 'urn:aaid:aem:')},/content/dam/products/tents/SKU-100003_back.jpg\n"
         f"{uid(1)},/content/dam/products/elsewhere.png\n"
+        f"{uid(90)},/content/dam/products/SKU-100002_front.png\n"
+        f"{uid(91)},/content/dam/products/SKU-100091_gone.png\n"
     )
     out = backfill(str(csv))
     assert "line 3: /content/dam/products/x.png: 'urn:aaid:aem:not-a-uuid' is not an AEM asset id" in out
     assert "line 5: /content/dam/products/elsewhere.png: duplicate of line 2" in out
+    assert (
+        f"line 6: /content/dam/products/SKU-100002_front.png: AEM's asset at this path is {uid(2)}, not {uid(90)}"
+        in out
+    )
+    assert "line 7: /content/dam/products/SKU-100091_gone.png: AEM has no asset at this path (404)" in out
+    assert "6 row(s) read from ids.csv: 2 asset(s) found, 4 skipped" in out
     assert set(Asset.objects.values_list("asset_id", flat=True)) == {uid(1), uid(3)}
-    assert aem_assets.aem.path_calls == []
+    # Every pair was checked, with the same lookup an export's paths get.
+    assert len([call for call in aem_assets.aem.path_calls if call.startswith("/content/dam/")]) == 4
     run_queued_tasks()
     assert {p["asset_id"] for p in aem_assets.aem.patches} == {uid(1), uid(3)}
+    assert aem_assets.aem.assets[uid(90)]["dc:title"] == "Board minutes"  # never written
 
 
 def test_the_byte_order_mark_of_an_export_is_not_part_of_the_header(aem_assets, tmp_path):
@@ -249,6 +260,25 @@ def test_an_uploaded_export_shows_the_skipped_rows_by_line_and_links_the_job(cli
     assert Asset.objects.filter(known_from="backfill").count() == 4
     run_queued_tasks()
     assert len(aem_assets.aem.patches) == 4
+
+
+def test_an_uploaded_pair_that_binds_one_asset_to_another_path_is_skipped(client, aem_assets, resyncer):
+    """Someone with the re-sync permission cannot make pimsync write a product's values into an
+    asset that is not that product's by naming its id beside the product's path."""
+    aem_assets.aem.add_asset(uid(90), {"dc:title": "Board minutes"}, path="/content/dam/legal/minutes.pdf")
+    client.force_login(resyncer)
+    content = f"asset_id,path\n{uid(90)},/content/dam/products/SKU-100001_front.png\n".encode()
+
+    page = upload(client, content, "ids.csv").content.decode()
+
+    assert (
+        "<td>2</td><td>/content/dam/products/SKU-100001_front.png</td>"
+        f"<td>AEM&#x27;s asset at this path is {uid(1)}, not {uid(90)}</td>" in page
+    )
+    assert not Asset.objects.exists() and not Job.objects.exists()
+    run_queued_tasks()
+    assert aem_assets.aem.patches == []
+    assert aem_assets.aem.assets[uid(90)]["dc:title"] == "Board minutes"
 
 
 def test_an_upload_check_registers_nothing(client, aem_assets, resyncer):
