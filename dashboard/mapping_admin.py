@@ -24,6 +24,7 @@ from dashboard import field_picker
 from dashboard.preview import preview
 from dashboard.sites import RESYNC_PERMISSION
 from pimsync import mapping, resync
+from pimsync.middleware import upload_limit
 from pimsync.models import Event, Job, MappingConfig, MappingRule
 from pimsync.outbound import http
 from pimsync.pim import connectors
@@ -270,6 +271,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="pimsync-mappings-{timezone.now():%Y%m%d-%H%M}.json"'
         return response
 
+    @upload_limit(mapping.MAX_FILE_BYTES)
     def import_view(self, request):
         """Replace every rule from an uploaded JSON file, or say what is wrong with it and change nothing."""
         config = MappingConfig.load()

@@ -12,6 +12,7 @@ from django.urls import path
 from django.utils.functional import cached_property
 
 from dashboard import backfill, charts, overview
+from pimsync.middleware import upload_limit
 from pimsync.models import SyncState
 
 RETRY_PERMISSION = "pimsync.retry_event"
@@ -41,7 +42,9 @@ class PimsyncAdminSite(admin.AdminSite):
         return super().index(request, extra_context)
 
     def get_urls(self):
-        upload = self.admin_view(lambda request: backfill.upload(request, self))
+        upload = self.admin_view(
+            upload_limit(backfill.MAX_UPLOAD_BYTES)(lambda request: backfill.upload(request, self))
+        )
         return [path("pimsync/asset/backfill/", upload, name="pimsync_asset_backfill"), *super().get_urls()]
 
     def register(self, model_or_iterable, admin_class=None, **options):

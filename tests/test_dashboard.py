@@ -515,3 +515,40 @@ class TestEveryChangePage:
         assert client.get("/admin/pimsync/asset/no-such-asset/change/").status_code == 404
         for _, url in TestEveryAdminList.lists():
             assert client.get(f"{url}abc/change/").status_code in (302, 404), url
+
+
+class TestUploadLimits:
+    """An upload larger than its page takes is refused before Django reads the form: reading it
+    would store the file (in memory, or on disk above 2.5 MB) whatever the page then says."""
+
+    @pytest.mark.parametrize(
+        ("url", "limit", "says"),
+        [
+            ("/admin/pimsync/asset/backfill/", 10 * 1024 * 1024, "at most 10 MB"),
+            ("/admin/pimsync/mappingconfig/import/", 1024 * 1024, "at most 1 MB"),
+            (EVENTS, 2.5 * 1024 * 1024, "at most 2.5 MB"),  # a page that takes no file at all
+        ],
+    )
+    def test_a_body_over_the_limit_is_refused_before_the_form_is_read(self, world, admin_user, url, limit, says):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+        from django.test import Client
+
+        # The CSRF check reads the form to find its token: without a token, an answer other than
+        # 403 means the body was refused before anything read it.
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(admin_user)
+        rules = MappingRule.objects.count()
+        content = b"asset_id,path\n" + b"x" * int(limit + 100 * 1024)
+        response = client.post(url, {"file": SimpleUploadedFile("big.csv", content, "text/csv")})
+        assert response.status_code == 413
+        assert says in response.content.decode() and "Nothing was stored" in response.content.decode()
+        assert MappingRule.objects.count() == rules
+
+    def test_an_upload_within_the_limit_reaches_its_form(self, world, admin_user):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+        from django.test import Client
+
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(admin_user)
+        response = client.post(MAPPING.replace("1/change/", "import/"), {"file": SimpleUploadedFile("r.json", b"{}")})
+        assert response.status_code == 403  # the CSRF check read it, and found no token
