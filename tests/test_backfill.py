@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from dashboard import backfill as backfill_page
+from pimsync import backfill as backfill_module
 from pimsync import mapping
 from pimsync.models import Asset, Event, Job, SandboxAsset, SyncState
 from tests.conftest import FIXTURES, product, run_queued_tasks
@@ -299,6 +301,38 @@ def test_an_upload_too_large_or_with_too_many_lookups_is_refused_with_nothing_re
     assert response.status_code == 400
     assert "5 paths would have to be looked up in AEM, more than the 3" in response.content.decode()
     assert not Asset.objects.exists() and not Event.objects.exists()
+
+
+# Transactional: the 429's pause is committed by a lookup thread (see above).
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_does_not_wait_for_aem_past_its_time_and_says_what_it_skipped(
+    client, aem_assets, resyncer, monkeypatch
+):
+    monkeypatch.setattr(backfill_page, "UPLOAD_SECONDS", 2.0, raising=False)
+    monkeypatch.setattr(backfill_module, "MAX_LOOKUP_WAIT", 5.0)  # what the unbounded upload would wait
+    aem_assets.aem.faults.add("GET", 429, headers={"Retry-After": "30"})
+    client.force_login(resyncer)
+
+    started = time.monotonic()
+    response = upload(client, b"assetPath\n/content/dam/products/SKU-100001_front.png\n", "export.csv")
+
+    assert time.monotonic() - started < 4
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "answered 429; not tried again: this backfill&#x27;s time ran out" in page
+    assert "1 row(s) read from export.csv: 0 asset(s) found, 1 skipped" in page
+    assert "1 row(s) were not looked up in time: run them again" in page
+    assert not Asset.objects.exists() and not Job.objects.exists()
+
+
+def test_rows_an_upload_has_no_time_left_for_are_skipped_and_the_rest_registered(
+    client, aem_assets, resyncer, monkeypatch
+):
+    monkeypatch.setattr(backfill_page, "UPLOAD_SECONDS", 0.0, raising=False)
+    client.force_login(resyncer)
+    page = upload(client, EXPORT.read_bytes()).content.decode()
+    assert page.count("not looked up in AEM before this backfill&#x27;s time ran out") == 5
+    assert not Asset.objects.exists() and aem_assets.aem.path_calls == []
 
 
 # --- the sandbox answers what a backfill asks ----------------------------------------------------
