@@ -210,6 +210,60 @@ class TestOverLongValuesAreRefused:
         assert mapping.export_config() == STANDARD_MAPPING
 
 
+def nested(depth: int) -> dict:
+    """A mapping file whose one rule's default is a list nested `depth` levels deep (built flat:
+    the text, not a Python structure, so any depth can be written)."""
+    rule = '{"pim_field": "SKUID", "metadata_path": "wknd-skuid", "default": ' + "[" * depth + "]" * depth + "}"
+    return '{"product_key": {"from": "asset_name"}, "rules": [' + rule + "]}"
+
+
+# What an import must refuse whole, with the message that says why. The depth counts the document,
+# its rules list and the rule: a default nested 29 levels deep makes 32.
+HOSTILE_FILES = [
+    pytest.param(
+        json.dumps(STANDARD_MAPPING) + " " * (1024 * 1024),
+        "larger than 1 MB; a mapping file is at most",
+        id="over 1 MB",
+    ),
+    pytest.param(nested(100_000), "nested more than 32 levels deep", id="100,000 deep"),
+    pytest.param(nested(500), "nested more than 32 levels deep", id="500 deep"),
+    pytest.param(
+        json.dumps({"rules": [{"pim_field": "SKUID", "metadata_path": "a:b", "default": "x\u0000"}]}),
+        "NUL character",
+        id="NUL",
+    ),
+]
+
+
+class TestHostileImportFiles:
+    """A mapping file too large, nested too deeply or holding what PostgreSQL cannot store is
+    refused whole with a message, from the page and the command; nothing changes."""
+
+    @pytest.mark.parametrize(("text", "message"), HOSTILE_FILES)
+    def test_the_import_page_refuses_it_with_a_message(self, editor, world, text, message):
+        upload = SimpleUploadedFile("rules.json", text.encode(), "application/json")
+        response = editor.post(reverse("admin:pimsync_mappingconfig_import"), {"file": upload})
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "Nothing was changed" in page and message in page
+        assert mapping.export_config() == STANDARD_MAPPING
+
+    @pytest.mark.parametrize(("text", "message"), HOSTILE_FILES)
+    def test_the_import_command_refuses_it_with_a_message(self, tmp_path, text, message):
+        mapping.import_config(STANDARD_MAPPING)
+        path = tmp_path / "rules.json"
+        path.write_text(text)
+        with pytest.raises(CommandError, match=message):
+            call_command("import_mappings", str(path))
+        assert mapping.export_config() == STANDARD_MAPPING
+
+    def test_a_default_nested_as_deep_as_allowed_is_imported(self, tmp_path):
+        path = tmp_path / "rules.json"
+        path.write_text(nested(29))
+        call_command("import_mappings", str(path), stdout=io.StringIO())
+        assert MappingRule.objects.get().default == json.loads(nested(29))["rules"][0]["default"]
+
+
 class TestProductKeysStayInTheirSegment:
     @pytest.fixture
     def pim_server(self, httpserver, settings):
