@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import models
+from datetime import timedelta
+
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from pimsync.models.leases import Leased
@@ -47,6 +49,11 @@ class PimNotification(models.Model):
             models.Index(fields=["status", "received_at"], name="pimnotification_status"),
         ]
 
+    # Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
+    # dashboard's support questions are about the last days. A delivery older than this could be
+    # a replay of one whose row is gone, so the webhook refuses those (`pimsync.pim.akeneo_webhook`).
+    KEEP = timedelta(days=8)
+
     def __str__(self) -> str:
         return f"{self.kind} {self.product_key or self.product_uuid} ({self.status})"
 
@@ -85,3 +92,30 @@ class ProductLinks(Leased, models.Model):
 
     def __str__(self) -> str:
         return f"links of {self.product_key}"
+
+
+class SeenSignature(models.Model):
+    """A signed PIM webhook request already acted on (`/webhooks/pim`), until its signature expires.
+
+    A captured request stays valid for its signature's time window, so a replay within it would
+    start another re-sync; a row per signed message, shared by every web node, turns a replay into
+    a duplicate. `digest` is the SHA-256 of what was signed (timestamp and body), not of a `v1`
+    value: a replay may carry other or more `v1` values for the same message. Rows past
+    `expires_at` are purged (`pimsync.retention`): their signatures are refused as too old anyway.
+    """
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"signature {self.digest[:12]}… until {self.expires_at:%H:%M:%S}"
+
+    @classmethod
+    def first_time(cls, digest: str, expires_at) -> bool:
+        """Remember the signed message; False when it was seen before (a replay)."""
+        try:
+            with transaction.atomic():
+                cls.objects.create(digest=digest, expires_at=expires_at)
+        except IntegrityError:
+            return False
+        return True

@@ -35,9 +35,7 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
 # A notification claimed this long ago belongs to a task that died: it is handed out again.
 STUCK = timedelta(minutes=5)
-# Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
-# dashboard's support questions are about the last days.
-KEEP = timedelta(days=8)
+KEEP = PimNotification.KEEP
 DELETED_KINDS = ("product.deleted", "product.removed")
 
 
