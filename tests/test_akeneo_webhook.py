@@ -30,15 +30,18 @@ def sign(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def cloud_event(uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", **data) -> dict:
-    """A product.updated CloudEvent as the Event Platform sends it."""
+def cloud_event(
+    uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", at=None, **data
+) -> dict:
+    """A product.updated CloudEvent as the Event Platform sends it (made `at`, default now)."""
+    at = at or timezone.now()
     return {
         "specversion": "1.0",
         "id": id,
         "type": "com.akeneo.pim.v1.product.updated",
         "source": "pim",
         "subject": "srnt-acme",
-        "time": "2026-11-27T10:00:00Z",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "datacontenttype": "application/json",
         "data": {"product": {"uuid": uuid}, **data},
     }
@@ -112,6 +115,32 @@ def test_another_signature_algorithm_is_refused(client):
 def test_without_secrets_the_endpoint_is_not_there(client, settings):
     settings.AKENEO_EVENT_SECRETS = []
     assert deliver(client, cloud_event()).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"time": None}, "has no time"),
+        ({"time": "last tuesday"}, "is not an RFC 3339 time"),
+        ({"time": "2026-11-27T10:00:00"}, "is not an RFC 3339 time with its offset"),
+        ({"time": (timezone.now() - timedelta(days=9)).isoformat()}, "more than 7 days ago"),
+        ({"time": (timezone.now() + timedelta(minutes=6)).isoformat()}, "more than 5 minutes ahead"),
+    ],
+    ids=["missing", "unreadable", "no-offset", "nine-days-old", "future"],
+)
+def test_a_signed_cloud_event_without_a_recent_time_is_refused_and_nothing_stored(client, change, message):
+    event = {**cloud_event(), **change}
+    if event["time"] is None:
+        del event["time"]
+    answer = deliver(client, event)
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+def test_a_cloud_event_a_few_days_old_or_a_little_ahead_is_stored(client):
+    for n, at in enumerate((timezone.now() - timedelta(days=6), timezone.now() + timedelta(minutes=4))):
+        assert deliver(client, cloud_event(id=f"018e32f9-000{n}", at=at)).json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_a_signed_body_that_is_not_a_notification_is_a_400(client):
