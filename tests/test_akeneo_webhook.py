@@ -317,6 +317,51 @@ def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, s
     assert PimNotification.objects.get().status == PimNotification.State.DONE
 
 
+def test_a_notification_that_cannot_be_handled_fails_alone_and_its_batch_goes_on(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    odd = akeneo_product(akeneo, "SKU-100002")
+    odd["values"] = ["not", "an", "object"]  # a shape Akeneo does not answer; a server might
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(odd["uuid"], id="odd-1"))
+    deliver(client, cloud_event(product["uuid"], id="good-1"))
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["odd-1"].status == PimNotification.State.FAILED
+    assert rows["odd-1"].reason == "cannot be handled: AttributeError (see the worker's log)"
+    assert rows["good-1"].status == PimNotification.State.DONE
+    assert Job.objects.get().assets == {"product_keys": ["SKU-100001"]}
+
+
+def test_a_uuid_only_notification_with_a_pim_that_has_no_uuids_fails_with_the_reason(client, settings):
+    from pimsync.pim import notifications
+
+    settings.PIM_CONNECTOR = "demo"
+    deliver(client, cloud_event(id="by-uuid"))
+    deliver(client, {**cloud_event(id="by-key"), "data": {"product": {"identifier": "SKU-NOBODY"}}})
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["by-uuid"].status == PimNotification.State.FAILED
+    assert "names products by key only" in rows["by-uuid"].reason
+    assert rows["by-key"].status == PimNotification.State.IGNORED
+
+
+def test_a_notification_whose_task_keeps_dying_ends_failed_after_its_attempts(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    deliver(client, cloud_event(product["uuid"]))
+    dying = timezone.now() - notifications.STUCK - timedelta(seconds=1)
+    PimNotification.objects.update(status="processing", claimed_at=dying, attempts=notifications.MAX_ATTEMPTS)
+    reads = akeneo.calls("GET")
+    notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.FAILED
+    assert row.reason == f"its task stopped before finishing, {notifications.MAX_ATTEMPTS} times"
+    assert akeneo.calls("GET") == reads  # not handed out again
+
+
 def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
     from pimsync.pim import notifications
 

@@ -15,9 +15,11 @@ class PimNotification(models.Model):
     and handled by a task (`pimsync.pim.notifications`), because Akeneo wants an answer within 5 s.
 
     received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
-    known asset, pimsync's own write-back), failed (the product could not be read);
+    known asset, pimsync's own write-back), failed (the product could not be read, or the
+    notification could not be handled at all);
     processing → received again when its task died or the PIM could not be reached (a few times,
-    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`).
+    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`);
+    processing → failed when its task died with it on its last attempt.
     `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
     is stored once.
     """
