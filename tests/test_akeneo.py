@@ -550,7 +550,7 @@ def updated_searches(akeneo) -> list[str]:
 
 
 def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(akeneo):
-    from pimsync.models import PimCursor
+    from pimsync.models import Job, PimCursor
     from pimsync.pim import poll
 
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
@@ -573,6 +573,9 @@ def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(ake
         # up to a second) and the 1 s overlap; the offset of `updated` says the server is on UTC.
         assert cursor == {"since": "2026-11-27 10:02:28", "zone": 0}
 
+        # Those re-syncs end; a change after them needs a new one (a waiting one would read it).
+        for job in Job.objects.all():
+            job.cancel()
         akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
         poll.poll()
     assert resynced_keys().count("SKU-077") == 2

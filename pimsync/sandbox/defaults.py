@@ -23,7 +23,7 @@ def sandbox_conflict(settings: dict) -> str:
             "PIMSYNC_SANDBOX=1 with AEM_AUTHOR_URL set to a real AEM: sandbox mode would swap in its "
             "own signing keys and client id beside it"
         )
-    if settings["PIM_CONNECTOR"] == "akeneo" and settings["PIM_ASSET_LINK_ATTRIBUTE"]:
+    if settings.get("PIM_CONNECTOR") == "akeneo" and settings.get("PIM_ASSET_LINK_ATTRIBUTE"):
         return (
             "PIMSYNC_SANDBOX=1 with PIM_CONNECTOR=akeneo and PIM_ASSET_LINK_ATTRIBUTE: sandbox mode would "
             "write sandbox asset links into a real Akeneo, driven by requests signed with its public secret"
@@ -48,7 +48,7 @@ def apply_sandbox_defaults(settings: dict) -> None:
     default("AEM_EVENT_SOURCE", SANDBOX_EVENT_SOURCE)
     default("ADOBE_JOURNAL_URL", base + "/journal")
     default("ADOBE_IMS_ORG_ID", SANDBOX_ORG_ID)
-    if settings["PIM_CONNECTOR"] == "demo":
+    if settings.get("PIM_CONNECTOR", "demo") == "demo":
         # The secret is in this repository: beside a real PIM anyone could make pimsync re-sync.
         default("PIM_WEBHOOK_SECRET", SANDBOX_PIM_WEBHOOK_SECRET)
     if not os.environ.get("ADOBE_SCOPES") and "adobeio_api" not in settings["ADOBE_SCOPES"].split(","):
