@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import jmespath
 import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pimsync import inbound, patterns
+from pimsync import expressions, inbound, patterns
 from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
 from pimsync.pim import akeneo_values
 
@@ -181,9 +180,9 @@ def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
             option_codes=rule.option_codes,
         )
     try:
-        return jmespath.search(rule.pim_field, product), ""
-    except jmespath.exceptions.JMESPathError as exc:
-        raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+        return expressions.search(rule.pim_field, product), ""
+    except (jmespath.exceptions.JMESPathError, expressions.TooLarge) as exc:
+        raise MappingError(f"rule {_excerpt(rule.pim_field)} → {rule.metadata_path}: {exc}") from None
 
 
 def _joined(*notes: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
 from django.core.checks import Error, Warning
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from pytest_httpserver import HTTPServer
 
 from pimsync import tasks
 from pimsync.adobe import journal
@@ -249,6 +251,26 @@ def test_it_refuses_a_link_to_another_origin(stub):
     assert "refusing to follow" in cursor().last_error
     assert len(stub.requests) == 1
     assert cursor().position == ""  # the page's events are stored again next time, not skipped
+
+
+@pytest.fixture
+def elsewhere():
+    """A loopback server standing for a host pimsync was never configured with."""
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_it_refuses_a_link_another_url_parser_reads_as_another_host(stub, elsewhere):
+    fill(stub, 4)
+    # The journal's own origin to urlsplit; `elsewhere` to urllib3, which is what connects.
+    stub.link_prefix = f"http://{elsewhere.host}:{elsewhere.port}\\@{urlsplit(stub.url).netloc}"
+    result = journal.pull()
+    assert result.outcome.startswith("failed")
+    assert "refusing to follow" in cursor().last_error
+    assert elsewhere.log == []  # never reached: no request, no token
+    assert len(stub.requests) == 1
 
 
 def test_an_unreadable_event_does_not_hold_up_the_ones_behind_it(stub):
