@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -177,6 +178,37 @@ def node_json(request: HttpRequest, path: str) -> HttpResponse:
     if SandboxAsset.objects.filter(path__startswith=path.rstrip("/") + "/").exists():
         return JsonResponse({"jcr:primaryType": "sling:Folder", "jcr:createdBy": "admin"})
     return _problem(404, "Not Found", f"no resource at {path}")
+
+
+@sandbox_only
+@require_GET
+def folders(request: HttpRequest) -> HttpResponse:
+    """The Folders API (https://adobe-aem-folders-experimental.redoc.ly): `?path=` answers the
+    folder (`self`, with its id) and its child folders, never its assets; `limit` (1..50) and a
+    `cursor` while more remain."""
+    refusal = _authorised(request)
+    if refusal:
+        return refusal
+    base = (request.GET.get("path") or "/content/dam").rstrip("/")
+    below = SandboxAsset.objects.filter(path__startswith=base + "/").values_list("path", flat=True)
+    names = sorted({p[len(base) + 1 :].split("/")[0] for p in below if "/" in p[len(base) + 1 :]})
+    if not below.exists():
+        return _problem(404, "Not Found", f"no folder at {base}")
+    start, limit = _int(request.GET.get("cursor"), 0), min(_int(request.GET.get("limit"), 50) or 50, 50)
+    body = {
+        "self": {"folderId": _folder_id(base), "name": base.rsplit("/", 1)[-1], "path": base},
+        "children": [
+            {"folderId": _folder_id(f"{base}/{n}"), "name": n, "title": n, "path": f"{base}/{n}"}
+            for n in names[start : start + limit]
+        ],
+    }
+    if start + limit < len(names):
+        body["cursor"] = str(start + limit)
+    return JsonResponse(body)
+
+
+def _folder_id(path: str) -> str:
+    return f"urn:aaid:aem:{uuid.uuid5(uuid.NAMESPACE_URL, path)}"
 
 
 FOLDER_PAGE = 20  # the classic API's page size unless `limit` asks for another
