@@ -311,14 +311,15 @@ class Folder:
     children: list[str] = field(default_factory=list)
 
 
-def folder(path: str) -> Folder:
-    """The folder at `path`, its id and every sub-folder: `GET /adobe/folders?path=` with the OAuth
-    Server-to-Server token, page by page (the answer carries a `cursor` while more remain). It
-    lists folders only, never assets. HttpError with status 404 when AEM has no folder there."""
+def folder(path: str, *, pages: int = MAX_FOLDER_PAGES) -> Folder:
+    """The folder at `path`, its id and its sub-folders (those of the first `pages` pages): `GET
+    /adobe/folders?path=` with the OAuth Server-to-Server token, page by page (the answer carries a
+    `cursor` while more remain). It lists folders only, never assets. HttpError with status 404
+    when AEM has no folder there."""
     path = _checked(path, folder=True).rstrip("/")
     found = Folder(path)
     cursor = ""
-    for _page in range(MAX_FOLDER_PAGES):
+    for _page in range(pages):
         query = {"path": path, "limit": FOLDERS_PAGE, **({"cursor": cursor} if cursor else {})}
         url = f"{settings.AEM_AUTHOR_URL}/adobe/folders?{urlencode(query)}"
         response = _call("GET", url, expected=(200,), headers={"Accept": "application/json"})
