@@ -22,7 +22,7 @@ from pimsync import wakeups
 from pimsync.adobe import journal
 from pimsync.alerts.monitor import TITLES
 from pimsync.checks import configuration
-from pimsync.models import OUTCOMES, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
+from pimsync.models import OUTCOMES, PENDING, Alert, Asset, DoctorRun, Event, Heartbeat, Status, SyncState
 from pimsync.outbound import throttle
 from pimsync.outbound.redaction import without_credentials
 from pimsync.pim import akeneo
@@ -172,4 +172,6 @@ def build(now=None) -> dict:
         "journal": journal.state(now),
         # A system that answered 429: no worker calls it before the pause ends (one row per system).
         "pauses": throttle.active(now),
+        # The last `manage.py doctor` run: when, how many checks passed or failed, the failing lines.
+        "doctor": DoctorRun.last(),
     }

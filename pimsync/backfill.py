@@ -16,6 +16,9 @@ the product) an asset that is not that product's. A bad row
 is reported with its line number and the reason, and skipped; the good ones go on. Registering
 never touches an asset pimsync already knows (its state stays what it is); new ones start as
 "never synced", and all of them are then re-synced in jobs of at most `resync.MAX_ASSET_IDS`.
+Path lookups and folders' assets use AEM's classic endpoints, with AEM_SERVICE_CREDENTIALS when it
+is set (`pimsync.adobe.aem`); when AEM refuses the credential the whole backfill stops and says
+which credential those endpoints need.
 The command (`manage.py backfill`) and the dashboard's upload form both call `run_csv`.
 """
 
@@ -34,7 +37,7 @@ from pathlib import PurePosixPath
 from django.db import connection
 
 from pimsync import mapping, resync
-from pimsync.adobe import aem, ims
+from pimsync.adobe import aem
 from pimsync.models import Asset, Job
 from pimsync.outbound import http
 
@@ -186,20 +189,25 @@ def _problem(row: Row, seen: dict[str, int]) -> Problem | None:
 
 
 def walk(folder: str, progress: Progress | None = None) -> tuple[list[Row], list[Problem]]:
-    """Every asset under `folder` and its sub-folders (the classic Assets HTTP API's listings)."""
+    """Every asset under `folder` and its sub-folders: the sub-folders from the Folders API (the
+    OAuth Server-to-Server token), each folder's assets from the classic Assets HTTP API (the
+    only documented listing of assets)."""
     problem = aem.path_problem(folder, folder=True)
     if problem:
         raise BackfillError(f"{folder}: {problem}")
-    folders, rows, problems, listed = [folder.rstrip("/")], [], [], 0
+    folders, rows, problems, listed = [folder.rstrip("/") or aem.DAM_ROOT], [], [], 0
     while folders and listed < MAX_FOLDERS and len(rows) < MAX_ASSETS:
         current = folders.pop()
         listed += 1
         try:
+            children = aem.folder(current).children
             for page in _pages(current):
-                folders.extend(page.folders)
                 rows.extend(Row(0, path) for path in page.assets)
+            folders.extend(children)
         except http.HttpError as exc:
             if listed == 1:
+                if exc.status == 404:
+                    raise BackfillError(f"cannot list {folder}: AEM has no folder there (404)") from None
                 raise BackfillError(f"cannot list {folder}: {exc.message}") from None
             problems.append(Problem(0, current, f"cannot list this folder: {exc.message}"))
         if progress and listed % 100 == 0:
@@ -229,12 +237,17 @@ def resolve(
     gives the row its id or, when the row named one, must give that id; a path AEM does not
     answer for, or answers for with another id, becomes a problem. With a `deadline`
     (`time.monotonic()`), no lookup starts or waits to be repeated after it: those rows become
-    problems too, and a lookup under way ends within its HTTP timeout."""
+    problems too, and a lookup under way ends within its HTTP timeout. AEM refusing the
+    credential ends the whole backfill (the HttpError is raised)."""
     if rows:
-        ims.get_token()  # once, here: the threads then share the process's copy
+        aem.classic_token()  # once, here: the threads then share the process's copy
     found = []
     with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="pimsync-backfill") as pool:
         for done, (row, reason) in enumerate(pool.map(partial(_lookup, deadline=deadline), rows), 1):
+            if isinstance(reason, http.HttpError):
+                # AEM refuses the credential: every other path would be refused the same way.
+                pool.shutdown(cancel_futures=True)
+                raise reason
             if reason:
                 problems.append(Problem(row.line, row.path, reason))
             else:
@@ -252,10 +265,11 @@ def resolve(
     return good
 
 
-def _lookup(row: Row, deadline: float | None = None) -> tuple[Row, str]:
+def _lookup(row: Row, deadline: float | None = None) -> tuple[Row, str | http.HttpError]:
     """Find the row's asset id in AEM, or check the one it names; a retryable failure (429, 5xx,
     a timeout) is tried again a few times, after AEM's Retry-After when it sent one, unless that
-    would pass the deadline."""
+    would pass the deadline. A refused credential comes back as the error itself: it ends the
+    whole backfill."""
     try:
         for attempt in range(1, LOOKUP_ATTEMPTS + 1):
             if deadline is not None and time.monotonic() >= deadline:
@@ -265,6 +279,8 @@ def _lookup(row: Row, deadline: float | None = None) -> tuple[Row, str]:
             except http.HttpError as exc:
                 if exc.status == 404:
                     return row, "AEM has no asset at this path (404)"
+                if exc.error_class == "aem_credentials":
+                    return row, exc
                 if not exc.retryable or attempt == LOOKUP_ATTEMPTS:
                     return row, exc.message
                 wait = min(exc.retry_after if exc.retry_after is not None else 2**attempt, MAX_LOOKUP_WAIT)
@@ -354,7 +370,7 @@ def _finish(
     """Resolve, then register and re-sync (as `user`, who started it) unless it is a dry run."""
     try:
         report.good = resolve(rows, problems, progress, deadline)
-    except http.HttpError as exc:  # no IMS token: nothing can be looked up
+    except http.HttpError as exc:  # no token, or AEM refuses it: nothing can be looked up
         raise BackfillError(f"cannot ask AEM: {exc.message}") from None
     report.problems = problems
     report.out_of_time = sum(1 for p in problems if p.reason == NOT_LOOKED_UP or p.reason.endswith(GAVE_UP))

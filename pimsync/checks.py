@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from pimsync.adobe import aem
+from pimsync.adobe import aem, service_credentials
 from pimsync.outbound.redaction import without_credentials
 from pimsync.pim import akeneo
 from pimsync.retention import MINIMUM_DAYS
@@ -54,6 +54,16 @@ def _adobe() -> list:
         )
     if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
+    credential_problem = service_credentials.problem()
+    if credential_problem:
+        problems.append(
+            Error(
+                credential_problem,
+                hint="Set it to the JSON of a technical account from AEM's Developer Console (Integrations), "
+                "or to the path of that file; unset, a backfill uses the OAuth Server-to-Server token.",
+                id="pimsync.E013",
+            )
+        )
     return problems
 
 

@@ -206,6 +206,11 @@ AEM_AUTHOR_URL = env_str("AEM_AUTHOR_URL").rstrip("/")
 # metadata guide) or `bare` (`dc:title`, the 2024 tutorial). `manage.py doctor --write-test`
 # finds out which ones an AEM accepts.
 AEM_PATCH_PATH_STYLE = env_str("AEM_PATCH_PATH_STYLE", "pointer").strip().lower()
+# An AEM service credential (AEM Developer Console → Integrations → technical account): its JSON,
+# or the path of the file holding it. Used only for the classic endpoints a backfill reads
+# (`<path>.json`, `/api/assets/…`), for which Adobe documents this credential and not the OAuth
+# Server-to-Server one (pimsync.adobe.service_credentials). Never logged or shown.
+AEM_SERVICE_CREDENTIALS = env_str("AEM_SERVICE_CREDENTIALS")
 
 
 def derive_event_source(author_url: str) -> str:

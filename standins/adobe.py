@@ -5,15 +5,24 @@ them on pytest-httpserver, the benchmark and the drills on a threaded one (stand
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
 import threading
 import time
+import uuid
+from functools import cache
 from urllib.parse import unquote
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from werkzeug import Request, Response
 
+from pimsync.adobe import jwts
 from standins.answers import Faults, json_response
 
 CLIENT_ID = "0123456789abcdef0123456789abcdef"
@@ -22,17 +31,68 @@ CLIENT_SECRET = "test-client-secret"
 SOURCE = "acct:aem-p12345-e67890@adobe.com"
 
 
+@cache
+def service_credential() -> dict:
+    """An AEM service credential as AEM's Developer Console gives it (Integrations → Technical
+    Accounts): the shape of Adobe's example in "Generating Access Tokens for Server-Side APIs"
+    (https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/implementing/developing/generating-access-tokens-for-server-side-apis)
+    and https://experienceleague.adobe.com/en/docs/experience-cloud-kcs/kbarticles/ka-25204:
+    PEM text with CRLF line ends, a PKCS#1 "RSA PRIVATE KEY" and the public half as a certificate.
+    Made once per process: an RSA key takes a while."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cm-p12345-e67890-integration")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = certificate.public_bytes(serialization.Encoding.PEM)
+    return {
+        "ok": True,
+        "integration": {
+            "imsEndpoint": "ims-na1.adobelogin.com",
+            "metascopes": "ent_aem_cloud_api",
+            "technicalAccount": {"clientId": "cm-p12345-e67890-integration", "clientSecret": "p8e-service-secret"},
+            "email": "4a2b0000@techacct.adobe.com",
+            "id": "4A2B00000000000000000000@techacct.adobe.com",
+            "org": "5A4D0000000000000000B0X0@AdobeOrg",
+            "privateKey": private.decode().replace("\n", "\r\n"),
+            "publicKey": public.decode().replace("\n", "\r\n"),
+        },
+        "statusCode": 200,
+    }
+
+
 class ImsStub:
-    """POST /ims/token/v3 with the client-credentials grant (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/)."""
+    """POST /ims/token/v3 with the client-credentials grant (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims/),
+    and POST /ims/exchange/jwt, the exchange of an AEM service credential's signed JWT
+    (https://github.com/AdobeDocs/adobeio-auth, JWT/JWT.md: the claims, the form fields and the
+    errors by status; Adobe's examples answer `expires_in` in milliseconds, e.g. 86399999)."""
 
     def __init__(self, server) -> None:
         self.server = server
         self.issued: list[str] = []
+        self.service_tokens: list[str] = []  # issued by the JWT exchange
         self.faults = Faults()
         self.expires_in = 86399
         self.latency = 0.05  # a real token endpoint is not instant: gives concurrent callers a chance to collide
+        # Tokens shaped as IMS's are (a JWT whose payload names its `scope`, which
+        # https://github.com/adobe/aio-lib-ims `getTokenData` decodes), instead of `token-N`.
+        self.jwt_tokens = False
+        self.granted_scopes: str | None = None  # the scopes a JWT token carries (None: those asked for)
+        self.credential = service_credential()["integration"]
         self._lock = threading.Lock()
         server.expect_request("/ims/token/v3", method="POST").respond_with_handler(self.handle)
+        server.expect_request("/ims/exchange/jwt", method="POST").respond_with_handler(self.exchange)
 
     @property
     def url(self) -> str:
@@ -61,8 +121,68 @@ class ImsStub:
         time.sleep(self.latency)
         with self._lock:
             token = f"token-{len(self.issued) + 1}"
+            if self.jwt_tokens:
+                scopes = form["scope"] if self.granted_scopes is None else self.granted_scopes
+                token = _ims_shaped(token, form["client_id"], scopes, self.expires_in)
             self.issued.append(token)
         return json_response(200, {"access_token": token, "token_type": "bearer", "expires_in": self.expires_in})
+
+    def exchange(self, request: Request) -> Response:
+        """The JWT exchange: the technical account's client id and secret, and a JWT with its claims
+        signed by the credential's key (verified with the certificate's public key)."""
+        fault = self.faults.take("POST")
+        if fault:
+            return json_response(fault[0], {"error": "internal_error", "error_description": "Please try again later"})
+        form, credential = request.form, self.credential
+        account = credential["technicalAccount"]
+        if form.get("client_id") != account["clientId"] or form.get("client_secret") != account["clientSecret"]:
+            return _oauth_error(401, "invalid_client", "invalid client_id or client_secret")
+        try:
+            header, claims, signed, signature = jwts.split(form.get("jwt_token", ""))
+        except ValueError:
+            return _oauth_error(400, "invalid_token", "JWT is missing or cannot be decoded")
+        certificate = x509.load_pem_x509_certificate(credential["publicKey"].encode())
+        try:
+            if header.get("alg") != "RS256":
+                raise InvalidSignature
+            certificate.public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return _oauth_error(400, "invalid_signature", "the JWT signature does not match the certificate")
+        base = f"https://{credential['imsEndpoint']}"
+        if claims.get("aud") != f"{base}/c/{account['clientId']}":
+            return _oauth_error(400, "invalid_client", "the aud of the JWT does not match client_id")
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or not time.time() < exp <= time.time() + 24 * 3600:
+            return _oauth_error(400, "invalid_token", "JWT has expired or lives longer than 24 hours")
+        if claims.get("iss") != credential["org"] or claims.get("sub") != credential["id"]:
+            return _oauth_error(400, "bad_request", "sub or iss is not this technical account")
+        scopes = {name.removeprefix(f"{base}/s/") for name, value in claims.items() if name.startswith(f"{base}/s/")}
+        if scopes != set(credential["metascopes"].split(",")):
+            return _oauth_error(400, "invalid_scope", "Metascopes in the JWT do not match metascopes in the binding")
+        with self._lock:
+            token = f"service-token-{len(self.service_tokens) + 1}"
+            self.service_tokens.append(token)
+        return json_response(200, {"token_type": "bearer", "access_token": token, "expires_in": 86399999})
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return json_response(status, {"error": error, "error_description": description})
+
+
+def _ims_shaped(token_id: str, client_id: str, scopes: str, expires_in: int) -> str:
+    """An access token shaped as IMS issues them: a JWT (RS256 header) whose payload carries `id`,
+    `client_id`, `scope` and the times in milliseconds as strings; its signature is no one's."""
+    claims = {
+        "id": token_id,
+        "type": "access_token",
+        "client_id": client_id,
+        "scope": scopes,
+        "created_at": str(int(time.time() * 1000)),
+        "expires_in": str(expires_in * 1000),
+    }
+    header = jwts.b64url(b'{"alg":"RS256","x5u":"ims_na1-key-at-1.cer","kid":"ims_na1-key-at-1","itt":"at"}')
+    payload = jwts.b64url(json.dumps(claims).encode())
+    return f"{header}.{payload}.{jwts.b64url(hashlib.sha256(token_id.encode()).digest())}"
 
 
 def apply_json_patch(metadata: dict, operations: object, styles: set[str]) -> tuple[dict, str]:
@@ -126,8 +246,14 @@ class AemStub:
         # a test removes one to play an AEM that wants the other).
         self.path_styles = {"pointer", "asset-metadata"}
         self.refused_patches: list[dict] = []  # PATCHes answered 400, with why
+        # True: the classic endpoints (<path>.json, /api/assets) answer 403 to the OAuth
+        # Server-to-Server token and take only an AEM service credential's, the credential Adobe
+        # documents for them (https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/implementing/developing/generating-access-tokens-for-server-side-apis).
+        self.classic_needs_service_token = False
+        self.folders_page = 50  # sub-folders per Folders API page at most
         self._lock = threading.Lock()
         server.expect_request(re.compile(r"^/adobe/assets/[^/]+/metadata$")).respond_with_handler(self.handle)
+        server.expect_request("/adobe/folders", method="GET").respond_with_handler(self.folders)
         server.expect_request(re.compile(r"^/api/assets(/.*)?\.json$"), method="GET").respond_with_handler(self.listing)
         server.expect_request(re.compile(r"^/content/dam/.+\.json$"), method="GET").respond_with_handler(self.node)
 
@@ -191,7 +317,9 @@ class AemStub:
 
     def _get(self, asset_id: str) -> Response:
         with self._lock:
-            body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": {}}
+            path = next((p for p, known in self.paths.items() if known == asset_id), "")
+            repository = {"repo:assetId": asset_id, **({"repo:path": path} if path else {})}
+            body = {"assetId": asset_id, "assetMetadata": dict(self.assets[asset_id]), "repositoryMetadata": repository}
             etag = self.etag(asset_id)
         response = json_response(200, body, {"ETag": etag})
         if self.on_get:
@@ -225,17 +353,56 @@ class AemStub:
 
     # --- backfill: paths and folders ---------------------------------------------------------
 
-    def _unauthorised(self, request: Request) -> Response | None:
+    def _unauthorised(self, request: Request, *, classic: bool = True) -> Response | None:
         self.path_calls.append(request.full_path)
         fault = self.faults.take(request.method)
         if fault and fault[0]:
             return json_response(fault[0], {"title": "injected", "status": fault[0]}, fault[1])
         auth = request.headers.get("Authorization", "")
+        if classic and auth[7:] in self.ims.service_tokens:
+            return None  # Adobe's example call with this token sends the bearer token alone
         if not auth.startswith("Bearer ") or not self.ims.valid(auth[7:]):
             return json_response(401, {"title": "Unauthorized", "status": 401})
+        if classic and self.classic_needs_service_token:
+            return json_response(403, {"title": "Forbidden", "status": 403})
         if request.headers.get("X-Api-Key") != CLIENT_ID:
             return json_response(403, {"title": "Forbidden", "status": 403})
         return None
+
+    def folder_id(self, path: str) -> str:
+        return f"urn:aaid:aem:{uuid.uuid5(uuid.NAMESPACE_URL, path)}"
+
+    def folders(self, request: Request) -> Response:
+        """GET /adobe/folders?path=&limit=&cursor=: the folder (`self`) and its child folders, never
+        its assets; a `cursor` while more remain (https://adobe-aem-folders-experimental.redoc.ly)."""
+        refusal = self._unauthorised(request, classic=False)
+        if refusal:
+            return refusal
+        folder = request.args.get("path", "/").rstrip("/")
+        if folder in self.broken_folders:
+            return json_response(500, {"title": "Internal Server Error", "status": 500})
+        names = sorted(
+            {
+                path[len(folder) + 1 :].split("/")[0]
+                for path in self.paths
+                if path.startswith(folder + "/") and "/" in path[len(folder) + 1 :]
+            }
+        )
+        if not names and not any(path.startswith(folder + "/") for path in self.paths):
+            return json_response(404, {"title": "Not Found", "status": 404, "detail": f"no folder at {folder}"})
+        start = int(request.args.get("cursor") or 0)
+        limit = min(int(request.args.get("limit") or 50), 50, self.folders_page)
+        page = names[start : start + limit]
+        body = {
+            "self": {"folderId": self.folder_id(folder), "name": folder.rsplit("/", 1)[-1], "path": folder},
+            "children": [
+                {"folderId": self.folder_id(f"{folder}/{n}"), "name": n, "title": n, "path": f"{folder}/{n}"}
+                for n in page
+            ],
+        }
+        if start + limit < len(names):
+            body["cursor"] = str(start + limit)
+        return json_response(200, body)
 
     def node(self, request: Request) -> Response:
         """GET <path>.json: the asset node (jcr:uuid is the asset id's uuid), a folder node, or 404."""

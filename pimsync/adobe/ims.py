@@ -61,6 +61,12 @@ def get_token() -> str:
     return _token.get()
 
 
+def new_token() -> str:
+    """A token asked of IMS now, kept by no one (`manage.py doctor` proves the credentials work
+    today, which a token cached yesterday does not)."""
+    return _fetch(None)[0]["access_token"]
+
+
 def invalidate(token: str) -> None:
     """Forget `token` after a 401, so the next `get_token()` asks IMS once more."""
     _token.invalidate(token)

@@ -1,12 +1,14 @@
 """pimsync's rows, by concern: events and attempts (`events`), known assets (`assets`), the
 mapping (`mapping`), background jobs (`jobs`), rows that coordinate processes (`coordination`),
-the PIM side's rows (`pim`), metrics and alerts (`monitoring`) and sandbox-only rows (`sandbox`).
+the PIM side's rows (`pim`), metrics and alerts (`monitoring`), the doctor's runs (`doctor`) and
+sandbox-only rows (`sandbox`).
 
 Everything is importable from `pimsync.models`, as Django expects of an app's models.
 """
 
 from pimsync.models.assets import Asset, StaleCause, SyncState
 from pimsync.models.coordination import AccessToken, Heartbeat, JournalCursor, Pause
+from pimsync.models.doctor import DoctorRun
 from pimsync.models.events import (
     FINAL,
     OUTCOMES,
@@ -40,6 +42,7 @@ __all__ = [
     "AssetRef",
     "Attempt",
     "DemoProduct",
+    "DoctorRun",
     "Event",
     "EventQuerySet",
     "EventType",

@@ -139,6 +139,11 @@ def _akeneo_message(body: str) -> str:
 _token = SharedToken("akeneo", _fetch_token, margin=EXPIRY_MARGIN)
 
 
+def access_token() -> str:
+    """The Connection's access token (shared by every process; `manage.py doctor` asks for it)."""
+    return _token.get()
+
+
 def forget() -> None:
     """Drop what this process remembers (token, API style, attributes): tests, or new credentials."""
     _token.forget()
