@@ -478,10 +478,7 @@ def rich_values(locales: int = 6, channels: int = 2, kilobytes: int = 4) -> dict
     defaults), in Akeneo's value format (content/concepts/products.md)."""
     paragraph = "<p>" + "Waxed canvas, brass rivets, a leather strap that ages well. " * 16 + "</p>"
     text = (paragraph * (kilobytes * 1024 // len(paragraph) + 1))[: kilobytes * 1024]
-    codes = [
-        f"{language}_{country}"
-        for language, country in zip("en de fr it es nl".split(), "US DE FR IT ES NL".split(), strict=True)
-    ]
+    codes = ["en_US", "de_DE", "fr_FR", "it_IT", "es_ES", "nl_NL"]
     values = {}
     for attribute in ("description", "long_description"):
         values[attribute] = [

@@ -12,6 +12,8 @@
   concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
   after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
   pause, `pimsync.outbound.throttle`).
+- A refusal says what Akeneo said: the messages of a 422's `errors` list, or its top-level
+  `message` when it has no list (https://api.akeneo.com/documentation/responses.html shows both).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -167,11 +170,49 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
 
 
 def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
+    """One call under the in-flight limit. A 4xx says what Akeneo said."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
-    with _in_flight:
-        return http.request(
-            method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
-        )
+    try:
+        with _in_flight:
+            return http.request(
+                method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
+            )
+    except http.HttpError as exc:
+        said = refusal(exc.body) if exc.status and 400 <= exc.status < 500 else ""
+        if said:
+            exc.message = f"{exc.message}: {said}"
+            exc.args = (exc.message,)
+        raise
+
+
+REFUSAL_CHARS = 300
+
+
+def refusal(body: str) -> str:
+    """What Akeneo said in an error body, as one line: the messages of its `errors` list (with the
+    attribute each is about), or else its top-level `message` and documentation link; "" when the
+    body says nothing readable. Both forms are Akeneo's own examples of a 422
+    (https://api.akeneo.com/documentation/responses.html)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, TypeError, RecursionError):  # Akeneo's body, not ours
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    errors = document.get("errors")
+    said = []
+    if isinstance(errors, list):
+        for error in errors[:3]:
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                attribute = error.get("attribute")
+                about = f" ({attribute})" if isinstance(attribute, str) and attribute else ""
+                said.append(error["message"] + about)
+    if not said and isinstance(document.get("message"), str):
+        said.append(document["message"])
+        link = _dig(document, "_links", "documentation", "href")
+        if isinstance(link, str) and link.startswith(("https://", "http://")):
+            said.append(f"see {link}")
+    return re.sub(r"\s+", " ", "; ".join(said)).strip()[:REFUSAL_CHARS]
 
 
 def _object(response, what: str) -> dict:
@@ -329,6 +370,10 @@ class AkeneoConnector(Connector):
             path = f"{API}/products/{key_segment(product.get('identifier') or '')}"
         body = {"values": {attribute: [{"locale": None, "scope": None, "data": text or None}]}}
         _call("PATCH", path, expected=(204,), json=body, headers={"Content-Type": "application/json"})
+
+    def refusal(self, error: http.HttpError) -> str:
+        """Akeneo's messages in the error's body (`refusal`)."""
+        return refusal(error.body)
 
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
         """Pages of products changed since the cursor (`pimsync.pim.poll` saves each page's cursor)."""
