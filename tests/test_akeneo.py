@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from pimsync.checks import configuration
@@ -281,11 +282,19 @@ def test_other_connectors_have_no_attribute_list(settings):
 # --- limits -------------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # the threads take slots on connections of their own
 def test_no_more_than_four_calls_are_in_flight_at_once(akeneo):
     akeneo_product(akeneo, "SKU-1")
     lookup("SKU-1")  # token and API style, before the crowd
     akeneo.latency = 0.2
-    threads = [threading.Thread(target=lookup, args=("SKU-1",)) for _ in range(12)]
+
+    def lookup_on_a_thread() -> None:
+        try:
+            lookup("SKU-1")
+        finally:
+            connection.close()  # the thread's own connection
+
+    threads = [threading.Thread(target=lookup_on_a_thread) for _ in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -8,10 +8,11 @@
 - Lookup: 7.x and SaaS find a product by its identifier attribute on the UUID endpoints; 6.x has
   only `/products/{code}`. Which one the server has is found out once per process (the UUID list
   answering 404 means 6.x), never configured.
-- Every call goes through `_call`: at most MAX_IN_FLIGHT at once per process (Akeneo allows 4
-  concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
-  after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
-  pause, `pimsync.outbound.throttle`).
+- Every call goes through `_call`: at most MAX_IN_FLIGHT at once from all processes on every node
+  together (Akeneo allows 4 concurrent calls per Connection:
+  https://api.akeneo.com/documentation/good-practices.html; `pimsync.outbound.slots`), the wait
+  for a free slot counted in the call's deadline, and after a 429 no call from any process for as
+  long as its Retry-After says (the shared "akeneo" pause, `pimsync.outbound.throttle`).
 - A refusal says what Akeneo said: the messages of a 422's `errors` list, or its top-level
   `message` when it has no list (https://api.akeneo.com/documentation/responses.html shows both).
 """
@@ -34,6 +35,7 @@ from django.conf import settings
 
 from pimsync.outbound import http
 from pimsync.outbound.redaction import redact_url
+from pimsync.outbound.slots import Slots
 from pimsync.outbound.tokens import SharedToken
 from pimsync.pim.connectors import ChangedPage, ConfigurationError, Connector, key_segment
 
@@ -53,7 +55,8 @@ MAX_ATTRIBUTE_PAGES = 50
 POLL_OVERLAP = timedelta(seconds=1)
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
-_in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+# Akeneo's calls in flight, counted across every process (the token requests too).
+_in_flight = Slots("akeneo", MAX_IN_FLIGHT)
 # The name of Akeneo's pause after a 429, shared by every process (`pimsync.outbound.throttle`).
 PAUSE = "akeneo"
 _state: dict = {"style": {}, "attributes": {}}
@@ -97,9 +100,11 @@ def _fetch_token(previous: dict | None) -> tuple[dict, int]:
 def _grant(body: dict) -> tuple[dict, int]:
     pair = f"{settings.AKENEO_CLIENT_ID}:{settings.AKENEO_SECRET}".encode()
     headers = {"Authorization": "Basic " + base64.b64encode(pair).decode(), "Accept": "application/json"}
-    with _in_flight:
+    url = settings.PIM_BASE_URL + TOKEN_PATH
+    deadline = time.monotonic() + settings.PIMSYNC_HTTP_TIMEOUT_SECONDS
+    with _in_flight.held(deadline, f"POST {redact_url(url)}"):
         response = http.request(
-            "POST", settings.PIM_BASE_URL + TOKEN_PATH, json=body, headers=headers, error_class="pim", pause_key=PAUSE
+            "POST", url, json=body, headers=headers, error_class="pim", pause_key=PAUSE, timeout=_left(deadline)
         )
     answer = http.json_object(response, who="Akeneo's token endpoint", error_class="pim_bad_response", retryable=True)
     token, refresh = answer.get("access_token"), answer.get("refresh_token")
@@ -170,12 +175,25 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
 
 
 def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
-    """One call under the in-flight limit. A 4xx says what Akeneo said."""
+    """One call under the in-flight limit; its deadline (`timeout`, at most the HTTP timeout)
+    covers the wait for a free slot. A 4xx says what Akeneo said."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+    kwargs = dict(kwargs)
+    seconds = min(
+        kwargs.pop("timeout", None) or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS
+    )
+    deadline = time.monotonic() + seconds
     try:
-        with _in_flight:
+        with _in_flight.held(deadline, f"{method} {redact_url(url)}"):
             return http.request(
-                method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
+                method,
+                url,
+                headers=headers,
+                expected=expected,
+                error_class="pim",
+                pause_key=PAUSE,
+                timeout=_left(deadline),
+                **kwargs,
             )
     except http.HttpError as exc:
         said = refusal(exc.body) if exc.status and 400 <= exc.status < 500 else ""
@@ -183,6 +201,12 @@ def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int,
             exc.message = f"{exc.message}: {said}"
             exc.args = (exc.message,)
         raise
+
+
+def _left(deadline: float) -> float:
+    """What is left of a call's deadline after waiting for its slot (a little at least: a timeout
+    of 0 would mean the default)."""
+    return max(0.001, deadline - time.monotonic())
 
 
 REFUSAL_CHARS = 300
