@@ -26,6 +26,8 @@ What it implements:
   `before_list` edits products between the pages of a poll.
 - `/attributes` in pages of `limit` (offset pagination with `_links.next`).
 - `latency` seconds on every API call, with `max_in_flight` counting the most calls answered at once.
+- `event_platform_headers()`, `legacy_headers()`: Akeneo's change notifications signed as it
+  documents, for a test or the benchmark to post to `/webhooks/akeneo`.
 - `serve(...)`: the next call of a method (and path) answered with a given status, headers and body
   text, byte for byte: Akeneo's published examples (`standins/akeneo_examples.py`). A token served
   this way is honoured like one the stub issued.
@@ -34,6 +36,8 @@ What it implements:
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import threading
@@ -45,7 +49,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 from werkzeug import Request, Response
 
-from standins import akeneo_examples  # noqa: F401 (named in the docstring's example)
+from standins import akeneo_examples
 from standins.answers import Faults, json_response
 
 IDENTIFIER = "sku"
@@ -491,3 +495,37 @@ class AkeneoStub:
         """The stub's clock as Akeneo writes `updated`; every change is a second later than the last."""
         self.now += timedelta(seconds=1)
         return self.now.astimezone(self.zone).isoformat()
+
+
+# --- what Akeneo sends: change notifications, signed as documented ---------------------------------
+
+
+def _hex_hmac(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def event_platform_headers(body: bytes, primary: str, secondary: str | None = None) -> dict[str, str]:
+    """The headers of an Event Platform delivery of `body`: the hex HMAC-SHA256 of the body with the
+    primary secret, with the secondary one "if you have one", and the algorithm
+    (https://api.akeneo.com/event-platform/concepts.html). The content type of a structured-mode
+    CloudEvent; Akeneo does not document which it sends."""
+    headers = {
+        "Content-Type": "application/cloudevents+json",
+        akeneo_examples.SIGNATURE_PRIMARY: _hex_hmac(primary, body),
+        akeneo_examples.SIGNATURE_ALGORITHM: akeneo_examples.ALGORITHM,
+    }
+    if secondary:
+        headers[akeneo_examples.SIGNATURE_SECONDARY] = _hex_hmac(secondary, body)
+    return headers
+
+
+def legacy_headers(body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+    """The headers of a legacy Events API request: JSON, the hex HMAC-SHA256 of "<timestamp>.<body>"
+    and the timestamp in seconds (https://api.akeneo.com/events-documentation/security.html)."""
+    stamp = str(timestamp)
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": akeneo_examples.LEGACY_USER_AGENT,
+        akeneo_examples.REQUEST_SIGNATURE: _hex_hmac(secret, stamp.encode() + b"." + body),
+        akeneo_examples.REQUEST_TIMESTAMP: stamp,
+    }
