@@ -25,6 +25,7 @@ SCENARIOS = (
     "fairness",
     "assets",
     "throttle",
+    "cpu",
     "akeneo-webhook",
 )
 
@@ -61,7 +62,7 @@ def scenario_functions() -> dict:
     """Each scenario's function; importable only once `Stack()` has set up Django."""
     # The scenario modules import pimsync's models at their top, so they are imported after
     # bench.stack.django_ready() (Django set up with the DATABASE_URL chosen at run time).
-    from bench import akeneo, dataset, e2e, ingest, purge, resync  # noqa: PLC0415
+    from bench import akeneo, cpu, dataset, e2e, ingest, purge, resync  # noqa: PLC0415
 
     return {
         "ingest": ingest.ingest,
@@ -75,6 +76,7 @@ def scenario_functions() -> dict:
         "fairness": resync.fairness,
         "assets": resync.assets_list,
         "throttle": resync.throttle_cost,
+        "cpu": cpu.cpu,
         "akeneo-webhook": akeneo.akeneo_webhook,
     }
 

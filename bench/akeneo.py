@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 
 from django.db import connection
 
@@ -34,9 +35,11 @@ def _legacy_body(extra_values: dict | None = None) -> bytes:
 
 
 def _cloud_event_body() -> bytes:
-    """Akeneo's documented `product.updated` CloudEvent, with an id and a product of its own."""
+    """Akeneo's documented `product.updated` CloudEvent, with an id, a product and a time (now) of
+    its own: a CloudEvent as old as the sample's is refused as a possible replay."""
     event = json.loads(akeneo_examples.EVENT_PLATFORM_UPDATED)
     event["id"], event["data"]["product"]["uuid"] = str(uuid.uuid4()), str(uuid.uuid4())
+    event["time"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return json.dumps(event, separators=(",", ":")).encode()
 
 

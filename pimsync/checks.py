@@ -102,6 +102,15 @@ def _pim() -> list:
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
         )
+    if settings.AKENEO_EVENT_SECRETS and settings.PIM_CONNECTOR != "akeneo":
+        problems.append(
+            Warning(
+                f"AKENEO_EVENT_SECRETS is set but PIM_CONNECTOR={settings.PIM_CONNECTOR}: Akeneo's notifications "
+                "are stored, but the products they name cannot be read from this PIM",
+                hint="Set PIM_CONNECTOR=akeneo, or unset AKENEO_EVENT_SECRETS.",
+                id="pimsync.W009",
+            )
+        )
     return problems
 
 
@@ -150,6 +159,48 @@ def akeneo_connection(app_configs, **kwargs):
         where = without_credentials(settings.PIM_BASE_URL)
         return [Error(f"cannot use Akeneo at {where}: {problem}", id="pimsync.E008")]
     return []
+
+
+# An HMAC key shorter than this can be guessed offline from one signed request.
+MIN_SECRET_BYTES = 16
+
+
+@register(deploy=True)
+def exposure(app_configs, **kwargs):
+    """`manage.py check --deploy`: what is open or weak when deployed (secrets are named, never shown)."""
+    problems = []
+    if not settings.DEBUG and not settings.PIMSYNC_METRICS_TOKEN:
+        problems.append(
+            Warning(
+                "PIMSYNC_METRICS_TOKEN is not set: anyone who reaches /metrics reads pimsync's figures",
+                hint="Set PIMSYNC_METRICS_TOKEN and give Prometheus the same bearer token.",
+                id="pimsync.W050",
+            )
+        )
+    webhook_secrets = [secret.strip() for secret in settings.PIM_WEBHOOK_SECRET.split(",") if secret.strip()]
+    for name, secrets in (
+        ("PIM_WEBHOOK_SECRET", webhook_secrets),
+        ("AKENEO_EVENT_SECRETS", settings.AKENEO_EVENT_SECRETS),
+    ):
+        if any(len(secret.encode()) < MIN_SECRET_BYTES for secret in secrets):
+            problems.append(
+                Warning(
+                    f"{name} holds a secret shorter than {MIN_SECRET_BYTES} bytes: a signed request can be "
+                    "forged once it is guessed",
+                    hint="Use a random secret of 32 characters or more (e.g. `openssl rand -hex 32`).",
+                    id="pimsync.W051",
+                )
+            )
+    if settings.PIM_CONNECTOR == "akeneo" and urlsplit(settings.PIM_BASE_URL).scheme.lower() == "http":
+        problems.append(
+            Warning(
+                "PIM_BASE_URL is http://: Akeneo's password grant sends the Connection's secret and its "
+                "user's password, and every token, unencrypted",
+                hint="Use Akeneo's https:// address.",
+                id="pimsync.W052",
+            )
+        )
+    return problems
 
 
 def _environment() -> list:

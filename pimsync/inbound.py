@@ -1,6 +1,7 @@
-"""What every webhook endpoint shares: the JSON answer, the bounded body read, the HMAC-SHA256
-signatures (PIM webhook, Akeneo notifications, the alerts' chat channel) and the count of
-deliveries refused as not authentic (the "signature failures" alert reads it)."""
+"""What every webhook endpoint shares: the JSON answer, the bounded body read, the check that a
+JSON document can be kept (also run on mapping imports), the HMAC-SHA256 signatures (PIM webhook,
+Akeneo notifications, the alerts' chat channel) and the count of deliveries refused as not
+authentic (the "signature failures" alert reads it)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,30 @@ def read_body(request: HttpRequest, limit: int) -> bytes | None:
         return None
     body = request.read(limit + 1)
     return None if len(body) > limit else body
+
+
+def document_problem(document: object, max_depth: int) -> str:
+    """Why a parsed JSON document cannot be kept as it is, or "": nested more than `max_depth`
+    levels deep (whatever walks it next, json, jsonb or a template, may exhaust the recursion
+    limit), or a string holding NUL (PostgreSQL cannot store U+0000 in text or jsonb, so storing
+    would fail every time). Walked level by level, not recursively, so any depth is safe."""
+    level = [document] if isinstance(document, dict | list) else []
+    depth = 0
+    while level:
+        if depth == max_depth:
+            return f"is nested more than {max_depth} levels deep"
+        depth += 1
+        deeper = []
+        for value in level:
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            for child in children:
+                if isinstance(child, str):
+                    if "\x00" in child:
+                        return "contains the NUL character (\\u0000), which cannot be stored"
+                elif isinstance(child, dict | list):
+                    deeper.append(child)
+        level = deeper
+    return ""
 
 
 def hmac_sha256(secret: str, message: bytes) -> str:

@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import jmespath
 import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pimsync import patterns
+from pimsync import expressions, inbound, patterns
 from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
 from pimsync.pim import akeneo_values
 
@@ -181,9 +180,9 @@ def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
             option_codes=rule.option_codes,
         )
     try:
-        return jmespath.search(rule.pim_field, product), ""
-    except jmespath.exceptions.JMESPathError as exc:
-        raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+        return expressions.search(rule.pim_field, product), ""
+    except (jmespath.exceptions.JMESPathError, expressions.TooLarge) as exc:
+        raise MappingError(f"rule {_excerpt(rule.pim_field)} → {rule.metadata_path}: {exc}") from None
 
 
 def _joined(*notes: str) -> str:
@@ -298,6 +297,32 @@ def _export_rule(rule: MappingRule) -> dict:
 
 def _messages(error: ValidationError) -> str:
     return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in error.message_dict.items())
+
+
+# A mapping file is a few kilobytes (the demo's is 2 KB): a megabyte is far more than any rules
+# need, and bounds what an import reads, parses and validates in a web request.
+MAX_FILE_BYTES = 1024 * 1024
+# A file nests three levels (the document, its rules, a rule) above a rule's default value.
+MAX_FILE_DEPTH = 32
+
+
+def read_file(data: bytes, name: str) -> object:
+    """The JSON document of a mapping file (its first MAX_FILE_BYTES + 1 bytes are enough to
+    tell), or ValidationError saying why it cannot be imported; `import_config` takes the rest."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ValidationError(f"{name} is larger than 1 MB; a mapping file is at most {MAX_FILE_BYTES:,} bytes")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{name} is not valid JSON: {exc}") from None
+    except RecursionError:  # json's parser gives up near a thousand levels
+        raise ValidationError(f"{name} is nested more than {MAX_FILE_DEPTH} levels deep") from None
+    problem = inbound.document_problem(document, MAX_FILE_DEPTH)
+    if problem:
+        raise ValidationError(f"{name} {problem}")
+    return document
 
 
 def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:

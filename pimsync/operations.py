@@ -79,9 +79,21 @@ def _authorized(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
+def _counted_lately(mark: MetricsWatermark | None, now) -> bool:
+    """Whether a scrape counted less than SETTLE ago (`events_counted_to` is its time less SETTLE)."""
+    return mark is not None and mark.events_counted_to is not None and mark.events_counted_to > now - 2 * SETTLE
+
+
 def _count_new_rows(now) -> None:
-    """Add the attempts and finished events since the last scrape to the stored totals."""
-    if not MetricsWatermark.objects.filter(name="metrics").exists():
+    """Add the attempts and finished events since the last scrape to the stored totals.
+
+    Skipped, without a write or a lock, when a scrape counted lately: `/metrics` may be open to
+    anyone (no PIMSYNC_METRICS_TOKEN), and a write per GET would take the writer lock the webhook
+    needs on SQLite. Counters trail the rows by SETTLE anyway; this adds at most SETTLE more."""
+    mark = MetricsWatermark.objects.filter(name="metrics").first()
+    if _counted_lately(mark, now):
+        return
+    if mark is None:
         try:
             with transaction.atomic():
                 MetricsWatermark.objects.create(name="metrics")
@@ -89,6 +101,8 @@ def _count_new_rows(now) -> None:
             pass  # a concurrent first scrape created it
     with transaction.atomic():
         mark = MetricsWatermark.objects.select_for_update().get(name="metrics")
+        if _counted_lately(mark, now):
+            return  # a concurrent scrape counted while this one waited for the lock
         add: dict[str, float] = defaultdict(float)
         _count_attempts(mark, now, add)
         _count_finished_events(mark, now, add)

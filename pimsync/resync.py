@@ -316,7 +316,27 @@ def pim_changed(product_keys: list[str], *, user=None, why: str) -> Job | None:
     if not assets.exists():
         return None
     log.info("PIM change for %s product(s): %s asset(s) marked stale", len(keys), marked)
+    covering = covering_job(keys)
+    if covering is not None:
+        log.info("re-sync %s already covers them; no new job", covering.pk)
+        return covering
     return start(user, {"product_keys": keys}, why)
+
+
+def covering_job(product_keys: list[str]) -> Job | None:
+    """An active re-sync of these products' assets (and maybe more) that has started on none of
+    them yet: its events read the PIM when they run, after this change, so a second job would
+    only repeat them. None when every such job already read one of them (or there is none)."""
+    wanted = set(product_keys)
+    active = Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).order_by("-created_at", "-pk")
+    for job in active[:50]:
+        selected = (job.assets or {}).get("product_keys")
+        if not isinstance(selected, list) or not wanted <= set(selected):
+            continue
+        # Waiting (received, retrying) events have not read the PIM since the change; any other has.
+        if not Event.objects.filter(job=job, product_key__in=product_keys).exclude(status__in=PENDING).exists():
+            return job
+    return None
 
 
 def mapping_changed(user=None) -> Job:

@@ -2,8 +2,8 @@
 
 Finished events (with their attempts, which hold PIM data and AEM answers) are kept
 `PIMSYNC_RETENTION_DAYS` after they finished, failed ones `PIMSYNC_RETENTION_FAILED_DAYS`; events
-still waiting for a worker are never touched. Expired sessions, the admin log and django-q2's task
-history are bounded alongside.
+still waiting for a worker are never touched. Expired sessions, the admin log, django-q2's task
+history and the PIM webhook's expired signatures are bounded alongside.
 
 The purge runs beside live ingest, so it deletes in short transactions of `BATCH` events: each
 one locks only the rows it deletes (skipping any a Retry holds), and walks the `event_finished`
@@ -27,7 +27,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django_q.models import Task
 
-from pimsync.models import Attempt, Event, Heartbeat, Job, Status
+from pimsync.models import Attempt, Event, Heartbeat, Job, SeenSignature, Status
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def other_history(now) -> list[tuple[str, models.QuerySet]]:
     rows = [
         ("admin log entries", LogEntry.objects.filter(action_time__lt=failed_cutoff)),
         ("background jobs", Job.objects.filter(finished_at__lt=failed_cutoff)),
+        # Past its expiry a signature is refused as too old: remembering it protects nothing.
+        ("PIM webhook signatures", SeenSignature.objects.filter(expires_at__lt=now)),
         (
             "task results",
             Task.objects.filter(

@@ -31,15 +31,18 @@ def sign(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def cloud_event(uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", **data) -> dict:
-    """A product.updated CloudEvent as the Event Platform sends it."""
+def cloud_event(
+    uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", at=None, **data
+) -> dict:
+    """A product.updated CloudEvent as the Event Platform sends it (made `at`, default now)."""
+    at = at or timezone.now()
     return {
         "specversion": "1.0",
         "id": id,
         "type": "com.akeneo.pim.v1.product.updated",
         "source": "pim",
         "subject": "srnt-acme",
-        "time": "2026-11-27T10:00:00Z",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "datacontenttype": "application/json",
         "data": {"product": {"uuid": uuid}, **data},
     }
@@ -153,6 +156,32 @@ def test_a_body_over_akeneos_limit_is_a_413_read_no_further(client, settings):
     assert PimNotification.objects.count() == 0
     settings.AKENEO_EVENT_MAX_BYTES = len(raw)
     assert deliver_legacy_raw(client, raw).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"time": None}, "has no time"),
+        ({"time": "last tuesday"}, "is not an RFC 3339 time"),
+        ({"time": "2026-11-27T10:00:00"}, "is not an RFC 3339 time with its offset"),
+        ({"time": (timezone.now() - timedelta(days=9)).isoformat()}, "more than 7 days ago"),
+        ({"time": (timezone.now() + timedelta(minutes=6)).isoformat()}, "more than 5 minutes ahead"),
+    ],
+    ids=["missing", "unreadable", "no-offset", "nine-days-old", "future"],
+)
+def test_a_signed_cloud_event_without_a_recent_time_is_refused_and_nothing_stored(client, change, message):
+    event = {**cloud_event(), **change}
+    if event["time"] is None:
+        del event["time"]
+    answer = deliver(client, event)
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+def test_a_cloud_event_a_few_days_old_or_a_little_ahead_is_stored(client):
+    for n, at in enumerate((timezone.now() - timedelta(days=6), timezone.now() + timedelta(minutes=4))):
+        assert deliver(client, cloud_event(id=f"018e32f9-000{n}", at=at)).json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_a_signed_body_that_is_not_a_notification_is_a_400(client):
@@ -327,6 +356,51 @@ def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, s
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         world.drain()
     assert PimNotification.objects.get().status == PimNotification.State.DONE
+
+
+def test_a_notification_that_cannot_be_handled_fails_alone_and_its_batch_goes_on(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    odd = akeneo_product(akeneo, "SKU-100002")
+    odd["values"] = ["not", "an", "object"]  # a shape Akeneo does not answer; a server might
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(odd["uuid"], id="odd-1"))
+    deliver(client, cloud_event(product["uuid"], id="good-1"))
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["odd-1"].status == PimNotification.State.FAILED
+    assert rows["odd-1"].reason == "cannot be handled: AttributeError (see the worker's log)"
+    assert rows["good-1"].status == PimNotification.State.DONE
+    assert Job.objects.get().assets == {"product_keys": ["SKU-100001"]}
+
+
+def test_a_uuid_only_notification_with_a_pim_that_has_no_uuids_fails_with_the_reason(client, settings):
+    from pimsync.pim import notifications
+
+    settings.PIM_CONNECTOR = "demo"
+    deliver(client, cloud_event(id="by-uuid"))
+    deliver(client, {**cloud_event(id="by-key"), "data": {"product": {"identifier": "SKU-NOBODY"}}})
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["by-uuid"].status == PimNotification.State.FAILED
+    assert "names products by key only" in rows["by-uuid"].reason
+    assert rows["by-key"].status == PimNotification.State.IGNORED
+
+
+def test_a_notification_whose_task_keeps_dying_ends_failed_after_its_attempts(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    deliver(client, cloud_event(product["uuid"]))
+    dying = timezone.now() - notifications.STUCK - timedelta(seconds=1)
+    PimNotification.objects.update(status="processing", claimed_at=dying, attempts=notifications.MAX_ATTEMPTS)
+    reads = akeneo.calls("GET")
+    notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.FAILED
+    assert row.reason == f"its task stopped before finishing, {notifications.MAX_ATTEMPTS} times"
+    assert akeneo.calls("GET") == reads  # not handed out again
 
 
 def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from pimsync.models import AccessToken, PimNotification
@@ -192,6 +193,15 @@ def secrets(settings):
     settings.AKENEO_EVENT_SECRETS = [PRIMARY, SECONDARY]
 
 
+@pytest.fixture
+def when_sent():
+    """The moment Akeneo's CloudEvent samples say they were sent (their `time`): a CloudEvent
+    older than the days its id is remembered is refused as a possible replay."""
+    sent = datetime.fromisoformat(json.loads(examples.EVENT_PLATFORM_UPDATED)["time"])
+    with time_machine.travel(sent + timedelta(seconds=1), tick=True):
+        yield
+
+
 def post(client, raw: bytes, headers: dict[str, str]):
     extra = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
     content_type = extra.pop("HTTP_CONTENT_TYPE")
@@ -204,7 +214,7 @@ def compact(text: str) -> bytes:
 
 
 @pytest.mark.parametrize("as_sent", [compact, str.encode], ids=["compact", "as-indented-on-the-page"])
-def test_the_documented_product_updated_cloudevent_is_stored(client, secrets, as_sent):
+def test_the_documented_product_updated_cloudevent_is_stored(client, secrets, when_sent, as_sent):
     raw = as_sent(examples.EVENT_PLATFORM_UPDATED)
     answer = post(client, raw, event_platform_headers(raw, PRIMARY, SECONDARY))
     assert answer.status_code == 200 and answer.json() == {"accepted": 1, "duplicates": 0}
@@ -219,14 +229,14 @@ def test_the_documented_product_updated_cloudevent_is_stored(client, secrets, as
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/cloudevents+json"])
-def test_a_delivery_is_verified_on_its_raw_body_whatever_its_content_type(client, secrets, content_type):
+def test_a_delivery_is_verified_on_its_raw_body_whatever_its_content_type(client, secrets, when_sent, content_type):
     """Akeneo does not say which content type a structured-mode CloudEvent comes with."""
     raw = compact(examples.EVENT_PLATFORM_UPDATED)
     headers = {**event_platform_headers(raw, PRIMARY), "Content-Type": content_type}
     assert post(client, raw, headers).status_code == 200
 
 
-def test_either_signature_suffices_so_a_secret_can_be_rotated(client, secrets, settings):
+def test_either_signature_suffices_so_a_secret_can_be_rotated(client, secrets, when_sent, settings):
     """Akeneo signs with the primary secret and with the secondary one "if you have one"."""
     raw = compact(examples.EVENT_PLATFORM_UPDATED)
     only_secondary_known = event_platform_headers(raw, "a-primary-pimsync-has-not-been-given", SECONDARY)
@@ -237,7 +247,7 @@ def test_either_signature_suffices_so_a_secret_can_be_rotated(client, secrets, s
     assert post(client, raw, no_secondary).json() == {"accepted": 0, "duplicates": 1}
 
 
-def test_the_documented_product_deleted_cloudevent_keeps_the_identifier_when_sent(client, secrets):
+def test_the_documented_product_deleted_cloudevent_keeps_the_identifier_when_sent(client, secrets, when_sent):
     raw = compact(examples.EVENT_PLATFORM_DELETED)
     assert post(client, raw, event_platform_headers(raw, PRIMARY, SECONDARY)).status_code == 200
     row = PimNotification.objects.get()

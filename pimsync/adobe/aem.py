@@ -66,7 +66,14 @@ def get_metadata(asset_id: str) -> Metadata:
     response = _call("GET", _url(asset_id), expected=(200,), headers={"Accept": "application/json"})
     body = http.json_object(response, who="AEM's metadata GET", error_class="aem_bad_response", retryable=True)
     values = body.get("assetMetadata")
-    return Metadata(values=values if isinstance(values, dict) else {}, etag=response.headers.get("ETag", ""))
+    etag = response.headers.get("ETag", "")
+    if not etag:
+        # Adobe's metadata guide puts the ETag in `repositoryMetadata["repo:etag"]` too, "for
+        # If-Match (PATCH)"; without either, the PATCH goes out with If-Match: *.
+        repository = body.get("repositoryMetadata")
+        tag = repository.get("repo:etag") if isinstance(repository, dict) else None
+        etag = tag if isinstance(tag, str) and len(tag) <= 200 and tag.isprintable() else ""
+    return Metadata(values=values if isinstance(values, dict) else {}, etag=etag)
 
 
 # AEM_PATCH_PATH_STYLE: how a PATCH path names a property.

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from pimsync import inbound
 from pimsync.models import Arrival, Event, EventType, Status
 from pimsync.wakeups import wake_for_new_events
 
@@ -43,30 +44,15 @@ def recipient_of(event: Mapping) -> str:
     return str(event.get("recipientclientid") or event.get("recipient_client_id") or "")
 
 
-# Adobe's events nest about five levels deep; anything far deeper is not an event, and deep
-# nesting would exhaust the recursion limit of whatever walks it next (json, jsonb, the admin).
+# Adobe's events nest about five levels deep; anything far deeper is not an event.
 MAX_DEPTH = 64
 
 
 def _check_document(body: object) -> None:
-    """Refuse bodies nested deeper than MAX_DEPTH or holding NUL; level by level, so any depth is safe."""
-    level = [body] if isinstance(body, dict | list) else []
-    depth = 0
-    while level:
-        if depth == MAX_DEPTH:
-            raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep; Adobe's events are not")
-        depth += 1
-        deeper = []
-        for value in level:
-            children = [*value, *value.values()] if isinstance(value, dict) else value
-            for child in children:
-                if isinstance(child, str):
-                    if "\x00" in child:
-                        # PostgreSQL cannot store U+0000 in text or jsonb; storing would fail on every redelivery.
-                        raise EventError("the body contains the NUL character (\\u0000), which cannot be stored")
-                elif isinstance(child, dict | list):
-                    deeper.append(child)
-        level = deeper
+    """Refuse bodies nested deeper than MAX_DEPTH or holding NUL (`inbound.document_problem`)."""
+    problem = inbound.document_problem(body, MAX_DEPTH)
+    if problem:
+        raise EventError(f"the body {problem}")
 
 
 def events_in(body: object) -> list[dict]:

@@ -9,9 +9,15 @@ first is a duplicate, and a webhook delivery of an event the journal stored firs
   the two re-reads the page, and the event ids make the second read a no-op.
 - One puller at a time across every node: the cursor row carries a lease, taken with a
   conditional UPDATE; a puller that lost its lease saves nothing.
+- `next` links are followed wherever they point on the journal's origin: Adobe's answers send
+  them under `/events-fast/…` while the journal's URL is `/events/…`. Only a change of
+  ADOBE_JOURNAL_URL itself (against the URL the cursor started from) restarts the reading.
 - `retry-after` on 204 and 429 is stored as `not_before`; nobody pulls before it.
 - 410 Gone (the position is older than the journal's 7 days) is recorded in `expired_at`,
-  logged as an error, and the pull continues from the oldest event still available.
+  logged as an error, and the pull continues from the oldest event still available. A purged
+  position might answer 204 instead (an empty journal does, called without a position): a
+  position that has not moved for longer than the journal keeps events is checked once an hour,
+  through the 204's `validate` link and a look at the oldest events, so it never waits forever.
 
 The alerts (`pimsync.alerts.monitor`) read plain values of the cursor: `caught_up_at` and `expired_at`.
 """
@@ -23,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, Q
@@ -41,6 +47,11 @@ log = logging.getLogger(__name__)
 MAX_PAGES = 200
 # Wait this long after a 204 without retry-after, or a 429 without one.
 DEFAULT_RETRY_AFTER = 10
+# How long the journal keeps events ("up to 7 days":
+# https://developer.adobe.com/events/docs/guides/api/journaling-api/), and how often a position
+# that stopped moving for longer is checked for having been purged.
+RETENTION = timedelta(days=7)
+PROBE_EVERY = timedelta(hours=1)
 # `seek` takes a negative ISO-8601 duration such as -PT2H or -P1D.
 SEEK = re.compile(r"-P(\d{1,4}D)?(T(\d{1,5}H)?(\d{1,6}M)?(\d{1,7}S)?)?")
 
@@ -126,7 +137,12 @@ def reposition(mode: str, seek: str = "") -> str:
     JournalCursor.load()
     # Only while no puller holds the lease: a running pull would save its own position over ours.
     if not JournalCursor.unleased(JournalCursor.SINGLETON_PK).update(
-        next_url=url, position="", not_before=None, caught_up_at=None
+        next_url=url,
+        position="",
+        not_before=None,
+        caught_up_at=None,
+        started_from=settings.ADOBE_JOURNAL_URL,
+        advanced_at=timezone.now(),
     ):
         raise ValueError("a journal pull is running on another node right now; try again when it has finished")
     return url
@@ -186,7 +202,7 @@ def _run(token: str, result: PullResult, max_pages: int, deadline: float) -> Non
         if result.pages >= max_pages or time.monotonic() > deadline:
             result.outcome = "paused: page or time budget used up, the next run continues"
             return
-        url = _next_url(cursor)
+        url = _next_url(token, cursor)
         try:
             page = client.fetch(url)
         except http.HttpError as exc:
@@ -199,12 +215,23 @@ def _run(token: str, result: PullResult, max_pages: int, deadline: float) -> Non
             return
 
 
-def _next_url(cursor: JournalCursor) -> str:
-    """Where to read next: the journal's own `next` link, or (without one) from the saved position."""
-    if cursor.next_url and urlsplit(cursor.next_url)[:3] != urlsplit(settings.ADOBE_JOURNAL_URL)[:3]:
-        # ADOBE_JOURNAL_URL now names another registration: its positions mean nothing there.
-        log.warning("ADOBE_JOURNAL_URL changed; reading the new journal from its oldest event")
-        return start_url()
+def _next_url(token: str, cursor: JournalCursor) -> str:
+    """Where to read next: the journal's own `next` link, or (without one) from the saved position;
+    from the oldest event of a journal the cursor did not start from."""
+    configured = settings.ADOBE_JOURNAL_URL
+    if cursor.started_from != configured:
+        # A cursor from before pimsync remembered where it started belongs to this journal when
+        # its link stays on the journal's origin.
+        earlier = bool(cursor.next_url or cursor.position) and (
+            not cursor.next_url or http.same_origin(cursor.next_url, configured)
+        )
+        if cursor.started_from or not earlier:
+            if cursor.started_from or cursor.next_url:
+                # ADOBE_JOURNAL_URL now names another registration: its positions mean nothing there.
+                log.warning("ADOBE_JOURNAL_URL changed; reading the new journal from its oldest event")
+            _save(token, started_from=configured, next_url="", position="", advanced_at=timezone.now())
+            return start_url()
+        _save(token, started_from=configured, advanced_at=cursor.advanced_at or timezone.now())
     if cursor.next_url:
         return cursor.next_url
     return start_url(since=cursor.position) if cursor.position else start_url()
@@ -216,6 +243,8 @@ def _handle(token: str, page: client.Page, result: PullResult, now: datetime) ->
         _store_page(token, page, result, now)
         return True
     if page.status == 204:
+        if _purged(token, page, now):
+            return True
         wait = page.retry_after if page.retry_after is not None else DEFAULT_RETRY_AFTER
         _save(
             token,
@@ -239,11 +268,51 @@ def _handle(token: str, page: client.Page, result: PullResult, now: datetime) ->
         return False
     # 410 Gone: the position is older than the journal keeps; events in between are lost to the
     # journal too. Continue from the oldest event still there, and say so loudly.
-    message = f"the journal position has expired (410 Gone at {redact_url(page.url)}); continuing from the oldest event"
-    log.error(message)
-    _save(token, next_url=start_url(), position="", expired_at=now, last_error=message, last_pulled_at=now)
+    _restart_expired(token, f"410 Gone at {redact_url(page.url)}", now)
     # The oldest position itself gone: asking again at once would only get the same answer.
     return page.url != start_url()
+
+
+def _restart_expired(token: str, what: str, now: datetime) -> None:
+    message = f"the journal position has expired ({what}); continuing from the oldest event"
+    log.error(message)
+    _save(
+        token,
+        next_url=start_url(),
+        position="",
+        expired_at=now,
+        advanced_at=now,
+        last_error=message,
+        last_pulled_at=now,
+    )
+
+
+def _purged(token: str, page: client.Page, now: datetime) -> bool:
+    """Whether the position of this 204 was purged rather than at the end (then restarted).
+
+    Checked only for a position that has not moved for longer than the journal keeps events, at
+    most once per PROBE_EVERY. Its `validate` link answering 404 or 410 says so (Adobe documents
+    the link, not its answers: any other answer says nothing); so do events at the oldest
+    position: everything still in the journal arrived after ours was read, so a position that
+    was still valid would have led to them."""
+    cursor = JournalCursor.objects.get(pk=JournalCursor.SINGLETON_PK)
+    if page.url == start_url() or cursor.advanced_at is None or now - cursor.advanced_at < RETENTION:
+        return False
+    if cursor.probed_at and now - cursor.probed_at < PROBE_EVERY:
+        return False
+    _save(token, probed_at=now)
+    try:
+        if page.validate_url and client.validate(page.validate_url) in (404, 410):
+            _restart_expired(token, f"its validate link answered that {redact_url(page.url)} is gone", now)
+            return True
+        oldest = client.fetch(start_url(limit="1"))
+    except http.HttpError as exc:
+        log.warning("could not check whether the journal position was purged: %s", exc.message)
+        return False
+    if oldest.status == 200 and oldest.entries:
+        _restart_expired(token, f"204 at {redact_url(page.url)} although the journal holds newer events", now)
+        return True
+    return False
 
 
 def _store_page(token: str, page: client.Page, result: PullResult, now: datetime) -> None:
@@ -266,6 +335,8 @@ def _store_page(token: str, page: client.Page, result: PullResult, now: datetime
     result.duplicates += stored.duplicates if stored else 0
     after_commit(page)
     changes = {"position": page.last, "next_url": page.next_url, "last_pulled_at": now, "last_error": ""}
+    if page.entries:
+        changes["advanced_at"] = now
     cursor = JournalCursor.objects.get(pk=JournalCursor.SINGLETON_PK)
     if newest and (cursor.newest_event_time is None or newest > cursor.newest_event_time):
         changes["newest_event_time"] = newest

@@ -3,19 +3,19 @@
 
 A page is a GET with the Server-to-Server token; the answer says where to go next in a `Link`
 header whose URIs are root-relative, so they are resolved against the request URL. Only links to
-the origin of ADOBE_JOURNAL_URL are followed: a journal that pointed elsewhere would otherwise
-receive our token at a host we never configured.
+the origin of ADOBE_JOURNAL_URL are followed, and only their path and query are taken: a journal
+that pointed elsewhere would otherwise receive our token at a host we never configured.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 from django.conf import settings
 
 from pimsync.adobe import ims
 from pimsync.outbound import http
+from pimsync.outbound.redaction import UnsafeLink, follow, origin
 
 ACCEPT = "application/vnd.adobecloud.events+json"
 # Adobe caps a journal page at 1.5 MB; a larger answer is not the journal's.
@@ -40,6 +40,8 @@ class Page:
     entries: list[tuple[str, dict]] = field(default_factory=list)
     last: str = ""
     next_url: str = ""
+    # A 204's `validate` link (Adobe's answers carry one beside `next`); "" without one.
+    validate_url: str = ""
     retry_after: float | None = None
 
 
@@ -71,21 +73,20 @@ def parse_links(header: str) -> dict[str, str]:
 
 
 def resolve(link: str, base: str) -> str:
-    """`link` resolved against `base`; refused unless it stays on the journal's own origin."""
-    url = urljoin(base, link)
-    if http._origin(url) != http._origin(settings.ADOBE_JOURNAL_URL):
+    """`link` resolved against `base` onto the journal's own origin; refused when it leads elsewhere."""
+    try:
+        return follow(link, base, settings.ADOBE_JOURNAL_URL)
+    except UnsafeLink as exc:
         raise JournalError(
-            f"the journal linked to {http._origin(url)}, not to {http._origin(settings.ADOBE_JOURNAL_URL)}; "
-            "refusing to follow it",
+            f"the journal's next link is unsafe: {exc}; refusing to follow it",
             retryable=False,
             error_class="journal_link",
-        )
-    return url
+        ) from None
 
 
 def fetch(url: str) -> Page:
     """GET one page of the journal (200, 204, 410 or 429); raise HttpError for anything else."""
-    if http._origin(url) != http._origin(settings.ADOBE_JOURNAL_URL):
+    if origin(url) != origin(settings.ADOBE_JOURNAL_URL):
         raise JournalError("refusing to pull a journal URL on another host", retryable=False, error_class="journal")
     token = ims.get_token()
     try:
@@ -97,21 +98,29 @@ def fetch(url: str) -> Page:
         response = _get(url, ims.get_token())
     page = Page(status=response.status_code, url=url)
     page.retry_after = http.parse_retry_after(response.headers.get("retry-after"))
-    next_link = parse_links(response.headers.get("Link", "")).get("next")
-    page.next_url = resolve(next_link, url) if next_link else ""
+    links = parse_links(response.headers.get("Link", ""))
+    page.next_url = resolve(links["next"], url) if links.get("next") else ""
+    if page.status == 204 and links.get("validate"):
+        page.validate_url = resolve(links["validate"], url)
     if page.status == 200:
         _read_events(page, response)
     return page
 
 
-def _get(url: str, token: str):
+def validate(url: str) -> int:
+    """The status the journal's `validate` link answers (Adobe documents the link, not its answers)."""
+    token = ims.get_token()
+    return _get(url, token, expected=tuple(range(200, 600))).status_code
+
+
+def _get(url: str, token: str, expected=(200, 204, 410, 429)):
     headers = {
         "Authorization": f"Bearer {token}",
         "x-api-key": settings.ADOBE_CLIENT_ID,
         "x-ims-org-id": settings.ADOBE_IMS_ORG_ID,
         "Accept": ACCEPT,
     }
-    return http.request("GET", url, expected=(200, 204, 410, 429), headers=headers, error_class="journal")
+    return http.request("GET", url, expected=expected, headers=headers, error_class="journal")
 
 
 def _read_events(page: Page, response) -> None:

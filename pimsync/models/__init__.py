@@ -25,7 +25,7 @@ from pimsync.models.jobs import Job
 from pimsync.models.leases import Lock
 from pimsync.models.mapping import MappingConfig, MappingRule
 from pimsync.models.monitoring import Alert, MetricsWatermark, MetricTotal, SignatureRefusals
-from pimsync.models.pim import PimCursor, PimNotification, ProductLinks
+from pimsync.models.pim import PimCursor, PimNotification, ProductLinks, SeenSignature
 from pimsync.models.sandbox import DemoProduct, SandboxAsset, SandboxJournalEntry
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "ProductLinks",
     "SandboxAsset",
     "SandboxJournalEntry",
+    "SeenSignature",
     "SignatureRefusals",
     "StaleCause",
     "Status",

@@ -93,14 +93,24 @@ class JournalCursor(Leased, models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK)
     position = models.CharField(max_length=1024, blank=True, help_text="The journal position read up to ('' : none)")
-    # The URL to pull next when the journal asked to be repositioned (--latest, --seek, after a 410).
+    # The URL to pull next: the journal's own `next` link, which may point anywhere on the journal's
+    # origin (Adobe's answers send `/events-fast/…` while ADOBE_JOURNAL_URL is `/events/…`).
     next_url = models.CharField(max_length=2048, blank=True)
+    # The ADOBE_JOURNAL_URL the cursor started from: another one names another registration, whose
+    # positions mean nothing here ("": not known yet, adopted by the next pull).
+    started_from = models.CharField(max_length=2048, blank=True)
+    # When the position last moved, and when a pull last checked whether a position that stopped
+    # moving was purged (a purged position may answer 204 rather than 410).
+    advanced_at = models.DateTimeField(null=True, blank=True)
+    probed_at = models.DateTimeField(null=True, blank=True)
     newest_event_time = models.DateTimeField(null=True, blank=True, help_text="`time` of the newest journal event")
     last_pulled_at = models.DateTimeField(null=True, blank=True, help_text="When a pull last reached the journal")
     caught_up_at = models.DateTimeField(null=True, blank=True, help_text="When a pull last reached the end (204)")
     last_error = models.TextField(blank=True)
     not_before = models.DateTimeField(null=True, blank=True, help_text="No pull before this (retry-after)")
-    expired_at = models.DateTimeField(null=True, blank=True, help_text="When the journal last answered 410 Gone")
+    expired_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the journal last said the position had expired (410, or purged)"
+    )
     pulled_total = models.BigIntegerField(default=0, help_text="Journal events read since the cursor was created")
     lease_token = models.CharField(max_length=32, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
-import jmespath
 import jmespath.exceptions
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from pimsync import patterns
+from pimsync import expressions, patterns
 
 
 class MappingConfig(models.Model):
@@ -184,11 +183,17 @@ class MappingRule(models.Model):
             errors["pim_field"] = "a PIM field (JMESPath expression) or an Akeneo attribute is required"
         else:
             try:
-                jmespath.compile(self.pim_field)
+                growth = expressions.growth(self.pim_field)
             except jmespath.exceptions.JMESPathError as exc:
                 errors["pim_field"] = f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"
             except RecursionError:
                 errors["pim_field"] = "not a valid JMESPath expression: it is nested too deeply"
+            else:
+                if growth > expressions.MAX_GROWTH:
+                    errors["pim_field"] = (
+                        f"this expression can repeat the product's data more than {expressions.MAX_GROWTH} "
+                        "times: multiselects in a row, such as [@,@]|[@,@], multiply it"
+                    )
         for name in ("locale", "channel", "currency"):
             if getattr(self, name):
                 errors[name] = f"a {name} is only read by Akeneo attribute rules: empty it or choose an attribute"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import models
+from datetime import timedelta
+
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from pimsync.models.leases import Leased
@@ -13,9 +15,11 @@ class PimNotification(models.Model):
     and handled by a task (`pimsync.pim.notifications`), because Akeneo wants an answer within 5 s.
 
     received → processing → done (assets re-synced), ignored (nothing to do: not a product, no
-    known asset, pimsync's own write-back), failed (the product could not be read);
+    known asset, pimsync's own write-back), failed (the product could not be read, or the
+    notification could not be handled at all);
     processing → received again when its task died or the PIM could not be reached (a few times,
-    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`).
+    further apart each time; a 429's pause costs no attempt and is waited out: `next_attempt_at`);
+    processing → failed when its task died with it on its last attempt.
     `notification_id` is unique: a notification delivered twice (Akeneo delivers at least once)
     is stored once.
     """
@@ -46,6 +50,11 @@ class PimNotification(models.Model):
             # The task's "what is waiting", oldest first; the purge of old handled ones.
             models.Index(fields=["status", "received_at"], name="pimnotification_status"),
         ]
+
+    # Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
+    # dashboard's support questions are about the last days. A delivery older than this could be
+    # a replay of one whose row is gone, so the webhook refuses those (`pimsync.pim.akeneo_webhook`).
+    KEEP = timedelta(days=8)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.product_key or self.product_uuid} ({self.status})"
@@ -85,3 +94,30 @@ class ProductLinks(Leased, models.Model):
 
     def __str__(self) -> str:
         return f"links of {self.product_key}"
+
+
+class SeenSignature(models.Model):
+    """A signed PIM webhook request already acted on (`/webhooks/pim`), until its signature expires.
+
+    A captured request stays valid for its signature's time window, so a replay within it would
+    start another re-sync; a row per signed message, shared by every web node, turns a replay into
+    a duplicate. `digest` is the SHA-256 of what was signed (timestamp and body), not of a `v1`
+    value: a replay may carry other or more `v1` values for the same message. Rows past
+    `expires_at` are purged (`pimsync.retention`): their signatures are refused as too old anyway.
+    """
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"signature {self.digest[:12]}… until {self.expires_at:%H:%M:%S}"
+
+    @classmethod
+    def first_time(cls, digest: str, expires_at) -> bool:
+        """Remember the signed message; False when it was seen before (a replay)."""
+        try:
+            with transaction.atomic():
+                cls.objects.create(digest=digest, expires_at=expires_at)
+        except IntegrityError:
+            return False
+        return True

@@ -15,7 +15,6 @@ import threading
 import time
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -25,7 +24,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pimsync.outbound import throttle
-from pimsync.outbound.redaction import redact_url
+from pimsync.outbound.redaction import origin, redact_url
 
 # Statuses worth another try later: rate limiting, timeouts and server faults (but not
 # "505 HTTP Version Not Supported" or "501 Not Implemented", which will not change).
@@ -72,22 +71,13 @@ def allowed_origins() -> set[str]:
         settings.PIMSYNC_ALERT_WEBHOOK_URL,
         settings.ADOBE_JOURNAL_URL,
     )
-    return {_origin(url) for url in urls if url}
+    # Read by the parser `requests` connects with (`origin`), so an allowed origin is where the call goes.
+    return {origin(url) for url in urls if url} - {""}
 
 
-def _origin(url: str) -> str:
-    """Scheme, host and port, without any user:password@ (so they never reach a message)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    suffix = f":{port}" if port and port != default else ""
-    return f"{parts.scheme}://{host}{suffix}".lower()
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs share scheme, host and port, as `requests` reads them."""
+    return origin(url) == origin(other)
 
 
 class _Deadline:
@@ -264,9 +254,9 @@ def request(
     (`pimsync.outbound.throttle`): while the system's pause runs nothing is sent (a retryable
     `<key>_paused` error says for how long), and a 429 answer pauses the system for its
     Retry-After (`throttle.DEFAULT_SECONDS` without one)."""
-    if _origin(url) not in allowed_origins():
+    if origin(url) not in allowed_origins():
         raise HttpError(
-            f"refusing to call {_origin(url)}: not one of the configured hosts",
+            f"refusing to call {origin(url) or 'an unreadable URL'}: not one of the configured hosts",
             retryable=False,
             error_class="config",
         )

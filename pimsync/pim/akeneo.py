@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 
 from pimsync.outbound import http
-from pimsync.outbound.redaction import redact_url
+from pimsync.outbound.redaction import UnsafeLink, follow, redact_url
 from pimsync.outbound.slots import Slots
 from pimsync.outbound.tokens import SharedToken
 from pimsync.pim.connectors import ChangedPage, ConfigurationError, Connector, key_segment
@@ -251,14 +251,16 @@ def _dig(document: object, *names: str) -> object:
 
 
 def _next_link(body: dict) -> str | None:
-    """`_links.next.href`, only when it stays on PIM_BASE_URL's origin (a link elsewhere is not followed)."""
+    """`_links.next.href` as a URL on PIM_BASE_URL (only its path and query are taken); None for a
+    link elsewhere, or one that another URL parser could read as elsewhere: it would get the token."""
     href = _dig(body, "_links", "next", "href")
     if not isinstance(href, str) or not href:
         return None
-    if http._origin(href) != http._origin(settings.PIM_BASE_URL):
-        log.warning("Akeneo's next page is on another host; not followed")
+    try:
+        return follow(href, settings.PIM_BASE_URL, settings.PIM_BASE_URL)
+    except UnsafeLink as exc:
+        log.warning("Akeneo's next page link is not followed: %s", exc)
         return None
-    return href
 
 
 def _items(body: dict) -> list[dict]:

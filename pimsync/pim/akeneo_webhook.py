@@ -7,7 +7,8 @@ task handles them (`pimsync.pim.notifications`).
 Two formats, told apart by their signature headers:
 - the Event Platform (https://api.akeneo.com/event-platform/concepts.html): one CloudEvent per
   request, `X-AKENEO-SIGNATURE-PRIMARY` / `-SECONDARY` = hex HMAC-SHA256 of the raw body with the
-  subscription's primary / secondary secret;
+  subscription's primary / secondary secret; the signature covers no time of delivery, so the
+  CloudEvent's own `time` must be within the days its id is remembered (MAX_EVENT_AGE);
 - the legacy Events API (https://api.akeneo.com/events-api/security.html): `{"events": […]}` with
   up to 10 events, `X-Akeneo-Request-Signature` = hex HMAC-SHA256 of "<timestamp>.<raw body>",
   refused when `X-Akeneo-Request-Timestamp` is more than 5 minutes away from now.
@@ -25,10 +26,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -42,6 +45,10 @@ MAX_LEGACY_EVENTS = 10
 TIMESTAMP_TOLERANCE_SECONDS = 300
 # How long the 503 of an endpoint without secrets asks Akeneo to wait before delivering again.
 NOT_CONFIGURED_RETRY_AFTER_SECONDS = 300
+# A CloudEvent is deduplicated by its id while the row of its first delivery is kept; an older
+# signed body could be a replay of one whose row is gone, so it is refused. A day short of the
+# rows' age covers the senders' clocks being ahead of ours.
+MAX_EVENT_AGE = PimNotification.KEEP - timedelta(days=1)
 # Notifications pimsync acts on: a product's assets are re-synced. Legacy "removed" is "deleted".
 PRODUCT_KINDS = ("product.created", "product.updated", "product.deleted", "product.removed")
 
@@ -150,6 +157,7 @@ def _cloud_event(event: dict) -> Notice:
         raise NotificationError("the CloudEvent has no id (a string of at most 255 characters)")
     if not isinstance(kind, str) or not kind:
         raise NotificationError("the CloudEvent has no type")
+    _check_time(event.get("time"))
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     product = data.get("product") if isinstance(data.get("product"), dict) else {}
     return Notice(
@@ -159,6 +167,29 @@ def _cloud_event(event: dict) -> Notice:
         product_key=_text(product.get("identifier")),
         product_uuid=_text(product.get("uuid"), 64),
     )
+
+
+def _check_time(stamp: object) -> None:
+    """NotificationError unless the CloudEvent's `time` is within MAX_EVENT_AGE before now and not
+    more than TIMESTAMP_TOLERANCE_SECONDS after it."""
+    if not isinstance(stamp, str) or not stamp:
+        raise NotificationError("the CloudEvent has no time; a signed body without one could be replayed at any time")
+    try:
+        when = datetime.fromisoformat(stamp[:64])
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise NotificationError(f"the CloudEvent's time {stamp[:64]!r} is not an RFC 3339 time with its offset")
+    now = timezone.now()
+    if when < now - MAX_EVENT_AGE:
+        raise NotificationError(
+            f"the CloudEvent's time {stamp[:64]} is more than {MAX_EVENT_AGE.days} days ago: "
+            "too old to tell from a replay"
+        )
+    if when > now + timedelta(seconds=TIMESTAMP_TOLERANCE_SECONDS):
+        raise NotificationError(
+            f"the CloudEvent's time {stamp[:64]} is more than 5 minutes ahead of now (check the clocks)"
+        )
 
 
 def _legacy(index: int, event: object) -> Notice:

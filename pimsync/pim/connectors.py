@@ -43,6 +43,14 @@ class Connector:
     def get_product(self, key: str) -> dict | None:
         raise NotImplementedError
 
+    def get_product_by_uuid(self, uuid: str) -> dict | None:
+        """The product with the PIM's own id (Akeneo's uuid); a PIM that names products by key alone
+        cannot say (a notification naming a product by uuid only is then one it cannot act on)."""
+        raise ConfigurationError(
+            f"{self.label} names products by key only, and this notification names one by uuid only "
+            "(is PIM_CONNECTOR right?)"
+        )
+
     def attributes(self) -> list[dict] | None:
         """The PIM's attribute definitions for the rule form, or None when this PIM has no such list."""
         return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -35,9 +36,7 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = timedelta(minutes=1)
 # A notification claimed this long ago belongs to a task that died: it is handed out again.
 STUCK = timedelta(minutes=5)
-# Handled notifications are kept this long: Akeneo redelivers within about 35 minutes, and the
-# dashboard's support questions are about the last days.
-KEEP = timedelta(days=8)
+KEEP = PimNotification.KEEP
 DELETED_KINDS = ("product.deleted", "product.removed")
 
 
@@ -51,7 +50,12 @@ def already_synced(connector: connectors.Connector, key: str, product: dict) -> 
 def handle_pending() -> str:
     """Handle the waiting notifications (a batch); one re-sync job for all products they name."""
     now = timezone.now()
-    PimNotification.objects.filter(status=State.PROCESSING, claimed_at__lt=now - STUCK).update(status=State.RECEIVED)
+    stuck = PimNotification.objects.filter(status=State.PROCESSING, claimed_at__lt=now - STUCK)
+    # A notification whose task died with it every time would be handed out every few minutes forever.
+    stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=State.FAILED, reason=f"its task stopped before finishing, {MAX_ATTEMPTS} times", handled_at=now
+    )
+    stuck.update(status=State.RECEIVED)
     # By status and receipt: the (status, received_at) index serves it.
     handled = (State.DONE, State.IGNORED, State.FAILED)
     PimNotification.objects.filter(status__in=handled, received_at__lt=now - KEEP).delete()
@@ -97,16 +101,28 @@ def _handle(connector: connectors.Connector, row: PimNotification) -> str:
         _finish([row], State.FAILED, f"cannot read the product: {exc}")
         return ""
     except http.HttpError as exc:
-        if exc.retryable and (_slowed_down(exc) or row.attempts + 1 < MAX_ATTEMPTS):
-            _later(row, exc)  # Akeneo down or asking to slow down: tried again once due
-        else:
-            _finish([row], State.FAILED, f"cannot read the product: {exc.message}")
+        _failed_call(row, exc)
+        return ""
+    except DatabaseError:
+        raise  # not this notification's fault: the batch is handed out again once the database is back
+    except Exception as exc:
+        # One notification the code cannot handle (a product of an odd shape, a bug) fails alone;
+        # raised, it left its whole batch claimed, and the batch was handed out again every 5 minutes.
+        log.exception("PIM notification %s could not be handled", row.pk)
+        _finish([row], State.FAILED, f"cannot be handled: {type(exc).__name__} (see the worker's log)")
         return ""
     if why_not:
         _finish([row], State.IGNORED, why_not)
         return ""
     row.product_key = key
     return key
+
+
+def _failed_call(row: PimNotification, exc: http.HttpError) -> None:
+    if exc.retryable and (_slowed_down(exc) or row.attempts + 1 < MAX_ATTEMPTS):
+        _later(row, exc)  # Akeneo down or asking to slow down: tried again once due
+    else:
+        _finish([row], State.FAILED, f"cannot read the product: {exc.message}")
 
 
 def _slowed_down(exc: http.HttpError) -> bool:

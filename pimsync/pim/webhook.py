@@ -5,29 +5,33 @@ Signed like Stripe's webhooks (https://docs.stripe.com/webhooks#verify-manually)
 PIM_WEBHOOK_SECRET. Several `v1=` may be sent and any one that matches passes, and the setting may
 hold several secrets separated by commas, so a secret can be rotated without a window in which
 either side is refused. A timestamp more than TOLERANCE seconds away from now is refused, so a
-captured request cannot be replayed later.
+captured request cannot be replayed later; within that window a request acted on once is
+remembered (`SeenSignature`, on every node), so a replay is answered as a duplicate and starts nothing.
 
 Verify, queue, answer: the signature is checked on the raw bytes before anything is parsed, and
 nothing here calls the PIM or AEM (marking stale and creating the re-sync job are a few queries).
-Answers: 202 queued, 400 not a list of product keys, 401 not signed by a known secret (or too
-old, or from the future), 404 while PIM_WEBHOOK_SECRET is unset, 413 too large, 503 when the
-database is unavailable.
+Answers: 202 queued, 200 a duplicate (nothing done), 400 not a list of product keys, 401 not
+signed by a known secret (or too old, or from the future), 404 while PIM_WEBHOOK_SECRET is unset,
+413 too large, 503 when the database is unavailable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from pimsync import inbound, resync
 from pimsync.inbound import answer, read_body, signed_with_any
+from pimsync.models import SeenSignature
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,13 @@ def _parse(header: str) -> tuple[int, list[str]]:
     return timestamp, candidates
 
 
+def seen_key(body: bytes, header: str) -> tuple[str, datetime]:
+    """A verified request's replay key (the SHA-256 of its signed message) and when it may be forgotten."""
+    timestamp, _ = _parse(header)
+    digest = hashlib.sha256(f"{timestamp}.".encode() + body).hexdigest()
+    return digest, datetime.fromtimestamp(timestamp + TOLERANCE, tz=UTC)
+
+
 class BadBody(ValueError):
     """The body is not `{"product_keys": [...]}` as documented; the message says what is wrong."""
 
@@ -139,8 +150,15 @@ def pim_webhook(request: HttpRequest) -> JsonResponse:
         changed = product_keys(body)
     except BadBody as exc:
         return answer(400, str(exc))
+    digest, expires_at = seen_key(body, request.headers[HEADER])
     try:
-        job = resync.pim_changed(changed, why="PIM webhook")
+        # One transaction: a request whose job could not be stored is not remembered either, so
+        # the PIM's retry of it is acted on.
+        with transaction.atomic():
+            if not SeenSignature.first_time(digest, expires_at):
+                log.info("PIM webhook: a signed request already acted on came again; ignored")
+                return answer(200, accepted=0, duplicate=True, job=None)
+            job = resync.pim_changed(changed, why="PIM webhook")
     except DatabaseError:
         log.exception("cannot queue a PIM change; answering 503 so the PIM sends it again")
         return answer(503, "storage unavailable; send again later")

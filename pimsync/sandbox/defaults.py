@@ -10,7 +10,8 @@ SANDBOX_CLIENT_ID = "0123456789abcdef0123456789abcdef"  # the recipient of the e
 SANDBOX_EVENT_SOURCE = "acct:aem-p12345-e67890@adobe.com"
 SANDBOX_TECHNICAL_ACCOUNT = "pimsync-sandbox@techacct.adobe.com"
 SANDBOX_ORG_ID = "5A4D0000000000000000B0X0@AdobeOrg"
-# What `simulate_pim_change` signs its PIM webhook with; sandbox mode only, never in production.
+# What `simulate_pim_change` signs its PIM webhook with; sandbox mode with the demo PIM only,
+# never beside a real PIM or in production.
 SANDBOX_PIM_WEBHOOK_SECRET = "sandbox-pim-webhook-secret"
 
 
@@ -21,6 +22,11 @@ def sandbox_conflict(settings: dict) -> str:
         return (
             "PIMSYNC_SANDBOX=1 with AEM_AUTHOR_URL set to a real AEM: sandbox mode would swap in its "
             "own signing keys and client id beside it"
+        )
+    if settings.get("PIM_CONNECTOR") == "akeneo" and settings.get("PIM_ASSET_LINK_ATTRIBUTE"):
+        return (
+            "PIMSYNC_SANDBOX=1 with PIM_CONNECTOR=akeneo and PIM_ASSET_LINK_ATTRIBUTE: sandbox mode would "
+            "write sandbox asset links into a real Akeneo, driven by requests signed with its public secret"
         )
     return ""
 
@@ -42,6 +48,8 @@ def apply_sandbox_defaults(settings: dict) -> None:
     default("AEM_EVENT_SOURCE", SANDBOX_EVENT_SOURCE)
     default("ADOBE_JOURNAL_URL", base + "/journal")
     default("ADOBE_IMS_ORG_ID", SANDBOX_ORG_ID)
-    default("PIM_WEBHOOK_SECRET", SANDBOX_PIM_WEBHOOK_SECRET)
+    if settings.get("PIM_CONNECTOR", "demo") == "demo":
+        # The secret is in this repository: beside a real PIM anyone could make pimsync re-sync.
+        default("PIM_WEBHOOK_SECRET", SANDBOX_PIM_WEBHOOK_SECRET)
     if not os.environ.get("ADOBE_SCOPES") and "adobeio_api" not in settings["ADOBE_SCOPES"].split(","):
         settings["ADOBE_SCOPES"] += ",adobeio_api"  # the journal's scope, as a real credential needs it

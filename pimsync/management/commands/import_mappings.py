@@ -1,13 +1,11 @@
 """`manage.py import_mappings FILE`: replace the mapping configuration atomically, then start the
 check of which known assets the change affects (as a save on the mapping page does)."""
 
-import json
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from pimsync import resync
-from pimsync.mapping import import_config
+from pimsync.mapping import MAX_FILE_BYTES, import_config, read_file
 
 
 class Command(BaseCommand):
@@ -19,20 +17,14 @@ class Command(BaseCommand):
     def handle(self, *args, file, **options):
         try:
             if file == "-":
-                text = self.stdin.read()
+                data = self.stdin.read(MAX_FILE_BYTES + 1).encode()
             else:
-                with open(file, encoding="utf-8") as handle:
-                    text = handle.read()
+                with open(file, "rb") as handle:
+                    data = handle.read(MAX_FILE_BYTES + 1)  # enough to tell a file that is too large
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise CommandError(f"{file} is not UTF-8 text") from None
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}") from None
-        try:
-            _, rules = import_config(document)
+            _, rules = import_config(read_file(data, file))
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
         self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))
