@@ -240,6 +240,11 @@ AKENEO_LOCALE = env_str("AKENEO_LOCALE") or "en_US"
 AKENEO_CHANNEL = env_str("AKENEO_CHANNEL") or "ecommerce"
 # Signing secrets of the Event Platform subscription (primary, secondary) or the legacy Events API.
 AKENEO_EVENT_SECRETS = env_list("AKENEO_EVENT_SECRETS")
+# The largest body /webhooks/akeneo reads. A legacy Events API request holds up to 10 full products
+# (https://api.akeneo.com/events-documentation/limits-and-scalability.html): Akeneo's documented
+# product.updated event is 1.5 KB, a product with long texts in six locales and two channels about
+# 100 KB, so ten of those about 1 MB; 4 MB leaves four times that. Kept apart from Adobe's limit.
+AKENEO_EVENT_MAX_BYTES = env_int("AKENEO_EVENT_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
 # A text attribute that receives the product's AEM asset links (empty: nothing is written to the PIM).
 PIM_ASSET_LINK_ATTRIBUTE = env_str("PIM_ASSET_LINK_ATTRIBUTE")
 

@@ -10,6 +10,7 @@ and use it as a catalog:
     akeneo.add_product("SKU-1", {"name": [{"locale": "en_US", "scope": None, "data": "Boot"}]})
     akeneo.product("SKU-1")                          # the stored product (values, uuid, updated)
     akeneo.faults.add("GET", 429, headers={"Retry-After": "30"})
+    akeneo.serve("PATCH", 422, akeneo_examples.UNKNOWN_DATA)  # an answer exactly as Akeneo documents it
     akeneo.requests                                  # every call: (method, path, query, json body)
 
 What it implements:
@@ -25,21 +26,30 @@ What it implements:
   `before_list` edits products between the pages of a poll.
 - `/attributes` in pages of `limit` (offset pagination with `_links.next`).
 - `latency` seconds on every API call, with `max_in_flight` counting the most calls answered at once.
+- `event_platform_headers()`, `legacy_headers()`: Akeneo's change notifications signed as it
+  documents, for a test or the benchmark to post to `/webhooks/akeneo`.
+- `serve(...)`: the next call of a method (and path) answered with a given status, headers and body
+  text, byte for byte: Akeneo's published examples (`standins/akeneo_examples.py`). A token served
+  this way is honoured like one the stub issued.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import threading
 import time
 import uuid as uuid_module
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlencode
 
 from werkzeug import Request, Response
 
+from standins import akeneo_examples
 from standins.answers import Faults, json_response
 
 IDENTIFIER = "sku"
@@ -66,7 +76,9 @@ class AkeneoStub:
         self.attributes: list[dict] = []
         self.options: dict[str, dict[str, dict]] = {}  # attribute -> option code -> labels
         self.faults = Faults()
+        self._served: deque = deque()  # (method, path or None, status, body text, headers)
         self.requests: list[tuple[str, str, dict, object]] = []
+        self.raw_requests: list[Request] = []  # as received: headers and body bytes
         self.token_grants: list[str] = []  # grant_type of every successful token request
         self.expires_in = 3600
         self.latency = 0.0
@@ -180,6 +192,13 @@ class AkeneoStub:
     def revoke_access_tokens(self) -> None:
         self._access.clear()
 
+    def serve(
+        self, method: str, status: int, body: str | None = None, headers: dict | None = None, *, path: str | None = None
+    ) -> None:
+        """Answer the next `method` call (to `path`, "/api/…?query" or without the query; any path
+        when None) with `status`, `headers` and `body` exactly as given, in the order served."""
+        self._served.append((method, path, status, body, headers or {}))
+
     def calls(self, method: str | None = None, path: str = "") -> int:
         """How many API calls (not token requests) had this method and a path starting with `path`."""
         return sum(
@@ -196,6 +215,8 @@ class AkeneoStub:
 
     def handle(self, request: Request) -> Response:
         """One call: counted, maybe delayed or faulted, then routed."""
+        request.get_data()  # kept: `raw_requests` shows the bytes as sent
+        self.raw_requests.append(request)
         body = self._body(request)
         entry = (
             request.method,
@@ -218,6 +239,9 @@ class AkeneoStub:
         return response
 
     def _answer(self, request: Request, body) -> Response:
+        served = self._take_served(request)
+        if served:
+            return served
         fault = self.faults.take(request.method)
         if fault:
             status, headers, delay = fault
@@ -228,6 +252,22 @@ class AkeneoStub:
         if not self._authorized(request):
             return _error(401, "Authentication is required")
         return self._route(request, body)
+
+    def _take_served(self, request: Request) -> Response | None:
+        wanted = (None, request.path, request.full_path.rstrip("?"))
+        with self._lock:
+            found = next((s for s in self._served if s[0] == request.method and s[1] in wanted), None)
+            if found is None:
+                return None
+            self._served.remove(found)
+        _method, _path, status, body, headers = found
+        if request.path == "/api/oauth/v1/token" and status == 200:
+            issued = json.loads(body)
+            with self._lock:
+                self._access[issued["access_token"]] = self.now + timedelta(seconds=issued["expires_in"])
+                self._refresh.add(issued["refresh_token"])
+        kind = {"Content-Type": "application/json"} if body is not None else {}
+        return Response(body, status=status, headers={**kind, **headers})
 
     @staticmethod
     def _body(request: Request):
@@ -456,3 +496,37 @@ class AkeneoStub:
         """The stub's clock as Akeneo writes `updated`; every change is a second later than the last."""
         self.now += timedelta(seconds=1)
         return self.now.astimezone(self.zone).isoformat()
+
+
+# --- what Akeneo sends: change notifications, signed as documented ---------------------------------
+
+
+def _hex_hmac(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def event_platform_headers(body: bytes, primary: str, secondary: str | None = None) -> dict[str, str]:
+    """The headers of an Event Platform delivery of `body`: the hex HMAC-SHA256 of the body with the
+    primary secret, with the secondary one "if you have one", and the algorithm
+    (https://api.akeneo.com/event-platform/concepts.html). The content type of a structured-mode
+    CloudEvent; Akeneo does not document which it sends."""
+    headers = {
+        "Content-Type": "application/cloudevents+json",
+        akeneo_examples.SIGNATURE_PRIMARY: _hex_hmac(primary, body),
+        akeneo_examples.SIGNATURE_ALGORITHM: akeneo_examples.ALGORITHM,
+    }
+    if secondary:
+        headers[akeneo_examples.SIGNATURE_SECONDARY] = _hex_hmac(secondary, body)
+    return headers
+
+
+def legacy_headers(body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+    """The headers of a legacy Events API request: JSON, the hex HMAC-SHA256 of "<timestamp>.<body>"
+    and the timestamp in seconds (https://api.akeneo.com/events-documentation/security.html)."""
+    stamp = str(timestamp)
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": akeneo_examples.LEGACY_USER_AGENT,
+        akeneo_examples.REQUEST_SIGNATURE: _hex_hmac(secret, stamp.encode() + b"." + body),
+        akeneo_examples.REQUEST_TIMESTAMP: stamp,
+    }

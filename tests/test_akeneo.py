@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from pimsync.checks import configuration
@@ -18,6 +19,7 @@ from pimsync.models import AccessToken, Event, Status
 from pimsync.outbound import http
 from pimsync.pim import akeneo as client
 from pimsync.pim import connectors
+from standins import akeneo_examples
 from standins.akeneo import AkeneoStub
 from tests.conftest import akeneo_product, make_event
 
@@ -308,11 +310,19 @@ def test_other_connectors_have_no_attribute_list(settings):
 # --- limits -------------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # the threads take slots on connections of their own
 def test_no_more_than_four_calls_are_in_flight_at_once(akeneo):
     akeneo_product(akeneo, "SKU-1")
     lookup("SKU-1")  # token and API style, before the crowd
     akeneo.latency = 0.2
-    threads = [threading.Thread(target=lookup, args=("SKU-1",)) for _ in range(12)]
+
+    def lookup_on_a_thread() -> None:
+        try:
+            lookup("SKU-1")
+        finally:
+            connection.close()  # the thread's own connection
+
+    threads = [threading.Thread(target=lookup_on_a_thread) for _ in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -506,6 +516,34 @@ def test_a_refused_link_attribute_is_recorded_without_failing_the_aem_write(clie
     assert "asset links not written to Akeneo: no_such_attribute was refused (422: " in event.reason
     assert "check PIM_ASSET_LINK_ATTRIBUTE" in event.reason
     assert event.attempt_set.get().message == event.reason
+
+
+@pytest.mark.parametrize(
+    ("documented", "shown"),
+    [
+        (akeneo_examples.VALIDATION_FAILED, "The tommh value is not in the brand attribute option list. (brand)"),
+        # No `errors` list: the message is at the top level, with a documentation link.
+        (
+            akeneo_examples.UNRECOGNIZED_PROPERTY,
+            "Property 'extra_property' does not exist. Check the standard format documentation.; see "
+            "https://docs.akeneo.com/master/reference/standard_format/other_entities.html#category",
+        ),
+        (
+            akeneo_examples.UNKNOWN_DATA,
+            "The sunglasses category does not exist in your PIM. Check the expected format on the API "
+            "documentation.; see http://api.akeneo.com/api-reference.html#post_products_uuid",
+        ),
+    ],
+)
+def test_akeneos_422_is_shown_in_the_reason_whichever_form_it_takes(client, akeneo_world, documented, shown):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    akeneo.serve("PATCH", 422, documented)  # the body exactly as api.akeneo.com shows it
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED  # the AEM side is done either way
+    assert f"aem_links was refused (422: {shown}); check PIM_ASSET_LINK_ATTRIBUTE" in event.reason
 
 
 def test_without_a_link_attribute_nothing_is_written_to_akeneo(client, akeneo_world, settings):

@@ -14,6 +14,7 @@ import time_machine
 from django.utils import timezone
 
 from pimsync.models import Event, Job, PimNotification, Status
+from standins import akeneo_examples
 from tests.conftest import akeneo_product
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +66,12 @@ def deliver_legacy(client, events: list[dict], *, age: float = 0, secret: str = 
     return post(client, raw, **{"X-Akeneo-Request-Signature": signature, "X-Akeneo-Request-Timestamp": stamp})
 
 
+def deliver_legacy_raw(client, raw: bytes, *, secret: str = PRIMARY):
+    stamp = str(int(time.time()))
+    signature = sign(secret, stamp.encode() + b"." + raw)
+    return post(client, raw, **{"X-Akeneo-Request-Signature": signature, "X-Akeneo-Request-Timestamp": stamp})
+
+
 def legacy_event(n: int, identifier: str, author: str = "julia") -> dict:
     return {
         "action": "product.updated",
@@ -112,9 +119,43 @@ def test_another_signature_algorithm_is_refused(client):
     assert answer.status_code == 401 and "HmacSHA256" in answer.json()["error"]
 
 
-def test_without_secrets_the_endpoint_is_not_there(client, settings):
+def test_without_secrets_the_endpoint_asks_to_deliver_again_later_never_404(client, settings):
+    """The Event Platform suspends a subscription at once on a 404 and retries a 503
+    (https://api.akeneo.com/event-platform/key-platform-behaviors.html)."""
     settings.AKENEO_EVENT_SECRETS = []
-    assert deliver(client, cloud_event()).status_code == 404
+    for answer in (deliver(client, cloud_event()), deliver_legacy(client, [legacy_event(1, "SKU-1")])):
+        assert answer.status_code == 503
+        assert answer["Retry-After"] == "300"
+        assert "AKENEO_EVENT_SECRETS" in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+# --- how big a body may be ------------------------------------------------------------------------
+
+
+def rich_batch() -> dict:
+    """Ten events of Akeneo's documented shape, each product with long texts in six locales and two
+    channels: about 100 KB a product, 1 MB the request."""
+    return akeneo_examples.legacy_batch(extra_values=akeneo_examples.rich_values())
+
+
+def test_a_legacy_request_of_ten_rich_products_is_accepted_whole(client, settings):
+    raw = json.dumps(rich_batch(), separators=(",", ":")).encode()
+    assert 900_000 < len(raw) < 1_300_000 < settings.AKENEO_EVENT_MAX_BYTES / 3
+    settings.PIMSYNC_WEBHOOK_MAX_BYTES = 100_000  # Adobe's limit is not Akeneo's
+    answer = deliver_legacy_raw(client, raw)
+    assert answer.status_code == 200 and answer.json() == {"accepted": 10, "duplicates": 0}
+    assert PimNotification.objects.count() == 10
+
+
+def test_a_body_over_akeneos_limit_is_a_413_read_no_further(client, settings):
+    raw = json.dumps(rich_batch(), separators=(",", ":")).encode()
+    settings.AKENEO_EVENT_MAX_BYTES = len(raw) - 1
+    answer = deliver_legacy_raw(client, raw)
+    assert answer.status_code == 413 and "AKENEO_EVENT_MAX_BYTES" in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+    settings.AKENEO_EVENT_MAX_BYTES = len(raw)
+    assert deliver_legacy_raw(client, raw).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ A lease is two columns on the row it guards, `lease_token` and `lease_until`, ta
 conditional UPDATE (free, or expired) so two processes never both win, and given back or extended
 only by the token that took it. A holder that dies loses nothing but time: its lease runs out.
 Assets, the journal's cursor, the PIM poll's cursor and the write-back's per-product lock carry
-their own lease; work with no row of its own (the re-sync scheduler) takes a named `Lock`.
+their own lease; work with no row of its own (the re-sync scheduler) takes a named `Lock`. A set
+of rows leased one at a time by many holders (`acquire_any`) is a semaphore across nodes: the
+calls in flight to Akeneo (`pimsync.outbound.slots`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,32 @@ class Leased:
         except IntegrityError:
             return token if cls.objects.filter(free, pk=pk).update(**held) else None
         return token
+
+    @classmethod
+    def acquire_any(cls, pks: list, duration: timedelta) -> str | None:
+        """Take the lease of any one free row among `pks` for `duration`, with one conditional
+        UPDATE (a random free row, so takers spread over them); its token, or None while every row
+        is held or none exists (`create_missing`). Give it back with `release_any(pks, token)`."""
+        now, token = timezone.now(), uuid.uuid4().hex
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        one = cls.objects.filter(free, pk__in=pks).order_by("?").values("pk")[:1]
+        # `free` again on the row updated: of two takers that picked the same row, the one that
+        # updates it second finds it held (PostgreSQL re-checks the condition once the first one
+        # committed; SQLite runs one writer at a time) and updates nothing.
+        taken = cls.objects.filter(free, pk__in=models.Subquery(one)).update(
+            lease_token=token, lease_until=now + duration
+        )
+        return token if taken else None
+
+    @classmethod
+    def release_any(cls, pks: list, token: str) -> None:
+        """Give back the row among `pks` that `token` holds (nothing if its lease was lost)."""
+        cls.objects.filter(pk__in=pks, lease_token=token).update(lease_token="", lease_until=None)
+
+    @classmethod
+    def create_missing(cls, pks: list) -> None:
+        """Create the rows among `pks` that do not exist yet, free (one INSERT; existing rows stay)."""
+        cls.objects.bulk_create([cls(pk=pk) for pk in pks], ignore_conflicts=True)
 
     @classmethod
     def unleased(cls, pk) -> models.QuerySet:

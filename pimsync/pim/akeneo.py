@@ -8,10 +8,13 @@
 - Lookup: 7.x and SaaS find a product by its identifier attribute on the UUID endpoints; 6.x has
   only `/products/{code}`. Which one the server has is found out once per process (the UUID list
   answering 404 means 6.x), never configured.
-- Every call goes through `_call`: at most MAX_IN_FLIGHT at once per process (Akeneo allows 4
-  concurrent calls per connection: https://api.akeneo.com/documentation/good-practices.html) and
-  after a 429 no call from any process for as long as its Retry-After says (the shared "akeneo"
-  pause, `pimsync.outbound.throttle`).
+- Every call goes through `_call`: at most MAX_IN_FLIGHT at once from all processes on every node
+  together (Akeneo allows 4 concurrent calls per Connection:
+  https://api.akeneo.com/documentation/good-practices.html; `pimsync.outbound.slots`), the wait
+  for a free slot counted in the call's deadline, and after a 429 no call from any process for as
+  long as its Retry-After says (the shared "akeneo" pause, `pimsync.outbound.throttle`).
+- A refusal says what Akeneo said: the messages of a 422's `errors` list, or its top-level
+  `message` when it has no list (https://api.akeneo.com/documentation/responses.html shows both).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +35,7 @@ from django.conf import settings
 
 from pimsync.outbound import http
 from pimsync.outbound.redaction import UnsafeLink, follow, redact_url
+from pimsync.outbound.slots import Slots
 from pimsync.outbound.tokens import SharedToken
 from pimsync.pim.connectors import ChangedPage, ConfigurationError, Connector, key_segment
 
@@ -50,7 +55,8 @@ MAX_ATTRIBUTE_PAGES = 50
 POLL_OVERLAP = timedelta(seconds=1)
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
-_in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+# Akeneo's calls in flight, counted across every process (the token requests too).
+_in_flight = Slots("akeneo", MAX_IN_FLIGHT)
 # The name of Akeneo's pause after a 429, shared by every process (`pimsync.outbound.throttle`).
 PAUSE = "akeneo"
 _state: dict = {"style": {}, "attributes": {}}
@@ -94,9 +100,11 @@ def _fetch_token(previous: dict | None) -> tuple[dict, int]:
 def _grant(body: dict) -> tuple[dict, int]:
     pair = f"{settings.AKENEO_CLIENT_ID}:{settings.AKENEO_SECRET}".encode()
     headers = {"Authorization": "Basic " + base64.b64encode(pair).decode(), "Accept": "application/json"}
-    with _in_flight:
+    url = settings.PIM_BASE_URL + TOKEN_PATH
+    deadline = time.monotonic() + settings.PIMSYNC_HTTP_TIMEOUT_SECONDS
+    with _in_flight.held(deadline, f"POST {redact_url(url)}"):
         response = http.request(
-            "POST", settings.PIM_BASE_URL + TOKEN_PATH, json=body, headers=headers, error_class="pim", pause_key=PAUSE
+            "POST", url, json=body, headers=headers, error_class="pim", pause_key=PAUSE, timeout=_left(deadline)
         )
     answer = http.json_object(response, who="Akeneo's token endpoint", error_class="pim_bad_response", retryable=True)
     token, refresh = answer.get("access_token"), answer.get("refresh_token")
@@ -172,11 +180,68 @@ def _call(method: str, path_or_url: str, *, expected: tuple[int, ...] = (200,), 
 
 
 def _send(method: str, url: str, token: str, headers: dict, expected: tuple[int, ...], kwargs: dict):
+    """One call under the in-flight limit; its deadline (`timeout`, at most the HTTP timeout)
+    covers the wait for a free slot. A 4xx says what Akeneo said."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
-    with _in_flight:
-        return http.request(
-            method, url, headers=headers, expected=expected, error_class="pim", pause_key=PAUSE, **kwargs
-        )
+    kwargs = dict(kwargs)
+    seconds = min(
+        kwargs.pop("timeout", None) or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS
+    )
+    deadline = time.monotonic() + seconds
+    try:
+        with _in_flight.held(deadline, f"{method} {redact_url(url)}"):
+            return http.request(
+                method,
+                url,
+                headers=headers,
+                expected=expected,
+                error_class="pim",
+                pause_key=PAUSE,
+                timeout=_left(deadline),
+                **kwargs,
+            )
+    except http.HttpError as exc:
+        said = refusal(exc.body) if exc.status and 400 <= exc.status < 500 else ""
+        if said:
+            exc.message = f"{exc.message}: {said}"
+            exc.args = (exc.message,)
+        raise
+
+
+def _left(deadline: float) -> float:
+    """What is left of a call's deadline after waiting for its slot (a little at least: a timeout
+    of 0 would mean the default)."""
+    return max(0.001, deadline - time.monotonic())
+
+
+REFUSAL_CHARS = 300
+
+
+def refusal(body: str) -> str:
+    """What Akeneo said in an error body, as one line: the messages of its `errors` list (with the
+    attribute each is about), or else its top-level `message` and documentation link; "" when the
+    body says nothing readable. Both forms are Akeneo's own examples of a 422
+    (https://api.akeneo.com/documentation/responses.html)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, TypeError, RecursionError):  # Akeneo's body, not ours
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    errors = document.get("errors")
+    said = []
+    if isinstance(errors, list):
+        for error in errors[:3]:
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                attribute = error.get("attribute")
+                about = f" ({attribute})" if isinstance(attribute, str) and attribute else ""
+                said.append(error["message"] + about)
+    if not said and isinstance(document.get("message"), str):
+        said.append(document["message"])
+        link = _dig(document, "_links", "documentation", "href")
+        if isinstance(link, str) and link.startswith(("https://", "http://")):
+            said.append(f"see {link}")
+    return re.sub(r"\s+", " ", "; ".join(said)).strip()[:REFUSAL_CHARS]
 
 
 def _object(response, what: str) -> dict:
@@ -336,6 +401,10 @@ class AkeneoConnector(Connector):
             path = f"{API}/products/{key_segment(product.get('identifier') or '')}"
         body = {"values": {attribute: [{"locale": None, "scope": None, "data": text or None}]}}
         _call("PATCH", path, expected=(204,), json=body, headers={"Content-Type": "application/json"})
+
+    def refusal(self, error: http.HttpError) -> str:
+        """Akeneo's messages in the error's body (`refusal`)."""
+        return refusal(error.body)
 
     def changed_since(self, cursor: dict) -> Iterator[ChangedPage]:
         """Pages of products changed since the cursor (`pimsync.pim.poll` saves each page's cursor)."""

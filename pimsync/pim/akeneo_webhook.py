@@ -13,8 +13,11 @@ Two formats, told apart by their signature headers:
   up to 10 events, `X-Akeneo-Request-Signature` = hex HMAC-SHA256 of "<timestamp>.<raw body>",
   refused when `X-Akeneo-Request-Timestamp` is more than 5 minutes away from now.
 
-Any secret in AKENEO_EVENT_SECRETS may have signed (so a secret can be rotated); without any the
-endpoint answers 404.
+Any secret in AKENEO_EVENT_SECRETS may have signed (so a secret can be rotated). Without any the
+endpoint answers 503 with Retry-After, never 404: the Event Platform suspends a subscription at
+once on a 404 (https://api.akeneo.com/event-platform/key-platform-behaviors.html), while a 503 is
+retried. Bodies are limited by AKENEO_EVENT_MAX_BYTES, sized for legacy requests of 10 full
+products, apart from the limit of Adobe's batches.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 MAX_LEGACY_EVENTS = 10
 TIMESTAMP_TOLERANCE_SECONDS = 300
+# How long the 503 of an endpoint without secrets asks Akeneo to wait before delivering again.
+NOT_CONFIGURED_RETRY_AFTER_SECONDS = 300
 # A CloudEvent is deduplicated by its id while the row of its first delivery is kept; an older
 # signed body could be a replay of one whose row is gone, so it is refused. A day short of the
 # rows' age covers the senders' clocks being ahead of ours.
@@ -66,10 +71,12 @@ class Notice:
 def akeneo_webhook(request: HttpRequest) -> JsonResponse:
     """A signed notification (or a legacy batch): stored and acknowledged, handled by a task."""
     if not settings.AKENEO_EVENT_SECRETS:
-        return answer(404, "Akeneo notifications are not configured here (AKENEO_EVENT_SECRETS)")
-    body = read_body(request, settings.PIMSYNC_WEBHOOK_MAX_BYTES)
+        refused = answer(503, "Akeneo notifications are not configured here yet (AKENEO_EVENT_SECRETS)")
+        refused["Retry-After"] = str(NOT_CONFIGURED_RETRY_AFTER_SECONDS)
+        return refused
+    body = read_body(request, settings.AKENEO_EVENT_MAX_BYTES)
     if body is None:
-        return answer(413, f"body is over the {settings.PIMSYNC_WEBHOOK_MAX_BYTES} byte limit")
+        return answer(413, f"body is over the {settings.AKENEO_EVENT_MAX_BYTES} byte limit (AKENEO_EVENT_MAX_BYTES)")
     headers = {name.lower(): value for name, value in request.headers.items()}
     problem = unsigned(body, headers, settings.AKENEO_EVENT_SECRETS)
     if problem:

@@ -68,6 +68,10 @@ class Connector:
         """Pages of products changed since `cursor` (a PIM without such a search yields nothing)."""
         return iter(())
 
+    def refusal(self, error: http.HttpError) -> str:
+        """What the PIM said when it refused a call, as one line for a reason ("": nothing readable)."""
+        return ""
+
 
 @dataclass
 class ChangedPage:

@@ -18,7 +18,6 @@ time an asset of the product is enriched.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 
@@ -101,18 +100,14 @@ def _write_locked(connector, product_key: str, product: dict, read_at: datetime,
         return False, f"asset links not written to {connector.label}: {exc}"
     except http.HttpError as exc:
         log.warning("asset links of %s not written: %s", product_key, exc.message)
-        return False, f"asset links not written to {connector.label}: {_refusal(exc, attribute)}"
+        return False, f"asset links not written to {connector.label}: {_refusal(connector, exc, attribute)}"
     return True, f"{count} asset link{'s' if count != 1 else ''} written to {connector.label} ({attribute})"
 
 
-def _refusal(exc: http.HttpError, attribute: str) -> str:
-    """Akeneo's validation message for a 422 (the attribute does not exist, is not text…)."""
+def _refusal(connector: connectors.Connector, exc: http.HttpError, attribute: str) -> str:
+    """The PIM's validation message for a 422 (the attribute does not exist, is not text…)."""
     if exc.status == 422:
-        try:
-            errors = json.loads(exc.body).get("errors") or []
-            said = "; ".join(str(e.get("message", ""))[:200] for e in errors[:3] if isinstance(e, dict))
-        except (ValueError, AttributeError, RecursionError):  # Akeneo's body, not ours
-            said = ""
+        said = connector.refusal(exc)
         return f"{attribute} was refused (422{': ' + said if said else ''}); check PIM_ASSET_LINK_ATTRIBUTE"
     return f"{exc.message}; written again at the next enrichment of this product"
 
