@@ -23,9 +23,9 @@ from bench.load import percentile, run
 from bench.report import note, report
 from bench.signing import signed_requests
 from bench.stack import Stack
-from pimsync import resync, throttle
-from pimsync.clients import http
-from pimsync.models import ENRICHED, Asset, Event, Job, StaleCause, SyncState
+from pimsync import resync
+from pimsync.models import OUTCOMES, Asset, Event, Job, StaleCause, SyncState
+from pimsync.outbound import http, throttle
 
 FOLDER = "/content/dam/pimsync-demo/products/"
 # Live uploads during the fairness runs are assets numbered from here (never a re-synced one).
@@ -65,14 +65,14 @@ def forget_written(stack: Stack) -> None:
 
 
 def finished_times(job: Job) -> list[datetime]:
-    return sorted(Event.objects.filter(job=job, status__in=ENRICHED).values_list("finished_at", flat=True))
+    return sorted(Event.objects.filter(job=job, status__in=OUTCOMES).values_list("finished_at", flat=True))
 
 
 def wait_for_job(job: Job, count: int, timeout: float) -> int:
     """Poll until `count` of the job's events finished (or `timeout` passed); how many did."""
     deadline = time.monotonic() + timeout
     while True:
-        done = Event.objects.filter(job=job, status__in=ENRICHED).count()
+        done = Event.objects.filter(job=job, status__in=OUTCOMES).count()
         if done >= count or time.monotonic() > deadline:
             return done
         time.sleep(1)
@@ -160,13 +160,13 @@ def fairness_run(stack: Stack, with_priority: bool) -> dict:
     ended = timezone.now()
     webhook = Event.objects.filter(arrived_by="webhook")
     deadline = time.monotonic() + 600
-    while webhook.filter(status__in=ENRICHED).count() < live and time.monotonic() < deadline:
+    while webhook.filter(status__in=OUTCOMES).count() < live and time.monotonic() < deadline:
         time.sleep(1)
     latencies = [
         (f - r).total_seconds()
-        for r, f in webhook.filter(status__in=ENRICHED).values_list("received_at", "finished_at")
+        for r, f in webhook.filter(status__in=OUTCOMES).values_list("received_at", "finished_at")
     ]
-    during = Event.objects.filter(job=job, status__in=ENRICHED, finished_at__range=(began, ended)).count()
+    during = Event.objects.filter(job=job, status__in=OUTCOMES, finished_at__range=(began, ended)).count()
     if helper:
         helper.stop.set()
         helper.join()

@@ -13,11 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.load import build_request
-from tests.stubs import CLIENT_ID, CLIENT_SECRET  # the credentials the IMS stand-in accepts
+from standins.adobe import CLIENT_ID, SOURCE  # the client and the AEM environment the stand-ins play
 
-__all__ = ["CLIENT_ID", "CLIENT_SECRET", "KEY_PATH", "SOURCE", "event", "signed_headers", "signed_requests", "signer"]
-
-SOURCE = "acct:aem-p12345-e67890@adobe.com"
 KEY_PATH = "/prod/keys/pub-key-bench.pem"
 
 

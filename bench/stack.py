@@ -16,7 +16,7 @@ from django.db import connection
 
 from bench.processes import ROOT, Processes, ensure_database, free_port, gunicorn, wait_port
 from bench.signing import event, signer
-from bench.stubs import State, StubServer, pimsync_environment
+from standins.peers import State, StubServer, pimsync_environment
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/pimsync_bench"
 

@@ -306,7 +306,7 @@ class EventAdmin(MachineWrittenAdmin):
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        event = get_object_or_404(Event, pk=object_id)
+        event = self.shown_object(request, object_id)
         attempts = list(event.attempt_set.all())
         extra_context = {
             **(extra_context or {}),

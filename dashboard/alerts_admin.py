@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from dashboard.sites import MachineWrittenAdmin
-from pimsync.alerts import TITLES, link_of
+from pimsync.alerts.monitor import TITLES, link_of
 
 
 class AlertAdmin(MachineWrittenAdmin):

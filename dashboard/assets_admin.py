@@ -169,7 +169,7 @@ class AssetAdmin(MachineWrittenAdmin):
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        asset = get_object_or_404(Asset, pk=unquote(object_id))
+        asset = self.shown_object(request, object_id)
         events = Event.objects.filter(asset_id=asset.asset_id).defer("payload").order_by("-received_at", "-id")
         shown = list(events[: ASSET_EVENTS + 1])
         extra_context = {

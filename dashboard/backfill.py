@@ -15,6 +15,10 @@ RESYNC_PERMISSION = "pimsync.resync_asset"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # Paths looked up in AEM within one request (four at a time); a larger export is the command's job.
 MAX_LOOKUPS = 1000
+# The upload holds a web thread while AEM answers: after this long no lookup starts or waits for
+# AEM's Retry-After, and the rows left are reported to be run again (a lookup under way still
+# ends within PIMSYNC_HTTP_TIMEOUT_SECONDS).
+UPLOAD_SECONDS = 20.0
 SHOWN_PROBLEMS = 500
 
 
@@ -52,6 +56,7 @@ def upload(request, admin_site):
                 name,
                 dry_run=form.cleaned_data["dry_run"],
                 max_lookups=MAX_LOOKUPS,
+                time_limit=UPLOAD_SECONDS,
                 user=request.user,
             )
         except backfill.BackfillError as exc:
@@ -66,5 +71,6 @@ def upload(request, admin_site):
         "problems": report.problems[:SHOWN_PROBLEMS] if report else [],
         "hidden_problems": max(0, len(report.problems) - SHOWN_PROBLEMS) if report else 0,
         "max_lookups": MAX_LOOKUPS,
+        "upload_seconds": int(UPLOAD_SECONDS),
     }
     return TemplateResponse(request, "admin/pimsync/asset/backfill.html", context, status=400 if error else 200)

@@ -15,7 +15,8 @@ from collections import Counter
 from itertools import islice
 
 from pimsync import mapping
-from pimsync.clients import http, pim
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 MAX_NODES = 2000
 MAX_DEPTH = 12
@@ -74,10 +75,6 @@ def _literal(value: object) -> str:
     if isinstance(value, str) and _SAFE_LITERAL.fullmatch(value):
         return f"'{value}'"
     return ""
-
-
-def _same(other: object, item: dict, keys: list[str]) -> bool:
-    return isinstance(other, dict) and all(key in other and other[key] == item[key] for key in keys)
 
 
 def expression(steps: list[str], projections: int) -> str:
@@ -173,9 +170,9 @@ def answer(key: str) -> tuple[int, dict]:
         return 400, {"error": "Type the key of a product to pick its fields from."}
     try:
         mapping.check_product_key(key)
-        connector = pim.connector()
+        connector = connectors.connector()
         product = connector.get_product(key)
-    except (mapping.MappingError, pim.ConfigurationError) as exc:
+    except (mapping.MappingError, connectors.ConfigurationError) as exc:
         return 400, {"error": str(exc)}
     except http.HttpError as exc:
         return 502, {"error": f"The PIM could not be read: {exc.message}"}

@@ -24,8 +24,10 @@ from dashboard import field_picker
 from dashboard.preview import preview
 from dashboard.sites import RESYNC_PERMISSION
 from pimsync import mapping, resync
-from pimsync.clients import http, pim
+from pimsync.middleware import upload_limit
 from pimsync.models import Event, Job, MappingConfig, MappingRule
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 # The re-sync the mapping page offers, recorded in the job history as its why.
 OFFER_WHY = "mapping changed"
@@ -93,8 +95,8 @@ def pim_attributes(request) -> tuple[list[dict] | None, str]:
     read; asked once per request, so a PIM that is down costs one timeout, not one per form."""
     if not hasattr(request, "_pimsync_attributes"):
         try:
-            found, notice = pim.connector().attributes(), ""
-        except (http.HttpError, pim.ConfigurationError) as exc:
+            found, notice = connectors.connector().attributes(), ""
+        except (http.HttpError, connectors.ConfigurationError) as exc:
             found = None
             notice = f"The PIM's attribute list could not be read ({exc}): type attribute codes instead."
         if found is not None and not isinstance(found, list):
@@ -180,6 +182,8 @@ class MappingConfigAdmin(admin.ModelAdmin):
             resync.mapping_changed(request.user)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.has_view_or_change_permission(request):  # before the PIM is asked anything
+            raise PermissionDenied
         attributes, notice = pim_attributes(request)
         extra = {
             "attribute_notice": notice,
@@ -267,6 +271,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="pimsync-mappings-{timezone.now():%Y%m%d-%H%M}.json"'
         return response
 
+    @upload_limit(mapping.MAX_FILE_BYTES)
     def import_view(self, request):
         """Replace every rule from an uploaded JSON file, or say what is wrong with it and change nothing."""
         config = MappingConfig.load()
@@ -344,10 +349,8 @@ def _form_errors(form, formsets) -> list[str]:
 def _import(upload) -> tuple[list[str], int]:
     """Import the uploaded file through `mapping.import_config`: its problems (none: imported) and rule count."""
     try:
-        document = json.loads(upload.read().decode("utf-8"))
-        _, rules = mapping.import_config(document)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [f"{upload.name} is not a UTF-8 JSON file: {exc}"], 0
+        # Never more than the cap is read, whatever the upload's size says.
+        _, rules = mapping.import_config(mapping.read_file(upload.read(mapping.MAX_FILE_BYTES + 1), upload.name))
     except ValidationError as exc:
         return exc.messages, 0
     return [], len(rules)

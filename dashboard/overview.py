@@ -18,11 +18,14 @@ from django.db.models import Count
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from pimsync import journal, throttle, wakeups
-from pimsync.alerts import TITLES
+from pimsync import wakeups
+from pimsync.adobe import journal
+from pimsync.alerts.monitor import TITLES
 from pimsync.checks import configuration
-from pimsync.clients.http import without_credentials
-from pimsync.models import ENRICHED, PENDING, Alert, Asset, Event, Heartbeat, Status, SyncState
+from pimsync.models import OUTCOMES, PENDING, Alert, Asset, DoctorRun, Event, Heartbeat, Status, SyncState
+from pimsync.outbound import throttle
+from pimsync.outbound.redaction import without_credentials
+from pimsync.pim import akeneo
 from pimsync.retention import HEARTBEAT, retention_days, retention_failed_days
 from pimsync.stats import percentile
 
@@ -59,7 +62,7 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
     newest LATENCY_SAMPLE finished events, so the page stays fast at any volume)."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
-    finished = Event.objects.filter(finished_at__gte=start, status__in=ENRICHED)
+    finished = Event.objects.filter(finished_at__gte=start, status__in=OUTCOMES)
     counts = finished.annotate(hour=TruncHour("finished_at")).values("hour", "status").annotate(n=Count("id"))
     for row in counts.order_by():
         index = int((row["hour"] - start).total_seconds() // 3600)
@@ -118,11 +121,9 @@ def warnings(now) -> list[str]:
 
 def pim_connection_problem() -> str | None:
     """Why pimsync cannot reach Akeneo, from a connection test each web process makes at most
-    every few minutes (pimsync.clients.akeneo.connection_problem), so a page view does not call it."""
+    every few minutes (pimsync.pim.akeneo.connection_problem), so a page view does not call it."""
     if settings.PIM_CONNECTOR != "akeneo":
         return None
-    from pimsync.clients import akeneo
-
     if akeneo.missing_settings():
         return None  # the system checks above name the missing variables
     problem = akeneo.connection_problem()
@@ -171,4 +172,6 @@ def build(now=None) -> dict:
         "journal": journal.state(now),
         # A system that answered 429: no worker calls it before the pause ends (one row per system).
         "pauses": throttle.active(now),
+        # The last `manage.py doctor` run: when, how many checks passed or failed, the failing lines.
+        "doctor": DoctorRun.last(),
     }

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pimsync import mapping
-from pimsync.clients import aem, http, pim
+from pimsync.adobe import aem
 from pimsync.models import Event, MappingConfig, MappingRule
+from pimsync.outbound import http
+from pimsync.pim import connectors
 
 
 @dataclass
@@ -88,8 +90,8 @@ def _fetch(result: PreviewResult, config: MappingConfig, key: str) -> dict | Non
         if result.asset is not None:
             metadata = aem.get_metadata(result.asset.asset_id).values
         result.key = key or mapping.product_key(result.asset, config, metadata)
-        result.product = pim.connector().get_product(result.key)
-    except (mapping.MappingError, pim.ConfigurationError) as exc:
+        result.product = connectors.connector().get_product(result.key)
+    except (mapping.MappingError, connectors.ConfigurationError) as exc:
         result.problems.append(str(exc))
     except http.HttpError as exc:
         result.problems.append(exc.message)

@@ -17,6 +17,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ TIME_LIMIT = 240  # seconds per drill, setup and teardown included
 HOW_TO_READ = """\
 Each drill runs on the one machine: a private PostgreSQL cluster (initdb in a temporary folder, a
 free port, thrown away afterwards), gunicorn (gthread, 2 processes x 4 threads) for the webhook, one
-`manage.py qcluster` (2 processes x 8 threads), the IMS/AEM/PIM/key-server stand-ins of `bench/`
+`manage.py qcluster` (2 processes x 8 threads), the IMS/AEM/PIM/key-server stand-ins of `standins/`
 (20 ms on every PIM and AEM call) and a sender that posts 600 signed events (single deliveries and
 batches of 5; every tenth event is a second event for an earlier asset) at 60 deliveries/s. Time is
 compressed: backoff base 1 s, task timeout 8 s, the sweeper every second (deployed: every minute).
@@ -87,8 +88,6 @@ class _Timer:
     """SIGTERM a drill that overruns its limit (it still tears its database down), then SIGKILL."""
 
     def __init__(self, child: subprocess.Popen, deadline: float) -> None:
-        import threading
-
         self.fired = False
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._watch, args=(child, deadline), daemon=True)

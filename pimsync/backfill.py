@@ -6,13 +6,19 @@ Two CSV shapes are read, told apart by their header row:
   path of each asset; other columns (`dc:title {{String}}`, …) are ignored except `dc:format`,
   which gives the asset's type
   (https://experienceleague.adobe.com/en/docs/experience-manager-cloud-service/content/assets/manage/metadata-import-export).
-- `asset_id,path`: ids (`urn:aaid:aem:<uuid>`) already known, so AEM is not asked.
+- `asset_id,path`: ids (`urn:aaid:aem:<uuid>`) already known, each pair checked in AEM.
 
 An asset id is `urn:aaid:aem:` + the `jcr:uuid` of the asset's node (`aem.asset_id_for_path`), so
-every path of an export costs one GET on the author service; they run on a few threads. A bad row
+every path costs one GET on the author service; they run on a few threads. A pair's id must be the
+one AEM gives for its path: the path decides which product's values the asset gets, so an id
+written beside another asset's path would have pimsync overwrite (and, with write-back, link from
+the product) an asset that is not that product's. A bad row
 is reported with its line number and the reason, and skipped; the good ones go on. Registering
 never touches an asset pimsync already knows (its state stays what it is); new ones start as
 "never synced", and all of them are then re-synced in jobs of at most `resync.MAX_ASSET_IDS`.
+Path lookups and folders' assets use AEM's classic endpoints, with AEM_SERVICE_CREDENTIALS when it
+is set (`pimsync.adobe.aem`); when AEM refuses the credential the whole backfill stops and says
+which credential those endpoints need.
 The command (`manage.py backfill`) and the dashboard's upload form both call `run_csv`.
 """
 
@@ -25,13 +31,15 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import PurePosixPath
 
 from django.db import connection
 
 from pimsync import mapping, resync
-from pimsync.clients import aem, http, ims
-from pimsync.models import Asset, Job, SyncState
+from pimsync.adobe import aem
+from pimsync.models import Asset, Job
+from pimsync.outbound import http
 
 ASSET_ID = re.compile(r"^urn:aaid:aem:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # AEM is asked this many paths at once: enough to hide the round trips, few enough not to look
@@ -44,6 +52,9 @@ MAX_LOOKUP_WAIT = 30.0
 # A folder walk stops here (and says so): a typo like --folder /content/dam must not run for days.
 MAX_FOLDERS = 100_000
 MAX_ASSETS = 1_000_000
+# Why a row was skipped when a time-limited backfill (the upload form's) had no time left for it.
+NOT_LOOKED_UP = "not looked up in AEM before this backfill's time ran out: run this row again"
+GAVE_UP = "not tried again: this backfill's time ran out"
 
 Progress = Callable[[str], None]
 
@@ -83,6 +94,7 @@ class Report:
     new: int = 0
     known: int = 0
     jobs: list[Job] = field(default_factory=list)
+    out_of_time: int = 0  # rows skipped because the backfill's time ran out
 
     def summary(self) -> str:
         verb = "would register" if self.dry_run else "registered"
@@ -92,6 +104,8 @@ class Report:
         )
         if self.jobs:
             text += f" Re-sync job(s): {', '.join(str(job.pk) for job in self.jobs)}."
+        if self.out_of_time:
+            text += f" {self.out_of_time} row(s) were not looked up in time: run them again."
         return text
 
 
@@ -175,20 +189,25 @@ def _problem(row: Row, seen: dict[str, int]) -> Problem | None:
 
 
 def walk(folder: str, progress: Progress | None = None) -> tuple[list[Row], list[Problem]]:
-    """Every asset under `folder` and its sub-folders (the classic Assets HTTP API's listings)."""
+    """Every asset under `folder` and its sub-folders: the sub-folders from the Folders API (the
+    OAuth Server-to-Server token), each folder's assets from the classic Assets HTTP API (the
+    only documented listing of assets)."""
     problem = aem.path_problem(folder, folder=True)
     if problem:
         raise BackfillError(f"{folder}: {problem}")
-    folders, rows, problems, listed = [folder.rstrip("/")], [], [], 0
+    folders, rows, problems, listed = [folder.rstrip("/") or aem.DAM_ROOT], [], [], 0
     while folders and listed < MAX_FOLDERS and len(rows) < MAX_ASSETS:
         current = folders.pop()
         listed += 1
         try:
+            children = aem.folder(current).children
             for page in _pages(current):
-                folders.extend(page.folders)
                 rows.extend(Row(0, path) for path in page.assets)
+            folders.extend(children)
         except http.HttpError as exc:
             if listed == 1:
+                if exc.status == 404:
+                    raise BackfillError(f"cannot list {folder}: AEM has no folder there (404)") from None
                 raise BackfillError(f"cannot list {folder}: {exc.message}") from None
             problems.append(Problem(0, current, f"cannot list this folder: {exc.message}"))
         if progress and listed % 100 == 0:
@@ -211,22 +230,32 @@ def _pages(folder: str) -> Iterator[aem.FolderPage]:
 # --- resolving and registering -------------------------------------------------------------------
 
 
-def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None = None) -> list[Row]:
-    """The rows with their asset ids: those without one are looked up in AEM, a few at a time;
-    a path AEM does not answer for becomes a problem."""
-    todo = [row for row in rows if not row.asset_id]
-    if todo:
-        ims.get_token()  # once, here: the threads then share the process's copy
+def resolve(
+    rows: list[Row], problems: list[Problem], progress: Progress | None = None, deadline: float | None = None
+) -> list[Row]:
+    """The rows whose asset AEM confirms: every path is looked up in AEM, a few at a time, and
+    gives the row its id or, when the row named one, must give that id; a path AEM does not
+    answer for, or answers for with another id, becomes a problem. With a `deadline`
+    (`time.monotonic()`), no lookup starts or waits to be repeated after it: those rows become
+    problems too, and a lookup under way ends within its HTTP timeout. AEM refusing the
+    credential ends the whole backfill (the HttpError is raised)."""
+    if rows:
+        aem.classic_token()  # once, here: the threads then share the process's copy
+    found = []
     with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="pimsync-backfill") as pool:
-        for done, (row, reason) in enumerate(pool.map(_lookup, todo), 1):
+        for done, (row, reason) in enumerate(pool.map(partial(_lookup, deadline=deadline), rows), 1):
+            if isinstance(reason, http.HttpError):
+                # AEM refuses the credential: every other path would be refused the same way.
+                pool.shutdown(cancel_futures=True)
+                raise reason
             if reason:
                 problems.append(Problem(row.line, row.path, reason))
+            else:
+                found.append(row)
             if progress and done % PROGRESS_EVERY == 0:
-                progress(f"  {done}/{len(todo)} path(s) looked up in AEM")
+                progress(f"  {done}/{len(rows)} path(s) looked up in AEM")
     good, first = [], {}
-    for row in rows:
-        if not row.asset_id:
-            continue
+    for row in found:
         if row.asset_id in first:
             problems.append(Problem(row.line, row.path, f"the same asset as {first[row.asset_id]}"))
             continue
@@ -236,21 +265,33 @@ def resolve(rows: list[Row], problems: list[Problem], progress: Progress | None 
     return good
 
 
-def _lookup(row: Row) -> tuple[Row, str]:
-    """Find the row's asset id in AEM; a retryable failure (429, 5xx, a timeout) is tried again a
-    few times, after AEM's Retry-After when it sent one."""
+def _lookup(row: Row, deadline: float | None = None) -> tuple[Row, str | http.HttpError]:
+    """Find the row's asset id in AEM, or check the one it names; a retryable failure (429, 5xx,
+    a timeout) is tried again a few times, after AEM's Retry-After when it sent one, unless that
+    would pass the deadline. A refused credential comes back as the error itself: it ends the
+    whole backfill."""
     try:
         for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            if deadline is not None and time.monotonic() >= deadline:
+                return row, NOT_LOOKED_UP
             try:
-                row.asset_id = aem.asset_id_for_path(row.path)
-                return row, ""
+                found = aem.asset_id_for_path(row.path)
             except http.HttpError as exc:
                 if exc.status == 404:
                     return row, "AEM has no asset at this path (404)"
+                if exc.error_class == "aem_credentials":
+                    return row, exc
                 if not exc.retryable or attempt == LOOKUP_ATTEMPTS:
                     return row, exc.message
-                wait = exc.retry_after if exc.retry_after is not None else 2**attempt
-                time.sleep(min(wait, MAX_LOOKUP_WAIT))
+                wait = min(exc.retry_after if exc.retry_after is not None else 2**attempt, MAX_LOOKUP_WAIT)
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    return row, f"{exc.message}; {GAVE_UP}"
+                time.sleep(wait)
+                continue
+            if row.asset_id and row.asset_id != found:
+                return row, f"AEM's asset at this path is {found}, not {row.asset_id}"
+            row.asset_id = found
+            return row, ""
         return row, "not looked up"  # unreachable: the loop always returns
     finally:
         # The lookup threads die with the pool: close the connection each one opened (to read AEM's
@@ -277,14 +318,8 @@ def register(rows: list[Row], why: str, user=None) -> tuple[int, int, list[Job]]
 
 def _asset(row: Row, config) -> Asset:
     name = PurePosixPath(row.path).name
-    asset = Asset(
-        asset_id=row.asset_id,
-        path=row.path,
-        name=name[:255],
-        mime_type=row.mime_type,
-        state=SyncState.NEVER_SYNCED,
-        state_reason="registered by a backfill",
-        known_from="backfill",
+    asset = Asset.registered(
+        row.asset_id, row.path, name[:255], row.mime_type, known_from="backfill", why="registered by a backfill"
     )
     try:  # known before the first sync, so a PIM change finds it; metadata keys come with the sync
         asset.product_key = mapping.product_key(asset.ref, config)
@@ -303,17 +338,19 @@ def run_csv(
     dry_run: bool = False,
     progress: Progress | None = None,
     max_lookups: int | None = None,
+    time_limit: float | None = None,
     user=None,
 ) -> Report:
-    """Read, resolve, register and re-sync the assets of a CSV (see the module docstring)."""
+    """Read, resolve, register and re-sync the assets of a CSV (see the module docstring); with a
+    `time_limit` in seconds, the rows AEM has not answered for by then are skipped (`resolve`)."""
+    deadline = time.monotonic() + time_limit if time_limit is not None else None
     rows, problems, count = read_csv(text)
-    lookups = sum(1 for row in rows if not row.asset_id)
-    if max_lookups is not None and lookups > max_lookups:
+    if max_lookups is not None and len(rows) > max_lookups:
         raise BackfillError(
-            f"{lookups} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
+            f"{len(rows)} paths would have to be looked up in AEM, more than the {max_lookups} done here: "
             "run `python manage.py backfill FILE` on the server instead"
         )
-    return _finish(Report(source, dry_run, count), rows, problems, progress, user)
+    return _finish(Report(source, dry_run, count), rows, problems, progress, user, deadline)
 
 
 def run_folder(folder: str, *, dry_run: bool = False, progress: Progress | None = None) -> Report:
@@ -322,13 +359,21 @@ def run_folder(folder: str, *, dry_run: bool = False, progress: Progress | None 
     return _finish(Report(folder, dry_run, len(rows)), rows, problems, progress)
 
 
-def _finish(report: Report, rows: list[Row], problems: list[Problem], progress: Progress | None, user=None) -> Report:
+def _finish(
+    report: Report,
+    rows: list[Row],
+    problems: list[Problem],
+    progress: Progress | None,
+    user=None,
+    deadline: float | None = None,
+) -> Report:
     """Resolve, then register and re-sync (as `user`, who started it) unless it is a dry run."""
     try:
-        report.good = resolve(rows, problems, progress)
-    except http.HttpError as exc:  # no IMS token: nothing can be looked up
+        report.good = resolve(rows, problems, progress, deadline)
+    except http.HttpError as exc:  # no token, or AEM refuses it: nothing can be looked up
         raise BackfillError(f"cannot ask AEM: {exc.message}") from None
     report.problems = problems
+    report.out_of_time = sum(1 for p in problems if p.reason == NOT_LOOKED_UP or p.reason.endswith(GAVE_UP))
     if report.dry_run:
         ids = [row.asset_id for row in report.good]
         report.known = sum(

@@ -5,7 +5,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from pimsync.clients.http import without_credentials
+from pimsync.adobe import aem, service_credentials
+from pimsync.outbound.redaction import without_credentials
+from pimsync.pim import akeneo
 from pimsync.retention import MINIMUM_DAYS
 
 
@@ -41,8 +43,27 @@ def _adobe() -> list:
         )
     if not settings.PIMSYNC_SANDBOX and not settings.AEM_AUTHOR_URL:
         problems.append(Warning("AEM_AUTHOR_URL is not set: nothing can be written to AEM", id="pimsync.W003"))
+    if settings.AEM_PATCH_PATH_STYLE not in aem.PATH_STYLES:
+        problems.append(
+            Error(
+                f"AEM_PATCH_PATH_STYLE={settings.AEM_PATCH_PATH_STYLE[:40]!r} is not one of: "
+                + ", ".join(aem.PATH_STYLES),
+                hint="Leave it unset (pointer) unless `manage.py doctor --write-test` says AEM wants another style.",
+                id="pimsync.E012",
+            )
+        )
     if not settings.PIMSYNC_SANDBOX and settings.AEM_AUTHOR_URL and not settings.ADOBE_CLIENT_SECRET:
         problems.append(Warning("ADOBE_CLIENT_SECRET is not set: no IMS token can be requested", id="pimsync.W004"))
+    credential_problem = service_credentials.problem()
+    if credential_problem:
+        problems.append(
+            Error(
+                credential_problem,
+                hint="Set it to the JSON of a technical account from AEM's Developer Console (Integrations), "
+                "or to the path of that file; unset, a backfill uses the OAuth Server-to-Server token.",
+                id="pimsync.E013",
+            )
+        )
     return problems
 
 
@@ -91,12 +112,20 @@ def _pim() -> list:
         problems.append(
             Error(f"PIM_CONNECTOR={settings.PIM_CONNECTOR!r} is not rest, akeneo or demo", id="pimsync.E004")
         )
+    if settings.AKENEO_EVENT_SECRETS and settings.PIM_CONNECTOR != "akeneo":
+        problems.append(
+            Warning(
+                f"AKENEO_EVENT_SECRETS is set but PIM_CONNECTOR={settings.PIM_CONNECTOR}: Akeneo's notifications "
+                "are stored, but the products they name cannot be read from this PIM",
+                hint="Set PIM_CONNECTOR=akeneo, or unset AKENEO_EVENT_SECRETS.",
+                id="pimsync.W009",
+            )
+        )
     return problems
 
 
 def _akeneo() -> list:
     """What the Akeneo connector needs, by name (secrets are named, never shown)."""
-    from pimsync.clients import akeneo
 
     problems = []
     missing = akeneo.missing_settings()
@@ -131,7 +160,6 @@ def _akeneo() -> list:
 @register(deploy=True)
 def akeneo_connection(app_configs, **kwargs):
     """`manage.py check --deploy`: whether Akeneo accepts the Connection now (one token and one call)."""
-    from pimsync.clients import akeneo
 
     if settings.PIM_CONNECTOR != "akeneo" or akeneo.missing_settings():
         return []
@@ -141,6 +169,48 @@ def akeneo_connection(app_configs, **kwargs):
         where = without_credentials(settings.PIM_BASE_URL)
         return [Error(f"cannot use Akeneo at {where}: {problem}", id="pimsync.E008")]
     return []
+
+
+# An HMAC key shorter than this can be guessed offline from one signed request.
+MIN_SECRET_BYTES = 16
+
+
+@register(deploy=True)
+def exposure(app_configs, **kwargs):
+    """`manage.py check --deploy`: what is open or weak when deployed (secrets are named, never shown)."""
+    problems = []
+    if not settings.DEBUG and not settings.PIMSYNC_METRICS_TOKEN:
+        problems.append(
+            Warning(
+                "PIMSYNC_METRICS_TOKEN is not set: anyone who reaches /metrics reads pimsync's figures",
+                hint="Set PIMSYNC_METRICS_TOKEN and give Prometheus the same bearer token.",
+                id="pimsync.W050",
+            )
+        )
+    webhook_secrets = [secret.strip() for secret in settings.PIM_WEBHOOK_SECRET.split(",") if secret.strip()]
+    for name, secrets in (
+        ("PIM_WEBHOOK_SECRET", webhook_secrets),
+        ("AKENEO_EVENT_SECRETS", settings.AKENEO_EVENT_SECRETS),
+    ):
+        if any(len(secret.encode()) < MIN_SECRET_BYTES for secret in secrets):
+            problems.append(
+                Warning(
+                    f"{name} holds a secret shorter than {MIN_SECRET_BYTES} bytes: a signed request can be "
+                    "forged once it is guessed",
+                    hint="Use a random secret of 32 characters or more (e.g. `openssl rand -hex 32`).",
+                    id="pimsync.W051",
+                )
+            )
+    if settings.PIM_CONNECTOR == "akeneo" and urlsplit(settings.PIM_BASE_URL).scheme.lower() == "http":
+        problems.append(
+            Warning(
+                "PIM_BASE_URL is http://: Akeneo's password grant sends the Connection's secret and its "
+                "user's password, and every token, unencrypted",
+                hint="Use Akeneo's https:// address.",
+                id="pimsync.W052",
+            )
+        )
+    return problems
 
 
 def _environment() -> list:

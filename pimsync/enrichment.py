@@ -11,9 +11,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from pimsync import mapping, pim_links
-from pimsync.clients import aem, http, pim
+from pimsync import mapping
+from pimsync.adobe import aem
 from pimsync.models import Asset, Event, MappingConfig, Status
+from pimsync.outbound import http
+from pimsync.pim import connectors, writeback
 
 # A 412 means someone wrote between our GET and PATCH: read again and recompute, a few times.
 MAX_CONFLICT_ROUNDS = 3
@@ -77,7 +79,7 @@ def enrich(event: Event) -> Result:
         aem.check_not_paused()
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
-        connector = pim.connector()
+        connector = connectors.connector()
         read_at = timezone.now()
         product = connector.get_product(key)
         if product is None:
@@ -93,7 +95,7 @@ def enrich(event: Event) -> Result:
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
         return outcome
-    except pim.ConfigurationError as exc:
+    except connectors.ConfigurationError as exc:
         outcome.error_class, outcome.reason = "config", str(exc)
         return outcome
     except http.HttpError as exc:
@@ -101,12 +103,12 @@ def enrich(event: Event) -> Result:
 
 
 def _write_back(
-    connector: pim.Connector, outcome: Result, asset: mapping.AssetRef, product: dict, read_at: datetime
+    connector: connectors.Connector, outcome: Result, asset: mapping.AssetRef, product: dict, read_at: datetime
 ) -> Result:
-    """After a good write to AEM, the product's asset links in the PIM (pimsync.pim_links); what
+    """After a good write to AEM, the product's asset links in the PIM (pimsync.pim.writeback); what
     happened there is added to the reason and never changes the AEM outcome."""
-    if outcome.status in (Status.SUCCEEDED, Status.UNCHANGED) and pim_links.enabled(connector):
-        note = pim_links.write(connector, outcome.product_key, product, read_at, asset)
+    if outcome.status in (Status.SUCCEEDED, Status.UNCHANGED) and writeback.enabled(connector):
+        note = writeback.write(connector, outcome.product_key, product, read_at, asset)
         if note:
             outcome.reason = f"{outcome.reason}; {note}"
     return outcome
@@ -133,7 +135,7 @@ def _write(
             outcome.reason = "AEM already holds the mapped values"
             return outcome
         try:
-            response = aem.patch_metadata(asset.asset_id, planned.operations, metadata.etag)
+            response = aem.patch_metadata(asset.asset_id, aem.json_patch(planned.changes), metadata.etag)
         except http.HttpError as exc:
             if exc.status == 412:
                 metadata = None  # someone else wrote first: read again, recompute

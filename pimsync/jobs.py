@@ -1,19 +1,21 @@
-"""Background jobs: retries of thousands of events, run by a worker in batches with visible progress.
+"""Background jobs run in time slices (`run_in_slices`: retries here, mapping checks in
+`pimsync.resync`), and retries of thousands of events with visible progress.
 
 A request creates a `Job` row (what to retry, who asked, how many) and queues one django-q2 task;
 the task retries the selected events in id order, `BATCH_SIZE` per transaction, through the one
-retry code path (`pipeline.retry`). Each batch and the job's new position commit together, so a
-worker that dies mid-batch leaves the batch undone and the position where it was: a re-run goes on
-from there and never retries an event twice. A task runs for at most `SLICE_SECONDS` and then queues
-its continuation, well inside django-q2's task timeout. The sweeper calls `requeue_stale` every
-minute: an active job whose heartbeat is older than the task timeout lost its worker (or its task:
-Redis has no delivery receipts) and is queued again.
+retry code path (`EventQuerySet.retry`, as the Retry button). Each batch and the job's new
+position commit together, so a worker that dies mid-batch leaves the batch undone and the position
+where it was: a re-run goes on from there and never retries an event twice. A task runs for at
+most `SLICE_SECONDS` and then queues its continuation, well inside django-q2's task timeout. The
+sweeper calls `requeue_stale` every minute: an active job whose heartbeat is older than the task
+timeout lost its worker (or its task: Redis has no delivery receipts) and is queued again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,9 +23,9 @@ from django.db import OperationalError, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from pimsync import pipeline, selection
+from pimsync import selection
 from pimsync.models import Event, Job
-from pimsync.wakeups import queue_job, start_job
+from pimsync.wakeups import queue_job, start_job, wake
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,14 @@ def describe(job: Job) -> str:
 
 
 def run(job_id: int, *, slice_seconds: float | None = None) -> str:
-    """Work on one job until it ends or its time slice is used up (then queue the rest)."""
+    """Work on one retry job until it ends or its time slice is used up (then queue the rest)."""
+    return run_in_slices(job_id, lambda: _batch(job_id), slice_seconds=slice_seconds)
+
+
+def run_in_slices(job_id: int, batch: Callable[[], str], *, slice_seconds: float | None = None) -> str:
+    """Work on a background job batch by batch until it ends or its time slice is used up, then
+    queue its continuation. `batch()` does one batch in one transaction, under the job row's
+    lock, and returns the job's status (a Cancel between batches is seen there)."""
     if slice_seconds is None:  # a slice always ends well before django-q2 would kill the task
         slice_seconds = min(SLICE_SECONDS, settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 4)
     now = timezone.now()
@@ -82,7 +91,7 @@ def run(job_id: int, *, slice_seconds: float | None = None) -> str:
     deadline = time.monotonic() + slice_seconds
     try:
         while True:
-            status = _batch(job_id)
+            status = batch()
             if status != Job.State.RUNNING:
                 return f"job {job_id} {status}"
             if time.monotonic() >= deadline:
@@ -113,7 +122,9 @@ def _batch(job_id: int) -> str:
         batch = list(selected_events(job).filter(pk__gt=position).defer("payload").order_by("pk")[:BATCH_SIZE])
         now = timezone.now()
         if batch:
-            retried = pipeline.retry(batch)
+            retried = Event.objects.filter(pk__in=[event.pk for event in batch]).retry()
+            if retried:
+                wake()
             job.position = batch[-1].pk
             job.done += len(batch)
             job.succeeded += retried

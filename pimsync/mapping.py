@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import jmespath
 import jmespath.exceptions
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
 
-from pimsync import akeneo_values, patterns
-from pimsync.models import AssetRef, Event, Job, MappingConfig, MappingRule
+from pimsync import expressions, inbound, patterns
+from pimsync.models import AssetRef, Event, MappingConfig, MappingRule
+from pimsync.pim import akeneo_values
 
 # Every field of a rule that import and export carry, in the order an exported rule lists them.
 RULE_FIELDS = (
@@ -62,11 +61,8 @@ class Plan:
 
     product_key: str
     results: list[RuleResult] = field(default_factory=list)
-    changes: list[dict] = field(default_factory=list)  # [{"path", "old", "new"}]
-
-    @property
-    def operations(self) -> list[dict]:
-        return [{"op": "add", "path": change["path"], "value": change["new"]} for change in self.changes]
+    # [{"path": property name, "old", "new", "exists": whether AEM's metadata had the property}]
+    changes: list[dict] = field(default_factory=list)
 
 
 def product_key(asset: AssetRef, config: MappingConfig, metadata: dict | None = None) -> str:
@@ -163,11 +159,12 @@ def plan(asset: AssetRef, key: str, product: dict, metadata: dict, rules: list[M
                 continue
             value, note = rule.default, _joined(note, "PIM value empty: default used")
         result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, value, note))
-        wanted[rule.metadata_path] = value  # a later rule for the same property wins
-    for path, value in wanted.items():
-        old = metadata.get(path.lstrip("/"))
+        # `dc:title` and `/dc:title` name the same property; a later rule for it wins.
+        wanted[rule.metadata_path.lstrip("/")] = value
+    for name, value in wanted.items():
+        old = metadata.get(name)
         if old != value:
-            result.changes.append({"path": path, "old": old, "new": value})
+            result.changes.append({"path": name, "old": old, "new": value, "exists": name in metadata})
     return result
 
 
@@ -183,9 +180,9 @@ def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
             option_codes=rule.option_codes,
         )
     try:
-        return jmespath.search(rule.pim_field, product), ""
-    except jmespath.exceptions.JMESPathError as exc:
-        raise MappingError(f"rule {rule.pim_field!r} → {rule.metadata_path}: {exc}") from None
+        return expressions.search(rule.pim_field, product), ""
+    except (jmespath.exceptions.JMESPathError, expressions.TooLarge) as exc:
+        raise MappingError(f"rule {_excerpt(rule.pim_field)} → {rule.metadata_path}: {exc}") from None
 
 
 def _joined(*notes: str) -> str:
@@ -251,20 +248,19 @@ def current() -> tuple[MappingConfig, list[MappingRule]]:
 
 
 def current_with_generation() -> tuple[MappingConfig, list[MappingRule], int]:
-    """`current()` and the mapping's generation when it was read: the id of the newest mapping
-    check, which every saved change starts (`pimsync.resync.mapping_changed`). This process's copy
-    may be CONFIG_CACHE_SECONDS old; a newer check means the rules changed since.
+    """`current()` and the mapping's generation when it was read (`MappingConfig.generation`, one
+    more with every saved change). This process's copy may be CONFIG_CACHE_SECONDS old; a newer
+    generation means the rules changed since.
 
-    The generation is read before the rules: a change landing in between makes the copy look
-    older than it is (an asset is marked stale needlessly), never newer."""
+    The generation is read with the product-key rule, before the rules: a change landing in between
+    makes the copy look older than it is (an asset is marked stale needlessly), never newer."""
     cached = _cache.get("config")
     if cached and time.monotonic() - cached[0] < CONFIG_CACHE_SECONDS:
         return cached[1], cached[2], cached[3]
-    generation = Job.objects.filter(kind=Job.Kind.AFFECTED).aggregate(newest=Max("id"))["newest"] or 0
     config = MappingConfig.load()
     rules = list(MappingRule.objects.filter(enabled=True).order_by("position", "id"))
-    _cache["config"] = (time.monotonic(), config, rules, generation)
-    return config, rules, generation
+    _cache["config"] = (time.monotonic(), config, rules, config.generation)
+    return config, rules, config.generation
 
 
 def forget() -> None:
@@ -301,6 +297,32 @@ def _export_rule(rule: MappingRule) -> dict:
 
 def _messages(error: ValidationError) -> str:
     return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in error.message_dict.items())
+
+
+# A mapping file is a few kilobytes (the demo's is 2 KB): a megabyte is far more than any rules
+# need, and bounds what an import reads, parses and validates in a web request.
+MAX_FILE_BYTES = 1024 * 1024
+# A file nests three levels (the document, its rules, a rule) above a rule's default value.
+MAX_FILE_DEPTH = 32
+
+
+def read_file(data: bytes, name: str) -> object:
+    """The JSON document of a mapping file (its first MAX_FILE_BYTES + 1 bytes are enough to
+    tell), or ValidationError saying why it cannot be imported; `import_config` takes the rest."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ValidationError(f"{name} is larger than 1 MB; a mapping file is at most {MAX_FILE_BYTES:,} bytes")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{name} is not valid JSON: {exc}") from None
+    except RecursionError:  # json's parser gives up near a thousand levels
+        raise ValidationError(f"{name} is nested more than {MAX_FILE_DEPTH} levels deep") from None
+    problem = inbound.document_problem(document, MAX_FILE_DEPTH)
+    if problem:
+        raise ValidationError(f"{name} {problem}")
+    return document
 
 
 def import_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:

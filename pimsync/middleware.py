@@ -1,4 +1,5 @@
-"""Middleware: health probes answered whatever host they name, and 503 (never 500) without a database.
+"""Middleware: health probes answered whatever host they name, 503 (never 500) without a database,
+and 413 for an upload larger than its page takes, before Django reads it.
 
 While the database cannot be reached, every page answers 503 with `Retry-After`, never a 500.
 
@@ -10,9 +11,11 @@ replaced by Django's own health check at the start of the next request (`CONN_HE
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from pimsync import operations
 
@@ -41,6 +44,9 @@ class HealthProbeMiddleware:
 
 
 RETRY_AFTER_SECONDS = 5
+# What a multipart form adds to its file: the boundaries, each part's headers, the CSRF token and
+# a checkbox or two.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class DatabaseUnavailableMiddleware:
@@ -61,3 +67,50 @@ class DatabaseUnavailableMiddleware:
         response = JsonResponse({"error": "pimsync cannot reach its database right now; try again shortly"}, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+
+
+def upload_limit(max_bytes: int) -> Callable:
+    """Mark a view as taking an upload of at most `max_bytes` (UploadLimitMiddleware reads the mark;
+    the admin's view wrappers copy it)."""
+
+    def mark(view):
+        view.upload_limit = max_bytes
+        return view
+
+    return mark
+
+
+class UploadLimitMiddleware:
+    """Refuse a multipart body larger than its view takes (`upload_limit`; a view without the mark
+    takes no file, so no more than DATA_UPLOAD_MAX_MEMORY_SIZE) before anything reads it.
+
+    Django stores each file of a form it parses, in memory and above FILE_UPLOAD_MAX_MEMORY_SIZE in
+    a temporary file, and only DATA_UPLOAD_MAX_MEMORY_SIZE bounds the rest of the form; the CSRF
+    check parses the form before any view runs, so this middleware comes before it. The declared
+    Content-Length is what Django reads, never more."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        if request.content_type != "multipart/form-data":
+            return None
+        limit = getattr(view_func, "upload_limit", settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads nothing of a body whose length it cannot read
+        if limit is None or length <= limit + FORM_OVERHEAD_BYTES:
+            return None
+        message = (
+            f"This upload is {_megabytes(length)} MB; this page takes at most {_megabytes(limit)} MB. "
+            "Nothing was stored."
+        )
+        return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+
+
+def _megabytes(size: int | float) -> str:
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0")

@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_safe
 
-from pimsync import journal
-from pimsync.models import ENRICHED, FINISHED, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
+from pimsync.adobe import journal
+from pimsync.models import FINAL, OUTCOMES, Attempt, Event, Heartbeat, MetricsWatermark, MetricTotal, Pause
 from pimsync.wakeups import broker
 
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600)  # seconds from receipt to finish
@@ -92,9 +92,21 @@ def _authorized(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
+def _counted_lately(mark: MetricsWatermark | None, now) -> bool:
+    """Whether a scrape counted less than SETTLE ago (`events_counted_to` is its time less SETTLE)."""
+    return mark is not None and mark.events_counted_to is not None and mark.events_counted_to > now - 2 * SETTLE
+
+
 def _count_new_rows(now) -> None:
-    """Add the attempts and finished events since the last scrape to the stored totals."""
-    if not MetricsWatermark.objects.filter(name="metrics").exists():
+    """Add the attempts and finished events since the last scrape to the stored totals.
+
+    Skipped, without a write or a lock, when a scrape counted lately: `/metrics` may be open to
+    anyone (no PIMSYNC_METRICS_TOKEN), and a write per GET would take the writer lock the webhook
+    needs on SQLite. Counters trail the rows by SETTLE anyway; this adds at most SETTLE more."""
+    mark = MetricsWatermark.objects.filter(name="metrics").first()
+    if _counted_lately(mark, now):
+        return
+    if mark is None:
         try:
             with transaction.atomic():
                 MetricsWatermark.objects.create(name="metrics")
@@ -102,6 +114,8 @@ def _count_new_rows(now) -> None:
             pass  # a concurrent first scrape created it
     with transaction.atomic():
         mark = MetricsWatermark.objects.select_for_update().get(name="metrics")
+        if _counted_lately(mark, now):
+            return  # a concurrent scrape counted while this one waited for the lock
         add: dict[str, float] = defaultdict(float)
         _count_attempts(mark, now, add)
         _count_finished_events(mark, now, add)
@@ -132,7 +146,7 @@ def _count_finished_events(mark: MetricsWatermark, now, add: dict[str, float]) -
         finished = finished.filter(finished_at__gt=mark.events_counted_to)
     for row in finished.values("type", "status").annotate(n=Count("id")).order_by():
         add[f"pimsync_events_finished_total{_labels(type=row['type'], status=row['status'])}"] += row["n"]
-    _add_latency(add, finished.filter(status__in=ENRICHED))
+    _add_latency(add, finished.filter(status__in=OUTCOMES))
     mark.events_counted_to = cutoff
 
 
@@ -226,7 +240,7 @@ def _waiting_events() -> list[str]:
         "# HELP pimsync_events Events not yet in a final status, by type and status.",
         "# TYPE pimsync_events gauge",
     ]
-    waiting = Event.objects.exclude(status__in=FINISHED)
+    waiting = Event.objects.exclude(status__in=FINAL)
     for row in waiting.values("type", "status").annotate(n=Count("id")).order_by("type", "status"):
         lines.append(f"pimsync_events{_labels(type=row['type'], status=row['status'])} {row['n']}")
     return lines

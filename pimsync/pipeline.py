@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from pimsync import enrichment, pim_links, resync
-from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, StaleCause, Status, SyncState
+from pimsync import enrichment, resync
+from pimsync.models import PENDING, Asset, Attempt, Event, EventType, Heartbeat, MappingConfig, StaleCause, Status
+from pimsync.pim import writeback
 from pimsync.wakeups import wake
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ def process_asset(asset_id: str) -> str:
         summary, written = _run(asset_id, batch)
         return summary
     finally:
-        Asset.release(asset_id, token, written)
+        # What was written to AEM under the lease is recorded in the UPDATE that gives it back.
+        recorded = {} if written is None else {"last_written": written, "last_written_at": timezone.now()}
+        Asset.release(asset_id, token, **recorded)
 
 
 def _claim(asset_id: str) -> list[Event]:
@@ -91,13 +94,13 @@ def _claim(asset_id: str) -> list[Event]:
 
 def _budget_used(event: Event) -> bool:
     """Whether the event has used its PIMSYNC_MAX_ATTEMPTS since it was received or last retried by hand."""
-    return event.attempts - event.attempts_base >= settings.PIMSYNC_MAX_ATTEMPTS
+    return event.attempts_used >= settings.PIMSYNC_MAX_ATTEMPTS
 
 
 def _budget_reason(event: Event) -> tuple[str, str]:
     """Why an event that used its attempts ends `failed`, and its error class, counting the attempts
     whose worker stopped (those left no attempt row of their own, or a `worker_stopped` one)."""
-    used = event.attempts - event.attempts_base
+    used = event.attempts_used
     limit = f"PIMSYNC_MAX_ATTEMPTS={settings.PIMSYNC_MAX_ATTEMPTS}"
     answered = (
         Attempt.objects.filter(event=event, number__gt=event.attempts_base, number__lte=event.attempts)
@@ -173,7 +176,7 @@ def next_status(event: Event, result: enrichment.Result, now) -> tuple[str, str,
         # little while after it: all the events refused meanwhile would otherwise call at once.
         left = result.retry_after or 0
         return Status.RETRYING, result.reason, now + timedelta(seconds=left + random.uniform(0, min(30, 1 + left / 4)))
-    used = event.attempts - event.attempts_base
+    used = event.attempts_used
     if used >= settings.PIMSYNC_MAX_ATTEMPTS:
         return Status.FAILED, f"gave up after {used} attempts: {result.reason}", None
     delay = backoff_seconds(used, result.retry_after)
@@ -235,14 +238,7 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     deletions = [e for e in batch if e.type == EventType.DELETED]
     if deletions:
         deleted_at = max(e.time or e.received_at for e in deletions)
-        if state.deleted_at is None or deleted_at > state.deleted_at:
-            Asset.objects.filter(pk=asset_id).update(
-                deleted_at=deleted_at,
-                state=SyncState.DELETED,
-                state_reason=f"deleted in AEM at {deleted_at:%Y-%m-%d %H:%M:%S}",
-                stale_cause="",
-                stale_since=None,
-            )
+        if Asset.objects.filter(pk=asset_id).deleted(deleted_at):
             state.deleted_at = deleted_at
     work = []
     for event in batch:
@@ -256,7 +252,7 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
             work.append(event)
     if deletions:
         cancelled = len(batch) - len(deletions) - len(work)
-        note = pim_links.after_deletion(state.product_key)
+        note = writeback.after_deletion(state.product_key)
         reason = f"deletion recorded; {cancelled} pending update(s) cancelled" + (f"; {note}" if note else "")
         _skip(deletions, reason, Status.SUCCEEDED)
     if not work:
@@ -300,23 +296,20 @@ def _record_asset(state: Asset, newest: Event, result: enrichment.Result, starte
     if result.product_uuid:
         described["pim_product_uuid"] = result.product_uuid
     assets = Asset.objects.filter(pk=state.pk)
-    if status in (Status.SUCCEEDED, Status.UNCHANGED) and resync.mapping_changed_since(result.mapping_generation):
+    if status in (Status.SUCCEEDED, Status.UNCHANGED) and MappingConfig.changed_since(result.mapping_generation):
         # Written with rules this process had read before a mapping change: the mapping check may
         # already have passed this asset, so it says stale itself.
         assets.update(**described, last_synced_at=now)
-        resync.mark_stale(assets, StaleCause.MAPPING, "the mapping changed while it was being enriched", any_state=True)
+        assets.stale(StaleCause.MAPPING, "the mapping changed while it was being enriched", any_state=True)
     elif status in (Status.SUCCEEDED, Status.UNCHANGED):
-        assets.update(**described, last_synced_at=now)
-        assets.filter(Q(stale_since__isnull=True) | Q(stale_since__lt=started_at)).update(
-            state=SyncState.IN_STEP,
-            state_reason="",
-            stale_cause="",
-            stale_since=None,
+        assets.synced(
+            started_at,
             pim_fingerprint=result.pim_fingerprint,
             mapping_fingerprint=result.mapping_fingerprint,
+            **described,
         )
     elif status == Status.FAILED:
-        assets.update(**described, state=SyncState.FAILING, state_reason=reason[:255])
+        assets.failing(reason, **described)
     else:
         assets.update(**described)
 
@@ -346,7 +339,7 @@ def _revive(events: list[Event], now) -> int:
     revived = 0
     with transaction.atomic():
         for event in events:
-            used = event.attempts - event.attempts_base
+            used = event.attempts_used
             reason = (
                 "its worker stopped before finishing; handed out again "
                 f"(attempt {used} of {settings.PIMSYNC_MAX_ATTEMPTS})"

@@ -24,8 +24,8 @@ assets affected by the last mapping change" means everywhere (the mapping page, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,15 +34,16 @@ from django.db import OperationalError, transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from pimsync import mapping
+from pimsync import jobs, mapping
 from pimsync.models import (
     PENDING,
     Arrival,
     Asset,
     Event,
     EventType,
-    Heartbeat,
     Job,
+    Lock,
+    MappingConfig,
     StaleCause,
     Status,
     SyncState,
@@ -55,17 +56,20 @@ log = logging.getLogger(__name__)
 HORIZON = 90
 # Assets scheduled per query (a top-up at a high rate is several of these).
 BATCH = 1000
-# Assets checked per transaction after a mapping change; a task works SLICE_SECONDS then continues.
+# Assets checked per transaction after a mapping change (a task works a slice, then continues:
+# `jobs.run_in_slices`).
 CHECK_BATCH = 2000
-SLICE_SECONDS = 20.0
 # The explicit asset lists of a selection (the Re-sync button, a page of the Assets list).
 MAX_ASSET_IDS = 10_000
 MAX_PRODUCT_KEYS = 1000
 
 # Workers take due events of priority 0 (everything from Adobe) first (`pimsync.worker`).
 RESYNC_PRIORITY = 1
-# The Heartbeat row whose lock serialises scheduling across nodes.
+# The lock that lets one scheduler at a time work across every node (the rate is for all
+# re-syncs together), and how long a step waits for another node's step to end: a step is a few
+# queries and inserts, far shorter than this.
 SCHEDULE_LOCK = "resync-schedule"
+SCHEDULE_WAIT_SECONDS = 30.0
 
 SELECTION_KEYS = ("asset_ids", "product_keys", "path_prefix", "state", "mapping_affected", "all")
 
@@ -99,7 +103,7 @@ def check(spec: dict) -> dict:
 def select(spec: dict) -> QuerySet[Asset]:
     """The assets a selection names (never deleted ones: there is nothing to write to)."""
     [(name, value)] = check(spec).items()
-    assets = Asset.objects.exclude(state=SyncState.DELETED)
+    assets = Asset.objects.known()
     if name == "asset_ids":
         return assets.filter(asset_id__in=value)
     if name == "product_keys":
@@ -109,7 +113,7 @@ def select(spec: dict) -> QuerySet[Asset]:
     if name == "state":
         return assets.filter(state=value)
     if name == "mapping_affected":
-        return assets.filter(state=SyncState.STALE, stale_cause=StaleCause.MAPPING)
+        return assets.affected_by_mapping()
     return assets
 
 
@@ -153,11 +157,11 @@ def run(job_id: int) -> str:
     """One step of a re-sync: schedule what fits in the horizon, count the progress, finish when
     every asset was scheduled and every one of its events has ended. Cheap: the sweeper calls it
     every minute for every running re-sync."""
-    Heartbeat.objects.get_or_create(name=SCHEDULE_LOCK, defaults={"at": timezone.now()})
+    token = Lock.acquire(SCHEDULE_LOCK, wait=SCHEDULE_WAIT_SECONDS)
+    if token is None:
+        return f"job {job_id}: another node is scheduling; the sweeper steps it again"
     try:
         with transaction.atomic():
-            # One scheduler at a time across every node: the rate is for all re-syncs together.
-            Heartbeat.objects.select_for_update().get(name=SCHEDULE_LOCK)
             job = Job.objects.select_for_update().get(pk=job_id)
             if job.status not in Job.ACTIVE:
                 return f"job {job_id}: not active, nothing to do"
@@ -173,6 +177,9 @@ def run(job_id: int) -> str:
     except OperationalError:
         log.warning("re-sync %s interrupted by a database error; the sweeper resumes it", job_id, exc_info=True)
         return f"job {job_id}: interrupted, to be resumed"
+    finally:
+        with contextlib.suppress(OperationalError):  # a database gone away: the lease runs out instead
+            Lock.release(SCHEDULE_LOCK, token)
     if scheduled:
         wake()
     return f"job {job_id}: scheduled {scheduled}; {summary(job)}"
@@ -300,38 +307,42 @@ def tick() -> int:
 # --- marking assets stale ---------------------------------------------------------------------
 
 
-def mark_stale(assets: QuerySet[Asset], cause: str, reason: str, *, any_state: bool = False) -> int:
-    """Mark the in-step (or already stale) assets among `assets` stale; return how many.
-    `any_state`: failing and never-synced ones too (the caller knows they were just written)."""
-    now = timezone.now()
-    if not any_state:
-        assets = assets.filter(state__in=(SyncState.IN_STEP, SyncState.STALE))
-    return assets.exclude(state=SyncState.DELETED).update(
-        state=SyncState.STALE, stale_cause=cause, stale_since=now, state_reason=reason[:255]
-    )
-
-
-def mapping_changed_since(generation: int) -> bool:
-    """Whether the mapping was saved after the rules of `generation` were read (a newer mapping
-    check exists; ids only grow, so a purge of old checks changes nothing)."""
-    return Job.objects.filter(kind=Job.Kind.AFFECTED, pk__gt=generation).exists()
-
-
 def pim_changed(product_keys: list[str], *, user=None, why: str) -> Job | None:
     """The PIM says these products changed: mark their assets stale and re-sync them (None when
     pimsync knows no asset of these products)."""
     keys = sorted({key for key in product_keys if key})
-    assets = Asset.objects.filter(product_key__in=keys).exclude(state=SyncState.DELETED)
-    marked = mark_stale(assets, StaleCause.PIM, f"PIM data changed ({why})")
+    assets = Asset.objects.filter(product_key__in=keys).known()
+    marked = assets.stale(StaleCause.PIM, f"PIM data changed ({why})")
     if not assets.exists():
         return None
     log.info("PIM change for %s product(s): %s asset(s) marked stale", len(keys), marked)
+    covering = covering_job(keys)
+    if covering is not None:
+        log.info("re-sync %s already covers them; no new job", covering.pk)
+        return covering
     return start(user, {"product_keys": keys}, why)
+
+
+def covering_job(product_keys: list[str]) -> Job | None:
+    """An active re-sync of these products' assets (and maybe more) that has started on none of
+    them yet: its events read the PIM when they run, after this change, so a second job would
+    only repeat them. None when every such job already read one of them (or there is none)."""
+    wanted = set(product_keys)
+    active = Job.objects.filter(kind=Job.Kind.RESYNC, status__in=Job.ACTIVE).order_by("-created_at", "-pk")
+    for job in active[:50]:
+        selected = (job.assets or {}).get("product_keys")
+        if not isinstance(selected, list) or not wanted <= set(selected):
+            continue
+        # Waiting (received, retrying) events have not read the PIM since the change; any other has.
+        if not Event.objects.filter(job=job, product_key__in=product_keys).exclude(status__in=PENDING).exists():
+            return job
+    return None
 
 
 def mapping_changed(user=None) -> Job:
     """The mapping was saved: stop any check still running for an earlier change and start one
     that finds the assets this change affects."""
+    MappingConfig.changed()
     for job in Job.objects.filter(kind=Job.Kind.AFFECTED, status__in=Job.ACTIVE):
         job.cancel()
     return start_job(
@@ -348,23 +359,9 @@ def mapping_changed(user=None) -> Job:
 def find_affected(job_id: int, *, slice_seconds: float | None = None) -> str:
     """Walk the in-step and mapping-stale assets in id order: mark stale those whose applicable
     rules changed, and in step again those a later change put back as they were."""
-    if slice_seconds is None:
-        slice_seconds = min(SLICE_SECONDS, settings.PIMSYNC_TASK_TIMEOUT_SECONDS / 4)
-    if not Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
-        status=Job.State.RUNNING, heartbeat_at=timezone.now()
-    ):
-        return f"job {job_id}: not active, nothing to do"
-    Job.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=timezone.now())
     mapping.forget()
     config, rules = mapping.current()
-    deadline = time.monotonic() + slice_seconds
-    while True:
-        status = _check_batch(job_id, config, rules)
-        if status != Job.State.RUNNING:
-            return f"job {job_id} {status}"
-        if time.monotonic() >= deadline:
-            queue_job(job_id)
-            return f"job {job_id}: continues in a new task"
+    return jobs.run_in_slices(job_id, lambda: _check_batch(job_id, config, rules), slice_seconds=slice_seconds)
 
 
 def _check_batch(job_id: int, config, rules) -> str:
@@ -388,13 +385,9 @@ def _check_batch(job_id: int, config, rules) -> str:
                 restored.append(asset.pk)
         reason = f"the mapping changed at {now:%Y-%m-%d %H:%M:%S} UTC"
         if changed:
-            Asset.objects.filter(pk__in=changed, state=SyncState.IN_STEP).update(
-                state=SyncState.STALE, stale_cause=StaleCause.MAPPING, stale_since=now, state_reason=reason
-            )
+            Asset.objects.filter(pk__in=changed, state=SyncState.IN_STEP).stale(StaleCause.MAPPING, reason)
         if restored:
-            Asset.objects.filter(pk__in=restored, state=SyncState.STALE, stale_cause=StaleCause.MAPPING).update(
-                state=SyncState.IN_STEP, stale_cause="", stale_since=None, state_reason=""
-            )
+            Asset.objects.filter(pk__in=restored).back_in_step()
         job.done += len(batch)
         job.total = max(job.total, job.done)
         job.heartbeat_at = now
@@ -402,7 +395,7 @@ def _check_batch(job_id: int, config, rules) -> str:
             job.asset_position = batch[-1].pk
         else:
             job.status, job.finished_at = Job.State.FINISHED, now
-            job.succeeded = Asset.objects.filter(state=SyncState.STALE, stale_cause=StaleCause.MAPPING).count()
+            job.succeeded = Asset.objects.affected_by_mapping().count()
         job.save()
         return job.status
 

@@ -2,8 +2,8 @@
 
 Finished events (with their attempts, which hold PIM data and AEM answers) are kept
 `PIMSYNC_RETENTION_DAYS` after they finished, failed ones `PIMSYNC_RETENTION_FAILED_DAYS`; events
-still waiting for a worker are never touched. Expired sessions, the admin log and django-q2's task
-history are bounded alongside.
+still waiting for a worker are never touched. Expired sessions, the admin log, django-q2's task
+history and the PIM webhook's expired signatures are bounded alongside.
 
 The purge runs beside live ingest, so it deletes in short transactions of `BATCH` events: each
 one locks only the rows it deletes (skipping any a Retry holds), and walks the `event_finished`
@@ -27,7 +27,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django_q.models import Task
 
-from pimsync.models import Attempt, Event, Heartbeat, Job, Status
+from pimsync.models import Attempt, Event, Heartbeat, Job, SeenSignature, Status
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ BATCH = 1_000
 REST = 2.0
 # Kept by PIMSYNC_RETENTION_DAYS; failed events by PIMSYNC_RETENTION_FAILED_DAYS; the rest
 # (received, processing, retrying) are still waiting for a worker and never purged.
-FINISHED = (Status.SUCCEEDED, Status.UNCHANGED, Status.IGNORED)
+ENDED_WELL = (Status.SUCCEEDED, Status.UNCHANGED, Status.IGNORED)
 HEARTBEAT = "purge"
 
 
@@ -79,7 +79,7 @@ def expired_events(now) -> list[tuple[models.QuerySet, str]]:
         # Both retentions in one walk of the index: a second walk for failed events would touch
         # every page again, and after a checkpoint each touched page costs a full page in the WAL.
         return Event.objects.filter(
-            models.Q(status__in=FINISHED, **{f"{age}__lt": cutoff})
+            models.Q(status__in=ENDED_WELL, **{f"{age}__lt": cutoff})
             | models.Q(status=Status.FAILED, **{f"{age}__lt": failed_cutoff}),
             **{f"{age}__lt": max(cutoff, failed_cutoff)},  # the index condition
         )
@@ -98,6 +98,8 @@ def other_history(now) -> list[tuple[str, models.QuerySet]]:
     rows = [
         ("admin log entries", LogEntry.objects.filter(action_time__lt=failed_cutoff)),
         ("background jobs", Job.objects.filter(finished_at__lt=failed_cutoff)),
+        # Past its expiry a signature is refused as too old: remembering it protects nothing.
+        ("PIM webhook signatures", SeenSignature.objects.filter(expires_at__lt=now)),
         (
             "task results",
             Task.objects.filter(

@@ -111,6 +111,8 @@ MIDDLEWARE = [
     "pimsync.middleware.HealthProbeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which reads (and so stores) an uploaded form.
+    "pimsync.middleware.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -201,6 +203,16 @@ if ADOBE_JOURNAL_URL and not env_str("ADOBE_SCOPES"):
     ADOBE_SCOPES += ",adobeio_api"
 
 AEM_AUTHOR_URL = env_str("AEM_AUTHOR_URL").rstrip("/")
+# How a metadata PATCH names a property: `pointer` (`/dc:title`, an RFC 6901 pointer as Adobe's
+# current samples send), `asset-metadata` (`/assetMetadata/dc:title`, the full path of Adobe's
+# metadata guide) or `bare` (`dc:title`, the 2024 tutorial). `manage.py doctor --write-test`
+# finds out which ones an AEM accepts.
+AEM_PATCH_PATH_STYLE = env_str("AEM_PATCH_PATH_STYLE", "pointer").strip().lower()
+# An AEM service credential (AEM Developer Console → Integrations → technical account): its JSON,
+# or the path of the file holding it. Used only for the classic endpoints a backfill reads
+# (`<path>.json`, `/api/assets/…`), for which Adobe documents this credential and not the OAuth
+# Server-to-Server one (pimsync.adobe.service_credentials). Never logged or shown.
+AEM_SERVICE_CREDENTIALS = env_str("AEM_SERVICE_CREDENTIALS")
 
 
 def derive_event_source(author_url: str) -> str:
@@ -225,11 +237,16 @@ AKENEO_SECRET = env_str("AKENEO_SECRET")
 AKENEO_USERNAME = env_str("AKENEO_USERNAME")
 AKENEO_PASSWORD = env_str("AKENEO_PASSWORD")
 AKENEO_IDENTIFIER_ATTRIBUTE = env_str("AKENEO_IDENTIFIER_ATTRIBUTE") or "sku"
-# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.akeneo_values).
+# The locale and channel an Akeneo attribute rule reads when it names none (pimsync.pim.akeneo_values).
 AKENEO_LOCALE = env_str("AKENEO_LOCALE") or "en_US"
 AKENEO_CHANNEL = env_str("AKENEO_CHANNEL") or "ecommerce"
 # Signing secrets of the Event Platform subscription (primary, secondary) or the legacy Events API.
 AKENEO_EVENT_SECRETS = env_list("AKENEO_EVENT_SECRETS")
+# The largest body /webhooks/akeneo reads. A legacy Events API request holds up to 10 full products
+# (https://api.akeneo.com/events-documentation/limits-and-scalability.html): Akeneo's documented
+# product.updated event is 1.5 KB, a product with long texts in six locales and two channels about
+# 100 KB, so ten of those about 1 MB; 4 MB leaves four times that. Kept apart from Adobe's limit.
+AKENEO_EVENT_MAX_BYTES = env_int("AKENEO_EVENT_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
 # A text attribute that receives the product's AEM asset links (empty: nothing is written to the PIM).
 PIM_ASSET_LINK_ATTRIBUTE = env_str("PIM_ASSET_LINK_ATTRIBUTE")
 
@@ -258,7 +275,7 @@ PIMSYNC_WORKER_THREADS = env_int(
 # Adobe always go first.
 PIMSYNC_RESYNC_RATE = env_float("PIMSYNC_RESYNC_RATE", 5, minimum=0.01)
 # Shared secret of `POST /webhooks/pim` (unset: the endpoint answers 404); several, comma-separated,
-# are all accepted while a secret is rotated (pimsync.pim_webhook).
+# are all accepted while a secret is rotated (pimsync.pim.webhook).
 PIM_WEBHOOK_SECRET = env_str("PIM_WEBHOOK_SECRET")
 
 # --- Retention ------------------------------------------------------------------------------
@@ -275,7 +292,7 @@ PIMSYNC_PUBLIC_URL = env_str("PIMSYNC_PUBLIC_URL", "http://127.0.0.1:8000").rstr
 # Why sandbox mode was asked for but refused (reported by the `pimsync.E007` system check).
 PIMSYNC_SANDBOX_CONFLICT = ""
 if PIMSYNC_SANDBOX:
-    from pimsync.sandbox_defaults import apply_sandbox_defaults, sandbox_conflict
+    from pimsync.sandbox.defaults import apply_sandbox_defaults, sandbox_conflict
 
     PIMSYNC_SANDBOX_CONFLICT = sandbox_conflict(globals())
     if PIMSYNC_SANDBOX_CONFLICT:
@@ -370,7 +387,7 @@ if PIMSYNC_TRUST_X_FORWARDED_PROTO:
 # `/metrics` asks for `Authorization: Bearer <token>` when this is set.
 PIMSYNC_METRICS_TOKEN = env_str("PIMSYNC_METRICS_TOKEN")
 
-# --- Alerts (pimsync.alerts): when something needs a person, tell one -----------------------
+# --- Alerts (pimsync.alerts.monitor): when something needs a person, tell one ---------------
 # Thresholds, one per condition (docs/operations.md, "Alerts").
 PIMSYNC_ALERT_FAILURES = env_int("PIMSYNC_ALERT_FAILURES", 10, minimum=0)
 PIMSYNC_ALERT_FAILURES_MINUTES = env_int("PIMSYNC_ALERT_FAILURES_MINUTES", 15, minimum=1)

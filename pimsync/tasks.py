@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pimsync import alerts, jobs, journal, pim_poll, pipeline, resync, retention, worker
-from pimsync import pim_notifications as pim_notifications_module
+from pimsync import jobs, pipeline, resync, retention, worker
+from pimsync.adobe import journal
+from pimsync.alerts import monitor
 from pimsync.models import Job
+from pimsync.pim import notifications, poll
 
 
 def drain() -> str:
@@ -50,7 +52,7 @@ def purge() -> str:
 
 def check_alerts() -> str:
     """Open and resolve alerts and send their messages (every minute, by the schedule `migrate` creates)."""
-    return alerts.check()
+    return monitor.check()
 
 
 def pull_journal() -> str:
@@ -60,13 +62,13 @@ def pull_journal() -> str:
 
 def pim_notifications() -> str:
     """Handle the change notifications the PIM pushed (queued by `/webhooks/akeneo`)."""
-    return pim_notifications_module.handle_pending()
+    return notifications.handle_pending()
 
 
 def poll_pim() -> str:
     """Every few minutes: notifications left waiting, then the products changed since the last poll
     (only for a connector that can list them: PIM_CONNECTOR=akeneo)."""
-    if not pim_poll.polling():
+    if not poll.polling():
         return "not polling: the PIM connector cannot list changed products"
-    handled = pim_notifications_module.handle_pending()
-    return f"{handled}; {pim_poll.poll()}"
+    handled = notifications.handle_pending()
+    return f"{handled}; {poll.poll()}"

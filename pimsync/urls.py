@@ -2,13 +2,16 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from pimsync import akeneo_webhook, operations, pim_webhook, webhooks
+from pimsync import operations
+from pimsync.adobe.webhook import aem_webhook
+from pimsync.pim.akeneo_webhook import akeneo_webhook
+from pimsync.pim.webhook import pim_webhook
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
-    re_path(r"^webhooks/aem/?$", webhooks.aem_webhook, name="aem-webhook"),
-    re_path(r"^webhooks/akeneo/?$", akeneo_webhook.akeneo_webhook, name="akeneo-webhook"),
-    re_path(r"^webhooks/pim/?$", pim_webhook.pim_webhook, name="pim-webhook"),
+    re_path(r"^webhooks/aem/?$", aem_webhook, name="aem-webhook"),
+    re_path(r"^webhooks/akeneo/?$", akeneo_webhook, name="akeneo-webhook"),
+    re_path(r"^webhooks/pim/?$", pim_webhook, name="pim-webhook"),
     path("healthz", operations.healthz, name="healthz"),
     path("healthz/ready", operations.ready, name="healthz-ready"),
     path("metrics", operations.metrics, name="metrics"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
 
@@ -65,6 +66,16 @@ def wake(times: int = 1) -> int:
     return sent
 
 
+def with_the_commit(send: Callable[[], object]) -> None:
+    """Send a task so that the worker finds what the caller's transaction is writing: with the ORM
+    broker inside that transaction (both or neither), with Redis after its commit (a wake-up lost
+    then is covered by the sweeper or a schedule); at once outside a transaction."""
+    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
+        send()
+    else:
+        transaction.on_commit(send)
+
+
 def wake_for_new_events() -> None:
     """Make sure a worker sees the events the caller's transaction is storing.
 
@@ -76,30 +87,26 @@ def wake_for_new_events() -> None:
     """
     if DrainPromise.holds(cached=True):
         return
-    if uses_orm_broker():
-        enqueue_drain()
-    else:
-        transaction.on_commit(wake)
+    # With the ORM broker a failure must fail the caller's transaction (the webhook answers 503),
+    # so the task is enqueued bare, not through wake()'s savepoint.
+    with_the_commit(enqueue_drain if uses_orm_broker() else wake)
 
 
 def queue_job(job_id: int) -> int:
-    """Queue one run of a background job; return 1, or 0 when the broker failed (the sweeper
-    queues it again). With Redis the task is sent after the caller's commit, so that the worker
-    finds the job's row; the ORM broker stores it in the same transaction."""
+    """Queue one run of a background job with the caller's commit (`with_the_commit`); return 1,
+    or 0 when the broker failed at once (the sweeper queues it again)."""
+    sent = []
 
-    def send() -> int:
+    def send() -> None:
         try:
             with transaction.atomic():  # a savepoint, as in wake()
                 async_task(RUN_JOB, job_id, task_name=f"job {job_id}", group="jobs", broker=broker(), save=False)
-            return 1
         except Exception:  # any broker failure; the sweeper covers it
             log.warning("could not queue job %s; the sweeper will", job_id, exc_info=True)
-            return 0
+            sent.append(0)
 
-    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
-        return send()
-    transaction.on_commit(send)
-    return 1
+    with_the_commit(send)
+    return 0 if sent else 1
 
 
 def queue_pim_notifications() -> None:
@@ -113,10 +120,7 @@ def queue_pim_notifications() -> None:
         except Exception:  # any broker failure; the poll's schedule handles them within minutes
             log.warning("could not queue the PIM notifications; the poll will handle them", exc_info=True)
 
-    if uses_orm_broker() or not transaction.get_connection().in_atomic_block:
-        send()
-    else:
-        transaction.on_commit(send)
+    with_the_commit(send)
 
 
 def start_job(job: Job) -> Job:

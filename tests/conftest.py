@@ -19,7 +19,11 @@ from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 from pytest_httpserver import HTTPServer
 
-from pimsync import mapping, signatures, wakeups, webhooks
+from pimsync import inbound, mapping, wakeups
+from pimsync.adobe import signatures
+from standins.adobe import AemStub, ImsStub
+from standins.akeneo import AkeneoStub
+from standins.pim import PimStub
 
 # CI replays the same examples every run (a red CI must be reproducible); a developer's `make test`
 # keeps exploring new ones.
@@ -71,7 +75,7 @@ def _forget_process_caches():
 def _refusals_written_at_once(monkeypatch):
     """Webhook refusals are counted from zero in each test and written at once: the counter's
     timer thread would write after its test ended."""
-    monkeypatch.setattr(webhooks, "REFUSALS", webhooks.RefusalCounter(flush_seconds=0))
+    monkeypatch.setattr(inbound, "REFUSALS", inbound.RefusalCounter(flush_seconds=0))
 
 
 @pytest.fixture
@@ -245,8 +249,7 @@ class World:
 @pytest.fixture
 def world(adobe, second_server, settings, db) -> World:
     from pimsync import mapping
-    from pimsync.clients import ims
-    from tests.stubs import AemStub, ImsStub, PimStub
+    from pimsync.adobe import ims
 
     ims_stub = ImsStub(second_server)
     aem_stub = AemStub(second_server, ims_stub)
@@ -274,10 +277,9 @@ def _akeneo_server_process():
 
 @pytest.fixture
 def akeneo(_akeneo_server_process, settings, db):
-    """Akeneo on loopback (tests/akeneo_stub.py) as the PIM, with its Connection's credentials set
+    """Akeneo on loopback (standins/akeneo.py) as the PIM, with its Connection's credentials set
     and nothing of an earlier test remembered by the client."""
-    from pimsync.clients import akeneo as client
-    from tests.akeneo_stub import AkeneoStub
+    from pimsync.pim import akeneo as client
 
     stub = AkeneoStub(_akeneo_server_process)
     settings.PIM_CONNECTOR = "akeneo"

@@ -1,5 +1,6 @@
 """Test settings: pimsync's own settings with hermetic values, never a developer's `.env`."""
 
+import hashlib
 import os
 
 os.environ["PIMSYNC_READ_DOTENV"] = "0"
@@ -23,5 +24,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not memory: tests that start real worker processes share the database with them.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}  # noqa: F405
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
+else:
+    # One test database per checkout: suites of two checkouts on one server (a worktree beside
+    # the main one) never drop each other's database mid-run.
+    _checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_checkout}"}  # noqa: F405
 PIMSYNC_WORKER_THREADS = 0  # the drain runs inline, inside each test's transaction
 PIMSYNC_DRAIN_LINGER_SECONDS = 0

@@ -11,20 +11,23 @@ from urllib.parse import urlencode
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from pimsync.checks import configuration
-from pimsync.clients import akeneo as client
-from pimsync.clients import http, pim
 from pimsync.models import AccessToken, Event, Status
-from tests.akeneo_stub import AkeneoStub
+from pimsync.outbound import http
+from pimsync.pim import akeneo as client
+from pimsync.pim import connectors
+from standins import akeneo_examples
+from standins.akeneo import AkeneoStub
 from tests.conftest import akeneo_product, make_event
 
 pytestmark = pytest.mark.django_db
 
 
 def lookup(key: str) -> dict | None:
-    return pim.connector().get_product(key)
+    return connectors.connector().get_product(key)
 
 
 # --- the connection ---------------------------------------------------------------------------
@@ -220,8 +223,8 @@ def test_an_uploaded_asset_is_enriched_from_an_akeneo_product(client, akeneo_wor
     assert Event.objects.get().status == Status.SUCCEEDED
     [patch] = akeneo_world.aem.patches
     assert patch["operations"] == [
-        {"op": "add", "path": "dc:title", "value": "Trail boot"},
-        {"op": "add", "path": "pim:colour", "value": "Red"},
+        {"op": "add", "path": "/dc:title", "value": "Trail boot"},
+        {"op": "add", "path": "/pim:colour", "value": "Red"},
     ]
 
 
@@ -249,7 +252,7 @@ def test_the_attribute_list_follows_pages_and_is_cached(akeneo):
     for n in range(149):
         akeneo.add_attribute(f"attr_{n}", "pim_catalog_text", localizable=n % 2 == 0, labels={"en_US": f"A {n}"})
     akeneo.add_attribute("weight", "pim_catalog_metric", metric_family="Weight", decimals_allowed=True)
-    found = pim.connector().attributes()
+    found = connectors.connector().attributes()
     assert len(found) == 151  # with the identifier attribute
     assert found[1] == {
         "code": "attr_0",
@@ -259,7 +262,7 @@ def test_the_attribute_list_follows_pages_and_is_cached(akeneo):
         "labels": {"en_US": "A 0"},
     }
     assert found[-1]["metric_family"] == "Weight" and found[-1]["decimals_allowed"] is True
-    assert pim.connector().attributes() == found
+    assert connectors.connector().attributes() == found
     assert akeneo.calls("GET", "/api/rest/v1/attributes") == 2
 
 
@@ -267,23 +270,59 @@ def test_a_next_page_on_another_host_is_not_followed(akeneo):
     for n in range(120):
         akeneo.add_attribute(f"attr_{n}", "pim_catalog_text")
     akeneo.next_base = "https://evil.example"
-    assert len(pim.connector().attributes()) == 100
+    assert len(connectors.connector().attributes()) == 100
     assert akeneo.calls("GET", "/api/rest/v1/attributes") == 1
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "http://{elsewhere}\\@{pim}",  # the PIM to urlsplit, the other host to urllib3, which connects
+        "http://user:pw@{pim}",
+        "http://{pim}/ ",
+        "http://{pim}/\t",
+    ],
+    ids=["backslash", "userinfo", "space", "control"],
+)
+def test_a_next_link_that_another_parser_could_read_as_another_host_is_not_followed(akeneo, httpserver, prefix):
+    for n in range(120):
+        akeneo.add_attribute(f"attr_{n}", "pim_catalog_text")
+    pim = akeneo.url.removeprefix("http://")
+    akeneo.next_base = prefix.format(elsewhere=f"{httpserver.host}:{httpserver.port}", pim=pim)
+    assert len(connectors.connector().attributes()) == 100
+    assert httpserver.log == []  # the other host never saw a request, nor the bearer token
+    assert akeneo.calls("GET", "/api/rest/v1/attributes") == 1
+
+
+def test_a_next_link_keeps_only_its_path_and_query_on_the_configured_base(akeneo):
+    for n in range(120):
+        akeneo.add_attribute(f"attr_{n}", "pim_catalog_text")
+    akeneo.next_base = akeneo.url.replace("http://", "HTTP://")  # the same origin, written otherwise
+    assert len(connectors.connector().attributes()) == 121
+    assert akeneo.calls("GET", "/api/rest/v1/attributes") == 2
 
 
 def test_other_connectors_have_no_attribute_list(settings):
     settings.PIM_CONNECTOR = "demo"
-    assert pim.connector().attributes() is None
+    assert connectors.connector().attributes() is None
 
 
 # --- limits -------------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # the threads take slots on connections of their own
 def test_no_more_than_four_calls_are_in_flight_at_once(akeneo):
     akeneo_product(akeneo, "SKU-1")
     lookup("SKU-1")  # token and API style, before the crowd
     akeneo.latency = 0.2
-    threads = [threading.Thread(target=lookup, args=("SKU-1",)) for _ in range(12)]
+
+    def lookup_on_a_thread() -> None:
+        try:
+            lookup("SKU-1")
+        finally:
+            connection.close()  # the thread's own connection
+
+    threads = [threading.Thread(target=lookup_on_a_thread) for _ in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -306,7 +345,7 @@ def test_a_429_pauses_every_process_for_the_retry_after(akeneo):
 
 
 def test_only_the_configured_akeneo_host_is_called(akeneo, settings):
-    assert http._origin(akeneo.url) in http.allowed_origins()
+    assert akeneo.url in http.allowed_origins()
     with pytest.raises(http.HttpError) as raised:
         client._call("GET", "https://evil.example/api/rest/v1/attributes")
     assert raised.value.error_class == "config"
@@ -479,6 +518,34 @@ def test_a_refused_link_attribute_is_recorded_without_failing_the_aem_write(clie
     assert event.attempt_set.get().message == event.reason
 
 
+@pytest.mark.parametrize(
+    ("documented", "shown"),
+    [
+        (akeneo_examples.VALIDATION_FAILED, "The tommh value is not in the brand attribute option list. (brand)"),
+        # No `errors` list: the message is at the top level, with a documentation link.
+        (
+            akeneo_examples.UNRECOGNIZED_PROPERTY,
+            "Property 'extra_property' does not exist. Check the standard format documentation.; see "
+            "https://docs.akeneo.com/master/reference/standard_format/other_entities.html#category",
+        ),
+        (
+            akeneo_examples.UNKNOWN_DATA,
+            "The sunglasses category does not exist in your PIM. Check the expected format on the API "
+            "documentation.; see http://api.akeneo.com/api-reference.html#post_products_uuid",
+        ),
+    ],
+)
+def test_akeneos_422_is_shown_in_the_reason_whichever_form_it_takes(client, akeneo_world, documented, shown):
+    world, akeneo = akeneo_world, akeneo_world.akeneo
+    akeneo_product(akeneo, "SKU-100001")
+    akeneo.serve("PATCH", 422, documented)  # the body exactly as api.akeneo.com shows it
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    event = Event.objects.get()
+    assert event.status == Status.SUCCEEDED  # the AEM side is done either way
+    assert f"aem_links was refused (422: {shown}); check PIM_ASSET_LINK_ATTRIBUTE" in event.reason
+
+
 def test_without_a_link_attribute_nothing_is_written_to_akeneo(client, akeneo_world, settings):
     world, akeneo = akeneo_world, akeneo_world.akeneo
     settings.PIM_ASSET_LINK_ATTRIBUTE = ""
@@ -521,8 +588,8 @@ def updated_searches(akeneo) -> list[str]:
 
 
 def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(akeneo):
-    from pimsync import pim_poll
-    from pimsync.models import PimCursor
+    from pimsync.models import Job, PimCursor
+    from pimsync.pim import poll
 
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
     for n in range(150):
@@ -531,21 +598,24 @@ def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(ake
         known_asset(f"SKU-{n:03d}", n)
 
     with on_akeneos_clock(akeneo):  # 10:02:30, the last product's change
-        assert "polled 1 page(s)" in pim_poll.poll(max_pages=1)
+        assert "polled 1 page(s)" in poll.poll(max_pages=1)
         first = PimCursor.objects.get().cursor
         assert first["since"] == "2026-11-27 10:00:00" and "search_after=" in first["next"]
         after_first_page = resynced_keys()
         assert 1 <= len(after_first_page) < 3  # the page holds some of the three, in uuid order
 
-        pim_poll.poll()
+        poll.poll()
         assert resynced_keys() == ["SKU-003", "SKU-077", "SKU-149"]
         cursor = PimCursor.objects.get().cursor
         # The pass started at 10:02:30 by the server's Date, less the first call's time (rounded
         # up to a second) and the 1 s overlap; the offset of `updated` says the server is on UTC.
         assert cursor == {"since": "2026-11-27 10:02:28", "zone": 0}
 
+        # Those re-syncs end; a change after them needs a new one (a waiting one would read it).
+        for job in Job.objects.all():
+            job.cancel()
         akeneo.set_value("SKU-077", "name", "Renamed", locale="en_US")
-        pim_poll.poll()
+        poll.poll()
     assert resynced_keys().count("SKU-077") == 2
     searches = updated_searches(akeneo)
     assert searches[0] == '{"updated":[{"operator":">","value":"2026-11-27 10:00:00"}]}'
@@ -555,8 +625,8 @@ def test_polling_hands_changed_products_on_page_by_page_and_moves_the_cursor(ake
 
 
 def test_a_product_changed_on_a_page_already_read_is_found_by_the_next_poll(akeneo):
-    from pimsync import pim_poll
     from pimsync.models import PimCursor
+    from pimsync.pim import poll
 
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
     for n in range(150):
@@ -573,24 +643,24 @@ def test_a_product_changed_on_a_page_already_read_is_found_by_the_next_poll(aken
 
     with on_akeneos_clock(akeneo):
         akeneo.before_list = [None, edits_between_pages]
-        pim_poll.poll()
+        poll.poll()
         assert resynced_keys().count(first_page) == 1  # the pass read it before the change
-        pim_poll.poll()
+        poll.poll()
     assert resynced_keys().count(first_page) == 2
 
 
 def test_on_a_server_outside_utc_the_next_pass_asks_in_the_servers_time_zone(akeneo):
     from datetime import timezone as tz
 
-    from pimsync import pim_poll
     from pimsync.models import PimCursor
+    from pimsync.pim import poll
 
     akeneo.zone = tz(timedelta(hours=-5))  # an on-premise server in New York
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 04:00:00"})
     akeneo_product(akeneo, "SKU-001")  # updated 2026-11-27T05:00:01-05:00, 10:00:01 UTC
     known_asset("SKU-001", 1)
     with on_akeneos_clock(akeneo):
-        pim_poll.poll()
+        poll.poll()
     assert resynced_keys() == ["SKU-001"]
     assert PimCursor.objects.get().cursor == {"since": "2026-11-27 04:59:59", "zone": -300}
 
@@ -598,19 +668,19 @@ def test_on_a_server_outside_utc_the_next_pass_asks_in_the_servers_time_zone(ake
 def test_the_first_poll_starts_at_the_servers_time_now_even_hours_behind_utc(akeneo):
     from datetime import timezone as tz
 
-    from pimsync import pim_poll
     from pimsync.models import PimCursor
+    from pimsync.pim import poll
 
     akeneo.zone = tz(timedelta(hours=-5))
     akeneo_product(akeneo, "SKU-001")  # changed before pimsync polled: not handed on
     known_asset("SKU-001", 1)
     akeneo.advance(60)
     with on_akeneos_clock(akeneo):  # 10:01:01 UTC, 05:01:01 on the server
-        pim_poll.poll()
+        poll.poll()
         assert PimCursor.objects.get().cursor["since"] == "2026-11-27 05:00:59"
         assert resynced_keys() == []
         akeneo.set_value("SKU-001", "name", "Renamed", locale="en_US")  # 05:01:02 on the server
-        pim_poll.poll()
+        poll.poll()
     assert resynced_keys() == ["SKU-001"]
 
 
@@ -622,25 +692,25 @@ def test_the_stand_in_refuses_an_iso_time_as_akeneo_does(akeneo):
 
 
 def test_a_failed_page_is_polled_again_from_the_saved_cursor(akeneo):
-    from pimsync import pim_poll
     from pimsync.models import PimCursor
+    from pimsync.pim import poll
 
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
     for n in range(150):
         akeneo_product(akeneo, f"SKU-{n:03d}")
         known_asset(f"SKU-{n:03d}", n)
-    pim_poll.poll(max_pages=1)
+    poll.poll(max_pages=1)
     akeneo.faults.add("GET", 500)
-    assert "stopped" in pim_poll.poll()
+    assert "stopped" in poll.poll()
     saved = PimCursor.objects.get()
     assert "next" in saved.cursor and "500" in saved.last_error
-    pim_poll.poll()
+    poll.poll()
     assert resynced_keys() == [f"SKU-{n:03d}" for n in range(150)]
 
 
 def test_the_poll_skips_pimsyncs_own_write_back(client, akeneo_world):
-    from pimsync import pim_poll
     from pimsync.models import Job, PimCursor
+    from pimsync.pim import poll
 
     world, akeneo = akeneo_world, akeneo_world.akeneo
     PimCursor.objects.create(name="akeneo", cursor={"since": "2026-11-27 10:00:00"})
@@ -648,7 +718,7 @@ def test_the_poll_skips_pimsyncs_own_write_back(client, akeneo_world):
     world.adobe.deliver(client, world.upload(client, 1))
     world.drain()
     assert len(akeneo.patches()) == 1  # the write-back changed the product's `updated`
-    assert "0 changed product(s) to re-sync, 1 already in step" in pim_poll.poll()
+    assert "0 changed product(s) to re-sync, 1 already in step" in poll.poll()
     assert not Job.objects.exists()
 
 
@@ -697,5 +767,5 @@ def test_rules_see_prices_metrics_scoped_values_and_option_labels_as_akeneo_answ
         "values.waterproof[0].data": True,
     }
     assert {expression: jmespath.search(expression, product) for expression in expressions} == expressions
-    types = {a["code"]: a["type"] for a in pim.connector().attributes()}
+    types = {a["code"]: a["type"] for a in connectors.connector().attributes()}
     assert types["price"] == "pim_catalog_price_collection" and types["sizes"] == "pim_catalog_multiselect"

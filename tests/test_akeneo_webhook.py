@@ -14,6 +14,7 @@ import time_machine
 from django.utils import timezone
 
 from pimsync.models import Event, Job, PimNotification, Status
+from standins import akeneo_examples
 from tests.conftest import akeneo_product
 
 pytestmark = pytest.mark.django_db
@@ -30,15 +31,18 @@ def sign(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def cloud_event(uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", **data) -> dict:
-    """A product.updated CloudEvent as the Event Platform sends it."""
+def cloud_event(
+    uuid: str = "6a9f8486-2c36-4680-b87f-6f5f8f01b6cf", *, id: str = "018e32f9-0001", at=None, **data
+) -> dict:
+    """A product.updated CloudEvent as the Event Platform sends it (made `at`, default now)."""
+    at = at or timezone.now()
     return {
         "specversion": "1.0",
         "id": id,
         "type": "com.akeneo.pim.v1.product.updated",
         "source": "pim",
         "subject": "srnt-acme",
-        "time": "2026-11-27T10:00:00Z",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "datacontenttype": "application/json",
         "data": {"product": {"uuid": uuid}, **data},
     }
@@ -58,6 +62,12 @@ def deliver(client, body: dict, secret: str = PRIMARY, header: str = "X-AKENEO-S
 def deliver_legacy(client, events: list[dict], *, age: float = 0, secret: str = PRIMARY):
     raw = json.dumps({"events": events}).encode()
     stamp = str(int(time.time() - age))
+    signature = sign(secret, stamp.encode() + b"." + raw)
+    return post(client, raw, **{"X-Akeneo-Request-Signature": signature, "X-Akeneo-Request-Timestamp": stamp})
+
+
+def deliver_legacy_raw(client, raw: bytes, *, secret: str = PRIMARY):
+    stamp = str(int(time.time()))
     signature = sign(secret, stamp.encode() + b"." + raw)
     return post(client, raw, **{"X-Akeneo-Request-Signature": signature, "X-Akeneo-Request-Timestamp": stamp})
 
@@ -109,9 +119,72 @@ def test_another_signature_algorithm_is_refused(client):
     assert answer.status_code == 401 and "HmacSHA256" in answer.json()["error"]
 
 
-def test_without_secrets_the_endpoint_is_not_there(client, settings):
+def test_without_secrets_the_endpoint_asks_to_deliver_again_later_never_404(client, settings):
+    """The Event Platform suspends a subscription at once on a 404 and retries a 503
+    (https://api.akeneo.com/event-platform/key-platform-behaviors.html)."""
     settings.AKENEO_EVENT_SECRETS = []
-    assert deliver(client, cloud_event()).status_code == 404
+    for answer in (deliver(client, cloud_event()), deliver_legacy(client, [legacy_event(1, "SKU-1")])):
+        assert answer.status_code == 503
+        assert answer["Retry-After"] == "300"
+        assert "AKENEO_EVENT_SECRETS" in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+# --- how big a body may be ------------------------------------------------------------------------
+
+
+def rich_batch() -> dict:
+    """Ten events of Akeneo's documented shape, each product with long texts in six locales and two
+    channels: about 100 KB a product, 1 MB the request."""
+    return akeneo_examples.legacy_batch(extra_values=akeneo_examples.rich_values())
+
+
+def test_a_legacy_request_of_ten_rich_products_is_accepted_whole(client, settings):
+    raw = json.dumps(rich_batch(), separators=(",", ":")).encode()
+    assert 900_000 < len(raw) < 1_300_000 < settings.AKENEO_EVENT_MAX_BYTES / 3
+    settings.PIMSYNC_WEBHOOK_MAX_BYTES = 100_000  # Adobe's limit is not Akeneo's
+    answer = deliver_legacy_raw(client, raw)
+    assert answer.status_code == 200 and answer.json() == {"accepted": 10, "duplicates": 0}
+    assert PimNotification.objects.count() == 10
+
+
+def test_a_body_over_akeneos_limit_is_a_413_read_no_further(client, settings):
+    raw = json.dumps(rich_batch(), separators=(",", ":")).encode()
+    settings.AKENEO_EVENT_MAX_BYTES = len(raw) - 1
+    answer = deliver_legacy_raw(client, raw)
+    assert answer.status_code == 413 and "AKENEO_EVENT_MAX_BYTES" in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+    settings.AKENEO_EVENT_MAX_BYTES = len(raw)
+    assert deliver_legacy_raw(client, raw).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"time": None}, "has no time"),
+        ({"time": "last tuesday"}, "is not an RFC 3339 time"),
+        ({"time": "2026-11-27T10:00:00"}, "is not an RFC 3339 time with its offset"),
+        # Offsets from the time the test runs, not from when the suite was collected.
+        ({"time": timedelta(days=-9)}, "more than 7 days ago"),
+        ({"time": timedelta(minutes=6)}, "more than 5 minutes ahead"),
+    ],
+    ids=["missing", "unreadable", "no-offset", "nine-days-old", "future"],
+)
+def test_a_signed_cloud_event_without_a_recent_time_is_refused_and_nothing_stored(client, change, message):
+    if isinstance(change["time"], timedelta):
+        change = {"time": (timezone.now() + change["time"]).isoformat()}
+    event = {**cloud_event(), **change}
+    if event["time"] is None:
+        del event["time"]
+    answer = deliver(client, event)
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+    assert PimNotification.objects.count() == 0
+
+
+def test_a_cloud_event_a_few_days_old_or_a_little_ahead_is_stored(client):
+    for n, at in enumerate((timezone.now() - timedelta(days=6), timezone.now() + timedelta(minutes=4))):
+        assert deliver(client, cloud_event(id=f"018e32f9-000{n}", at=at)).json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_a_signed_body_that_is_not_a_notification_is_a_400(client):
@@ -237,8 +310,8 @@ def test_a_change_named_by_identifier_is_read_once_then_re_synced(client, synced
 
 
 def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo(client, synced):
-    from pimsync import pim_notifications
     from pimsync.models import Asset
+    from pimsync.pim import notifications
 
     world, akeneo, product, asset_id = synced
     assert Asset.objects.get(pk=asset_id).pim_product_uuid == product["uuid"]  # kept when it was read
@@ -246,7 +319,7 @@ def test_a_deletion_named_by_uuid_only_re_syncs_its_assets_without_asking_akeneo
     calls = len(akeneo.requests)
     deleted = {**cloud_event(product["uuid"], author=API_USER), "type": "com.akeneo.pim.v1.product.deleted"}
     deliver(client, deleted)
-    pim_notifications.handle_pending()
+    notifications.handle_pending()
     assert len(akeneo.requests) == calls
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.DONE and row.product_key == "SKU-100001"
@@ -273,23 +346,68 @@ def test_a_product_pimsync_has_no_asset_of_is_ignored(client, synced):
 
 
 def test_an_unreachable_akeneo_leaves_the_notification_for_a_later_run(client, synced):
-    from pimsync import pim_notifications
+    from pimsync.pim import notifications
 
     world, akeneo, product, _asset_id = synced
     deliver(client, cloud_event(product["uuid"]))
     akeneo.faults.add("GET", 503)
-    pim_notifications.handle_pending()
+    notifications.handle_pending()
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 1 and "503" in row.reason
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
-    assert pim_notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
+    assert notifications.handle_pending() == "no PIM notification waiting"  # not due for a minute
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         world.drain()
     assert PimNotification.objects.get().status == PimNotification.State.DONE
 
 
+def test_a_notification_that_cannot_be_handled_fails_alone_and_its_batch_goes_on(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    odd = akeneo_product(akeneo, "SKU-100002")
+    odd["values"] = ["not", "an", "object"]  # a shape Akeneo does not answer; a server might
+    akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
+    deliver(client, cloud_event(odd["uuid"], id="odd-1"))
+    deliver(client, cloud_event(product["uuid"], id="good-1"))
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["odd-1"].status == PimNotification.State.FAILED
+    assert rows["odd-1"].reason == "cannot be handled: AttributeError (see the worker's log)"
+    assert rows["good-1"].status == PimNotification.State.DONE
+    assert Job.objects.get().assets == {"product_keys": ["SKU-100001"]}
+
+
+def test_a_uuid_only_notification_with_a_pim_that_has_no_uuids_fails_with_the_reason(client, settings):
+    from pimsync.pim import notifications
+
+    settings.PIM_CONNECTOR = "demo"
+    deliver(client, cloud_event(id="by-uuid"))
+    deliver(client, {**cloud_event(id="by-key"), "data": {"product": {"identifier": "SKU-NOBODY"}}})
+    notifications.handle_pending()
+    rows = {row.notification_id: row for row in PimNotification.objects.all()}
+    assert rows["by-uuid"].status == PimNotification.State.FAILED
+    assert "names products by key only" in rows["by-uuid"].reason
+    assert rows["by-key"].status == PimNotification.State.IGNORED
+
+
+def test_a_notification_whose_task_keeps_dying_ends_failed_after_its_attempts(client, synced):
+    from pimsync.pim import notifications
+
+    _world, akeneo, product, _asset_id = synced
+    deliver(client, cloud_event(product["uuid"]))
+    dying = timezone.now() - notifications.STUCK - timedelta(seconds=1)
+    PimNotification.objects.update(status="processing", claimed_at=dying, attempts=notifications.MAX_ATTEMPTS)
+    reads = akeneo.calls("GET")
+    notifications.handle_pending()
+    row = PimNotification.objects.get()
+    assert row.status == PimNotification.State.FAILED
+    assert row.reason == f"its task stopped before finishing, {notifications.MAX_ATTEMPTS} times"
+    assert akeneo.calls("GET") == reads  # not handed out again
+
+
 def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
-    from pimsync import pim_notifications
+    from pimsync.pim import notifications
 
     world, akeneo, product, asset_id = synced
     akeneo.set_value("SKU-100001", "name", "Summit boot", locale="en_US")
@@ -298,7 +416,7 @@ def test_a_429_pause_is_waited_out_without_using_up_attempts(client, synced):
     start = timezone.now()
     for minutes in range(0, 10, 2):  # the poll's schedule runs the task every 2 minutes
         with time_machine.travel(start + timedelta(minutes=minutes, seconds=1)):
-            pim_notifications.handle_pending()
+            notifications.handle_pending()
     row = PimNotification.objects.get()
     assert row.status == PimNotification.State.RECEIVED and row.attempts == 0
     assert "429" in row.reason or "slow down" in row.reason

@@ -22,7 +22,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from pimsync import alerts, tasks, webhooks
+from pimsync import inbound, tasks
+from pimsync.alerts import monitor
 from pimsync.checks import configuration
 from pimsync.models import Alert, Attempt, Event, Heartbeat, JournalCursor, SignatureRefusals, Status
 from tests.conftest import make_event
@@ -137,7 +138,7 @@ def failures_end(ctx):
 
 def worker_start(ctx):
     Heartbeat.beat(Heartbeat.SWEEPER)
-    assert alerts.check(conditions=ctx["conditions"]).startswith("alerts: no change")
+    assert monitor.check(conditions=ctx["conditions"]).startswith("alerts: no change")
     ctx["clock"].shift(timedelta(minutes=4))
 
 
@@ -186,7 +187,7 @@ def unreachable_start(system: str, error_class: str):
         attempt(ctx["event"], 2, Attempt.Outcome.RETRYING, error_class)
         ctx["clock"].shift(timedelta(minutes=6))
         attempt(ctx["event"], 3, Attempt.Outcome.RETRYING, f"{system}_timeout")
-        assert alerts.check(conditions=ctx["conditions"]).startswith("alerts: no change")  # not 10 minutes yet
+        assert monitor.check(conditions=ctx["conditions"]).startswith("alerts: no change")  # not 10 minutes yet
         ctx["clock"].shift(timedelta(minutes=5))
         attempt(ctx["event"], 4, Attempt.Outcome.RETRYING, error_class)
 
@@ -213,20 +214,20 @@ SCENARIOS = {
 
 
 def test_every_condition_has_a_scenario():
-    assert set(SCENARIOS) == {condition.key for condition in alerts.CONDITIONS}
+    assert set(SCENARIOS) == {condition.key for condition in monitor.CONDITIONS}
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_a_condition_sends_one_message_when_it_starts_none_while_it_lasts_and_one_when_it_ends(
     key, channels, clock, client, settings, monkeypatch, people
 ):
-    condition = next(c for c in alerts.CONDITIONS if c.key == key)
+    condition = next(c for c in monitor.CONDITIONS if c.key == key)
     start, end, path = SCENARIOS[key]
     ctx = {"settings": settings, "clock": clock, "client": client, "monkeypatch": monkeypatch}
     ctx["conditions"] = [condition]
 
     start(ctx)
-    assert alerts.check(conditions=[condition]).startswith(f"alerts: {key} opened")
+    assert monitor.check(conditions=[condition]).startswith(f"alerts: {key} opened")
     alert = Alert.objects.get(condition=key)
     link = PUBLIC + (path or reverse("admin:pimsync_alert_change", args=[alert.pk]))
     mails, chats = channels.new()
@@ -240,15 +241,15 @@ def test_a_condition_sends_one_message_when_it_starts_none_while_it_lasts_and_on
         clock.shift(timedelta(minutes=1))
         if key.endswith("_unreachable"):
             attempt(ctx["event"], Attempt.objects.filter(event=ctx["event"]).count() + 1, "retrying", f"{key[:3]}_503")
-        assert alerts.check(conditions=[condition]).startswith("alerts: no change")
+        assert monitor.check(conditions=[condition]).startswith("alerts: no change")
     assert channels.new() == ([], [])
 
     end(ctx)
-    assert alerts.check(conditions=[condition]).startswith(f"alerts: {key} resolved")
+    assert monitor.check(conditions=[condition]).startswith(f"alerts: {key} resolved")
     mails, chats = channels.new()
     assert [subject for subject, _ in mails] == [f"[pimsync] Resolved: {condition.title}"]
     assert link in mails[0][1] and len(chats) == 1 and link in chats[0] and "Resolved" in chats[0]
-    assert alerts.check(conditions=[condition]).startswith("alerts: no change")
+    assert monitor.check(conditions=[condition]).startswith("alerts: no change")
     assert channels.new() == ([], [])
     alert.refresh_from_db()
     assert alert.resolved_at is not None and alert.notified_open == alert.notified_resolved == ["email", "chat"]
@@ -257,7 +258,7 @@ def test_a_condition_sends_one_message_when_it_starts_none_while_it_lasts_and_on
 def test_the_email_goes_to_every_address_of_the_setting(channels, clock, settings):
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
-    alerts.check(conditions=alerts.CONDITIONS[:1])
+    monitor.check(conditions=monitor.CONDITIONS[:1])
     message = channels.inbox.messages[0]
     assert message["To"] == "ops@example.com, oncall@example.com"
     assert message["From"] == settings.DEFAULT_FROM_EMAIL
@@ -267,9 +268,9 @@ def test_a_condition_that_starts_again_after_it_ended_opens_a_new_alert(channels
     settings.PIMSYNC_ALERT_FAILURES = 0
     for round in range(2):
         stored_event(round, status=Status.FAILED, finished_at=timezone.now())
-        alerts.check(conditions=alerts.CONDITIONS[:1])
+        monitor.check(conditions=monitor.CONDITIONS[:1])
         clock.shift(timedelta(minutes=16))
-        alerts.check(conditions=alerts.CONDITIONS[:1])
+        monitor.check(conditions=monitor.CONDITIONS[:1])
     assert Alert.objects.filter(condition="failures", resolved_at__isnull=False).count() == 2
     mails, chats = channels.new()
     assert len(mails) == len(chats) == 4
@@ -284,26 +285,26 @@ def test_a_failing_chat_webhook_breaks_nothing_and_its_message_is_sent_at_the_ne
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
 
-    with caplog.at_level(logging.WARNING, logger="pimsync.alerts"):
-        assert alerts.check(conditions=alerts.CONDITIONS[:1]).endswith("1 message(s) sent")
+    with caplog.at_level(logging.WARNING, logger="pimsync.alerts.monitor"):
+        assert monitor.check(conditions=monitor.CONDITIONS[:1]).endswith("1 message(s) sent")
     assert "alert_webhook_500" in caplog.text and "chat-credential-in-path" not in caplog.text
     mails, _ = channels.new()
     assert len(mails) == 1
     assert Alert.objects.get().notify_failures == 1
 
     clock.shift(timedelta(minutes=1))
-    assert alerts.check(conditions=alerts.CONDITIONS[:1]).endswith("1 message(s) sent")
+    assert monitor.check(conditions=monitor.CONDITIONS[:1]).endswith("1 message(s) sent")
     mails, chats = channels.new()
     assert mails == [] and len(chats) == 1 and "[pimsync] Events are failing" in chats[0]
     clock.shift(timedelta(minutes=1))
-    assert alerts.check(conditions=alerts.CONDITIONS[:1]).endswith("0 message(s) sent")
+    assert monitor.check(conditions=monitor.CONDITIONS[:1]).endswith("0 message(s) sent")
 
 
 def test_an_unreachable_mail_server_breaks_nothing_and_the_chat_still_hears(channels, clock, settings):
     settings.EMAIL_PORT = free_port()  # nothing listens there
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
-    alerts.check(conditions=alerts.CONDITIONS[:1])
+    monitor.check(conditions=monitor.CONDITIONS[:1])
     assert len(channels.chat()) == 1
     alert = Alert.objects.get()
     assert alert.notified_open == ["chat"] and alert.notify_failures == 1
@@ -313,7 +314,7 @@ def test_without_channels_alerts_are_still_recorded_and_shown_on_the_overview(cl
     settings.PIMSYNC_ALERT_EMAILS, settings.PIMSYNC_ALERT_WEBHOOK_URL = [], ""
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
-    assert alerts.check(conditions=alerts.CONDITIONS[:1]) == "alerts: failures opened; 0 message(s) sent"
+    assert monitor.check(conditions=monitor.CONDITIONS[:1]) == "alerts: failures opened; 0 message(s) sent"
     client.force_login(people["Viewers"])
     page = client.get("/admin/").content.decode()
     assert 'id="open-alerts"' in page and "Events are failing" in page
@@ -324,7 +325,7 @@ def test_without_channels_alerts_are_still_recorded_and_shown_on_the_overview(cl
 def test_nobody_may_edit_or_delete_an_alert(clock, settings, client, people, admin_user):
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
-    alerts.check(conditions=alerts.CONDITIONS[:1])
+    monitor.check(conditions=monitor.CONDITIONS[:1])
     alert = Alert.objects.get()
     for user in (people["Viewers"], admin_user):
         client.force_login(user)
@@ -385,19 +386,19 @@ def test_the_test_message_needs_a_channel(settings, db):
 
 def test_the_journal_condition_stays_quiet_without_a_journal(channels, clock, settings):
     settings.ADOBE_JOURNAL_URL = ""
-    assert alerts.journal_behind(timezone.now()) == alerts.Verdict(False)
+    assert monitor.journal_behind(timezone.now()) == monitor.Verdict(False)
 
 
 def test_refusals_are_written_at_most_once_per_interval_not_once_per_request(client, settings, monkeypatch, clock, db):
-    counter = webhooks.RefusalCounter(flush_seconds=3600)
-    monkeypatch.setattr(webhooks, "REFUSALS", counter)
+    counter = inbound.RefusalCounter(flush_seconds=3600)
+    monkeypatch.setattr(inbound, "REFUSALS", counter)
     settings.ADOBE_CLIENT_ID = "a-client-id-these-events-are-not-for"
     try:
         for n in range(30):
             client.post("/webhooks/aem", data=make_event(n), content_type="application/cloudevents+json")
         assert sum(SignatureRefusals.objects.values_list("count", flat=True)) == 1  # the first, written at once
         counter.flush()
-        assert webhooks.recent_refusals(timezone.now() - timedelta(minutes=1)) == 30
+        assert inbound.recent_refusals(timezone.now() - timedelta(minutes=1)) == 30
     finally:
         if counter._timer is not None:
             counter._timer.cancel()
@@ -406,17 +407,17 @@ def test_refusals_are_written_at_most_once_per_interval_not_once_per_request(cli
 def test_refusals_kept_in_memory_are_written_by_the_timer_when_no_further_request_comes(
     client, settings, monkeypatch, transactional_db
 ):
-    counter = webhooks.RefusalCounter(flush_seconds=0.2)
-    monkeypatch.setattr(webhooks, "REFUSALS", counter)
+    counter = inbound.RefusalCounter(flush_seconds=0.2)
+    monkeypatch.setattr(inbound, "REFUSALS", counter)
     settings.ADOBE_CLIENT_ID = "a-client-id-these-events-are-not-for"
     for n in range(3):
         client.post("/webhooks/aem", data=make_event(n), content_type="application/cloudevents+json")
     since = timezone.now() - timedelta(minutes=1)
     for _ in range(100):  # bounded: the timer writes within a fraction of a second
-        if webhooks.recent_refusals(since) == 3:
+        if inbound.recent_refusals(since) == 3:
             break
         time.sleep(0.05)
-    assert webhooks.recent_refusals(since) == 3
+    assert inbound.recent_refusals(since) == 3
 
 
 def test_a_chat_webhook_that_is_not_a_url_is_an_error_that_does_not_show_it(settings):
@@ -439,10 +440,10 @@ def test_a_channel_that_failed_is_not_tried_again_within_the_same_check(channels
     httpserver.expect_request(CHAT_PATH, method="POST").respond_with_data("ok")
     settings.PIMSYNC_ALERT_FAILURES = 0
     stored_event(1, status=Status.FAILED, finished_at=timezone.now())
-    alerts.check(conditions=alerts.CONDITIONS[:2])  # failures and a silent worker: two alerts open
+    monitor.check(conditions=monitor.CONDITIONS[:2])  # failures and a silent worker: two alerts open
     assert len(httpserver.log) == 1
     clock.shift(timedelta(minutes=1))
-    alerts.check(conditions=alerts.CONDITIONS[:2])
+    monitor.check(conditions=monitor.CONDITIONS[:2])
     assert sorted(text.splitlines()[0] for text in channels.chat()) == [
         "[pimsync] Events are failing",
         "[pimsync] No worker heartbeat",
@@ -452,7 +453,7 @@ def test_a_channel_that_failed_is_not_tried_again_within_the_same_check(channels
 
 def test_the_journal_condition_stays_quiet_while_there_is_no_journal_cursor(settings, db):
     settings.ADOBE_JOURNAL_URL = "https://api.adobe.io/events/organizations/1/integrations/2/3"
-    assert alerts.journal_behind(timezone.now()) == alerts.Verdict(False)
+    assert monitor.journal_behind(timezone.now()) == monitor.Verdict(False)
 
 
 def test_a_threshold_that_is_not_a_number_is_reported_by_the_checks():
@@ -470,17 +471,17 @@ def test_a_pim_that_stops_answering_is_reported_from_the_workers_own_attempts(cl
     world.drain()
     assert Event.objects.get().error_class == "pim_unreachable"
     start = timezone.now()
-    pim = [c for c in alerts.CONDITIONS if c.key == "pim_unreachable"]
+    pim = [c for c in monitor.CONDITIONS if c.key == "pim_unreachable"]
 
     with time_machine.travel(start + timedelta(minutes=11), tick=True):
         tasks.drain()  # the retry is due: it fails the same way
         assert Attempt.objects.count() == 2
-        assert alerts.check(conditions=pim).startswith("alerts: pim_unreachable opened")
+        assert monitor.check(conditions=pim).startswith("alerts: pim_unreachable opened")
     with time_machine.travel(start + timedelta(minutes=30), tick=True):
         settings.PIM_BASE_URL = world.pim.url  # the PIM is back
         tasks.drain()
         assert Event.objects.get().status == Status.SUCCEEDED
-        assert alerts.check(conditions=pim).startswith("alerts: pim_unreachable resolved")
+        assert monitor.check(conditions=pim).startswith("alerts: pim_unreachable resolved")
     mails, chats = channels.new()
     assert [subject for subject, _ in mails] == [
         "[pimsync] The PIM is unreachable",

@@ -7,9 +7,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from dashboard.preview import preview
-from pimsync import akeneo_values, mapping
+from pimsync import mapping
+from pimsync.adobe import aem
 from pimsync.mapping import AssetRef
 from pimsync.models import MappingConfig, MappingRule
+from pimsync.pim import akeneo_values
 
 ASSET = AssetRef("urn:aaid:aem:1", "/content/dam/products/K1_front.png", "K1_front.png", "image/png")
 
@@ -156,10 +158,10 @@ class TestInPlan:
             attribute_rule(attribute="name", locale="fr_FR", metadata_path="pim:title_fr", default="n/a"),
         ]
         planned = mapping.plan(ASSET, "K1", AKENEO_PRODUCT, {}, rules)
-        assert planned.operations == [
-            {"op": "add", "path": "dc:title", "value": "TRAIL BACKPACK"},
-            {"op": "add", "path": "pim:materials", "value": "Cotton, nylon"},
-            {"op": "add", "path": "pim:title_fr", "value": "n/a"},
+        assert aem.json_patch(planned.changes) == [
+            {"op": "add", "path": "/dc:title", "value": "TRAIL BACKPACK"},
+            {"op": "add", "path": "/pim:materials", "value": "Cotton, nylon"},
+            {"op": "add", "path": "/pim:title_fr", "value": "n/a"},
         ]
         assert planned.results[2].note == (
             "no value of name for fr_FR, ecommerce (the product has de_DE, en_US); PIM value empty: default used"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from dashboard import backfill as backfill_page
+from pimsync import backfill as backfill_module
 from pimsync import mapping
 from pimsync.models import Asset, Event, Job, SandboxAsset, SyncState
 from tests.conftest import FIXTURES, product, run_queued_tasks
@@ -95,7 +97,8 @@ def test_a_dry_run_resolves_and_reports_without_registering(aem_assets):
     assert not Asset.objects.exists() and not Job.objects.exists()
 
 
-def test_an_asset_id_csv_needs_no_aem_lookup(aem_assets, tmp_path):
+def test_an_asset_id_csv_registers_only_the_pairs_aem_confirms(aem_assets, tmp_path):
+    aem_assets.aem.add_asset(uid(90), {"dc:title": "Board minutes"}, path="/content/dam/legal/minutes.pdf")
     csv = tmp_path / "ids.csv"
     csv.write_text(
         "asset_id,path\n"
@@ -103,14 +106,24 @@ def test_an_asset_id_csv_needs_no_aem_lookup(aem_assets, tmp_path):
         "urn:aaid:aem:not-a-uuid,/content/dam/products/x.png\n"
         f"{uid(3).upper().replace('URN:AAID:AEM:', 'urn:aaid:aem:')},/content/dam/products/tents/SKU-100003_back.jpg\n"
         f"{uid(1)},/content/dam/products/elsewhere.png\n"
+        f"{uid(90)},/content/dam/products/SKU-100002_front.png\n"
+        f"{uid(91)},/content/dam/products/SKU-100091_gone.png\n"
     )
     out = backfill(str(csv))
     assert "line 3: /content/dam/products/x.png: 'urn:aaid:aem:not-a-uuid' is not an AEM asset id" in out
     assert "line 5: /content/dam/products/elsewhere.png: duplicate of line 2" in out
+    assert (
+        f"line 6: /content/dam/products/SKU-100002_front.png: AEM's asset at this path is {uid(2)}, not {uid(90)}"
+        in out
+    )
+    assert "line 7: /content/dam/products/SKU-100091_gone.png: AEM has no asset at this path (404)" in out
+    assert "6 row(s) read from ids.csv: 2 asset(s) found, 4 skipped" in out
     assert set(Asset.objects.values_list("asset_id", flat=True)) == {uid(1), uid(3)}
-    assert aem_assets.aem.path_calls == []
+    # Every pair was checked, with the same lookup an export's paths get.
+    assert len([call for call in aem_assets.aem.path_calls if call.startswith("/content/dam/")]) == 4
     run_queued_tasks()
     assert {p["asset_id"] for p in aem_assets.aem.patches} == {uid(1), uid(3)}
+    assert aem_assets.aem.assets[uid(90)]["dc:title"] == "Board minutes"  # never written
 
 
 def test_the_byte_order_mark_of_an_export_is_not_part_of_the_header(aem_assets, tmp_path):
@@ -132,9 +145,9 @@ def test_a_lookup_aem_asks_to_repeat_is_repeated_and_a_refused_one_reported(worl
     assert "1 asset(s) found, 0 skipped" in backfill(str(csv), "--dry-run")
 
     csv.write_text("assetPath\n/content/dam/p/SKU-100032.png\n")
-    world.aem.faults.add("GET", 403)
+    world.aem.faults.add("GET", 400)
     out = backfill(str(csv), "--dry-run")
-    assert "line 2: /content/dam/p/SKU-100032.png: GET" in out and "answered 403" in out
+    assert "line 2: /content/dam/p/SKU-100032.png: GET" in out and "answered 400" in out
 
 
 @pytest.mark.parametrize(
@@ -188,7 +201,7 @@ def test_a_folder_walk_finds_assets_in_nested_folders_across_pages(world, settin
 @pytest.mark.parametrize(
     "folder, message",
     [
-        ("/content/dam/nothing-here", "cannot list /content/dam/nothing-here: GET .* answered 404"),
+        ("/content/dam/nothing-here", r"cannot list /content/dam/nothing-here: AEM has no folder there \(404\)"),
         ("/content/other", "not under /content/dam/"),
         ("/content/dam/../../etc", "'..' segment"),
     ],
@@ -251,6 +264,25 @@ def test_an_uploaded_export_shows_the_skipped_rows_by_line_and_links_the_job(cli
     assert len(aem_assets.aem.patches) == 4
 
 
+def test_an_uploaded_pair_that_binds_one_asset_to_another_path_is_skipped(client, aem_assets, resyncer):
+    """Someone with the re-sync permission cannot make pimsync write a product's values into an
+    asset that is not that product's by naming its id beside the product's path."""
+    aem_assets.aem.add_asset(uid(90), {"dc:title": "Board minutes"}, path="/content/dam/legal/minutes.pdf")
+    client.force_login(resyncer)
+    content = f"asset_id,path\n{uid(90)},/content/dam/products/SKU-100001_front.png\n".encode()
+
+    page = upload(client, content, "ids.csv").content.decode()
+
+    assert (
+        "<td>2</td><td>/content/dam/products/SKU-100001_front.png</td>"
+        f"<td>AEM&#x27;s asset at this path is {uid(1)}, not {uid(90)}</td>" in page
+    )
+    assert not Asset.objects.exists() and not Job.objects.exists()
+    run_queued_tasks()
+    assert aem_assets.aem.patches == []
+    assert aem_assets.aem.assets[uid(90)]["dc:title"] == "Board minutes"
+
+
 def test_an_upload_check_registers_nothing(client, aem_assets, resyncer):
     client.force_login(resyncer)
     page = upload(client, EXPORT.read_bytes(), dry_run="on").content.decode()
@@ -271,12 +303,45 @@ def test_an_upload_too_large_or_with_too_many_lookups_is_refused_with_nothing_re
     assert not Asset.objects.exists() and not Event.objects.exists()
 
 
+# Transactional: the 429's pause is committed by a lookup thread (see above).
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_does_not_wait_for_aem_past_its_time_and_says_what_it_skipped(
+    client, aem_assets, resyncer, monkeypatch
+):
+    monkeypatch.setattr(backfill_page, "UPLOAD_SECONDS", 2.0, raising=False)
+    monkeypatch.setattr(backfill_module, "MAX_LOOKUP_WAIT", 5.0)  # what the unbounded upload would wait
+    aem_assets.aem.faults.add("GET", 429, headers={"Retry-After": "30"})
+    client.force_login(resyncer)
+
+    started = time.monotonic()
+    response = upload(client, b"assetPath\n/content/dam/products/SKU-100001_front.png\n", "export.csv")
+
+    assert time.monotonic() - started < 4
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "answered 429; not tried again: this backfill&#x27;s time ran out" in page
+    assert "1 row(s) read from export.csv: 0 asset(s) found, 1 skipped" in page
+    assert "1 row(s) were not looked up in time: run them again" in page
+    assert not Asset.objects.exists() and not Job.objects.exists()
+
+
+def test_rows_an_upload_has_no_time_left_for_are_skipped_and_the_rest_registered(
+    client, aem_assets, resyncer, monkeypatch
+):
+    monkeypatch.setattr(backfill_page, "UPLOAD_SECONDS", 0.0, raising=False)
+    client.force_login(resyncer)
+    page = upload(client, EXPORT.read_bytes()).content.decode()
+    assert page.count("not looked up in AEM before this backfill&#x27;s time ran out") == 5
+    assert not Asset.objects.exists() and aem_assets.aem.path_calls == []
+
+
 # --- the sandbox answers what a backfill asks ----------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_folder_walk_against_the_sandbox_registers_its_assets(live_server, settings):
-    from pimsync.clients import http, ims
+    from pimsync.adobe import ims
+    from pimsync.outbound import http
 
     base = live_server.url
     settings.PIMSYNC_SANDBOX = True

@@ -457,3 +457,108 @@ def test_setup_roles_fails_when_a_permission_is_missing(db):
     with pytest.raises(CommandError, match="run `manage.py migrate` first.*Support lacks retry_event"):
         call_command("setup_roles", stdout=out)
     assert "Created Viewers" in out.getvalue()  # the groups exist, with what could be given
+
+
+class TestEveryAdminList:
+    """Every list on the site, Django's and django-q2's included, selects rows only by the filters
+    it declares: a lookup typed into the address never reaches the database."""
+
+    PATTERN = "(.+)+!"  # backtracks exponentially on a long text without "!"
+
+    @staticmethod
+    def lists():
+        from django.contrib import admin
+
+        for model in admin.site._registry:
+            yield model, reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+    @staticmethod
+    def text_field(model) -> str:
+        from django.db.models import CharField, TextField
+
+        return next(f.name for f in model._meta.fields if isinstance(f, CharField | TextField))
+
+    def test_a_regular_expression_lookup_is_refused_on_every_list(self, client, people, history, admin_user):
+        as_user(client, admin_user)
+        for model, url in self.lists():
+            plain = client.get(url)
+            lookup = f"{self.text_field(model)}__regex"
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(url, {lookup: self.PATTERN})
+            assert not [q["sql"] for q in queries if self.PATTERN in q["sql"]], url
+            if plain.status_code == 200:  # a list (the mapping's goes straight to its one row)
+                assert response.status_code == 400, url
+                assert "This filter is not understood" in response.content.decode(), url
+
+    def test_every_filter_a_list_offers_still_selects(self, client, people, history, admin_user):
+        import re
+
+        as_user(client, admin_user)
+        followed = 0
+        for _, url in self.lists():
+            page = client.get(url)
+            if page.status_code != 200:
+                continue
+            sidebar = page.content.decode().partition('id="changelist-filter"')[2].partition("</nav>")[0]
+            for link in set(re.findall(r'href="(\?[^"]+)"', sidebar)):
+                response = client.get(url + link.replace("&amp;", "&"))
+                assert response.status_code == 200, url + link
+                followed += 1
+        assert followed > 30  # status, type, date, error class, condition, staff, groups, clusters…
+
+
+class TestEveryChangePage:
+    """A change page asks who is asking before it reads anything, and an id that cannot be one is
+    a 404 (or Django's own "does not exist" redirect), never a 500."""
+
+    def test_without_permission_every_change_page_is_a_403_whatever_the_id(self, client, history):
+        from django.contrib.auth.models import User
+
+        as_user(client, User.objects.create_user("nobody", password="pw-for-tests-1", is_staff=True))
+        for _, url in TestEveryAdminList.lists():
+            for object_id in ("abc", "999999", str(history["failed"].pk)):
+                assert client.get(f"{url}{object_id}/change/").status_code == 403, (url, object_id)
+
+    def test_an_id_that_is_not_a_number_is_a_404_not_a_500(self, client, history, admin_user):
+        as_user(client, admin_user)
+        assert client.get(f"{EVENTS}abc/change/").status_code == 404
+        assert client.get("/admin/pimsync/asset/no-such-asset/change/").status_code == 404
+        for _, url in TestEveryAdminList.lists():
+            assert client.get(f"{url}abc/change/").status_code in (302, 404), url
+
+
+class TestUploadLimits:
+    """An upload larger than its page takes is refused before Django reads the form: reading it
+    would store the file (in memory, or on disk above 2.5 MB) whatever the page then says."""
+
+    @pytest.mark.parametrize(
+        ("url", "limit", "says"),
+        [
+            ("/admin/pimsync/asset/backfill/", 10 * 1024 * 1024, "at most 10 MB"),
+            ("/admin/pimsync/mappingconfig/import/", 1024 * 1024, "at most 1 MB"),
+            (EVENTS, 2.5 * 1024 * 1024, "at most 2.5 MB"),  # a page that takes no file at all
+        ],
+    )
+    def test_a_body_over_the_limit_is_refused_before_the_form_is_read(self, world, admin_user, url, limit, says):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+        from django.test import Client
+
+        # The CSRF check reads the form to find its token: without a token, an answer other than
+        # 403 means the body was refused before anything read it.
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(admin_user)
+        rules = MappingRule.objects.count()
+        content = b"asset_id,path\n" + b"x" * int(limit + 100 * 1024)
+        response = client.post(url, {"file": SimpleUploadedFile("big.csv", content, "text/csv")})
+        assert response.status_code == 413
+        assert says in response.content.decode() and "Nothing was stored" in response.content.decode()
+        assert MappingRule.objects.count() == rules
+
+    def test_an_upload_within_the_limit_reaches_its_form(self, world, admin_user):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+        from django.test import Client
+
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(admin_user)
+        response = client.post(MAPPING.replace("1/change/", "import/"), {"file": SimpleUploadedFile("r.json", b"{}")})
+        assert response.status_code == 403  # the CSRF check read it, and found no token

@@ -202,4 +202,5 @@ def test_the_proxy_example_admits_adobes_batches_and_the_backfill_upload(setting
     from dashboard.backfill import MAX_UPLOAD_BYTES
 
     assert limits[reverse("admin:pimsync_asset_backfill")] > MAX_UPLOAD_BYTES
+    assert limits["/webhooks/akeneo"] > settings.AKENEO_EVENT_MAX_BYTES
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in config

@@ -37,11 +37,13 @@ def test_a_signed_upload_event_ends_in_the_mapped_patch(client, world):
     assert patch["headers"]["X-Api-Key"] == "0123456789abcdef0123456789abcdef"
     assert patch["headers"]["X-Adobe-Accept-Experimental"] == "1"
     assert patch["headers"]["Authorization"] == "Bearer token-1"
+    # RFC 6901 pointers, as Adobe's current samples and metadata guide send them (pimsync sent the
+    # bare `dc:title` of the 2024 tutorial before: not a JSON Pointer).
     assert patch["operations"] == [
-        {"op": "add", "path": "wknd-skuid", "value": "SKU-100234"},
-        {"op": "add", "path": "wknd-suppliername", "value": "NORDWAND OUTDOOR"},
-        {"op": "add", "path": "dc:title", "value": "Trail backpack 35L"},
-        {"op": "add", "path": "pim:colours", "value": "black, red"},
+        {"op": "add", "path": "/wknd-skuid", "value": "SKU-100234"},
+        {"op": "add", "path": "/wknd-suppliername", "value": "NORDWAND OUTDOOR"},
+        {"op": "add", "path": "/dc:title", "value": "Trail backpack 35L"},
+        {"op": "add", "path": "/pim:colours", "value": "black, red"},
     ]
     stored = Event.objects.get()
     assert stored.status == Status.SUCCEEDED
@@ -49,8 +51,57 @@ def test_a_signed_upload_event_ends_in_the_mapped_patch(client, world):
     [attempt] = stored.attempt_set.all()
     assert attempt.outcome == Status.SUCCEEDED
     assert attempt.pim_data["SKUID"] == "SKU-100234"
-    assert {"path": "dc:title", "old": None, "new": "Trail backpack 35L"} in attempt.changes
+    assert {"path": "dc:title", "old": None, "new": "Trail backpack 35L", "exists": False} in attempt.changes
     assert attempt.aem_status == 200
+
+
+def test_a_property_aem_already_holds_is_replaced_and_a_new_one_added(client, world):
+    """Adobe's metadata guide: `add` fails on an existing property and `replace` on a missing one,
+    and one failed operation fails the whole PATCH (the AEM stand-in refuses as it describes)."""
+    world.pim.products["SKU-100234"] = product("SKU-100234")
+    event = world.upload(client, 1, sku="SKU-100234")
+    world.aem.write(event["data"]["assetId"], {"dc:title": "Old title", "dc:format": "image/png"})
+
+    world.adobe.deliver(client, event)
+    world.drain()
+
+    assert world.aem.refused_patches == []
+    [patch] = world.aem.patches
+    ops = {op["path"]: op["op"] for op in patch["operations"]}
+    assert ops["/dc:title"] == "replace"
+    assert ops["/wknd-skuid"] == "add"
+    assert world.aem.assets[event["data"]["assetId"]]["dc:title"] == "Trail backpack 35L"
+    assert Event.objects.get().status == Status.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("style", "path"),
+    [("pointer", "/dc:title"), ("asset-metadata", "/assetMetadata/dc:title"), ("bare", "dc:title")],
+)
+def test_aem_patch_path_style_names_the_property_as_that_aem_wants(client, world, settings, style, path):
+    settings.AEM_PATCH_PATH_STYLE = style
+    world.aem.path_styles = {style}  # an AEM that resolves this form only
+    world.pim.products["SKU-100234"] = product("SKU-100234")
+    event = world.upload(client, 1, sku="SKU-100234")
+
+    world.adobe.deliver(client, event)
+    world.drain()
+
+    [patch] = world.aem.patches
+    assert {"op": "add", "path": path, "value": "Trail backpack 35L"} in patch["operations"]
+    assert Event.objects.get().status == Status.SUCCEEDED
+
+
+def test_an_aem_that_refuses_the_path_form_fails_the_event_with_its_reason(client, world, settings):
+    settings.AEM_PATCH_PATH_STYLE = "bare"  # the 2024 tutorial's form, which this AEM does not resolve
+    world.pim.products["SKU-100234"] = product("SKU-100234")
+    world.adobe.deliver(client, world.upload(client, 1, sku="SKU-100234"))
+    world.drain()
+
+    stored = Event.objects.get()
+    assert stored.status == Status.FAILED
+    assert "400" in stored.reason
+    assert "is not a metadata property this AEM resolves" in stored.attempt_set.get().aem_body
 
 
 def test_many_events_share_one_ims_token_stored_encrypted(client, world):
@@ -65,7 +116,7 @@ def test_many_events_share_one_ims_token_stored_encrypted(client, world):
 
 
 def test_another_process_reuses_the_stored_token(client, world):
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
 
     world.pim.products["SKU-100001"] = product("SKU-100001")
     world.pim.products["SKU-100002"] = product("SKU-100002")
@@ -242,7 +293,9 @@ def test_a_persons_metadata_change_is_enriched_again(client, world):
     world.adobe.deliver(client, change)
     world.drain()
     assert Event.objects.get(event_id=change["eventid"]).status == Status.SUCCEEDED
-    assert world.aem.patches[-1]["operations"] == [{"op": "add", "path": "dc:title", "value": "Trail backpack 35L"}]
+    assert world.aem.patches[-1]["operations"] == [
+        {"op": "replace", "path": "/dc:title", "value": "Trail backpack 35L"}
+    ]
 
 
 def test_a_burst_for_one_asset_ends_in_one_patch(client, world):

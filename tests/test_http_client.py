@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pimsync.clients import http
+from pimsync.outbound import http
+from pimsync.outbound.redaction import redact_url
 
 TRICKLE_SECONDS = 60  # the old per-read timeout would wait this long
 CALL_BOUND_SECONDS = 15  # a regression fails the test instead of hanging it
@@ -274,7 +275,7 @@ def test_the_allow_list_compares_origins_without_credentials(httpserver, setting
     ],
 )
 def test_urls_in_messages_are_redacted(url, shown):
-    assert http.redact_url(url) == shown
+    assert redact_url(url) == shown
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from pimsync.clients import ims
+from pimsync.adobe import ims
 from pimsync.models import AccessToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +53,7 @@ def test_an_expiring_token_is_renewed_before_it_expires(world):
 
 
 def test_an_ims_answer_nested_too_deeply_is_a_clear_error_not_a_crash(world):
-    from pimsync.clients import http
+    from pimsync.outbound import http
 
     deep = "[" * 100_000 + "]" * 100_000
     world.ims.server.clear()  # the token endpoint answers with the hostile body

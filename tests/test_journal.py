@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
 from django.core.checks import Error, Warning
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from pytest_httpserver import HTTPServer
 
-from pimsync import journal, tasks
+from pimsync import tasks
+from pimsync.adobe import journal
+from pimsync.adobe.journal_api import parse_links
 from pimsync.checks import configuration
-from pimsync.clients import http
-from pimsync.clients.journal import parse_links
 from pimsync.models import Event, JournalCursor
+from pimsync.outbound import http
+from standins.journal import ORG, REGISTRATION, JournalStub
 from tests.conftest import make_event, product
-from tests.journal_stub import ORG, JournalStub
 
 
 @pytest.fixture
@@ -50,6 +53,75 @@ def test_it_follows_root_relative_next_links_until_the_end(stub):
     assert set(Event.objects.values_list("arrived_by", flat=True)) == {"journal"}
     assert cursor().position == "pos-000006"
     assert cursor().caught_up_at is not None and cursor().pulled_total == 7
+
+
+def test_next_links_under_events_fast_are_followed_to_the_end_storing_every_event_once(stub):
+    """Adobe's answers put `next` under /events-fast/ while the journal is /events/ (the SDK's
+    test/mock.js); reading that as "the journal URL changed" restarted every page from the oldest."""
+    fill(stub, 10)
+    result = journal.pull()
+    assert (result.pages, result.stored, result.duplicates) == (5, 10, 0)
+    assert stub.paths[0] == "/events" + REGISTRATION
+    assert set(stub.paths[1:]) == {"/events-fast" + REGISTRATION}
+    assert [r.get("since") for r in stub.requests].count(None) == 1  # the oldest was read once
+    assert cursor().caught_up_at is not None
+    assert cursor().next_url.startswith(stub.server.url_for("/events-fast/"))
+
+
+def test_link_relations_on_separate_header_lines_are_read_too(stub):
+    stub.link_lines = True  # the journaling guide's examples: one Link header per relation
+    fill(stub, 5)
+    assert journal.pull().stored == 5
+    assert cursor().caught_up_at is not None
+
+
+def _at_the_end_a_week_ago(stub) -> None:
+    """Read 3 events, then let more than the journal's retention pass without a new one."""
+    fill(stub, 3)
+    journal.pull()
+    JournalCursor.objects.update(not_before=None)
+
+
+def test_a_purged_position_answering_204_is_found_through_the_validate_link(stub):
+    _at_the_end_a_week_ago(stub)
+    stub.purged_answer = 204
+    stub.expire(3)  # pos-000002, where the cursor stands, is purged
+    fill(stub, 2, start=3)  # two newer events, which a 204 at the purged position would hide forever
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        result = journal.pull()
+    assert stub.validations == [{"since": "pos-000002"}]
+    assert result.stored == 2
+    assert cursor().expired_at is not None
+
+
+def test_a_purged_position_answering_204_is_found_when_the_validate_link_says_nothing(stub):
+    _at_the_end_a_week_ago(stub)
+    stub.purged_answer, stub.validate_status = 204, 200  # Adobe documents no answer of `validate`
+    stub.expire(3)
+    fill(stub, 2, start=3)
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert journal.pull().stored == 2  # the oldest events are newer than a week: the position was purged
+    assert cursor().expired_at is not None
+
+
+def test_a_quiet_journal_is_checked_at_most_hourly_and_never_restarted(stub):
+    _at_the_end_a_week_ago(stub)
+    stub.purged_answer, stub.validate_status = 204, 200
+    stub.expire(3)  # everything expired, nothing new: the journal is empty
+    later = timezone.now() + timedelta(days=8)
+    with time_machine.travel(later):
+        assert journal.pull().stored == 0
+        JournalCursor.objects.update(not_before=None)
+        journal.pull()
+    assert len(stub.validations) == 1
+    assert cursor().expired_at is None and cursor().position == "pos-000002"
+
+
+def test_a_position_read_within_the_retention_is_never_probed(stub):
+    _at_the_end_a_week_ago(stub)
+    with time_machine.travel(timezone.now() + timedelta(days=6)):
+        journal.pull()
+    assert stub.validations == []
 
 
 def test_pulled_events_are_enriched_like_webhook_deliveries(stub, world):
@@ -132,7 +204,7 @@ def test_a_crash_between_commit_and_cursor_save_re_reads_the_page(stub, monkeypa
 
 def test_only_one_puller_works_at_a_time(stub):
     fill(stub, 2)
-    other = journal._claim()  # another node is pulling
+    other = JournalCursor.acquire(JournalCursor.SINGLETON_PK)  # another node is pulling
     assert other
     result = journal.pull()
     assert result.outcome.startswith("skipped")
@@ -179,6 +251,26 @@ def test_it_refuses_a_link_to_another_origin(stub):
     assert "refusing to follow" in cursor().last_error
     assert len(stub.requests) == 1
     assert cursor().position == ""  # the page's events are stored again next time, not skipped
+
+
+@pytest.fixture
+def elsewhere():
+    """A loopback server standing for a host pimsync was never configured with."""
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_it_refuses_a_link_another_url_parser_reads_as_another_host(stub, elsewhere):
+    fill(stub, 4)
+    # The journal's own origin to urlsplit; `elsewhere` to urllib3, which is what connects.
+    stub.link_prefix = f"http://{elsewhere.host}:{elsewhere.port}\\@{urlsplit(stub.url).netloc}"
+    result = journal.pull()
+    assert result.outcome.startswith("failed")
+    assert "refusing to follow" in cursor().last_error
+    assert elsewhere.log == []  # never reached: no request, no token
+    assert len(stub.requests) == 1
 
 
 def test_an_unreadable_event_does_not_hold_up_the_ones_behind_it(stub):
@@ -278,9 +370,9 @@ def test_the_overview_and_metrics_show_what_only_the_journal_delivered(stub, cli
 @pytest.fixture
 def sandbox_journal(settings, live_server, tmp_path, monkeypatch):
     """pimsync beside its own sandbox (IMS, AEM, journal) on a live server, as `make run` has it."""
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
     from pimsync.sandbox import keys
-    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+    from pimsync.sandbox.defaults import SANDBOX_ORG_ID
 
     monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))
     keys.private_key.cache_clear()
@@ -322,7 +414,7 @@ def test_the_sandbox_journal_recovers_uploads_made_while_the_webhook_was_down(sa
 @pytest.mark.django_db
 def test_the_sandbox_journal_answers_410_for_a_position_it_does_not_hold(client, settings, tmp_path, monkeypatch):
     from pimsync.models import SandboxJournalEntry
-    from pimsync.sandbox_defaults import SANDBOX_ORG_ID
+    from pimsync.sandbox.defaults import SANDBOX_ORG_ID
     from tests.test_sandbox import token
 
     settings.PIMSYNC_SANDBOX = True
@@ -349,13 +441,31 @@ def test_the_sandbox_journal_answers_410_for_a_position_it_does_not_hold(client,
 def test_a_new_journal_url_is_read_from_its_oldest_event(stub, settings):
     fill(stub, 2)
     JournalCursor.load()
+    old = "http://127.0.0.1:1/events/organizations/1/integrations/2/old"
+    JournalCursor.objects.update(started_from=old, next_url=f"{old}?since=9")
+    assert journal.pull().stored == 2
+    assert stub.requests[0].get("since") is None
+    assert cursor().started_from == stub.url
+
+
+def test_a_cursor_from_before_it_knew_its_journal_is_read_on_when_its_link_is_on_the_journals_origin(stub):
+    fill(stub, 4)
+    JournalCursor.load()
+    JournalCursor.objects.update(next_url=stub.url + "?since=pos-000001", position="pos-000001")
+    assert journal.pull().stored == 2  # the two after pos-000001: nothing read again
+    assert cursor().started_from == stub.url
+
+
+def test_a_cursor_from_before_it_knew_its_journal_on_another_origin_starts_from_the_oldest(stub):
+    fill(stub, 2)
+    JournalCursor.load()
     JournalCursor.objects.update(next_url="http://127.0.0.1:1/events/organizations/1/integrations/2/old?since=9")
     assert journal.pull().stored == 2
     assert stub.requests[0].get("since") is None
 
 
 def test_sandbox_mode_asks_for_the_journal_scope():
-    from pimsync.sandbox_defaults import apply_sandbox_defaults
+    from pimsync.sandbox.defaults import apply_sandbox_defaults
 
     values = {"PIMSYNC_PUBLIC_URL": "http://127.0.0.1:8000", "ADOBE_SCOPES": "AdobeID,openid"}
     apply_sandbox_defaults(values)
@@ -365,7 +475,7 @@ def test_sandbox_mode_asks_for_the_journal_scope():
 
 def test_repositioning_while_another_node_pulls_is_refused_and_moves_nothing(stub):
     fill(stub, 2)
-    assert journal._claim()  # another node is pulling
+    assert JournalCursor.acquire(JournalCursor.SINGLETON_PK)  # another node is pulling
     with pytest.raises(CommandError, match="running on another node"):
         call_command("pull_journal", "--latest", stdout=io.StringIO())
     assert cursor().next_url == "" and stub.requests == []

@@ -11,9 +11,11 @@ from django.core.management import CommandError, call_command
 
 from dashboard.preview import preview
 from pimsync import enrichment, mapping
-from pimsync.clients import http, pim
+from pimsync.adobe import aem
 from pimsync.mapping import AssetRef
 from pimsync.models import Event, Job, MappingConfig, MappingRule, Status
+from pimsync.outbound import http
+from pimsync.pim import connectors
 from tests.conftest import STANDARD_MAPPING, product
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +64,8 @@ class TestPlan:
                 rule(pim_field="SupplierName", metadata_path="pim:supplier", transform="lower"),
             ],
         )
-        assert planned.operations == [{"op": "add", "path": "pim:supplier", "value": "nordwand outdoor"}]
-        assert planned.changes == [{"path": "pim:supplier", "old": None, "new": "nordwand outdoor"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/pim:supplier", "value": "nordwand outdoor"}]
+        assert planned.changes == [{"path": "pim:supplier", "old": None, "new": "nordwand outdoor", "exists": False}]
 
     @pytest.mark.parametrize(
         "name, value, expected",
@@ -82,12 +84,12 @@ class TestPlan:
 
     def test_an_empty_pim_value_takes_the_default(self):
         planned = mapping.plan(ASSET, "k", {"SKUID": ""}, {}, [rule(default="n/a")])
-        assert planned.operations == [{"op": "add", "path": "pim:sku", "value": "n/a"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/pim:sku", "value": "n/a"}]
         assert planned.results[0].note == "PIM value empty: default used"
 
     def test_an_empty_pim_value_without_default_writes_nothing(self):
         planned = mapping.plan(ASSET, "k", {}, {}, [rule()])
-        assert planned.operations == []
+        assert aem.json_patch(planned.changes) == []
         # The rule applied and found nothing (not skipped for some other reason).
         [result] = planned.results
         assert result.applies and result.note == "no PIM value and no default: not written"
@@ -112,7 +114,7 @@ class TestPlan:
                 rule(pim_field="values.name[?locale=='en_US'].data | [0]", metadata_path="dc:title"),
             ],
         )
-        assert planned.operations == [{"op": "add", "path": "dc:title", "value": "Tent"}]
+        assert aem.json_patch(planned.changes) == [{"op": "add", "path": "/dc:title", "value": "Tent"}]
 
 
 class TestValidation:
@@ -208,14 +210,15 @@ class TestImportExport:
             call_command("import_mappings", str(tmp_path / "missing.json"))
 
     def test_a_dash_reads_the_file_from_standard_input(self, monkeypatch):
-        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(STANDARD_MAPPING)))
+        # A text stream over bytes, as a process's real standard input is.
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(json.dumps(STANDARD_MAPPING).encode())))
         out = io.StringIO()
         call_command("import_mappings", "-", stdout=out)
         assert "Imported the product-key rule and 4 mapping rule(s)." in out.getvalue()
         assert mapping.export_config() == STANDARD_MAPPING
 
     def test_standard_input_that_is_not_json_is_a_clear_error(self, monkeypatch):
-        monkeypatch.setattr("sys.stdin", io.StringIO("{nope"))
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"{nope")))
         with pytest.raises(CommandError, match="standard input is not valid JSON"):
             call_command("import_mappings", "-")
 
@@ -246,9 +249,9 @@ class TestAConnectorThisVersionDoesNotHave:
 
     def test_it_is_a_configuration_error_not_an_http_one(self, settings):
         settings.PIM_CONNECTOR = "sap"
-        with pytest.raises(pim.ConfigurationError):
-            pim.connector()
-        assert not issubclass(pim.ConfigurationError, http.HttpError)
+        with pytest.raises(connectors.ConfigurationError):
+            connectors.connector()
+        assert not issubclass(connectors.ConfigurationError, http.HttpError)
 
     def test_the_event_fails_with_a_configuration_reason(self, settings):
         settings.PIM_CONNECTOR = "sap"

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from werkzeug import Response
 
 from pimsync import mapping, patterns
-from pimsync.clients import http, pim
 from pimsync.models import Event, MappingConfig, MappingRule, Status
+from pimsync.outbound import http
+from pimsync.pim import connectors
 from tests.conftest import STANDARD_MAPPING, make_event, product
 from tests.test_dashboard import MAPPING, mapping_form
 
@@ -196,6 +197,7 @@ class TestOverLongValuesAreRefused:
             ("rules-0-metadata_path", "p:" + "a" * 298, "at most 255 characters (it has 300)"),
             ("rules-1-pim_field", "a." * 300 + "b", "at most 500 characters (it has 601)"),
             ("rules-1-pim_field", "!" * 499 + "a", "nested too deeply"),
+            ("rules-1-pim_field", "@" + "|[@,@]" * 20, "multiselects in a row, such as [@,@]|[@,@], multiply it"),
         ],
     )
     def test_the_form_and_the_previews_save_refuse_with_a_message(self, editor, world, field, value, message):
@@ -207,6 +209,99 @@ class TestOverLongValuesAreRefused:
         assert response.status_code == 200
         assert message in response.content.decode()
         assert mapping.export_config() == STANDARD_MAPPING
+
+
+def nested(depth: int) -> dict:
+    """A mapping file whose one rule's default is a list nested `depth` levels deep (built flat:
+    the text, not a Python structure, so any depth can be written)."""
+    rule = '{"pim_field": "SKUID", "metadata_path": "wknd-skuid", "default": ' + "[" * depth + "]" * depth + "}"
+    return '{"product_key": {"from": "asset_name"}, "rules": [' + rule + "]}"
+
+
+# What an import must refuse whole, with the message that says why. The depth counts the document,
+# its rules list and the rule: a default nested 29 levels deep makes 32.
+HOSTILE_FILES = [
+    pytest.param(
+        json.dumps(STANDARD_MAPPING) + " " * (1024 * 1024),
+        "larger than 1 MB; a mapping file is at most",
+        id="over 1 MB",
+    ),
+    pytest.param(nested(100_000), "nested more than 32 levels deep", id="100,000 deep"),
+    pytest.param(nested(500), "nested more than 32 levels deep", id="500 deep"),
+    pytest.param(
+        json.dumps({"rules": [{"pim_field": "SKUID", "metadata_path": "a:b", "default": "x\u0000"}]}),
+        "NUL character",
+        id="NUL",
+    ),
+]
+
+
+class TestHostileImportFiles:
+    """A mapping file too large, nested too deeply or holding what PostgreSQL cannot store is
+    refused whole with a message, from the page and the command; nothing changes."""
+
+    @pytest.mark.parametrize(("text", "message"), HOSTILE_FILES)
+    def test_the_import_page_refuses_it_with_a_message(self, editor, world, text, message):
+        upload = SimpleUploadedFile("rules.json", text.encode(), "application/json")
+        response = editor.post(reverse("admin:pimsync_mappingconfig_import"), {"file": upload})
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "Nothing was changed" in page and message in page
+        assert mapping.export_config() == STANDARD_MAPPING
+
+    @pytest.mark.parametrize(("text", "message"), HOSTILE_FILES)
+    def test_the_import_command_refuses_it_with_a_message(self, tmp_path, text, message):
+        mapping.import_config(STANDARD_MAPPING)
+        path = tmp_path / "rules.json"
+        path.write_text(text)
+        with pytest.raises(CommandError, match=message):
+            call_command("import_mappings", str(path))
+        assert mapping.export_config() == STANDARD_MAPPING
+
+    def test_a_default_nested_as_deep_as_allowed_is_imported(self, tmp_path):
+        path = tmp_path / "rules.json"
+        path.write_text(nested(29))
+        call_command("import_mappings", str(path), stdout=io.StringIO())
+        assert MappingRule.objects.get().default == json.loads(nested(29))["rules"][0]["default"]
+
+
+# Each [@,@] doubles the product: 2^16 copies of it, as JSON some 13 MB from a 90-character rule.
+DOUBLING = "@" + "|[@,@]" * 16
+
+
+class TestRuleValuesAreBounded:
+    """A JMESPath value may grow exponentially with its expression; what a rule yields is bounded."""
+
+    def test_the_worker_fails_a_saved_rule_that_multiplies_the_product_and_writes_nothing(self, client, world):
+        # Saved before rules were checked for this: straight into the table, as an old row would be.
+        MappingRule.objects.create(config=MappingConfig.load(), position=99, pim_field=DOUBLING, metadata_path="a:b")
+        world.pim.products["SKU-100001"] = product("SKU-100001")
+        event = deliver(world, client, 1, "SKU-100001_front.png")
+        with deadline():
+            world.drain()
+        event.refresh_from_db()
+        assert (event.status, event.error_class) == (Status.FAILED, "mapping")
+        assert "→ a:b: it yields a value over 100,000 items or 1,000 kB" in event.reason
+        assert world.aem.patches == []
+
+    def test_the_preview_names_the_rule_whose_value_is_too_large(self, client, world, editor):
+        world.pim.products["SKU-100001"] = {**product("SKU-100001"), "Description": "d" * 100_000}
+        twelve = "[" + ", ".join(["Description"] * 12) + "]"  # a shape that may be saved; 1.2 MB here
+        with deadline():
+            response = editor.post(
+                PREVIEW, {**mapping_form(**{"rules-1-pim_field": twelve}), "preview_key": "SKU-100001"}
+            )
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "it yields a value over 100,000 items or 1,000 kB" in page
+        assert "d" * 100_000 not in page
+
+    def test_saving_a_rule_that_multiplies_the_product_is_refused_with_a_message(self):
+        with pytest.raises(ValidationError) as error:
+            MappingRule(pim_field=DOUBLING, metadata_path="a:b").full_clean()
+        assert "can repeat the product's data more than 100 times" in " ".join(error.value.message_dict["pim_field"])
+        usual = "{sku: SKUID, name: values.name[0].data, colours: colours}"
+        MappingRule(pim_field=usual, metadata_path="a:b").full_clean(exclude=["config"])
 
 
 class TestProductKeysStayInTheirSegment:
@@ -227,13 +322,13 @@ class TestProductKeysStayInTheirSegment:
         return seen
 
     def test_every_reserved_character_is_quoted(self, pim_server):
-        assert pim.connector().get_product("SKU 1/../x?y=1#z%") is not None
+        assert connectors.connector().get_product("SKU 1/../x?y=1#z%") is not None
         assert [path for path, _ in pim_server] == ["/api/v1/products/SKU%201%2F..%2Fx%3Fy%3D1%23z%25"]
 
     @pytest.mark.parametrize("key", ["..", ".", ""])
     def test_dot_segments_and_empty_keys_never_reach_the_pim(self, pim_server, key):
         with pytest.raises(http.HttpError) as error:
-            pim.connector().get_product(key)
+            connectors.connector().get_product(key)
         assert error.value.error_class == "mapping" and not error.value.retryable
         assert "cannot be a product key" in error.value.message
         assert pim_server == []

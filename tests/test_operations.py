@@ -224,6 +224,21 @@ def test_a_scrape_reads_only_rows_written_since_the_last_one(client, clock, djan
     assert metric(fourth, SUCCEEDED_EVENTS) == 201
 
 
+def test_a_scrape_soon_after_the_last_count_writes_nothing(client, clock):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    old_history(3)
+    first = settled(client, clock)
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/metrics")
+    assert again.status_code == 200
+    assert metric(again.content.decode(), SUCCEEDED_EVENTS) == metric(first, SUCCEEDED_EVENTS) == 3
+    writes = [q["sql"] for q in queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == [], writes
+    assert not [q["sql"] for q in queries if "FOR UPDATE" in q["sql"].upper()]
+
+
 def test_logs_are_json_lines_with_the_event_id(client, adobe, caplog):
     from tests.conftest import make_event
 
@@ -232,7 +247,7 @@ def test_logs_are_json_lines_with_the_event_id(client, adobe, caplog):
     record = next(r for r in caplog.records if r.getMessage() == "event stored")
     line = json.loads(JsonFormatter().format(record))
     assert line["event_id"] == "evt-000007-processing_completed"
-    assert line["level"] == "INFO" and line["logger"] == "pimsync.webhooks"
+    assert line["level"] == "INFO" and line["logger"] == "pimsync.adobe.webhook"
 
 
 def test_secrets_never_reach_the_logs(client, world, caplog, settings):

@@ -14,9 +14,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django_q.models import OrmQ
 
-from pimsync import mapping, pim_webhook, signatures
-from pimsync.clients import http
+from pimsync import mapping
+from pimsync.adobe import signatures
 from pimsync.models import Asset, DemoProduct, Event, Job, SandboxAsset, Status, SyncState
+from pimsync.outbound import http
+from pimsync.pim import webhook
 from tests.conftest import STANDARD_MAPPING, product, run_queued_tasks
 
 pytestmark = pytest.mark.django_db
@@ -187,7 +189,7 @@ def pim_secret(settings):
 
 
 def signed(body: bytes, secret: str = SECRET, at: float | None = None) -> str:
-    return pim_webhook.signed_header(body, secret, int(time.time() if at is None else at))
+    return webhook.signed_header(body, secret, int(time.time() if at is None else at))
 
 
 def send(client, body: bytes | dict, header: str | None = "sign", path: str = "/webhooks/pim"):
@@ -218,7 +220,7 @@ def test_a_signed_change_marks_the_products_assets_stale_and_resyncs_them(world,
 
     world.drain()
     assert {p["asset_id"] for p in world.aem.patches} == {a.asset_id for a in stale}
-    assert {"op": "add", "path": "wknd-suppliername", "value": "NEW SUPPLIER"} in world.aem.patches[0]["operations"]
+    assert {"op": "add", "path": "/wknd-suppliername", "value": "NEW SUPPLIER"} in world.aem.patches[0]["operations"]
     assert {a.state for a in stale.all()} == {SyncState.IN_STEP}
 
 
@@ -281,7 +283,7 @@ def test_a_signature_just_inside_the_window_is_accepted(client, pim_secret):
 def test_a_malformed_signature_header_is_refused(client, pim_secret, header):
     body = b'{"product_keys": ["SKU-100001"]}'
     now = int(time.time())
-    refused(client, body, header.format(t=now, sig=pim_webhook.signature(body, SECRET, now)))
+    refused(client, body, header.format(t=now, sig=webhook.signature(body, SECRET, now)))
 
 
 def test_the_endpoint_does_not_exist_while_no_secret_is_set(client, settings):
@@ -331,14 +333,58 @@ def test_a_body_over_256_kb_is_refused_unread(client, pim_secret):
 
 def test_a_rotated_secret_accepts_either_secret_and_either_signature(client, settings):
     settings.PIM_WEBHOOK_SECRET = "new-secret-2, old-secret-1"
-    body = b'{"product_keys": ["SKU-100001"]}'
+    bodies = [json.dumps({"product_keys": [f"SKU-10000{n}"]}).encode() for n in range(4)]
     now = int(time.time())
-    assert send(client, body, signed(body, "old-secret-1")).status_code == 202
-    assert send(client, body, signed(body, "new-secret-2")).status_code == 202
-    retired, current = (pim_webhook.signature(body, secret, now) for secret in ("retired-0", "new-secret-2"))
+    assert send(client, bodies[0], signed(bodies[0], "old-secret-1")).status_code == 202
+    assert send(client, bodies[1], signed(bodies[1], "new-secret-2")).status_code == 202
+    retired, current = (webhook.signature(bodies[2], secret, now) for secret in ("retired-0", "new-secret-2"))
     both = f"t={now},v1={retired},v1={current}"
-    assert send(client, body, both).status_code == 202
-    assert send(client, body, signed(body, "retired-0")).status_code == 401
+    assert send(client, bodies[2], both).status_code == 202
+    assert send(client, bodies[3], signed(bodies[3], "retired-0")).status_code == 401
+
+
+def test_a_replayed_signed_request_is_a_duplicate_and_starts_nothing(client, pim_secret):
+    asset(1)
+    body = b'{"product_keys": ["SKU-100001"]}'
+    header = signed(body)
+    assert send(client, body, header).status_code == 202
+    now = header.split(",")[0].removeprefix("t=")
+    forged_extra = f"{header},v1={'0' * 64}"  # the same signed message with another v1 beside it
+    for replay in [header] * 9 + [forged_extra, f"v1={header.split('v1=')[1]},t={now}"]:
+        response = send(client, body, replay)
+        assert response.status_code == 200, response.content
+        assert response.json() == {"accepted": 0, "duplicate": True, "job": None}
+    assert Job.objects.count() == 1
+
+
+def test_a_replay_is_remembered_until_its_signature_has_expired_and_then_purged(client, pim_secret, time_machine):
+    from pimsync import retention
+
+    time_machine.move_to(time.time(), tick=False)
+    asset(1)
+    body = b'{"product_keys": ["SKU-100001"]}'
+    header = signed(body)
+    assert send(client, body, header).status_code == 202
+    retention.purge()
+    assert send(client, body, header).status_code == 200  # still remembered: its window runs
+    time_machine.shift(301)
+    assert send(client, body, header).status_code == 401  # too old now, remembered or not
+    assert retention.purge().deleted["PIM webhook signatures"] == 1
+
+
+def test_a_change_a_waiting_resync_already_covers_starts_no_second_job(world, client, pim_secret, fast):
+    for n in (1, 2):
+        world.aem.add_asset(asset(n, sku="SKU-100777").asset_id, {})
+    world.pim.products["SKU-100777"] = product("SKU-100777")
+    body = b'{"product_keys": ["SKU-100777"]}'
+    now = time.time()
+    first = send(client, body, signed(body, at=now)).json()["job"]
+    # The PIM says it again, signed anew: the first job's events have not read the PIM yet.
+    assert send(client, body, signed(body, at=now - 10)).json()["job"] == first
+    assert Job.objects.count() == 1
+    world.drain()  # its events read the PIM and wrote AEM
+    later = send(client, body, signed(body, at=now - 20)).json()["job"]
+    assert later != first and Job.objects.count() == 2
 
 
 def test_the_log_never_holds_the_secret_or_the_signature(client, pim_secret, caplog):
@@ -359,7 +405,7 @@ def test_the_log_never_holds_the_secret_or_the_signature(client, pim_secret, cap
 @pytest.fixture
 def live_sandbox(live_server, settings, tmp_path, monkeypatch):
     """pimsync in sandbox mode, served on loopback: AEM, IMS and the key server are its own."""
-    from pimsync.clients import ims
+    from pimsync.adobe import ims
     from pimsync.sandbox import keys
 
     monkeypatch.setenv("PIMSYNC_SANDBOX_KEY_FILE", str(tmp_path / "key.pem"))

@@ -161,3 +161,65 @@ def test_gunicorn_refuses_to_load_the_application_beside_a_configuration_error()
     assert "pimsync refuses to start" in refused.stderr and "pimsync.E007" in refused.stderr
     fine = subprocess.run(load, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert fine.returncode == 0, fine.stderr
+
+
+def test_sandbox_mode_beside_akeneo_with_write_back_refuses_to_start():
+    akeneo = {
+        "PIMSYNC_SANDBOX": "1",
+        "DEBUG": "1",
+        "PIM_CONNECTOR": "akeneo",
+        "PIM_BASE_URL": "https://acme.cloud.akeneo.com",
+        "PIM_ASSET_LINK_ATTRIBUTE": "aem_links",
+    }
+    result = manage(akeneo, "check")
+    assert result.returncode != 0
+    assert "(pimsync.E007) PIMSYNC_SANDBOX=1 with PIM_CONNECTOR=akeneo and PIM_ASSET_LINK_ATTRIBUTE" in result.stderr
+    assert fresh_settings(akeneo, "print(settings.PIMSYNC_SANDBOX, bool(settings.PIM_WEBHOOK_SECRET))") == "False False"
+
+
+def test_the_sandbox_pim_webhook_secret_applies_only_with_the_demo_pim():
+    show = "print(settings.PIMSYNC_SANDBOX, settings.PIM_CONNECTOR, bool(settings.PIM_WEBHOOK_SECRET))"
+    assert fresh_settings({"DEBUG": "1"}, show) == "True demo True"
+    real_pim = {"DEBUG": "1", "PIM_BASE_URL": "https://pim.example.com/api"}
+    assert fresh_settings(real_pim, show) == "True rest False"
+    akeneo = {**real_pim, "PIM_CONNECTOR": "akeneo"}  # no write-back: sandbox mode may run beside it
+    assert fresh_settings(akeneo, show) == "True akeneo False"
+
+
+def deploy_warnings() -> set[str]:
+    from pimsync.checks import exposure
+
+    return {problem.id for problem in exposure(None)}
+
+
+@pytest.mark.django_db
+def test_check_deploy_warns_of_an_open_metrics_page_weak_secrets_and_akeneo_over_http(settings):
+    settings.DEBUG = False
+    settings.PIMSYNC_METRICS_TOKEN = ""
+    settings.PIM_WEBHOOK_SECRET = "a-long-random-secret-0123456789, short"
+    settings.AKENEO_EVENT_SECRETS = ["tiny"]
+    settings.PIM_CONNECTOR, settings.PIM_BASE_URL = "akeneo", "http://akeneo.internal"
+    assert {"pimsync.W050", "pimsync.W051", "pimsync.W052"} <= deploy_warnings()
+    from pimsync.checks import exposure
+
+    messages = " ".join(problem.msg for problem in exposure(None))
+    assert "short" not in messages.replace("shorter", "") and "tiny" not in messages  # named, never shown
+
+    settings.PIMSYNC_METRICS_TOKEN = "scrape-token-7f3a"
+    settings.PIM_WEBHOOK_SECRET = "a-long-random-secret-0123456789"
+    settings.AKENEO_EVENT_SECRETS = ["another-long-random-secret-42"]
+    settings.PIM_BASE_URL = "https://akeneo.example.com"
+    assert deploy_warnings() == set()
+    settings.DEBUG, settings.PIMSYNC_METRICS_TOKEN = True, ""
+    assert deploy_warnings() == set()  # a laptop
+
+
+@pytest.mark.django_db
+def test_akeneo_event_secrets_with_another_connector_is_a_warning(settings):
+    from pimsync.checks import configuration
+
+    settings.AKENEO_EVENT_SECRETS = ["another-long-random-secret-42"]
+    settings.PIM_CONNECTOR = "demo"
+    assert "pimsync.W009" in {problem.id for problem in configuration(None)}
+    settings.PIM_CONNECTOR = "akeneo"
+    assert "pimsync.W009" not in {problem.id for problem in configuration(None)}

@@ -17,7 +17,7 @@ from django.core.management.base import SystemCheckError
 from django.test import Client
 from werkzeug import Response
 
-from pimsync import signatures
+from pimsync.adobe import signatures
 from pimsync.models import Event
 from tests.conftest import KEY1_PATH, make_event, new_key, public_pem
 
@@ -121,7 +121,7 @@ class TestKeyFetches:
     def test_at_most_ten_unknown_keys_are_fetched_a_minute_and_then_forgeries_get_a_503(self, client, adobe, caplog):
         with time_machine.travel("2026-01-01 00:00:00Z", tick=False) as clock:
             assert adobe.deliver(client, make_event(0)).status_code == 200  # key 1: the first of ten
-            with caplog.at_level(logging.WARNING, logger="pimsync.signatures"):
+            with caplog.at_level(logging.WARNING, logger="pimsync.adobe.signatures"):
                 answers = [
                     forged(adobe, client, n, f"/prod/keys/pub-key-a{n}.pem", f"/prod/keys/pub-key-b{n}.pem")
                     for n in range(1, 12)

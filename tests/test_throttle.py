@@ -14,9 +14,9 @@ from django.db import connection
 from django.utils import timezone
 from werkzeug import Response
 
-from pimsync import pipeline, throttle
-from pimsync.clients import http
+from pimsync import pipeline
 from pimsync.models import Event, Pause, Status
+from pimsync.outbound import http, throttle
 from tests.conftest import product
 from tests.test_worker_processes import ROOT, environment
 
@@ -203,7 +203,7 @@ def test_a_pause_recorded_by_another_process_is_honoured(client, world, settings
 def other_process(world, settings, call: str) -> str:
     """Run one AEM client call in another Python process on the same database; its error class."""
     script = (
-        "from pimsync.clients import aem, http\n"
+        "from pimsync.adobe import aem\nfrom pimsync.outbound import http\n"
         f"try:\n    {call}\n    print('ok')\n"
         "except http.HttpError as exc:\n    print(exc.error_class)\n"
     )

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from pimsync import signatures
+from pimsync.adobe import signatures
 from pimsync.models import Event
 from tests.conftest import make_event
 

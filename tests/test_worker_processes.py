@@ -15,8 +15,9 @@ from django.db import connection
 
 from pimsync import pipeline
 from pimsync.models import Event, Status
+from standins.adobe import CLIENT_SECRET
+from standins.pim import PimStub
 from tests.conftest import make_event, product
-from tests.stubs import CLIENT_SECRET, PimStub
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -208,6 +209,10 @@ def test_a_resync_survives_its_worker_being_killed(client, world, short_timeout)
             return not Job.objects.get(pk=job.pk).is_active
 
         wait_for(finished, timeout=60, what="the re-sync to finish")
+        # The job ends with its last event; that asset's state is recorded just after, by the
+        # worker that ran it (a moment later on a busy machine).
+        in_step = Asset.objects.filter(state=SyncState.IN_STEP)
+        wait_for(lambda: in_step.count() == 12, timeout=10, what="every asset's state to be recorded")
     finally:
         first.stop()
         if second:

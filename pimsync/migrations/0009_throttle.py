@@ -1,4 +1,4 @@
-"""Pauses every worker honours after a 429 from AEM or the PIM (`pimsync.throttle`)."""
+"""Pauses every worker honours after a 429 from AEM or the PIM (`pimsync.outbound.throttle`)."""
 
 import django.utils.timezone
 from django.db import migrations, models

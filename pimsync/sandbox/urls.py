@@ -7,6 +7,7 @@ urlpatterns = [
     path("keys/<path:path>", views.public_key, name="sandbox-public-key"),
     path("journal", views.journal, name="sandbox-journal"),
     path("aem/adobe/assets/<str:asset_id>/metadata", views.asset_metadata, name="sandbox-asset-metadata"),
+    path("aem/adobe/folders", views.folders, name="sandbox-folders"),
     # The author service's JSON rendering of a node, and the classic Assets HTTP API's folder
     # listings: what a backfill reads.
     re_path(r"^aem(?P<path>/content/dam/.+)\.json$", views.node_json, name="sandbox-node-json"),

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core import signing
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from pimsync.adobe import jwts
 from pimsync.models import SandboxAsset, SandboxJournalEntry
 from pimsync.sandbox import keys
 
@@ -62,8 +65,44 @@ def ims_token(request: HttpRequest) -> JsonResponse:
         and secrets.compare_digest(form.get("client_secret", ""), settings.ADOBE_CLIENT_SECRET)
     ):
         return JsonResponse({"error": "invalid_client", "error_description": "invalid client_id or secret"}, status=401)
-    token = signing.dumps({"client": settings.ADOBE_CLIENT_ID, "n": secrets.token_hex(4)}, salt=TOKEN_SALT)
+    token = _token(form.get("scope", ""))
     return JsonResponse({"access_token": token, "token_type": "bearer", "expires_in": TOKEN_SECONDS})
+
+
+def _token(scope: str) -> str:
+    """An access token shaped as IMS's: a JWT whose payload names its client, `scope` and times
+    (milliseconds, as strings), here signed HS256 with a key only this deployment holds."""
+    now_ms = int(time.time() * 1000)
+    claims = {
+        "id": secrets.token_hex(8),
+        "type": "access_token",
+        "client_id": settings.ADOBE_CLIENT_ID,
+        "scope": scope[:1000],
+        "created_at": str(now_ms),
+        "expires_in": str(TOKEN_SECONDS * 1000),
+    }
+    header = jwts.b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signing_input = f"{header}.{jwts.b64url(json.dumps(claims).encode())}"
+    return f"{signing_input}.{jwts.b64url(_mac(signing_input.encode()))}"
+
+
+def _mac(data: bytes) -> bytes:
+    return salted_hmac(TOKEN_SALT, data, algorithm="sha256").digest()
+
+
+def _token_valid(header: str) -> bool:
+    """Whether `Authorization` carries a token this sandbox issued that has not expired."""
+    try:
+        _header, claims, signed, signature = jwts.split(header.removeprefix("Bearer "))
+    except ValueError:
+        return False
+    if not constant_time_compare(signature, _mac(signed)):
+        return False
+    try:
+        ends = (int(claims["created_at"]) + int(claims["expires_in"])) / 1000
+    except (KeyError, TypeError, ValueError):
+        return False
+    return claims.get("client_id") == settings.ADOBE_CLIENT_ID and time.time() < ends
 
 
 @sandbox_only
@@ -76,10 +115,7 @@ def public_key(request: HttpRequest, path: str) -> HttpResponse:
 
 
 def _authorised(request: HttpRequest) -> JsonResponse | None:
-    auth = request.headers.get("Authorization", "")
-    try:
-        signing.loads(auth.removeprefix("Bearer "), salt=TOKEN_SALT, max_age=TOKEN_SECONDS)
-    except signing.BadSignature:
+    if not _token_valid(request.headers.get("Authorization", "")):
         return _problem(401, "Unauthorized", "a valid IMS bearer token is required")
     if request.headers.get("X-Api-Key") != settings.ADOBE_CLIENT_ID:
         return _problem(403, "Forbidden", "X-Api-Key is not an allowed client id")
@@ -92,7 +128,7 @@ def _authorised(request: HttpRequest) -> JsonResponse | None:
 @csrf_exempt
 @require_http_methods(["GET", "PATCH"])
 def asset_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
-    """GET with an ETag; PATCH with a JSON Patch of `add` operations, conditional on If-Match."""
+    """GET with an ETag; PATCH with a JSON Patch of `add` and `replace` operations, conditional on If-Match."""
     refusal = _authorised(request)
     if refusal:
         return refusal
@@ -127,10 +163,13 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
     except ValueError:
         return _problem(400, "Bad Request", "the body is not JSON")
     if not isinstance(operations, list) or not all(
-        isinstance(op, dict) and op.get("op") == "add" and isinstance(op.get("path"), str) and "value" in op
+        isinstance(op, dict)
+        and op.get("op") in ("add", "replace")
+        and isinstance(op.get("path"), str)
+        and "value" in op
         for op in operations
     ):
-        return _problem(400, "Bad Request", "expected a JSON Patch list of add operations")
+        return _problem(400, "Bad Request", "expected a JSON Patch list of add and replace operations")
     with transaction.atomic():
         asset = SandboxAsset.objects.select_for_update().filter(pk=asset_id).first()
         if asset is None:
@@ -138,7 +177,14 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
         if if_match != "*" and if_match != asset.etag:
             return _problem(412, "Precondition Failed", "the asset changed since it was read")
         for op in operations:
-            asset.metadata[op["path"].lstrip("/")] = op["value"]
+            # Every path form pimsync can send (AEM_PATCH_PATH_STYLE); `add` and `replace` as
+            # Adobe's metadata guide has them: the first fails on an existing property, the other
+            # on a missing one, and either failure fails the whole PATCH.
+            name = op["path"].removeprefix("/assetMetadata/").lstrip("/").replace("~1", "/").replace("~0", "~")
+            if (op["op"] == "add") == (name in asset.metadata):
+                verb = "exists (use replace)" if op["op"] == "add" else "does not exist (use add)"
+                return _problem(400, "Bad Request", f"{op['op']}: {name} {verb}")
+            asset.metadata[name] = op["value"]
         asset.version += 1
         asset.save(update_fields=["metadata", "version"])
     response = JsonResponse({"assetId": asset.asset_id})
@@ -167,6 +213,37 @@ def node_json(request: HttpRequest, path: str) -> HttpResponse:
     if SandboxAsset.objects.filter(path__startswith=path.rstrip("/") + "/").exists():
         return JsonResponse({"jcr:primaryType": "sling:Folder", "jcr:createdBy": "admin"})
     return _problem(404, "Not Found", f"no resource at {path}")
+
+
+@sandbox_only
+@require_GET
+def folders(request: HttpRequest) -> HttpResponse:
+    """The Folders API (https://adobe-aem-folders-experimental.redoc.ly): `?path=` answers the
+    folder (`self`, with its id) and its child folders, never its assets; `limit` (1..50) and a
+    `cursor` while more remain."""
+    refusal = _authorised(request)
+    if refusal:
+        return refusal
+    base = (request.GET.get("path") or "/content/dam").rstrip("/")
+    below = SandboxAsset.objects.filter(path__startswith=base + "/").values_list("path", flat=True)
+    names = sorted({p[len(base) + 1 :].split("/")[0] for p in below if "/" in p[len(base) + 1 :]})
+    if not below.exists():
+        return _problem(404, "Not Found", f"no folder at {base}")
+    start, limit = _int(request.GET.get("cursor"), 0), min(_int(request.GET.get("limit"), 50) or 50, 50)
+    body = {
+        "self": {"folderId": _folder_id(base), "name": base.rsplit("/", 1)[-1], "path": base},
+        "children": [
+            {"folderId": _folder_id(f"{base}/{n}"), "name": n, "title": n, "path": f"{base}/{n}"}
+            for n in names[start : start + limit]
+        ],
+    }
+    if start + limit < len(names):
+        body["cursor"] = str(start + limit)
+    return JsonResponse(body)
+
+
+def _folder_id(path: str) -> str:
+    return f"urn:aaid:aem:{uuid.uuid5(uuid.NAMESPACE_URL, path)}"
 
 
 FOLDER_PAGE = 20  # the classic API's page size unless `limit` asks for another
@@ -266,11 +343,7 @@ def _journal_end(request: HttpRequest, position: int | None, limit: int) -> Http
 
 
 def _journal_refusal(request: HttpRequest) -> JsonResponse | None:
-    try:
-        signing.loads(
-            request.headers.get("Authorization", "").removeprefix("Bearer "), salt=TOKEN_SALT, max_age=TOKEN_SECONDS
-        )
-    except signing.BadSignature:
+    if not _token_valid(request.headers.get("Authorization", "")):
         return _problem(401, "Unauthorized", "a valid IMS bearer token is required")
     if request.headers.get("x-api-key") != settings.ADOBE_CLIENT_ID:
         return _problem(403, "Forbidden", "x-api-key is not an allowed client id")

@@ -8,9 +8,9 @@ journal holds only what happened. `--test` sends a test message through every co
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pimsync import alerts, notifications
+from pimsync.alerts import channels, monitor
 
-# What alerts.check() says when no alert opened or resolved and no message went out.
+# What monitor.check() says when no alert opened or resolved and no message went out.
 NOTHING_HAPPENED = "alerts: no change; 0 message(s) sent"
 
 
@@ -26,23 +26,23 @@ class Command(BaseCommand):
         if test:
             self._test()
             return
-        result = alerts.check()
+        result = monitor.check()
         if result != NOTHING_HAPPENED or verbosity > 1:
             self.stdout.write(result)
 
     def _test(self) -> None:
         """One test message per channel; exit status 1 when none is configured or one fails."""
-        channels = notifications.configured()
-        if not channels:
+        configured = channels.configured()
+        if not configured:
             raise CommandError("no alert channel is configured: set PIMSYNC_ALERT_EMAILS or PIMSYNC_ALERT_WEBHOOK_URL")
         subject = "[pimsync] Test message"
         text = "A test of pimsync's alert channels (manage.py check_alerts --test); no alert is open because of it."
         failed = []
-        for channel in channels:
+        for channel in configured:
             try:
-                notifications.send(channel, subject, text)
+                channels.send(channel, subject, text)
             except Exception as exc:  # report every channel, whatever broke one of them
-                reason = exc if isinstance(exc, notifications.ChannelError) else type(exc).__name__
+                reason = exc if isinstance(exc, channels.ChannelError) else type(exc).__name__
                 self.stderr.write(f"FAIL {channel}: {reason}")
                 failed.append(channel)
             else:

@@ -2,14 +2,13 @@
 check of which known assets the change affects (as a save on the mapping page does).
 `--check` validates the file as an import would and changes nothing."""
 
-import json
 import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from pimsync import resync
-from pimsync.mapping import check_config, import_config
+from pimsync.mapping import MAX_FILE_BYTES, check_config, import_config, read_file
 
 
 class Command(BaseCommand):
@@ -20,9 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--check", action="store_true", help="validate the file; change nothing")
 
     def handle(self, *args, file, check, **options):
-        document = _read(file)
+        name = "standard input" if file == "-" else file
         try:
-            _, rules = (check_config if check else import_config)(document)
+            _, rules = (check_config if check else import_config)(read_file(_read(file, name), name))
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
         if check:
@@ -38,21 +37,13 @@ class Command(BaseCommand):
         )
 
 
-def _read(file: str) -> object:
-    """The JSON document in `file` (standard input for '-'), or a CommandError saying why not."""
-    name = "standard input" if file == "-" else file
+def _read(file: str, name: str) -> bytes:
+    """The first MAX_FILE_BYTES + 1 bytes of `file` (standard input for '-': Django commands have
+    no stdin of their own, the process's is the only one), enough to tell a file that is too large."""
     try:
         if file == "-":
-            # Django commands have no stdin of their own: the process's is the only one.
-            text = sys.stdin.read()
-        else:
-            with open(file, encoding="utf-8") as handle:
-                text = handle.read()
+            return sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        with open(file, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise CommandError(f"cannot read {name}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise CommandError(f"{name} is not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{name} is not valid JSON: {exc}") from None

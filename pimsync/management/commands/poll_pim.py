@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pimsync import pim_notifications, pim_poll
+from pimsync.pim import notifications, poll
 
 
 class Command(BaseCommand):
@@ -12,15 +12,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--pages", type=int, default=pim_poll.MAX_PAGES, help="at most this many pages")
+        parser.add_argument("--pages", type=int, default=poll.MAX_PAGES, help="at most this many pages")
 
     def handle(self, *args, pages, **options):
         if pages < 1:
             raise CommandError("--pages must be at least 1")
-        if not pim_poll.polling():
+        if not poll.polling():
             raise CommandError("the PIM connector cannot list changed products (only PIM_CONNECTOR=akeneo can)")
-        self.stdout.write(pim_notifications.handle_pending())
-        result = pim_poll.poll(max_pages=pages)
+        self.stdout.write(notifications.handle_pending())
+        result = poll.poll(max_pages=pages)
         self.stdout.write(result)
         if "stopped:" in result:
             raise CommandError("the poll stopped; see above")

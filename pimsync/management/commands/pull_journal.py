@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pimsync import journal
-from pimsync.clients.http import redact_url
+from pimsync.adobe import journal
+from pimsync.outbound.redaction import redact_url
 
 
 class Command(BaseCommand):

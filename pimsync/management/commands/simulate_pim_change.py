@@ -12,10 +12,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 from django.utils import timezone
 
-from pimsync import pim_webhook
-from pimsync.clients import http
-from pimsync.clients.pim import DemoConnector
 from pimsync.models import DemoProduct
+from pimsync.outbound import http
+from pimsync.pim import webhook
+from pimsync.pim.connectors import DemoConnector
 
 
 class Command(BaseCommand):
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "simulate_pim_change changes the demo PIM, so it needs sandbox mode with PIM_CONNECTOR=demo"
             )
-        secrets = pim_webhook.secrets()
+        secrets = webhook.secrets()
         if not secrets:
             raise CommandError("PIM_WEBHOOK_SECRET is not set, so pimsync would not accept the webhook")
         product = copy.deepcopy(DemoConnector().get_product(key))  # never the cached catalog itself
@@ -111,7 +111,7 @@ def _index(target: list, part: str, path: str) -> int:
 def notify(url: str, key: str, secret: str) -> dict:
     """POST the signed `{"product_keys": [key]}`, as a PIM would; pimsync's JSON answer."""
     body = json.dumps({"product_keys": [key]}).encode()
-    headers = {"Content-Type": "application/json", pim_webhook.HEADER: pim_webhook.signed_header(body, secret)}
+    headers = {"Content-Type": "application/json", webhook.HEADER: webhook.signed_header(body, secret)}
     try:
         response = http.request("POST", url, data=body, headers=headers, expected=(202,), error_class="webhook")
     except http.HttpError as exc:

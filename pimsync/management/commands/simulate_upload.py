@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from pimsync.clients import http
-from pimsync.clients.pim import demo_catalog
 from pimsync.models import SandboxAsset, SandboxJournalEntry
+from pimsync.outbound import http
+from pimsync.pim.connectors import demo_catalog
 from pimsync.sandbox.keys import signed_headers
 
 FOLDERS = ("/content/dam/pimsync-demo/products", "/content/dam/pimsync-demo/lifestyle")

@@ -1,0 +1,118 @@
+"""Leases: a row that one process at a time may hold, across every node.
+
+A lease is two columns on the row it guards, `lease_token` and `lease_until`, taken with one
+conditional UPDATE (free, or expired) so two processes never both win, and given back or extended
+only by the token that took it. A holder that dies loses nothing but time: its lease runs out.
+Assets, the journal's cursor, the PIM poll's cursor and the write-back's per-product lock carry
+their own lease; work with no row of its own (the re-sync scheduler) takes a named `Lock`. A set
+of rows leased one at a time by many holders (`acquire_any`) is a semaphore across nodes: the
+calls in flight to Akeneo (`pimsync.outbound.slots`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
+from django.utils import timezone
+
+# How often a waiting `acquire` asks again.
+WAIT_STEP_SECONDS = 0.05
+
+
+class Leased:
+    """Mixin for a model whose rows carry `lease_token` and `lease_until` (declared by the model)."""
+
+    @classmethod
+    def acquire(cls, pk, duration: timedelta | None = None, *, wait: float = 0.0) -> str | None:
+        """Take the lease of row `pk` (created when missing) for `duration`, by default a task's
+        timeout (a holder that outlived its task is dead); its token, or None while another
+        holder's lease runs (after waiting up to `wait` seconds for it to end)."""
+        if duration is None:
+            duration = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + wait
+        while True:
+            token = cls._take(pk, duration)
+            if token is not None or time.monotonic() >= deadline:
+                return token
+            time.sleep(WAIT_STEP_SECONDS)
+
+    @classmethod
+    def _take(cls, pk, duration: timedelta) -> str | None:
+        now, token = timezone.now(), uuid.uuid4().hex
+        held = {"lease_token": token, "lease_until": now + duration}
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        if cls.objects.filter(free, pk=pk).update(**held):
+            return token
+        # No row yet: creating it takes the lease. If another process created it first, the
+        # primary key says so; its row may be free (a cursor's `load()`), so ask once more.
+        try:
+            if connection.in_atomic_block:  # keep the caller's transaction usable on a conflict
+                with transaction.atomic():
+                    cls.objects.create(pk=pk, **held)
+            else:
+                cls.objects.create(pk=pk, **held)
+        except IntegrityError:
+            return token if cls.objects.filter(free, pk=pk).update(**held) else None
+        return token
+
+    @classmethod
+    def acquire_any(cls, pks: list, duration: timedelta) -> str | None:
+        """Take the lease of any one free row among `pks` for `duration`, with one conditional
+        UPDATE (a random free row, so takers spread over them); its token, or None while every row
+        is held or none exists (`create_missing`). Give it back with `release_any(pks, token)`."""
+        now, token = timezone.now(), uuid.uuid4().hex
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        one = cls.objects.filter(free, pk__in=pks).order_by("?").values("pk")[:1]
+        # `free` again on the row updated: of two takers that picked the same row, the one that
+        # updates it second finds it held (PostgreSQL re-checks the condition once the first one
+        # committed; SQLite runs one writer at a time) and updates nothing.
+        taken = cls.objects.filter(free, pk__in=models.Subquery(one)).update(
+            lease_token=token, lease_until=now + duration
+        )
+        return token if taken else None
+
+    @classmethod
+    def release_any(cls, pks: list, token: str) -> None:
+        """Give back the row among `pks` that `token` holds (nothing if its lease was lost)."""
+        cls.objects.filter(pk__in=pks, lease_token=token).update(lease_token="", lease_until=None)
+
+    @classmethod
+    def create_missing(cls, pks: list) -> None:
+        """Create the rows among `pks` that do not exist yet, free (one INSERT; existing rows stay)."""
+        cls.objects.bulk_create([cls(pk=pk) for pk in pks], ignore_conflicts=True)
+
+    @classmethod
+    def unleased(cls, pk) -> models.QuerySet:
+        """Row `pk` while no lease on it runs."""
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=timezone.now())
+        return cls.objects.filter(free, pk=pk)
+
+    @classmethod
+    def held(cls, pk, token: str) -> models.QuerySet:
+        """Row `pk` while `token` still holds its lease (empty once it passed to another holder)."""
+        return cls.objects.filter(pk=pk, lease_token=token)
+
+    @classmethod
+    def renew(cls, pk, token: str, duration: timedelta, **changes) -> bool:
+        """Extend the lease and write `changes` in the same UPDATE; False when the lease was lost."""
+        return bool(cls.held(pk, token).update(lease_until=timezone.now() + duration, **changes))
+
+    @classmethod
+    def release(cls, pk, token: str, **changes) -> None:
+        """Give the lease back, writing `changes` in the same UPDATE (nothing if it was lost)."""
+        cls.held(pk, token).update(lease_token="", lease_until=None, **changes)
+
+
+class Lock(Leased, models.Model):
+    """A named lease for work that has no row of its own to carry one (the re-sync scheduler)."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lock {self.name}"

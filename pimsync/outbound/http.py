@@ -1,0 +1,374 @@
+"""The one place pimsync makes outbound HTTP calls: one client module per external system
+(`aem`, `ims`, `pim`), all over this small base.
+
+Every client goes through `request()`: a total deadline on every call (connecting, the status
+line, the headers and the body together) and a cap on the answer's size, one keep-alive session
+per thread, a host allow-list built from the configured base URLs (nothing is ever sent to a host
+taken from an event), one error type that says whether trying again later can help, and URLs in
+messages with their credentials blanked out.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from pimsync.outbound import throttle
+from pimsync.outbound.redaction import origin, redact_url
+
+# Statuses worth another try later: rate limiting, timeouts and server faults (but not
+# "505 HTTP Version Not Supported" or "501 Not Implemented", which will not change).
+RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+BODY_EXCERPT_CHARS = 2000
+# A product, an asset's metadata, a token or a public key is a few kilobytes; an answer this big
+# is a fault (or an attack) and must not be held in a worker's memory.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+
+_local = threading.local()
+
+
+class HttpError(Exception):
+    """An outbound call that did not give the answer we needed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+        error_class: str = "http",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.body = body[:BODY_EXCERPT_CHARS]
+        self.retry_after = retry_after
+        self.error_class = error_class
+
+
+def allowed_origins() -> set[str]:
+    """Scheme://host:port of every base URL pimsync is configured to talk to."""
+    urls = (
+        settings.AEM_AUTHOR_URL,
+        settings.ADOBE_IMS_TOKEN_URL,
+        settings.ADOBE_EVENTS_KEY_BASE_URL,
+        settings.PIM_BASE_URL,
+        # Alerts are posted there; only when configured.
+        settings.PIMSYNC_ALERT_WEBHOOK_URL,
+        settings.ADOBE_JOURNAL_URL,
+    )
+    # Read by the parser `requests` connects with (`origin`), so an allowed origin is where the call goes.
+    return {origin(url) for url in urls if url} - {""}
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs share scheme, host and port, as `requests` reads them."""
+    return origin(url) == origin(other)
+
+
+class _Deadline:
+    """Ends a call at its deadline, whatever stage it is in.
+
+    A socket timeout bounds each read, not the call: a server that sends one byte every second
+    never trips it. So a timer shuts the connection's socket down at the deadline; the blocked
+    read returns at once and the call ends with a timeout. The connection classes below tell the
+    deadline of the calling thread which socket it is using."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._done = False
+        self._connection = None
+        self._socket = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _local.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _local.deadline = None
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        if self.expired and self._connection is not None:
+            # Never hand a half-read connection back for the next call.
+            self._connection.close()
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+    def watch_socket(self, sock) -> None:
+        """The plain socket of a new connection, before any TLS handshake on it."""
+        with self._lock:
+            self._socket = sock
+            if self.expired:
+                _shut(sock)
+
+    def watch(self, connection) -> None:
+        with self._lock:
+            self._connection = connection
+            # Kept apart from the connection: an answer without a length is read until the
+            # server closes, and http.client detaches such a socket from its connection.
+            self._socket = connection.sock or self._socket
+            if self.expired:
+                _shut(self._socket)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            _shut(self._socket)
+
+
+def _shut(sock) -> None:
+    if sock is None:
+        return
+    try:
+        # The plain socket's shutdown, also for TLS: it wakes a reader blocked in another thread
+        # without touching the TLS state that thread is using.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError):
+        pass
+
+
+def _watched(connection) -> None:
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None:
+        deadline.watch(connection)
+
+
+class _Watched:
+    """Mixin for urllib3's connections: report the socket to this thread's deadline whenever it
+    connects, sends or waits for an answer (a pooled connection is reused without connecting)."""
+
+    def _new_conn(self):
+        # The TCP socket as soon as it exists, so that a TLS handshake dripped byte by byte is
+        # under the deadline too (`connect` reports the wrapped socket only after the handshake).
+        sock = super()._new_conn()
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.watch_socket(sock)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        _watched(self)
+
+    def request(self, *args, **kwargs):
+        _watched(self)
+        return super().request(*args, **kwargs)
+
+    def getresponse(self, *args, **kwargs):
+        _watched(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def session() -> requests.Session:
+    """This thread's keep-alive session."""
+    if getattr(_local, "session", None) is None:
+        _local.session = requests.Session()
+        # Proxies from the environment would route loopback stubs and AEM alike through
+        # whatever the shell had set; pimsync talks to its configured hosts directly.
+        _local.session.trust_env = False
+        for prefix in ("http://", "https://"):
+            _local.session.mount(prefix, _Adapter())
+    return _local.session
+
+
+# A Retry-After longer than this is taken as this: a server's answer must not park work for years.
+RETRY_AFTER_CAP_SECONDS = 24 * 3600
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds, at most a day: delta-seconds or an HTTP date (RFC 9110 §10.2.3);
+    None for anything else (the header comes from a server we do not control)."""
+    if not value or len(value) > 64:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
+        return float(min(int(value), RETRY_AFTER_CAP_SECONDS))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no zone said; Python leaves it naive
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - timezone.now()).total_seconds()), RETRY_AFTER_CAP_SECONDS)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    expected: tuple[int, ...] = (200,),
+    error_class: str = "http",
+    timeout: float | None = None,
+    pause_key: str | None = None,
+    **kwargs,
+) -> requests.Response:
+    """Send one request to an allowed host within `timeout` seconds in total (default
+    PIMSYNC_HTTP_TIMEOUT_SECONDS); raise HttpError unless the status is expected.
+
+    With a `pause_key` (the system: "aem", "pim"…) the call honours the pause every process shares
+    (`pimsync.outbound.throttle`): while the system's pause runs nothing is sent (a retryable
+    `<key>_paused` error says for how long), and a 429 answer pauses the system for its
+    Retry-After (`throttle.DEFAULT_SECONDS` without one)."""
+    if origin(url) not in allowed_origins():
+        raise HttpError(
+            f"refusing to call {origin(url) or 'an unreadable URL'}: not one of the configured hosts",
+            retryable=False,
+            error_class="config",
+        )
+    timeout = min(timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS)
+    shown = redact_url(url)
+    if pause_key:
+        refuse_while_paused(pause_key, f"{method} {shown}")
+    deadline = _Deadline(timeout)
+    try:
+        with deadline:
+            response = session().request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+            _read_body(response, deadline, f"{method} {shown}", error_class)
+    except requests.RequestException as exc:
+        if deadline.passed() or isinstance(exc, requests.Timeout):
+            raise HttpError(
+                f"{method} {shown} timed out after {timeout}s", retryable=True, error_class=f"{error_class}_timeout"
+            ) from None
+        raise HttpError(
+            f"{method} {shown} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
+        ) from None
+    if response.status_code not in expected:
+        error = _unexpected(f"{method} {shown}", response, error_class)
+        if pause_key and response.status_code == 429:
+            _pause(pause_key, error)
+        raise error
+    return response
+
+
+def refuse_while_paused(pause_key: str, call: str) -> None:
+    """Raise the retryable `<key>_paused` error while the system's pause runs (`call`: what is not sent)."""
+    left, until = throttle.remaining(pause_key)
+    if left:
+        raise HttpError(
+            f"{call} not sent: {throttle.label(pause_key)} asked to slow down (429); "
+            f"no calls until {until:%H:%M:%S} UTC",
+            retryable=True,
+            retry_after=left,
+            error_class=f"{pause_key}_paused",
+        )
+
+
+def _pause(pause_key: str, error: HttpError) -> None:
+    """Pause every call to the system for the 429's Retry-After (already capped), or the default;
+    the error's own event waits as long."""
+    seconds = error.retry_after if error.retry_after is not None else throttle.DEFAULT_SECONDS
+    throttle.extend(pause_key, seconds, reason=error.message)
+    error.retry_after = seconds
+
+
+def _unexpected(call: str, response: requests.Response, error_class: str) -> HttpError:
+    """The error for an answer whose status the caller did not expect (RETRYABLE_STATUSES may be retried)."""
+    return HttpError(
+        f"{call} answered {response.status_code}",
+        retryable=response.status_code in RETRYABLE_STATUSES,
+        status=response.status_code,
+        body=response.text,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        error_class=f"{error_class}_{response.status_code}",
+    )
+
+
+def _read_body(response: requests.Response, deadline: _Deadline, call: str, error_class: str) -> None:
+    """Read the whole answer into `response.content`, up to MAX_BODY_BYTES and the deadline."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        response.close()
+        raise _too_large(call, error_class)
+    chunks, size = [], 0
+    for chunk in response.iter_content(CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.close()
+            raise _too_large(call, error_class)
+        if deadline.passed():
+            raise requests.Timeout(call)
+        chunks.append(chunk)
+    if deadline.passed():
+        # The deadline shut the socket: what arrived may look complete but is cut short.
+        raise requests.Timeout(call)
+    response._content = b"".join(chunks)
+
+
+def _too_large(call: str, error_class: str) -> HttpError:
+    return HttpError(
+        f"{call} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MB",
+        retryable=False,
+        error_class=f"{error_class}_too_large",
+    )
+
+
+def json_object(response: requests.Response, *, who: str, error_class: str, retryable: bool) -> dict:
+    """The response's JSON object, or an HttpError saying the system answered something else.
+    JSON nested deeper than Python's recursion limit is such an answer too (never retried: the
+    same request would get the same answer)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    except RecursionError:
+        raise HttpError(
+            f"{who} answered with JSON nested too deeply to read",
+            retryable=False,
+            status=response.status_code,
+            body=response.text[:1000],
+            error_class=error_class,
+        ) from None
+    if not isinstance(body, dict):
+        raise HttpError(
+            f"{who} answered with something that is not a JSON object",
+            retryable=retryable,
+            status=response.status_code,
+            body=response.text,
+            error_class=error_class,
+        )
+    return body

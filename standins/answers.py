@@ -1,0 +1,30 @@
+"""What every stand-in answers with: JSON bodies, and the injected faults a test or drill queues
+instead of the real answer."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+from werkzeug import Response
+
+
+class Faults:
+    """Answers to give instead of the real one: `add(status, times, headers)` per method."""
+
+    def __init__(self) -> None:
+        self._queue: dict[str, deque] = {}
+
+    def add(self, method: str, status: int, times: int = 1, headers: dict | None = None, delay: float = 0) -> None:
+        self._queue.setdefault(method, deque()).extend([(status, headers or {}, delay)] * times)
+
+    def take(self, method: str):
+        queue = self._queue.get(method)
+        return queue.popleft() if queue else None
+
+
+def json_response(status: int, body=None, headers: dict | None = None) -> Response:
+    """`body` as JSON with `status`; no body at all when it is None (a 204, a bare 201)."""
+    if body is None:
+        return Response(status=status, headers=headers or {})
+    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
