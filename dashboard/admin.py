@@ -24,7 +24,7 @@ from dashboard.alerts_admin import AlertAdmin
 from dashboard.assets_admin import AssetAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
 from dashboard.sites import RESYNC_PERMISSION, RETRY_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
-from pimsync import jobs, pipeline, resync, selection
+from pimsync import failures, jobs, pipeline, resync, selection
 from pimsync.models import RETRYABLE, Alert, Asset, Event, Job, MappingConfig, Status
 
 # A selection up to this size is retried inside the request; a larger one becomes a background job.
@@ -106,7 +106,9 @@ class EventAdmin(MachineWrittenAdmin):
 
     @admin.display(description="reason")
     def short_reason(self, event):
-        return event.reason if len(event.reason) <= 90 else event.reason[:87] + "…"
+        # The cell shows the first lines (dashboard.css clamps them); hovering shows it all.
+        shown = event.reason if len(event.reason) <= 300 else event.reason[:299] + "…"
+        return format_html('<span class="reason" title="{}">{}</span>', event.reason, shown)
 
     # --- retry ---------------------------------------------------------------------------
 
@@ -318,6 +320,7 @@ class EventAdmin(MachineWrittenAdmin):
                 (json.dumps(a.pim_data, indent=2, ensure_ascii=False) for a in reversed(attempts) if a.pim_data), ""
             ),
             "can_retry": request.user.has_perm(RETRY_PERMISSION) and event.status in RETRYABLE,
+            "failure": failures.lookup(event.error_class) if event.status in (Status.FAILED, Status.RETRYING) else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

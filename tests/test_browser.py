@@ -298,3 +298,20 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1 and "in step" in rows.first.inner_text().lower()
     shot(page, "asset-list")
+
+
+def test_a_long_reason_never_pushes_the_event_lists_columns_off_a_1280_pixel_window(page, client, world):
+    world.adobe.deliver(client, world.upload(client, 1))
+    long_reason = "GET http://aem.example/adobe/assets/urn:aaid:aem:" + "0f" * 980 + "/metadata answered 404"
+    assert len(long_reason) > 2000
+    Event.objects.update(status=Status.FAILED, reason=long_reason, asset_path="/content/dam/" + "p" * 300 + ".png")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, "Support")
+    page.goto("/admin/pimsync/event/")
+    page.wait_for_selector("#result_list")
+    right, width = page.evaluate(
+        "[document.querySelector('#result_list tbody tr td:last-child').getBoundingClientRect().right,"
+        " window.innerWidth]"
+    )
+    assert right <= width, (right, width)
+    assert page.get_attribute("#result_list td.field-short_reason [title]", "title") == long_reason
