@@ -388,6 +388,7 @@ def test_setup_roles_can_run_twice(people):
         "view_asset",
         "retry_event",
         "resync_asset",
+        "silence_alert",
     }
 
 
