@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
@@ -23,7 +24,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from dashboard import asset_filters
+from dashboard import asset_filters, job_pages
 from dashboard.sites import RESYNC_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
 from pimsync import resync
 from pimsync.models import Asset, Event, SyncState
@@ -256,7 +257,9 @@ class AssetAdmin(MachineWrittenAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "Re-sync assets?",
-                "count": selected.count(),
+                "count": (count := selected.count()),
+                "estimate": job_pages.duration(resync.estimate_seconds(count)) if count else "",
+                "rate": settings.PIMSYNC_RESYNC_RATE,
                 "what": resync.describe(spec),
                 "fields": fields,
                 "filters": fields.get("filters", ""),

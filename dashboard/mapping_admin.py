@@ -18,9 +18,8 @@ from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 
-from dashboard import field_picker
+from dashboard import field_picker, job_pages
 from dashboard.preview import preview
 from dashboard.sites import RESYNC_PERMISSION
 from pimsync import mapping, resync
@@ -200,7 +199,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
             path("export/", wrap(self.export_view), name="pimsync_mappingconfig_export"),
             path("import/", wrap(self.import_view), name="pimsync_mappingconfig_import"),
             path("check/", wrap(self.check_view), name="pimsync_mappingconfig_check"),
-            path("resync-affected/", wrap(require_POST(self.resync_affected)), name="pimsync_mappingconfig_resync"),
+            path("resync-affected/", wrap(self.resync_affected), name="pimsync_mappingconfig_resync"),
             *super().get_urls(),
         ]
 
@@ -307,10 +306,32 @@ class MappingConfigAdmin(admin.ModelAdmin):
         return render(request, "admin/pimsync/mappingconfig/mapping_check.html", mapping_check(request.user))
 
     def resync_affected(self, request):
-        """ "Re-sync the N affected assets": a re-sync of the assets the mapping changes left stale."""
+        """ "Re-sync the N affected assets": asks first (GET: how many, how long at the re-sync pace,
+        why), then re-syncs the assets the mapping changes left stale (POST, CSRF-protected)."""
         if not request.user.has_perm(RESYNC_PERMISSION):
             raise PermissionDenied
-        job = resync.start(request.user, {"mapping_affected": True}, why=OFFER_WHY)
+        if request.method != "POST":
+            count = resync.affected_count()
+            return TemplateResponse(
+                request,
+                "admin/pimsync/asset/resync_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Re-sync the affected assets?",
+                    "count": count,
+                    "what": resync.describe({"mapping_affected": True}),
+                    "estimate": job_pages.duration(resync.estimate_seconds(count)) if count else "",
+                    "rate": settings.PIMSYNC_RESYNC_RATE,
+                    "fields": {},
+                    "why": OFFER_WHY,
+                    "form_action": reverse("admin:pimsync_mappingconfig_resync"),
+                    "back": reverse("admin:pimsync_mappingconfig_changelist"),
+                    "opts": self.opts,
+                },
+            )
+        job = resync.start(
+            request.user, {"mapping_affected": True}, why=request.POST.get("why", "").strip() or OFFER_WHY
+        )
         self.message_user(request, f"Re-syncing {job.total} affected asset(s): this page shows how far it is.")
         return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
 

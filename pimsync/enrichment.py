@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from pimsync import mapping
+from pimsync import failures, mapping
 from pimsync.adobe import aem
 from pimsync.models import Asset, Event, MappingConfig, Status
 from pimsync.outbound import http
@@ -28,6 +28,8 @@ class Result:
     status: str
     reason: str = ""
     error_class: str = ""
+    # The technical message behind a plain reason (`pimsync.failures`): the attempt keeps it.
+    detail: str = ""
     retry_after: float | None = None
     product_key: str = ""
     product_uuid: str = ""  # the PIM's own id of the product, when it has one
@@ -61,7 +63,8 @@ def echoes_last_write(event: Event, state: Asset) -> bool:
 
 def _failure(exc: http.HttpError, outcome: Result) -> Result:
     outcome.status = Status.RETRYING if exc.retryable else Status.FAILED
-    outcome.reason = exc.message
+    outcome.reason = failures.reason(exc.error_class, exc.message)
+    outcome.detail = exc.message
     outcome.error_class = exc.error_class
     outcome.retry_after = exc.retry_after
     if exc.error_class.startswith("aem"):
@@ -144,7 +147,8 @@ def _write(
         return _written(outcome, planned, response)
     outcome.status = Status.RETRYING
     outcome.error_class = "aem_412"
-    outcome.reason = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+    outcome.detail = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+    outcome.reason = failures.reason(outcome.error_class, outcome.detail)
     outcome.aem_status = 412
     return outcome
 

@@ -220,7 +220,9 @@ def _attempt(event: Event, result: enrichment.Result, status: str, reason: str, 
         duration_ms=duration,
         outcome=status,
         error_class=result.error_class,
-        message=reason,
+        # The technical message (the URL and the status AEM or the PIM answered) where the event
+        # shows a plain reason.
+        message=result.detail or reason,
         product_key=result.product_key,
         pim_data=result.pim_data,
         changes=result.changes,

@@ -95,8 +95,12 @@ def test_support_finds_a_failed_event_by_asset_name_and_retries_it(page, client,
     rows.first.locator("a").first.click()
     page.wait_for_selector("#event-detail")
     assert "product 'SKU-100002' is not in the PIM" in page.inner_text("#event-detail")
+    page.click("#retry-button")  # asks first, and says a retry alone cannot bring the product
+    assert "This event failed for a reason a retry does not change" in page.inner_text("#retry-cannot-help")
+    assert "Create the product in the PIM" in page.inner_text("#retry-cannot-help")
+    assert Event.objects.get(asset_name="SKU-100002_front.png").status == Status.FAILED
     world.pim.products["SKU-100002"] = product("SKU-100002")  # the product is added to the PIM
-    page.click("#retry-button")
+    page.click("input[value='Yes, retry 1 event']")
     page.wait_for_selector("text=Retry queued")
     world.drain()  # the worker picks it up
     page.reload()
@@ -277,13 +281,19 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     page.wait_for_selector("#resync-affected")
     assert "2 known assets are affected by the last mapping change" in page.inner_text("#mapping-check")
     shot(page, "mapping-change-offer")
-    page.click("#resync-affected")
+    page.click("#resync-affected")  # asks first, with how long it takes at PIMSYNC_RESYNC_RATE
+    assert page.inner_text("#resync-count") == "2" and page.inner_text("#resync-estimate") == "1 s"
+    page.click("#resync-yes")
     page.wait_for_selector("#job-status")
     assert "mapping changed" in page.inner_text("#job-why")
+    page.evaluate("window.notReloaded = true")
 
     run_queued_tasks()  # the re-sync schedules its events and the worker drains them
     tasks.sweep()  # the sweeper's minute: the re-sync sees all its events ended
-    page.wait_for_selector("#job-status:text('finished')")  # the job page reloads itself until then
+    page.wait_for_selector("#job-status:text('finished')")  # the job page updates itself until then
+    assert page.evaluate("window.notReloaded === true")  # in place, not by reloading the page
+    assert page.inner_text("#job-announce").startswith("Job ")  # what screen readers hear
+    assert page.locator("#cancel-job").count() == 0
     assert page.inner_text("#job-done") == "2/2"
     assert "2 written" in page.inner_text("#job-outcomes")
     shot(page, "resync-job")
@@ -298,3 +308,20 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1 and "in step" in rows.first.inner_text().lower()
     shot(page, "asset-list")
+
+
+def test_a_long_reason_never_pushes_the_event_lists_columns_off_a_1280_pixel_window(page, client, world):
+    world.adobe.deliver(client, world.upload(client, 1))
+    long_reason = "GET http://aem.example/adobe/assets/urn:aaid:aem:" + "0f" * 980 + "/metadata answered 404"
+    assert len(long_reason) > 2000
+    Event.objects.update(status=Status.FAILED, reason=long_reason, asset_path="/content/dam/" + "p" * 300 + ".png")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, "Support")
+    page.goto("/admin/pimsync/event/")
+    page.wait_for_selector("#result_list")
+    right, width = page.evaluate(
+        "[document.querySelector('#result_list tbody tr td:last-child').getBoundingClientRect().right,"
+        " window.innerWidth]"
+    )
+    assert right <= width, (right, width)
+    assert page.get_attribute("#result_list td.field-short_reason [title]", "title") == long_reason
