@@ -1,13 +1,16 @@
-"""`manage.py import_mappings FILE`: replace the mapping configuration atomically, then start the
-check of which known assets the change affects (as a save on the mapping page does)."""
+"""`manage.py import_mappings FILE`: replace the mapping configuration atomically, keep it as a new
+version and start the check of which known assets the change affects (as a save on the mapping
+page does)."""
 
 import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
-from pimsync import resync
+from pimsync import mapping_history
 from pimsync.mapping import import_config
+from pimsync.models import MappingVersion
 
 
 class Command(BaseCommand):
@@ -32,11 +35,14 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"{file} is not valid JSON: {exc}") from None
         try:
-            _, rules = import_config(document)
+            with transaction.atomic():  # the rules and their version, together
+                _, rules = import_config(document)
+                job = mapping_history.saved(
+                    MappingVersion.Source.COMMAND, note="from standard input" if file == "-" else f"from {file}"
+                )
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
         self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))
-        job = resync.mapping_changed()
         self.stdout.write(
             f"Job {job.pk} checks which of the {job.total} known asset(s) the change affects; "
             "the mapping page then offers to re-sync them."
