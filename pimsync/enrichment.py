@@ -173,10 +173,11 @@ def _written(outcome: Result, planned: mapping.Plan, response) -> Result:
     removed = sum(1 for change in planned.changes if change.get("op") == "remove")
     count = len(planned.changes) - removed
     outcome.status = Status.SUCCEEDED
-    outcome.reason = f"wrote {count} propert{'y' if count == 1 else 'ies'}"
+    said = [f"wrote {count} propert{'y' if count == 1 else 'ies'}"] if count or not removed else []
     if removed:
         names = ", ".join(c["path"] for c in planned.changes if c.get("op") == "remove")
-        outcome.reason += f"; removed {names} (no rule yields {'it' if removed == 1 else 'them'} any more)"
+        said.append(f"removed {names} (no rule yields {'it' if removed == 1 else 'them'} any more)")
+    outcome.reason = "; ".join(said)
     outcome.written = {change["path"]: change["new"] for change in planned.changes if change.get("op") != "remove"}
     outcome.aem_status, outcome.aem_body = response.status_code, response.text[: http.BODY_EXCERPT_CHARS]
     return outcome

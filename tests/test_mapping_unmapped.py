@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from pimsync import mapping, tasks
 from pimsync.adobe import aem
-from pimsync.models import Asset, MappingConfig, MappingRule, SyncState
+from pimsync.models import Asset, Event, EventType, MappingConfig, MappingRule, SyncState
 from standins.adobe import apply_json_patch
 from tests.conftest import STANDARD_MAPPING, make_event, product, run_queued_tasks
 from tests.test_dashboard import MAPPING, as_user, mapping_form
@@ -93,6 +93,8 @@ class TestNarrowingARule:
         for n in (1, 2):
             assert "pim:listprice" not in world.aem.assets[asset_id(n)]
         assert [p["operations"] for p in world.aem.patches] == [[removal("pim:listprice")]] * 2
+        latest = Event.objects.filter(type=EventType.RESYNC).order_by("-id")[:2]
+        assert {e.reason for e in latest} == {"removed pim:listprice (no rule yields it any more)"}
         assets = Asset.objects.all()
         assert {a.state for a in assets} == {SyncState.IN_STEP}
         assert not any("pim:listprice" in a.last_written for a in assets)
