@@ -249,11 +249,11 @@ def test_on_akeneo_an_editor_picks_attributes_and_an_upload_is_enriched_with_the
     assert Event.objects.get(asset_id=upload["data"]["assetId"]).status == Status.SUCCEEDED
     [patch] = world.aem.patches
     assert {op["path"]: op["value"] for op in patch["operations"]} == {
-        "pim:sku": "SKU-SAMPLE",
-        "pim:colour": "Red",  # the option's label, not its code
-        "pim:price": "49.90 EUR",
-        "dc:title": "Wanderschuh",
-        "dc:description": "Boot.",
+        "/pim:sku": "SKU-SAMPLE",  # RFC 6901 pointers, as Adobe's metadata guide has them
+        "/pim:colour": "Red",  # the option's label, not its code
+        "/pim:price": "49.90 EUR",
+        "/dc:title": "Wanderschuh",
+        "/dc:description": "Boot.",
     }
     links = akeneo.product("SKU-SAMPLE")["values"]["aem_links"][0]["data"]
     assert links == f"{world.aem.url}/ui#/aem/assetdetails.html/content/dam/products/SKU-SAMPLE_front.png"
