@@ -317,7 +317,8 @@ def mapping_changed(user=None) -> Job:
 
 def find_affected(job_id: int, *, slice_seconds: float | None = None) -> str:
     """Walk the in-step and mapping-stale assets in id order: mark stale those whose applicable
-    rules changed, and in step again those a later change put back as they were."""
+    rules changed (or that hold a property pimsync wrote that no rule yields any more, when the
+    mapping removes such values), and in step again those a later change put back as they were."""
     mapping.forget()
     config, rules = mapping.current()
     return jobs.run_in_slices(job_id, lambda: _check_batch(job_id, config, rules), slice_seconds=slice_seconds)
@@ -333,11 +334,12 @@ def _check_batch(job_id: int, config, rules) -> str:
             Q(state=SyncState.IN_STEP) | Q(state=SyncState.STALE, stale_cause=StaleCause.MAPPING),
             asset_id__gt=job.asset_position,
         ).order_by("asset_id")
-        fields = ("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint")
+        fields = ("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint", "last_written")
         batch = list(candidates.only(*fields)[:CHECK_BATCH])
         changed, restored = [], []
         for asset in batch:
-            matches = mapping.fingerprint(config, rules, asset.ref) == asset.mapping_fingerprint
+            # What pimsync wrote counts: a property no rule writes any more is to be removed.
+            matches = mapping.fingerprint(config, rules, asset.ref, asset.last_written) == asset.mapping_fingerprint
             if asset.state == SyncState.IN_STEP and not matches:
                 changed.append(asset.pk)
             elif asset.state == SyncState.STALE and matches:

@@ -256,6 +256,7 @@ def mapping_form(**changes) -> dict:
         "key_from": config.key_from,
         "key_metadata_property": config.key_metadata_property,
         "key_pattern": config.key_pattern,
+        "on_unmapped": config.on_unmapped,
         "rules-TOTAL_FORMS": str(len(rules)),
         "rules-INITIAL_FORMS": str(len(rules)),
         "rules-MIN_NUM_FORMS": "0",
