@@ -1,30 +1,33 @@
 """The dashboard: pimsync's admin pages for events, attempts and mapping rules.
 
 The dashboard owns no models. It reads pimsync's rows and changes them only through the
-functions the management commands call too: `pipeline.retry` (as `manage.py retry_events`),
-`mapping.import_config` (as `manage.py import_mappings`), and the mapping forms, which validate
-with the models' `full_clean()`. Retries too large for one request become background jobs
-(`pimsync.jobs`) whose progress the job pages show.
+functions the management commands call too: `EventQuerySet.retry` (through `pimsync.jobs`; `manage.py
+retry_events` through `pipeline.retry`), `mapping.import_config` (as `manage.py import_mappings`), and
+the mapping forms, which validate with the models' `full_clean()`. Every retry is recorded as a job
+(`pimsync.jobs`): a small one is done in the request, a larger one in the background, and the job
+pages show their progress and where the retried events are now.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from dashboard import job_pages
 from dashboard.alerts_admin import AlertAdmin
 from dashboard.assets_admin import AssetAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
-from dashboard.sites import RESYNC_PERMISSION, RETRY_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
-from pimsync import jobs, pipeline, resync, selection
+from dashboard.sites import RETRY_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
+from pimsync import failures, jobs, selection
 from pimsync.models import RETRYABLE, Alert, Asset, Event, Job, MappingConfig, Status
 
 # A selection up to this size is retried inside the request; a larger one becomes a background job.
@@ -48,6 +51,21 @@ class TypeFilter(admin.SimpleListFilter):
         return selection.by_type(queryset, self.value())
 
 
+class RetryJobFilter(admin.SimpleListFilter):
+    """The events one retry sent back to the worker (linked from its job page and its message);
+    shown only while it is in use."""
+
+    title = "retried by"
+    parameter_name = selection.RETRY_JOB
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, f"job {value}")] if value and value.isdigit() else []
+
+    def queryset(self, request, queryset):
+        return selection.by_retry_job(queryset, self.value() if (self.value() or "").isdigit() else None)
+
+
 class ErrorClassFilter(admin.SimpleListFilter):
     title = "error class"
     parameter_name = "error"
@@ -63,7 +81,14 @@ class ErrorClassFilter(admin.SimpleListFilter):
 class EventAdmin(MachineWrittenAdmin):
     list_display = ("status_label", "asset", "product_key", "kind", "attempts", "short_reason", "received_at")
     list_display_links = ("asset",)
-    list_filter = ("status", TypeFilter, ("received_at", admin.DateFieldListFilter), ErrorClassFilter, "arrived_by")
+    list_filter = (
+        "status",
+        TypeFilter,
+        ("received_at", admin.DateFieldListFilter),
+        ErrorClassFilter,
+        "arrived_by",
+        RetryJobFilter,
+    )
     search_fields = ("asset_name",)  # shows the search box; the lookups are in get_search_results
     search_help_text = "Asset name, path or product key (prefix), asset id or event id (exact)"
     list_per_page = 50
@@ -106,7 +131,9 @@ class EventAdmin(MachineWrittenAdmin):
 
     @admin.display(description="reason")
     def short_reason(self, event):
-        return event.reason if len(event.reason) <= 90 else event.reason[:87] + "…"
+        # The cell shows the first lines (dashboard.css clamps them); hovering shows it all.
+        shown = event.reason if len(event.reason) <= 300 else event.reason[:299] + "…"
+        return format_html('<span class="reason" title="{}">{}</span>', event.reason, shown)
 
     # --- retry ---------------------------------------------------------------------------
 
@@ -133,8 +160,8 @@ class EventAdmin(MachineWrittenAdmin):
             fields = {"filters": filters, "select_across": "1"}
         else:
             fields = {"filters": filters, "ids": ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))}
-        url_name = "pimsync_event_retry_selection"
-        return self._confirm(request, "Retry events?", retryable, total - retryable, fields, url_name)
+        action = reverse("admin:pimsync_event_retry_selection")
+        return self._confirm(request, "Retry events?", queryset, retryable, total - retryable, fields, action)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -142,25 +169,50 @@ class EventAdmin(MachineWrittenAdmin):
             path("<int:pk>/retry/", view(self.retry_one), name="pimsync_event_retry"),
             path("retry-matching/", view(self.retry_matching), name="pimsync_event_retry_matching"),
             path("retry-selection/", view(require_POST(self.retry_selection)), name="pimsync_event_retry_selection"),
-            path("jobs/", view(self.job_list), name="pimsync_event_jobs"),
-            path("jobs/<int:pk>/", view(self.job_detail), name="pimsync_event_job"),
-            path("jobs/<int:pk>/cancel/", view(require_POST(self.job_cancel)), name="pimsync_event_job_cancel"),
+            path("jobs/", view(partial(job_pages.job_list, self)), name="pimsync_event_jobs"),
+            path("jobs/<int:pk>/", view(partial(job_pages.job_detail, self)), name="pimsync_event_job"),
+            path(
+                "jobs/<int:pk>/progress/",
+                view(partial(job_pages.job_progress, self)),
+                name="pimsync_event_job_progress",
+            ),
+            path(
+                "jobs/<int:pk>/cancel/",
+                view(require_POST(partial(job_pages.job_cancel, self))),
+                name="pimsync_event_job_cancel",
+            ),
             *super().get_urls(),
         ]
 
     def retry_one(self, request, pk):
-        """The Retry button of the detail page (POST only, CSRF-protected, permission-checked)."""
-        return require_POST(self._retry_one)(request, pk)
-
-    def _retry_one(self, request, pk):
+        """The Retry button of the detail page: a confirmation (GET) that says when a retry cannot
+        help, then the retry (POST, CSRF-protected), recorded as a job; permission-checked."""
         if not request.user.has_perm(RETRY_PERMISSION):
             raise PermissionDenied
-        event = get_object_or_404(Event, pk=pk)
-        if pipeline.retry([event]):
-            self.message_user(request, "Retry queued: the worker will pick the event up in a moment.", messages.SUCCESS)
-        else:
+        if request.method not in ("GET", "HEAD", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        event = get_object_or_404(Event.objects.defer("payload"), pk=pk)
+        page = reverse("admin:pimsync_event_change", args=[pk])
+        if request.method != "POST":
+            one = Event.objects.filter(pk=pk)
+            retryable = int(event.status in RETRYABLE)
+            action = reverse("admin:pimsync_event_retry", args=[pk])
+            return self._confirm(request, "Retry this event?", one, retryable, 1 - retryable, {}, action, back=page)
+        if event.status not in RETRYABLE:
             self.message_user(request, f"A {event.status} event cannot be retried.", messages.WARNING)
-        return HttpResponseRedirect(reverse("admin:pimsync_event_change", args=[pk]))
+            return HttpResponseRedirect(page)
+        job = jobs.retry_now(request.user, [event], ids=[event.pk])
+        self.message_user(
+            request,
+            format_html(
+                "Retry queued: the worker picks the event up in a moment; this page shows how it ends "
+                '(<a href="{}">job {}</a>).',
+                reverse("admin:pimsync_event_job", args=[job.pk]),
+                job.pk,
+            ),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(page)
 
     def retry_matching(self, request):
         """Retry every failed event that matches the list's current filters, after a confirmation."""
@@ -177,10 +229,11 @@ class EventAdmin(MachineWrittenAdmin):
         return self._confirm(
             request,
             "Retry all failed events matching this filter?",
+            failed,
             failed.count(),
             0,
             {"filters": filters},
-            "pimsync_event_retry_matching",
+            reverse("admin:pimsync_event_retry_matching"),
         )
 
     def retry_selection(self, request):
@@ -195,7 +248,11 @@ class EventAdmin(MachineWrittenAdmin):
                 return self._not_understood(request, selection.SelectionError("the selected ids are not numbers"))
         return self._retry(request, query=request.POST.get("filters", ""), ids=ids)
 
-    def _confirm(self, request, title, count, skipped, fields, url_name):
+    def _confirm(self, request, title, events, count, skipped, fields, form_action, back=""):
+        """Ask before a retry: how many events, and which of them failed for a reason a retry does not
+        change, with what would help (`pimsync.failures`)."""
+        filters = fields.get("filters", "")
+        cannot_help = _cannot_help(events)
         return TemplateResponse(
             request,
             "admin/pimsync/event/retry_confirm.html",
@@ -205,8 +262,10 @@ class EventAdmin(MachineWrittenAdmin):
                 "count": count,
                 "skipped": skipped,
                 "fields": fields,
-                "form_action": reverse(f"admin:{url_name}"),
-                "filters": fields.get("filters", ""),
+                "form_action": form_action,
+                "back": back or reverse("admin:pimsync_event_changelist") + (f"?{filters}" if filters else ""),
+                "cannot_help": cannot_help,
+                "hopeless": sum(group["count"] for group in cannot_help),
                 "background": count > INLINE_RETRY_LIMIT,
                 "opts": self.model._meta,
             },
@@ -228,7 +287,6 @@ class EventAdmin(MachineWrittenAdmin):
 
     def _retry(self, request, *, query: str, only_status: str = "", ids: list[int] | None = None):
         """Retry a small selection now; hand a large one to a background job and show its page."""
-        back = reverse("admin:pimsync_event_changelist") + (f"?{query}" if query else "")
         try:
             events = Event.objects.filter(pk__in=ids) if ids is not None else selection.select(query)
         except selection.SelectionError as exc:
@@ -237,10 +295,21 @@ class EventAdmin(MachineWrittenAdmin):
             events = events.filter(status=only_status)
         first = list(events.defer("payload").order_by("pk")[: INLINE_RETRY_LIMIT + 1])
         if len(first) <= INLINE_RETRY_LIMIT:
-            count = pipeline.retry(first)
+            job = jobs.retry_now(request.user, first, query=query, only_status=only_status, ids=ids)
             what = "failed event(s)" if only_status == Status.FAILED else "event(s)"
-            self.message_user(request, f"{count} {what} sent back to the worker.", messages.SUCCESS)
-            return HttpResponseRedirect(back)
+            self.message_user(
+                request,
+                format_html(
+                    '{} {} sent back to the worker (<a href="{}">job {}</a>). This list shows them as they are '
+                    "now: they leave the failed ones as soon as they are retried, and come back if they fail again.",
+                    job.succeeded,
+                    what,
+                    reverse("admin:pimsync_event_job", args=[job.pk]),
+                    job.pk,
+                ),
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(_retried_list(job))
         try:
             job = jobs.start_retry(request.user, query=query if ids is None else "", only_status=only_status, ids=ids)
         except selection.SelectionError as exc:
@@ -248,53 +317,6 @@ class EventAdmin(MachineWrittenAdmin):
         self.message_user(
             request, f"Retrying {job.total} events in the background: this page shows how far it is.", messages.SUCCESS
         )
-        return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
-
-    # --- background jobs -------------------------------------------------------------------
-
-    def _jobs_context(self, request, **extra):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        return {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "recent": Job.objects.select_related("created_by")[:20],
-            **extra,
-        }
-
-    def job_list(self, request):
-        """The latest background jobs, newest first."""
-        return TemplateResponse(request, "admin/pimsync/event/jobs.html", self._jobs_context(request, title="Jobs"))
-
-    def job_detail(self, request, pk):
-        """One job's progress; the page reloads itself until the job has ended."""
-        if not self.has_view_permission(request):  # before any counting
-            raise PermissionDenied
-        job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
-        # A re-sync counts its events' outcomes now; the job row holds those of its last step.
-        progress = resync.progress(job) if job.kind == Job.Kind.RESYNC else None
-        context = self._jobs_context(
-            request,
-            title=f"Job {job.pk}: {job.description}",
-            job=job,
-            can_cancel=request.user.has_perm(_cancel_permission(job)),
-            progress=progress,
-            eta=_duration(progress.eta_seconds) if progress and progress.eta_seconds is not None else "",
-            affected=resync.affected_count() if job.kind == Job.Kind.AFFECTED and not job.is_active else None,
-        )
-        return TemplateResponse(request, "admin/pimsync/event/jobs.html", context)
-
-    def job_cancel(self, request, pk):
-        """Stop a job before its next batch (who may start it may stop it); what it already did stays
-        done, and a re-sync's events still waiting are ignored."""
-        job = get_object_or_404(Job, pk=pk)
-        if not request.user.has_perm(_cancel_permission(job)):
-            raise PermissionDenied
-        if job.cancel():
-            what = "events" if job.kind == Job.Kind.RETRY else "assets"
-            self.message_user(request, f"Job {job.pk} cancelled after {job.done} of {job.total} {what}.")
-        else:
-            self.message_user(request, f"Job {job.pk} had already ended ({job.status}).", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
 
     def changelist_view(self, request, extra_context=None):
@@ -318,22 +340,39 @@ class EventAdmin(MachineWrittenAdmin):
                 (json.dumps(a.pim_data, indent=2, ensure_ascii=False) for a in reversed(attempts) if a.pim_data), ""
             ),
             "can_retry": request.user.has_perm(RETRY_PERMISSION) and event.status in RETRYABLE,
+            "failure": failures.lookup(event.error_class) if event.status in (Status.FAILED, Status.RETRYING) else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def _duration(seconds: float) -> str:
-    """A rough time left: "40 s", "12 min", "3.5 h"."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
+def _retried_list(job: Job) -> str:
+    """The event list showing the events a retry sent back, wherever they are now."""
+    return reverse("admin:pimsync_event_changelist") + f"?{selection.RETRY_JOB}={job.pk}"
 
 
-def _cancel_permission(job: Job) -> str:
-    """Retries are Support's; re-syncs and mapping checks belong to whoever may re-sync."""
-    return RETRY_PERMISSION if job.kind == Job.Kind.RETRY else RESYNC_PERMISSION
+def _cannot_help(events) -> list[dict]:
+    """Which of these events failed for a reason a retry does not change, grouped by what would
+    help, each with a few asset names (one GROUP BY, then one short query per group)."""
+    groups: dict[failures.Failure, list[str]] = {}
+    counts: dict[failures.Failure, int] = {}
+    for error_class, count in events.failed_by_error_class().items():
+        failure = failures.lookup(error_class)
+        if failure is None or failure.retry_helps:
+            continue
+        groups.setdefault(failure, []).append(error_class)
+        counts[failure] = counts.get(failure, 0) + count
+    return [
+        {
+            "failure": failure,
+            "count": counts[failure],
+            "examples": list(
+                events.filter(status=Status.FAILED, error_class__in=classes)
+                .order_by("-pk")
+                .values_list("asset_name", flat=True)[:3]
+            ),
+        }
+        for failure, classes in groups.items()
+    ]
 
 
 admin.site.register(MappingConfig, MappingConfigAdmin)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
@@ -23,10 +24,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from dashboard import asset_filters
+from dashboard import asset_filters, job_pages
 from dashboard.sites import RESYNC_PERMISSION, EstimatedCountPaginator, MachineWrittenAdmin
-from pimsync import resync
-from pimsync.models import Asset, Event, SyncState
+from pimsync import mapping, resync
+from pimsync.models import Asset, Event, MappingConfig, SyncState
 
 # The newest events shown on an asset's page; the rest are a link to the event list.
 ASSET_EVENTS = 50
@@ -179,6 +180,7 @@ class AssetAdmin(MachineWrittenAdmin):
             "events": shown[:ASSET_EVENTS],
             "more_events": len(shown) > ASSET_EVENTS,
             "last_written": json.dumps(asset.last_written, indent=2, ensure_ascii=False) if asset.last_written else "",
+            **_unmapped(asset),
             "can_resync": request.user.has_perm(RESYNC_PERMISSION) and asset.state != SyncState.DELETED,
             "resync_url": reverse("admin:pimsync_asset_resync", args=[quote(asset.pk)]),
         }
@@ -256,7 +258,9 @@ class AssetAdmin(MachineWrittenAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "Re-sync assets?",
-                "count": selected.count(),
+                "count": (count := selected.count()),
+                "estimate": job_pages.duration(resync.estimate_seconds(count)) if count else "",
+                "rate": settings.PIMSYNC_RESYNC_RATE,
                 "what": resync.describe(spec),
                 "fields": fields,
                 "filters": fields.get("filters", ""),
@@ -282,6 +286,18 @@ class AssetAdmin(MachineWrittenAdmin):
             {**self.admin_site.each_context(request), "title": "Not understood", "error": message, "opts": self.opts},
             status=400,
         )
+
+
+def _unmapped(asset: Asset) -> dict:
+    """What the asset page says about properties pimsync wrote that no rule writes any more: their
+    names and whether the next sync removes them or the mapping keeps them."""
+    if not asset.last_written:
+        return {}
+    config, rules = mapping.current()
+    return {
+        "unmapped": mapping.unmapped_properties(rules, asset.ref, asset.last_written),
+        "unmapped_removed": config.on_unmapped == MappingConfig.OnUnmapped.REMOVE,
+    }
 
 
 def _query(text: str) -> QueryDict:

@@ -1,8 +1,9 @@
 """The mapping page: product-key rule with its ordered rules inline, a preview that never writes,
-JSON import/export, the field picker, and the admin's change history (who changed what, when).
+JSON import/export, the field picker, and every saved version of the rules (`mapping_versions`).
 
-Every saved change (the form or an import) starts a mapping check (`resync.mapping_changed`); the
-page shows how far it is and then offers to re-sync the known assets the change affects."""
+Every saved change (the form, an import, a restore) is kept as a version and starts a mapping check
+(`mapping_history.saved`); the page shows how far the check is and then offers to re-sync the known
+assets the change affects."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Max
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
@@ -20,12 +23,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboard import field_picker
+from dashboard import field_picker, job_pages, mapping_versions
 from dashboard.preview import preview
 from dashboard.sites import RESYNC_PERMISSION
-from pimsync import mapping, resync
+from pimsync import mapping, mapping_history, resync
 from pimsync.middleware import upload_limit
-from pimsync.models import Event, Job, MappingConfig, MappingRule
+from pimsync.models import Event, Job, MappingConfig, MappingRule, MappingVersion
 from pimsync.outbound import http
 from pimsync.pim import connectors
 
@@ -45,6 +48,10 @@ RULE_FORM_FIELDS = ("position", "enabled", *(name for name in mapping.RULE_FIELD
 
 
 class MappingRuleForm(forms.ModelForm):
+    # Empty for a new rule: it goes last (`RuleFormSet.clean`); the box shows the number it will get.
+    position = forms.IntegerField(
+        required=False, min_value=0, widget=forms.NumberInput(attrs={"class": "rule-position"}), label="#"
+    )
     default = DefaultField(
         required=False,
         widget=forms.TextInput(attrs={"size": 16, "placeholder": "no default"}),
@@ -55,7 +62,6 @@ class MappingRuleForm(forms.ModelForm):
         model = MappingRule
         fields = RULE_FORM_FIELDS
         widgets = {
-            "position": forms.NumberInput(attrs={"class": "rule-position"}),
             "pim_field": forms.TextInput(attrs={"placeholder": "JMESPath, e.g. SKUID"}),
             "attribute": forms.TextInput(attrs={"placeholder": "attribute code"}),
             "locale": forms.TextInput(attrs={"placeholder": settings.AKENEO_LOCALE}),
@@ -66,9 +72,25 @@ class MappingRuleForm(forms.ModelForm):
         }
 
 
+class RuleFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """A rule without a number goes last: after every numbered rule, new ones in the table's order
+        (a new rule at 0 would be overridden by every older rule for its property)."""
+        super().clean()
+        kept = [f for f in self.forms if f.has_changed() or f.instance.pk]
+        kept = [f for f in kept if getattr(f, "cleaned_data", None) and not self._should_delete_form(f)]
+        numbered = [f.cleaned_data["position"] for f in kept if f.cleaned_data.get("position") is not None]
+        following = max(numbered, default=0) + 1
+        for form in kept:
+            if form.cleaned_data.get("position") is None:
+                form.instance.position = form.cleaned_data["position"] = following
+                following += 1
+
+
 class MappingRuleInline(admin.TabularInline):
     model = MappingRule
     form = MappingRuleForm
+    formset = RuleFormSet
     fields = RULE_FORM_FIELDS
     # One "Source" column (JMESPath or attribute with its details) and one "Only for" column
     # (the globs) keep the table within a 1,280-pixel window.
@@ -81,6 +103,9 @@ class MappingRuleInline(admin.TabularInline):
     def get_formset(self, request, obj=None, **kwargs):
         """With a PIM that lists its attributes (Akeneo), the attribute is chosen from that list."""
         formset = super().get_formset(request, obj, **kwargs)
+        # The number a new rule gets (the script counts on for each row added).
+        following = (MappingRule.objects.aggregate(last=Max("position"))["last"] or 0) + 1
+        formset.form.base_fields["position"].widget.attrs["placeholder"] = str(following)
         # Read by change_view; the preview only validates (a select or a text input: same field).
         attributes, _ = getattr(request, "_pimsync_attributes", (None, ""))
         if attributes is not None and "attribute" in formset.form.base_fields:
@@ -148,7 +173,7 @@ class ImportForm(forms.Form):
 
 class MappingConfigAdmin(admin.ModelAdmin):
     inlines = [MappingRuleInline]
-    fields = ("key_from", "key_metadata_property", "key_pattern")
+    fields = ("key_from", "key_metadata_property", "key_pattern", "on_unmapped")
     change_form_template = "admin/pimsync/mappingconfig/change_form.html"
 
     class Media:
@@ -179,7 +204,7 @@ class MappingConfigAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         mapping.forget()
         if form.has_changed() or any(formset.has_changed() for formset in formsets):
-            resync.mapping_changed(request.user)
+            mapping_history.saved(MappingVersion.Source.FORM, request.user)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if not self.has_view_or_change_permission(request):  # before the PIM is asked anything
@@ -200,7 +225,15 @@ class MappingConfigAdmin(admin.ModelAdmin):
             path("export/", wrap(self.export_view), name="pimsync_mappingconfig_export"),
             path("import/", wrap(self.import_view), name="pimsync_mappingconfig_import"),
             path("check/", wrap(self.check_view), name="pimsync_mappingconfig_check"),
-            path("resync-affected/", wrap(require_POST(self.resync_affected)), name="pimsync_mappingconfig_resync"),
+            path("versions/", wrap(self.versions_view), name="pimsync_mappingconfig_versions"),
+            path("versions/<int:pk>/", wrap(self.version_view), name="pimsync_mappingconfig_version"),
+            path(
+                "versions/<int:pk>/restore/",
+                wrap(require_POST(self.restore_view)),
+                name="pimsync_mappingconfig_restore",
+            ),
+            # GET asks first (count, time estimate, why), POST re-syncs.
+            path("resync-affected/", wrap(self.resync_affected), name="pimsync_mappingconfig_resync"),
             *super().get_urls(),
         ]
 
@@ -285,10 +318,12 @@ class MappingConfigAdmin(admin.ModelAdmin):
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
-            problems, count = _import(upload)
+            with transaction.atomic():  # the rules and their version, together
+                problems, count = _import(upload)
+                if not problems:
+                    mapping_history.saved(MappingVersion.Source.IMPORT, request.user, f"from {upload.name}")
             if not problems:
                 self._log_import(request, config, f"Imported {count} mapping rule(s) from {upload.name}")
-                resync.mapping_changed(request.user)
                 return HttpResponseRedirect(reverse("admin:pimsync_mappingconfig_change", args=[config.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -300,6 +335,15 @@ class MappingConfigAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/pimsync/mappingconfig/import.html", context)
 
+    def versions_view(self, request):
+        return mapping_versions.versions_view(self, request)
+
+    def version_view(self, request, pk):
+        return mapping_versions.version_view(self, request, pk)
+
+    def restore_view(self, request, pk):
+        return mapping_versions.restore_view(self, request, pk)
+
     def check_view(self, request):
         """The mapping check's box alone: the mapping page reloads it while the check runs."""
         if not self.has_view_permission(request):
@@ -307,10 +351,32 @@ class MappingConfigAdmin(admin.ModelAdmin):
         return render(request, "admin/pimsync/mappingconfig/mapping_check.html", mapping_check(request.user))
 
     def resync_affected(self, request):
-        """ "Re-sync the N affected assets": a re-sync of the assets the mapping changes left stale."""
+        """ "Re-sync the N affected assets": asks first (GET: how many, how long at the re-sync pace,
+        why), then re-syncs the assets the mapping changes left stale (POST, CSRF-protected)."""
         if not request.user.has_perm(RESYNC_PERMISSION):
             raise PermissionDenied
-        job = resync.start(request.user, {"mapping_affected": True}, why=OFFER_WHY)
+        if request.method != "POST":
+            count = resync.affected_count()
+            return TemplateResponse(
+                request,
+                "admin/pimsync/asset/resync_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Re-sync the affected assets?",
+                    "count": count,
+                    "what": resync.describe({"mapping_affected": True}),
+                    "estimate": job_pages.duration(resync.estimate_seconds(count)) if count else "",
+                    "rate": settings.PIMSYNC_RESYNC_RATE,
+                    "fields": {},
+                    "why": OFFER_WHY,
+                    "form_action": reverse("admin:pimsync_mappingconfig_resync"),
+                    "back": reverse("admin:pimsync_mappingconfig_changelist"),
+                    "opts": self.opts,
+                },
+            )
+        job = resync.start(
+            request.user, {"mapping_affected": True}, why=request.POST.get("why", "").strip() or OFFER_WHY
+        )
         self.message_user(request, f"Re-syncing {job.total} affected asset(s): this page shows how far it is.")
         return HttpResponseRedirect(reverse("admin:pimsync_event_job", args=[job.pk]))
 

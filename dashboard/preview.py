@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pimsync import mapping
 from pimsync.adobe import aem
-from pimsync.models import Event, MappingConfig, MappingRule
+from pimsync.models import Asset, Event, MappingConfig, MappingRule
 from pimsync.outbound import http
 from pimsync.pim import connectors
 
@@ -52,8 +52,18 @@ def preview(config: MappingConfig, rules: list[MappingRule], *, key: str = "", e
             "No stored event for this product key: path and type conditions cannot match, "
             "and the patch is shown against empty metadata."
         )
+    # What pimsync wrote to this asset before: a property no rule yields any more shows as removed.
+    written = Asset.objects.filter(pk=asset.asset_id).values_list("last_written", flat=True).first() or {}
     try:
-        result.plan = mapping.plan(asset, result.key, result.product, metadata or {}, rules)
+        result.plan = mapping.plan(
+            asset,
+            result.key,
+            result.product,
+            metadata or {},
+            rules,
+            last_written=written,
+            on_unmapped=config.on_unmapped,
+        )
     except mapping.MappingError as exc:
         result.problems.append(str(exc))
     return result

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from pimsync import mapping
+from pimsync import failures, mapping
 from pimsync.adobe import aem
 from pimsync.models import Asset, Event, MappingConfig, Status
 from pimsync.outbound import http
@@ -28,12 +28,16 @@ class Result:
     status: str
     reason: str = ""
     error_class: str = ""
+    # The technical message behind a plain reason (`pimsync.failures`): the attempt keeps it.
+    detail: str = ""
     retry_after: float | None = None
     product_key: str = ""
     product_uuid: str = ""  # the PIM's own id of the product, when it has one
     pim_data: dict | None = None
     changes: list = field(default_factory=list)
     written: dict = field(default_factory=dict)
+    # Properties pimsync wrote that no rule yields any more, now off the asset (`mapping.Plan.unmapped`).
+    unmapped: list = field(default_factory=list)
     aem_status: int | None = None
     aem_body: str = ""
     # What the values were computed from (set once the product was read): the asset's record of
@@ -61,7 +65,8 @@ def echoes_last_write(event: Event, state: Asset) -> bool:
 
 def _failure(exc: http.HttpError, outcome: Result) -> Result:
     outcome.status = Status.RETRYING if exc.retryable else Status.FAILED
-    outcome.reason = exc.message
+    outcome.reason = failures.reason(exc.error_class, exc.message)
+    outcome.detail = exc.message
     outcome.error_class = exc.error_class
     outcome.retry_after = exc.retry_after
     if exc.error_class.startswith("aem"):
@@ -72,6 +77,8 @@ def _failure(exc: http.HttpError, outcome: Result) -> Result:
 def enrich(event: Event) -> Result:
     """Bring the event's asset in line with the PIM, writing only what differs."""
     asset = event.asset
+    # What pimsync wrote to the asset before: what no rule yields any more may have to go.
+    last_written = Asset.objects.filter(pk=asset.asset_id).values_list("last_written", flat=True).first() or {}
     config, rules, generation = mapping.current_with_generation()
     outcome = Result(status=Status.FAILED, mapping_generation=generation)
     try:
@@ -90,7 +97,7 @@ def enrich(event: Event) -> Result:
         outcome.product_uuid = connector.product_uuid(product)
         outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
         outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
-        outcome = _write(outcome, asset, product, rules, metadata)
+        outcome = _write(outcome, asset, product, rules, metadata, (last_written, config.on_unmapped))
         return _write_back(connector, outcome, asset, product, read_at)
     except mapping.MappingError as exc:
         outcome.error_class, outcome.reason = "mapping", str(exc)
@@ -123,13 +130,29 @@ def _product_key(asset: mapping.AssetRef, config: MappingConfig) -> tuple[str, a
 
 
 def _write(
-    outcome: Result, asset: mapping.AssetRef, product: dict, rules: list, metadata: aem.Metadata | None
+    outcome: Result,
+    asset: mapping.AssetRef,
+    product: dict,
+    rules: list,
+    metadata: aem.Metadata | None,
+    unmapped: tuple[dict, str],
 ) -> Result:
-    """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again."""
+    """Plan against AEM's current metadata and PATCH what differs; after a 412, read and plan again.
+    `unmapped`: what pimsync wrote before and what the mapping does with what no rule yields now."""
+    last_written, on_unmapped = unmapped
     for _round in range(MAX_CONFLICT_ROUNDS):
         metadata = metadata or aem.get_metadata(asset.asset_id)
-        planned = mapping.plan(asset, outcome.product_key, product, metadata.values, rules)
+        planned = mapping.plan(
+            asset,
+            outcome.product_key,
+            product,
+            metadata.values,
+            rules,
+            last_written=last_written,
+            on_unmapped=on_unmapped,
+        )
         outcome.changes = planned.changes
+        outcome.unmapped = planned.unmapped
         if not planned.changes:
             outcome.status = Status.UNCHANGED
             outcome.reason = "AEM already holds the mapped values"
@@ -144,15 +167,21 @@ def _write(
         return _written(outcome, planned, response)
     outcome.status = Status.RETRYING
     outcome.error_class = "aem_412"
-    outcome.reason = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+    outcome.detail = f"the asset kept changing under us ({MAX_CONFLICT_ROUNDS} conflicts in a row)"
+    outcome.reason = failures.reason(outcome.error_class, outcome.detail)
     outcome.aem_status = 412
     return outcome
 
 
 def _written(outcome: Result, planned: mapping.Plan, response) -> Result:
-    count = len(planned.changes)
+    removed = sum(1 for change in planned.changes if change.get("op") == "remove")
+    count = len(planned.changes) - removed
     outcome.status = Status.SUCCEEDED
-    outcome.reason = f"wrote {count} propert{'y' if count == 1 else 'ies'}"
-    outcome.written = {change["path"]: change["new"] for change in planned.changes}
+    said = [f"wrote {count} propert{'y' if count == 1 else 'ies'}"] if count or not removed else []
+    if removed:
+        names = ", ".join(c["path"] for c in planned.changes if c.get("op") == "remove")
+        said.append(f"removed {names} (no rule yields {'it' if removed == 1 else 'them'} any more)")
+    outcome.reason = "; ".join(said)
+    outcome.written = {change["path"]: change["new"] for change in planned.changes if change.get("op") != "remove"}
     outcome.aem_status, outcome.aem_body = response.status_code, response.text[: http.BODY_EXCERPT_CHARS]
     return outcome

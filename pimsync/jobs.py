@@ -1,7 +1,11 @@
 """Background jobs run in time slices (`run_in_slices`: retries here, mapping checks in
 `pimsync.resync`), and retries of thousands of events with visible progress.
 
-A request creates a `Job` row (what to retry, who asked, how many) and queues one django-q2 task;
+A retry small enough for one request is done in it (`retry_now`) and recorded as a finished job, so
+the job history lists every retry and each job's page shows where its events are now (`progress`,
+the one source of the counts every job page and the history show).
+
+A larger one creates a `Job` row (what to retry, who asked, how many) and queues one django-q2 task;
 the task retries the selected events in id order, `BATCH_SIZE` per transaction, through the one
 retry code path (`EventQuerySet.retry`, as the Retry button). Each batch and the job's new
 position commit together, so a worker that dies mid-batch leaves the batch undone and the position
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -63,6 +68,74 @@ def start_retry(user, *, query: str = "", only_status: str = "", ids: list[int] 
     start_job(job)
     log.info("job %s queued: %s", job.pk, job.description)
     return job
+
+
+def retry_now(
+    user, events: list[Event], *, query: str = "", only_status: str = "", ids: list[int] | None = None
+) -> Job:
+    """Retry a few events in this request (the Retry button, a small selection) and record it as a
+    finished job; the events remember the job, whose page shows where they are now."""
+    now = timezone.now()
+    job = Job(
+        kind=Job.Kind.RETRY,
+        status=Job.State.FINISHED,
+        created_by=user,
+        query=query if ids is None else "",
+        only_status=only_status,
+        ids=ids,
+        upto_id=max((event.pk for event in events), default=0),
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=now,
+        total=len(events),
+        done=len(events),
+    )
+    job.description = describe(job) if ids is None or len(ids) != 1 else f"retry event {ids[0]}"
+    with transaction.atomic():
+        job.save()
+        job.succeeded = Event.objects.filter(pk__in=[event.pk for event in events]).retry(job=job)
+        job.skipped = job.total - job.succeeded
+        job.save(update_fields=["succeeded", "skipped"])
+    if job.succeeded:
+        wake()
+    log.info("job %s: %s, done at once: %s retried", job.pk, job.description, job.succeeded)
+    return job
+
+
+@dataclass
+class Progress:
+    """A job's progress as every page shows it: the header, the history and the polled JSON."""
+
+    done: int
+    total: int
+    succeeded: int
+    unchanged: int
+    failed: int
+    skipped: int
+    eta_seconds: float | None
+    # A retry's events by their status now (`Job.retried_now`).
+    now: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, self.done * 100 // self.total)
+
+
+def progress(job: Job, *, events_now: bool = True) -> Progress:
+    """The one count of a job's progress. An active re-sync is counted from its events now (its row
+    holds the counts of its last step, or of the moment it ended); a retry adds where its events
+    are now (unless `events_now` is False: the history needs no such count per row); an estimate
+    of the time left comes from the pace so far."""
+    if job.kind == Job.Kind.RESYNC and job.is_active:
+        job.recount()
+    eta = None
+    if job.is_active and job.started_at and job.done:
+        elapsed = (timezone.now() - job.started_at).total_seconds()
+        eta = max(0.0, (job.total - job.done) * elapsed / job.done)
+    elif job.is_active and job.kind == Job.Kind.RESYNC:
+        eta = job.total / settings.PIMSYNC_RESYNC_RATE
+    now = job.retried_now() if events_now and job.kind == Job.Kind.RETRY else {}
+    return Progress(job.done, job.total, job.succeeded, job.unchanged, job.failed, job.skipped, eta, now)
 
 
 def describe(job: Job) -> str:
@@ -122,7 +195,7 @@ def _batch(job_id: int) -> str:
         batch = list(selected_events(job).filter(pk__gt=position).defer("payload").order_by("pk")[:BATCH_SIZE])
         now = timezone.now()
         if batch:
-            retried = Event.objects.filter(pk__in=[event.pk for event in batch]).retry()
+            retried = Event.objects.filter(pk__in=[event.pk for event in batch]).retry(job=job)
             if retried:
                 wake()
             job.position = batch[-1].pk

@@ -53,6 +53,8 @@ class RuleResult:
     applies: bool
     value: object = None
     note: str = ""
+    position: int | None = None  # the rule's number as the mapping table shows it
+    yields: bool = False  # whether the rule gives the property a value (before a later rule's)
 
 
 @dataclass
@@ -61,8 +63,12 @@ class Plan:
 
     product_key: str
     results: list[RuleResult] = field(default_factory=list)
-    # [{"path": property name, "old", "new", "exists": whether AEM's metadata had the property}]
+    # [{"path": property name, "old", "new", "exists": whether AEM's metadata had the property}];
+    # a property to take off the asset has "op": "remove" (and "new": None).
     changes: list[dict] = field(default_factory=list)
+    # Properties pimsync wrote that no rule yields any more (removed, or already gone from AEM):
+    # they leave the asset's record of what pimsync wrote. Empty when the mapping keeps them.
+    unmapped: list[str] = field(default_factory=list)
 
 
 def product_key(asset: AssetRef, config: MappingConfig, metadata: dict | None = None) -> str:
@@ -141,31 +147,72 @@ def applies(rule: MappingRule, asset: AssetRef) -> tuple[bool, str]:
     return True, ""
 
 
-def plan(asset: AssetRef, key: str, product: dict, metadata: dict, rules: list[MappingRule]) -> Plan:
-    """The value every rule yields and the changes against `metadata` (nothing equal is written)."""
+def plan(
+    asset: AssetRef,
+    key: str,
+    product: dict,
+    metadata: dict,
+    rules: list[MappingRule],
+    *,
+    last_written: dict | None = None,
+    on_unmapped: str = MappingConfig.OnUnmapped.REMOVE,
+) -> Plan:
+    """The value every rule yields and the changes against `metadata` (nothing equal is written).
+
+    `last_written` names what pimsync wrote to this asset before (`Asset.last_written`): with
+    `on_unmapped` "remove", a property among them that no rule yields now is removed from AEM."""
     result = Plan(product_key=key)
     wanted: dict[str, object] = {}
+    winners: dict[str, RuleResult] = {}
     for rule in rules:
         ok, note = applies(rule, asset)
         if not ok:
-            result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, False, note=note))
+            result.results.append(_result(rule, False, note=note))
             continue
         value, note = _read(rule, product)
         value = transform(rule.transform, value)
         if _empty(value):
             if rule.default is None:
                 note = _joined(note, "no PIM value and no default: not written")
-                result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, note=note))
+                result.results.append(_result(rule, True, note=note))
                 continue
             value, note = rule.default, _joined(note, "PIM value empty: default used")
-        result.results.append(RuleResult(rule.pk, rule.source_label, rule.metadata_path, True, value, note))
+        result.results.append(_result(rule, True, value=value, note=note, yields=True))
         # `dc:title` and `/dc:title` name the same property; a later rule for it wins.
-        wanted[rule.metadata_path.lstrip("/")] = value
+        name = rule.metadata_path.lstrip("/")
+        wanted[name] = value
+        winners[name] = result.results[-1]
+    _say_overridden(result.results, winners)
     for name, value in wanted.items():
         old = metadata.get(name)
         if old != value:
             result.changes.append({"path": name, "old": old, "new": value, "exists": name in metadata})
+    if on_unmapped == MappingConfig.OnUnmapped.REMOVE:
+        _remove_unmapped(result, wanted, metadata, last_written or {})
     return result
+
+
+def _result(rule: MappingRule, applies_: bool, **found) -> RuleResult:
+    return RuleResult(rule.pk, rule.source_label, rule.metadata_path, applies_, position=rule.position, **found)
+
+
+def _say_overridden(results: list[RuleResult], winners: dict[str, RuleResult]) -> None:
+    """Note on every rule whose value a later rule for the same property replaces which rule wins,
+    so a value the preview shows and the patch does not is explained."""
+    for found in results:
+        winner = winners.get(found.metadata_path.lstrip("/"))
+        if found.yields and winner is not None and winner is not found:
+            number = winner.position if winner.position is not None else "below"
+            found.note = _joined(found.note, f"overridden by rule {number} (a later rule for this property wins)")
+
+
+def _remove_unmapped(result: Plan, wanted: dict, metadata: dict, last_written: dict) -> None:
+    """Remove from AEM every property pimsync wrote that no rule yields now; one AEM no longer
+    holds needs no operation (a `remove` of a missing property fails the whole PATCH)."""
+    for name in sorted({str(path).lstrip("/") for path in last_written} - set(wanted)):
+        result.unmapped.append(name)
+        if name in metadata:
+            result.changes.append({"path": name, "old": metadata[name], "new": None, "exists": True, "op": "remove"})
 
 
 def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
@@ -193,14 +240,32 @@ def _joined(*notes: str) -> str:
 _SCOPE_FIELDS = ("path_glob", "mime_glob", "enabled")
 
 
-def fingerprint(config: MappingConfig, rules: list[MappingRule], asset: AssetRef) -> str:
+def fingerprint(
+    config: MappingConfig, rules: list[MappingRule], asset: AssetRef, last_written: dict | None = None
+) -> str:
     """A hash of the mapping as it applies to `asset`: the product-key rule and, in order, every
     enabled rule that matches the asset. Two equal fingerprints mean the same rules would compute
     the same values from the same product, so a mapping change that leaves it equal needs no
-    re-sync of this asset."""
-    applicable = [_outcome_fields(rule) for rule in rules if applies(rule, asset)[0]]
+    re-sync of this asset.
+
+    With `last_written` (what pimsync wrote to the asset) and a mapping that removes what no rule
+    yields, the properties no applicable rule writes any more count too: such an asset needs a
+    sync to remove them. After a good sync there are none, so the enrichment leaves it out."""
+    matching = [rule for rule in rules if applies(rule, asset)[0]]
     key_rule = [config.key_from, config.key_metadata_property, config.key_pattern]
-    return _digest({"key": key_rule, "rules": applicable})
+    document = {"key": key_rule, "rules": [_outcome_fields(rule) for rule in matching]}
+    if config.on_unmapped == MappingConfig.OnUnmapped.REMOVE:
+        unmapped = unmapped_properties(matching, asset, last_written)
+        if unmapped:  # absent otherwise, so fingerprints recorded before this existed stay equal
+            document["remove"] = unmapped
+    return _digest(document)
+
+
+def unmapped_properties(rules: list[MappingRule], asset: AssetRef, last_written: dict | None) -> list[str]:
+    """The properties in `last_written` (what pimsync wrote to the asset) that no rule applying to
+    the asset writes any more, sorted."""
+    targets = {rule.metadata_path.lstrip("/") for rule in rules if applies(rule, asset)[0]}
+    return sorted({str(name).lstrip("/") for name in last_written or {}} - targets)
 
 
 # What a fingerprint hashed before attribute rules existed. A JMESPath rule still hashes exactly
@@ -272,7 +337,7 @@ def forget() -> None:
 
 
 def export_config() -> dict:
-    """The configuration as the JSON document `import_config` reads (docs/user-guide.md shows one)."""
+    """The configuration as the JSON document `import_config` reads (the README shows one)."""
     config = MappingConfig.load()
     key_from = config.key_from
     if key_from == MappingConfig.KeySource.METADATA:
@@ -281,7 +346,10 @@ def export_config() -> dict:
     if config.key_pattern:
         product_key_rule["pattern"] = config.key_pattern
     rules = [_export_rule(rule) for rule in MappingRule.objects.order_by("position", "id")]
-    return {"product_key": product_key_rule, "rules": rules}
+    document = {"product_key": product_key_rule, "rules": rules}
+    if config.on_unmapped != MappingConfig.OnUnmapped.REMOVE:  # like a rule's fields: only when not the default
+        document["on_unmapped"] = config.on_unmapped
+    return document
 
 
 def _export_rule(rule: MappingRule) -> dict:
@@ -341,19 +409,20 @@ def check_config(document: object) -> tuple[MappingConfig, list[MappingRule]]:
     ValidationError lists every problem."""
     if not isinstance(document, dict):
         raise ValidationError("the mapping file must be a JSON object with product_key and rules")
-    unknown = set(document) - {"product_key", "rules"}
+    unknown = set(document) - {"product_key", "rules", "on_unmapped"}
     if unknown:
         raise ValidationError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     problems: list[str] = []
-    config = _config_from(document.get("product_key") or {}, problems)
+    config = _config_from(document.get("product_key") or {}, document.get("on_unmapped"), problems)
     rules = _rules_from(document.get("rules", []), problems)
     if problems:
         raise ValidationError(problems)
     return config, rules
 
 
-def _config_from(key_rule: object, problems: list[str]) -> MappingConfig:
-    """The configuration row set from the document's `product_key`, checked by `full_clean()`."""
+def _config_from(key_rule: object, on_unmapped: object, problems: list[str]) -> MappingConfig:
+    """The configuration row set from the document's `product_key` and `on_unmapped` (absent: remove),
+    checked by `full_clean()`."""
     if not isinstance(key_rule, dict):
         raise ValidationError('product_key must be an object such as {"from": "asset_name"}')
     source = str(key_rule.get("from", "asset_name"))
@@ -362,10 +431,15 @@ def _config_from(key_rule: object, problems: list[str]) -> MappingConfig:
     if source.startswith("metadata:"):
         config.key_from, config.key_metadata_property = MappingConfig.KeySource.METADATA, source[len("metadata:") :]
     config.key_pattern = str(key_rule.get("pattern", "") or "")
+    config.on_unmapped = MappingConfig.OnUnmapped.REMOVE if on_unmapped is None else on_unmapped
     try:
         config.full_clean()
     except ValidationError as exc:
-        problems.append(f"product_key: {_messages(exc)}")
+        unmapped = exc.error_dict.pop("on_unmapped", None)
+        if unmapped:
+            problems.append(f"on_unmapped: {' '.join(m for e in unmapped for m in e.messages)}")
+        if exc.error_dict:
+            problems.append(f"product_key: {_messages(exc)}")
     return config
 
 
@@ -398,7 +472,7 @@ def _rules_from(items: object, problems: list[str]) -> list[MappingRule]:
 def _rule_from(index: int, item: dict) -> MappingRule:
     return MappingRule(
         config_id=MappingConfig.SINGLETON_PK,
-        position=index,
+        position=index + 1,  # the number the mapping table shows, counted from 1
         pim_field=str(item.get("pim_field", "") or ""),
         attribute=str(item.get("attribute", "") or ""),
         locale=str(item.get("locale", "") or ""),

@@ -220,7 +220,9 @@ def _attempt(event: Event, result: enrichment.Result, status: str, reason: str, 
         duration_ms=duration,
         outcome=status,
         error_class=result.error_class,
-        message=reason,
+        # The technical message (the URL and the status AEM or the PIM answered) where the event
+        # shows a plain reason.
+        message=result.detail or reason,
         product_key=result.product_key,
         pim_data=result.pim_data,
         changes=result.changes,
@@ -260,11 +262,21 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     newest = _describing(work, state)
     started, started_at = time.monotonic(), timezone.now()
     result = enrichment.enrich(newest)
-    written = {**state.last_written, **result.written} if result.status == Status.SUCCEEDED else None
+    written = _last_written(state, result)
     _finish(work, result, started, started_at)
     _record_asset(state, newest, result, started_at)
     resync.events_ended({event.job_id for event in work if event.job_id})
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
+
+
+def _last_written(state: Asset, result: enrichment.Result) -> dict | None:
+    """What pimsync has written to the asset after this run (None: unchanged): the values written
+    now added, the properties no rule yields any more (removed, or already gone) taken out."""
+    if result.status not in (Status.SUCCEEDED, Status.UNCHANGED) or not (result.written or result.unmapped):
+        return None
+    gone = set(result.unmapped)
+    merged = {**state.last_written, **result.written}
+    return {name: value for name, value in merged.items() if name.lstrip("/") not in gone}
 
 
 def _describing(work: list[Event], state: Asset) -> Event:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from pimsync import jobs, mapping
@@ -169,7 +168,7 @@ def run(job_id: int) -> str:
             job.status, job.heartbeat_at = Job.State.RUNNING, now
             job.started_at = job.started_at or now
             scheduled = _schedule(job, now)
-            pending = _count(job)
+            pending = job.recount()
             if not pending and not _remaining(job).exists():
                 job.status, job.finished_at = Job.State.FINISHED, now
                 log.info("job %s finished: %s", job.pk, summary(job))
@@ -237,46 +236,6 @@ def _event(job: Job, asset: tuple, due, now) -> Event:
         priority=RESYNC_PRIORITY,
         job=job,
     )
-
-
-def _count(job: Job) -> int:
-    """Copy the outcomes of the job's events onto the job row; return how many are not finished."""
-    counts = dict(Event.objects.filter(job=job).values_list("status").annotate(n=Count("id")))
-    job.succeeded = counts.get(Status.SUCCEEDED, 0)
-    job.unchanged = counts.get(Status.UNCHANGED, 0)
-    job.failed = counts.get(Status.FAILED, 0)
-    job.skipped = counts.get(Status.IGNORED, 0)
-    job.done = job.succeeded + job.unchanged + job.failed + job.skipped
-    job.total = max(job.total, sum(counts.values()))
-    return sum(counts.get(status, 0) for status in (*PENDING, Status.PROCESSING))
-
-
-@dataclass
-class Progress:
-    done: int
-    total: int
-    succeeded: int
-    unchanged: int
-    failed: int
-    skipped: int
-    eta_seconds: float | None
-
-    @property
-    def percent(self) -> int:
-        return 100 if not self.total else min(100, self.done * 100 // self.total)
-
-
-def progress(job: Job) -> Progress:
-    """A re-sync's progress counted now (the job row holds the counts of its last step), with an
-    estimate of the time left from the pace so far."""
-    _count(job)
-    eta = None
-    if job.is_active and job.started_at and job.done:
-        elapsed = (timezone.now() - job.started_at).total_seconds()
-        eta = max(0.0, (job.total - job.done) * elapsed / job.done)
-    elif job.is_active:
-        eta = job.total / settings.PIMSYNC_RESYNC_RATE
-    return Progress(job.done, job.total, job.succeeded, job.unchanged, job.failed, job.skipped, eta)
 
 
 def summary(job: Job) -> str:
@@ -358,7 +317,8 @@ def mapping_changed(user=None) -> Job:
 
 def find_affected(job_id: int, *, slice_seconds: float | None = None) -> str:
     """Walk the in-step and mapping-stale assets in id order: mark stale those whose applicable
-    rules changed, and in step again those a later change put back as they were."""
+    rules changed (or that hold a property pimsync wrote that no rule yields any more, when the
+    mapping removes such values), and in step again those a later change put back as they were."""
     mapping.forget()
     config, rules = mapping.current()
     return jobs.run_in_slices(job_id, lambda: _check_batch(job_id, config, rules), slice_seconds=slice_seconds)
@@ -374,11 +334,12 @@ def _check_batch(job_id: int, config, rules) -> str:
             Q(state=SyncState.IN_STEP) | Q(state=SyncState.STALE, stale_cause=StaleCause.MAPPING),
             asset_id__gt=job.asset_position,
         ).order_by("asset_id")
-        fields = ("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint")
+        fields = ("asset_id", "path", "name", "mime_type", "state", "mapping_fingerprint", "last_written")
         batch = list(candidates.only(*fields)[:CHECK_BATCH])
         changed, restored = [], []
         for asset in batch:
-            matches = mapping.fingerprint(config, rules, asset.ref) == asset.mapping_fingerprint
+            # What pimsync wrote counts: a property no rule writes any more is to be removed.
+            matches = mapping.fingerprint(config, rules, asset.ref, asset.last_written) == asset.mapping_fingerprint
             if asset.state == SyncState.IN_STEP and not matches:
                 changed.append(asset.pk)
             elif asset.state == SyncState.STALE and matches:
@@ -398,6 +359,12 @@ def _check_batch(job_id: int, config, rules) -> str:
             job.succeeded = Asset.objects.affected_by_mapping().count()
         job.save()
         return job.status
+
+
+def estimate_seconds(count: int) -> float:
+    """How long re-syncing `count` assets takes at PIMSYNC_RESYNC_RATE, the pace a re-sync keeps
+    when the workers keep up (at least that long: uploads go first)."""
+    return count / settings.PIMSYNC_RESYNC_RATE
 
 
 def affected_count() -> int:

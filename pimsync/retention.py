@@ -93,7 +93,10 @@ def expired_events(now) -> list[tuple[models.QuerySet, str]]:
 
 
 def other_history(now) -> list[tuple[str, models.QuerySet]]:
-    """Sessions, admin log and task history past their time, as (table, queryset)."""
+    """Sessions, admin log and task history past their time, as (table, queryset).
+
+    The saved versions of the mapping (`MappingVersion`) are not among them: they are the mapping's
+    history, which a restore reads however old, and one row per save stays small."""
     failed_cutoff = now - timedelta(days=retention_failed_days())
     rows = [
         ("admin log entries", LogEntry.objects.filter(action_time__lt=failed_cutoff)),

@@ -1,10 +1,11 @@
 """Which events a query string of the dashboard's event list selects.
 
-The list's filters (status, type, date received, error class, how it arrived) and its search box are the only
-ways to select events: the admin list, its "Retry all failed matching this filter" and the
-background retry jobs all read them through this module, so a job running later in a worker
-selects exactly what the user saw. Anything else in a query string is refused, not ignored: a
-lookup the list does not offer could scan the payloads or run a regular expression over every row.
+The list's filters (status, type, date received, error class, how it arrived, the retry that sent
+them back) and its search box are the only ways to select events: the admin list, its "Retry all
+failed matching this filter" and the background retry jobs all read them through this module, so a
+job running later in a worker selects exactly what the user saw. Anything else in a query string is
+refused, not ignored: a lookup the list does not offer could scan the payloads or run a regular
+expression over every row.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ EXACT_ERROR_CLASSES = {"pim_not_found", "mapping", "config"}
 TYPE_CHOICES = [*EventType.HANDLED, "other"]
 
 # The list's filter parameters, as its list filters name them (see dashboard.admin.EventAdmin).
-STATUS, TYPE, ERROR, SINCE, UNTIL, SEARCH, ARRIVED = (
+STATUS, TYPE, ERROR, SINCE, UNTIL, SEARCH, ARRIVED, RETRY_JOB = (
     "status__exact",
     "type",
     "error",
@@ -37,8 +38,9 @@ STATUS, TYPE, ERROR, SINCE, UNTIL, SEARCH, ARRIVED = (
     "received_at__lt",
     "q",
     "arrived_by__exact",
+    "retry_job",
 )
-FILTER_PARAMS = frozenset({STATUS, TYPE, ERROR, SINCE, UNTIL, ARRIVED})
+FILTER_PARAMS = frozenset({STATUS, TYPE, ERROR, SINCE, UNTIL, ARRIVED, RETRY_JOB})
 # The admin's own parameters (page, ordering, show all, popup, facets, error flag): they select nothing.
 PRESENTATION_PARAMS = frozenset({"p", "o", "all", "_popup", "_to_field", "_facets", "e"})
 MAX_SEARCH_LENGTH = 255  # the longest indexed column searched; a longer term cannot match
@@ -64,6 +66,13 @@ def by_error(queryset: QuerySet, value: str | None) -> QuerySet:
     if value in EXACT_ERROR_CLASSES:
         return queryset.filter(error_class=value)
     return queryset.filter(error_class__startswith=value)
+
+
+def by_retry_job(queryset: QuerySet, value: str | None) -> QuerySet:
+    """The events a retry job sent back to the worker, wherever they are now."""
+    if not value:
+        return queryset
+    return queryset.filter(retried_by_id=int(value))
 
 
 def search(queryset: QuerySet, term: str) -> QuerySet:
@@ -115,6 +124,9 @@ def check(query: str | QueryDict) -> QueryDict:
     for name in (SINCE, UNTIL):
         if (value := _one(params, name)) is not None:
             _moment(name, value)
+    retry_job = _one(params, RETRY_JOB)
+    if retry_job is not None and not (retry_job.isascii() and retry_job.isdigit() and len(retry_job) < 19):
+        raise SelectionError(f"{RETRY_JOB}={retry_job[:40]!r} is not a job number")
     if len(_one(params, SEARCH) or "") > MAX_SEARCH_LENGTH:
         raise SelectionError(f"the search term is longer than {MAX_SEARCH_LENGTH} characters")
     return params
@@ -131,6 +143,7 @@ def select(query: str | QueryDict) -> QuerySet[Event]:
         events = events.filter(arrived_by=arrived)
     events = by_type(events, _one(params, TYPE))
     events = by_error(events, _one(params, ERROR))
+    events = by_retry_job(events, _one(params, RETRY_JOB))
     if since := _one(params, SINCE):
         events = events.filter(received_at__gte=_moment(SINCE, since))
     if until := _one(params, UNTIL):

@@ -191,9 +191,10 @@ def apply_json_patch(metadata: dict, operations: object, styles: set[str]) -> tu
     As Adobe's "Metadata Schemas developer guide" (developer.adobe.com/experience-cloud/
     experience-manager-apis/guides/metadata-schema/, "PATCH path resolution" and "PATCH operations")
     describes it: a path is `/assetMetadata/<property>` or the short `/<property>` (RFC 6901,
-    `~1` for `/` and `~0` for `~`); `add` fails on a property that exists and `replace` on one that
-    does not; one failed operation fails the whole request. The bare `dc:title` of the 2024 PIM
-    tutorial is no JSON Pointer: accepted only when `styles` holds "bare"."""
+    `~1` for `/` and `~0` for `~`); `add` fails on a property that exists, `replace` and `remove`
+    on one that does not (`remove` carries no value); one failed operation fails the whole request.
+    The bare `dc:title` of the 2024 PIM tutorial is no JSON Pointer: accepted only when `styles`
+    holds "bare"."""
     if not isinstance(operations, list):
         return metadata, "the body must be a JSON Patch array"
     updated = dict(metadata)
@@ -213,8 +214,11 @@ def apply_json_patch(metadata: dict, operations: object, styles: set[str]) -> tu
         kind = op.get("op")
         if kind == "add" and name in updated:
             return metadata, f"add: {name} already exists (use replace)"
-        if kind == "replace" and name not in updated:
-            return metadata, f"replace: {name} does not exist (use add)"
+        if kind in ("replace", "remove") and name not in updated:
+            return metadata, f"{kind}: {name} does not exist" + (" (use add)" if kind == "replace" else "")
+        if kind == "remove":
+            del updated[name]
+            continue
         if kind not in ("add", "replace") or "value" not in op:
             return metadata, f"unsupported operation {kind!r}"
         updated[name] = op["value"]

@@ -241,7 +241,8 @@ def test_an_answer_nested_100000_deep_fails_the_event_for_good_without_a_crash(
     akeneo_world.drain()
     event = Event.objects.get()
     assert event.status == Status.FAILED
-    assert event.reason == "Akeneo (product search) answered with JSON nested too deeply to read"
+    assert event.reason.startswith("The PIM answered with something pimsync cannot read")
+    assert event.attempt_set.get().message == "Akeneo (product search) answered with JSON nested too deeply to read"
     assert akeneo_world.aem.patches == []
 
 

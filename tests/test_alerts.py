@@ -496,3 +496,103 @@ def test_the_database_refuses_a_second_open_alert_for_one_condition_but_keeps_re
     with pytest.raises(IntegrityError), transaction.atomic():
         Alert.objects.create(condition="failures", summary="a second checker's")
     assert Alert.objects.filter(condition="failures").count() == 2
+
+
+# --- on a fresh start, and silenced ----------------------------------------------------------------
+
+
+def test_on_a_fresh_start_the_worker_alert_says_none_has_reported_yet_not_since_never(channels, clock):
+    monitor.check(conditions=[c for c in monitor.CONDITIONS if c.key == "worker_silent"])
+    summary = Alert.objects.get(condition="worker_silent").summary
+    assert "never" not in summary
+    assert summary.startswith("No worker has reported yet")
+
+
+def test_a_journal_never_read_to_its_end_says_so_without_since_never(settings, db):
+    settings.ADOBE_JOURNAL_URL = "https://api.adobe.io/events/organizations/1/integrations/2/3"
+    JournalCursor.objects.create()
+    verdict = monitor.journal_behind(timezone.now())
+    assert verdict.firing and "never" not in verdict.summary
+    assert "has not reached the end of the journal yet" in verdict.summary
+
+
+def silence_url(alert: Alert) -> str:
+    return reverse("admin:pimsync_alert_silence", args=[alert.pk])
+
+
+@pytest.fixture
+def failing(channels, clock, settings) -> Alert:
+    """An open alert about failures whose opening message went out."""
+    settings.PIMSYNC_ALERT_FAILURES = 0
+    stored_event(1, status=Status.FAILED, finished_at=timezone.now())
+    monitor.check(conditions=[FAILURES])
+    channels.new()
+    return Alert.objects.get(condition="failures")
+
+
+FAILURES = next(c for c in monitor.CONDITIONS if c.key == "failures")
+
+
+def test_support_silences_an_alert_for_a_while_and_no_message_goes_out_until_then(
+    failing, channels, clock, client, people
+):
+    client.force_login(people["Support"])
+    assert 'id="silence-yes"' in client.get(silence_url(failing)).content.decode()
+    response = client.post(silence_url(failing), {"hours": "4", "why": "AEM maintenance until 18:00"})
+    assert response.status_code == 302
+    failing.refresh_from_db()
+    assert (failing.silenced_by, failing.silenced_why) == (people["Support"], "AEM maintenance until 18:00")
+    assert failing.silenced_until == timezone.now() + timedelta(hours=4)
+    listed = client.get("/admin/pimsync/alert/").content.decode()
+    assert "by support: AEM maintenance until 18:00" in listed
+
+    # It ends and starts again while silenced: the new alert is silenced too, and nobody hears.
+    clock.shift(timedelta(minutes=20))
+    assert monitor.check(conditions=[FAILURES]).startswith("alerts: failures resolved")
+    stored_event(2, status=Status.FAILED, finished_at=timezone.now())
+    assert monitor.check(conditions=[FAILURES]).startswith("alerts: failures opened")
+    assert channels.new() == ([], [])
+    again = Alert.objects.get(condition="failures", resolved_at__isnull=True)
+    assert again.silenced_why == "AEM maintenance until 18:00"
+
+    clock.shift(timedelta(hours=4))  # the silence is over; the newer alert is still open
+    monitor.check(conditions=[FAILURES])
+    mails, chats = channels.new()
+    # The open one says so; the first one, whose start was heard before the silence, says it ended.
+    assert sorted(subject for subject, _ in mails) == [
+        "[pimsync] Events are failing",
+        "[pimsync] Resolved: Events are failing",
+    ]
+
+
+def test_support_may_end_a_silence_early(failing, channels, clock, client, people):
+    client.force_login(people["Support"])
+    client.post(silence_url(failing), {"hours": "24", "why": "known"})
+    client.post(reverse("admin:pimsync_alert_unsilence", args=[failing.pk]))
+    failing.refresh_from_db()
+    assert not failing.is_silenced(timezone.now())
+
+
+def test_a_silence_needs_a_reason(failing, client, people):
+    client.force_login(people["Support"])
+    page = client.post(silence_url(failing), {"hours": "4", "why": ""})
+    assert page.status_code == 200 and "This field is required" in page.content.decode()
+    failing.refresh_from_db()
+    assert failing.silenced_until is None
+
+
+def test_a_viewer_may_not_silence_an_alert(failing, client, people):
+    client.force_login(people["Viewers"])
+    assert "Silence…" not in client.get("/admin/pimsync/alert/").content.decode()
+    assert client.get(silence_url(failing)).status_code == 403
+    assert client.post(silence_url(failing), {"hours": "4", "why": "x"}).status_code == 403
+    failing.refresh_from_db()
+    assert failing.silenced_until is None
+
+
+def test_silencing_needs_the_csrf_token(failing, people):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(people["Support"])
+    assert strict.post(silence_url(failing), {"hours": "4", "why": "x"}).status_code == 403

@@ -95,8 +95,12 @@ def test_support_finds_a_failed_event_by_asset_name_and_retries_it(page, client,
     rows.first.locator("a").first.click()
     page.wait_for_selector("#event-detail")
     assert "product 'SKU-100002' is not in the PIM" in page.inner_text("#event-detail")
+    page.click("#retry-button")  # asks first, and says a retry alone cannot bring the product
+    assert "This event failed for a reason a retry does not change" in page.inner_text("#retry-cannot-help")
+    assert "Create the product in the PIM" in page.inner_text("#retry-cannot-help")
+    assert Event.objects.get(asset_name="SKU-100002_front.png").status == Status.FAILED
     world.pim.products["SKU-100002"] = product("SKU-100002")  # the product is added to the PIM
-    page.click("#retry-button")
+    page.click("input[value='Yes, retry 1 event']")
     page.wait_for_selector("text=Retry queued")
     world.drain()  # the worker picks it up
     page.reload()
@@ -249,7 +253,7 @@ def test_on_akeneo_an_editor_picks_attributes_and_an_upload_is_enriched_with_the
     assert Event.objects.get(asset_id=upload["data"]["assetId"]).status == Status.SUCCEEDED
     [patch] = world.aem.patches
     assert {op["path"]: op["value"] for op in patch["operations"]} == {
-        "/pim:sku": "SKU-SAMPLE",
+        "/pim:sku": "SKU-SAMPLE",  # RFC 6901 pointers, as Adobe's metadata guide has them
         "/pim:colour": "Red",  # the option's label, not its code
         "/pim:price": "49.90 EUR",
         "/dc:title": "Wanderschuh",
@@ -277,13 +281,19 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     page.wait_for_selector("#resync-affected")
     assert "2 known assets are affected by the last mapping change" in page.inner_text("#mapping-check")
     shot(page, "mapping-change-offer")
-    page.click("#resync-affected")
+    page.click("#resync-affected")  # asks first, with how long it takes at PIMSYNC_RESYNC_RATE
+    assert page.inner_text("#resync-count") == "2" and page.inner_text("#resync-estimate") == "1 s"
+    page.click("#resync-yes")
     page.wait_for_selector("#job-status")
     assert "mapping changed" in page.inner_text("#job-why")
+    page.evaluate("window.notReloaded = true")
 
     run_queued_tasks()  # the re-sync schedules its events and the worker drains them
     tasks.sweep()  # the sweeper's minute: the re-sync sees all its events ended
-    page.wait_for_selector("#job-status:text('finished')")  # the job page reloads itself until then
+    page.wait_for_selector("#job-status:text('finished')")  # the job page updates itself until then
+    assert page.evaluate("window.notReloaded === true")  # in place, not by reloading the page
+    assert page.inner_text("#job-announce").startswith("Job ")  # what screen readers hear
+    assert page.locator("#cancel-job").count() == 0
     assert page.inner_text("#job-done") == "2/2"
     assert "2 written" in page.inner_text("#job-outcomes")
     shot(page, "resync-job")
@@ -298,3 +308,78 @@ def test_a_mapping_editor_changes_a_rule_and_resyncs_the_assets_it_affects(page,
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1 and "in step" in rows.first.inner_text().lower()
     shot(page, "asset-list")
+
+
+def test_a_long_reason_never_pushes_the_event_lists_columns_off_a_1280_pixel_window(page, client, world):
+    world.adobe.deliver(client, world.upload(client, 1))
+    long_reason = "GET http://aem.example/adobe/assets/urn:aaid:aem:" + "0f" * 980 + "/metadata answered 404"
+    assert len(long_reason) > 2000
+    Event.objects.update(status=Status.FAILED, reason=long_reason, asset_path="/content/dam/" + "p" * 300 + ".png")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, "Support")
+    page.goto("/admin/pimsync/event/")
+    page.wait_for_selector("#result_list")
+    right, width = page.evaluate(
+        "[document.querySelector('#result_list tbody tr td:last-child').getBoundingClientRect().right,"
+        " window.innerWidth]"
+    )
+    assert right <= width, (right, width)
+    assert page.get_attribute("#result_list td.field-short_reason [title]", "title") == long_reason
+
+
+def test_a_new_rule_goes_last_and_the_preview_names_the_rule_that_overrides_an_older_one(page, client, world):
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    world.adobe.deliver(client, world.upload(client, 1))
+    world.drain()
+    rules_page(page)
+    new = len(STANDARD_MAPPING["rules"])  # the empty row for a new rule
+    page.fill(f"[name='rules-{new}-pim_field']", "SKUID")
+    page.fill(f"[name='rules-{new}-metadata_path']", "wknd-suppliername")
+    assert page.inner_text("#picker-target") == "Values go into rule 5."
+    page.fill("#preview_key", "SKU-100001")
+    page.click("#preview-button")
+    page.wait_for_selector("#preview")
+    older = page.locator("#rule-results tbody tr").nth(1)  # rule 2: SupplierName → wknd-suppliername
+    assert older.inner_text().startswith("2\tSupplierName") and "overridden by rule 5" in older.inner_text()
+    patch = page.locator("#patch tr", has_text="wknd-suppliername").inner_text()
+    assert "NORDWAND OUTDOOR" in patch and "SKU-100001" in patch  # the new rule's value is what is sent
+    shot(page, "mapping-preview-overridden")
+
+    page.click("#save-previewed")
+    page.wait_for_selector(".messagelist")
+    assert MappingRule.objects.get(pim_field="SKUID", metadata_path="wknd-suppliername").position == 5
+
+
+def test_the_picker_names_a_rule_by_its_number_in_the_table(page, settings):
+    settings.PIM_CONNECTOR = "demo"
+    mapping.import_config(STANDARD_MAPPING)
+    for rule in MappingRule.objects.all():
+        MappingRule.objects.filter(pk=rule.pk).update(position=rule.position * 10)
+    rules_page(page)
+    page.click("[name='rules-1-metadata_path']")
+    assert page.inner_text("#picker-target") == "Values go into rule 20."
+    page.click("[name='rules-4-metadata_path']")  # the empty row: the number it gets when saved
+    assert page.inner_text("#picker-target") == "Values go into rule 41."
+    page.click("#rules-group .add-row a")
+    assert page.get_attribute("[name='rules-5-position']", "placeholder") == "42"
+    page.click("[name='rules-5-metadata_path']")
+    assert page.inner_text("#picker-target") == "Values go into rule 42."
+
+
+def test_enter_in_a_rule_field_saves_the_rules_as_the_main_button_does(page, settings):
+    settings.PIM_CONNECTOR = "demo"
+    mapping.import_config(STANDARD_MAPPING)
+    rules_page(page)
+    page.locator("[name='rules-1-transform']").select_option("lower")
+    page.fill("[name='rules-1-path_glob']", "/content/dam/products/*")
+    page.press("[name='rules-1-path_glob']", "Enter")
+    page.wait_for_selector(".messagelist")
+    assert "was changed successfully" in page.inner_text(".messagelist")
+    assert "/preview/" not in page.url
+    rule = MappingRule.objects.get(metadata_path="wknd-suppliername")
+    assert (rule.transform, rule.path_glob) == ("lower", "/content/dam/products/*")
+
+    page.fill("#preview_key", "SKU-100201")  # Enter in the preview's own fields previews
+    page.press("#preview_key", "Enter")
+    page.wait_for_selector("#rule-results")
+    assert "/preview/" in page.url

@@ -184,8 +184,27 @@ class TestRetry:
         assert event.status == Status.FAILED
         assert not OrmQ.objects.exists()
 
-    def test_retry_only_answers_post(self, client, people, history):
-        assert as_user(client, people["Support"]).get(self.url(history["failed"])).status_code == 405
+    def test_the_retry_button_asks_first_and_a_get_changes_nothing(self, client, people, history):
+        event = history["failed"]
+        page = as_user(client, people["Support"]).get(self.url(event)).content.decode()
+        assert "<strong>1</strong> event will be retried" in page
+        assert f'action="{self.url(event)}"' in page and "csrfmiddlewaretoken" in page
+        event.refresh_from_db()
+        assert event.status == Status.FAILED and not OrmQ.objects.exists()
+
+    def test_a_viewer_cannot_even_see_the_retry_confirmation(self, client, people, history):
+        assert as_user(client, people["Viewers"]).get(self.url(history["failed"])).status_code == 403
+
+    def test_the_confirmation_says_a_retry_cannot_bring_a_missing_product_and_what_would(self, client, people, history):
+        page = as_user(client, people["Support"]).get(self.url(history["failed"])).content.decode()
+        assert 'id="retry-cannot-help"' in page
+        assert "This event failed for a reason a retry does not change" in page
+        assert "The product is not in the PIM" in page and "Create the product in the PIM" in page
+
+    def test_a_retry_that_can_help_gets_no_warning(self, client, people, history):
+        Event.objects.filter(pk=history["failed"].pk).update(error_class="aem_503")
+        page = as_user(client, people["Support"]).get(self.url(history["failed"])).content.decode()
+        assert 'id="retry-cannot-help"' not in page
 
     def test_retry_needs_the_csrf_token(self, people, history):
         from django.test import Client
@@ -237,6 +256,7 @@ def mapping_form(**changes) -> dict:
         "key_from": config.key_from,
         "key_metadata_property": config.key_metadata_property,
         "key_pattern": config.key_pattern,
+        "on_unmapped": config.on_unmapped,
         "rules-TOTAL_FORMS": str(len(rules)),
         "rules-INITIAL_FORMS": str(len(rules)),
         "rules-MIN_NUM_FORMS": "0",
@@ -369,6 +389,7 @@ def test_setup_roles_can_run_twice(people):
         "view_asset",
         "retry_event",
         "resync_asset",
+        "silence_alert",
     }
 
 

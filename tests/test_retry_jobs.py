@@ -133,14 +133,58 @@ class TestBulkRetry:
         job.refresh_from_db()
         assert (job.done, job.total, job.succeeded) == (200, 200, 200)
 
-    def test_a_small_selection_is_retried_at_once_without_a_job(self, client, people):
+    def test_a_small_selection_is_retried_at_once_and_listed_in_the_jobs(self, client, people):
         ids = store(30)
         client.force_login(people["Support"])
         page = client.post(EVENTS, {"action": "retry_selected", "index": "0", "_selected_action": ids[:10]})
         response = confirm(client, page, EVENTS)
-        assert response.status_code == 302 and response["Location"].startswith(EVENTS)
         assert Event.objects.filter(status=Status.RECEIVED).count() == 10
-        assert not Job.objects.exists()
+        job = Job.objects.get()
+        assert (job.status, job.done, job.total, job.succeeded, job.created_by) == (
+            "finished",
+            10,
+            10,
+            10,
+            people["Support"],
+        )
+        assert not queued_jobs()  # done in the request
+        history = client.get(reverse("admin:pimsync_event_jobs")).content.decode()
+        assert job_url(job) in history and "10/10" in history
+        assert response.status_code == 302 and response["Location"] == f"{EVENTS}?retry_job={job.pk}"
+
+    def test_after_a_retry_the_list_shows_the_retried_events_wherever_they_are_now(self, client, people):
+        ids = store(30)
+        client.force_login(people["Support"])
+        filtered = f"{EVENTS}?status__exact=failed"
+        page = client.post(filtered, {"action": "retry_selected", "index": "0", "_selected_action": ids[:10]})
+        response = confirm(client, page, filtered)
+        shown = client.get(response["Location"])
+        assert shown.context["cl"].result_count == 10
+        assert {e.pk for e in shown.context["cl"].result_list} == set(ids[:10])
+        assert "sent back to the worker" in shown.content.decode()
+        # The failed list the retry started from no longer shows them: that is not the whole story.
+        assert client.get(filtered).context["cl"].result_count == 20
+        Event.objects.filter(pk__in=ids[:4]).update(status=Status.FAILED)  # four failed again
+        job_page = client.get(job_url(Job.objects.get())).content.decode()
+        assert "6 received" in job_page and "4 failed" in job_page
+        assert f"{EVENTS}?retry_job={Job.objects.get().pk}" in job_page
+
+    def test_the_bulk_confirmation_counts_only_the_events_a_retry_cannot_help(self, client, people):
+        ids = store(8)
+        Event.objects.filter(pk__in=ids[:3]).update(error_class="aem_503")  # AEM was down: a retry helps
+        Event.objects.filter(pk__in=ids[3:5]).update(error_class="aem_404")
+        client.force_login(people["Support"])
+        page = client.post(EVENTS, {"action": "retry_selected", "index": "0", "_selected_action": ids})
+        text = page.content.decode()
+        assert "<strong>8</strong> events will be retried" in text
+        assert "<strong>5</strong> of these events failed for a reason a retry does not change" in text
+        assert "<strong>3</strong> × The product is not in the PIM" in text
+        assert "<strong>2</strong> × AEM has no asset with this id" in text
+        assert "SKU-900004_front.png" in text  # the assets are named
+
+    def test_the_retry_job_filter_accepts_only_a_job_number(self, client, people):
+        client.force_login(people["Support"])
+        assert client.get(f"{MATCHING}?filters=retry_job%3Dx").status_code == 400
 
     def test_retry_all_failed_matching_answers_at_once_with_a_job(self, client, people):
         store(1500)
@@ -176,7 +220,7 @@ class TestJobLifecycle:
         jobs.run(job.pk, slice_seconds=0)  # one batch, then the task queues its continuation
         assert Job.objects.get().done == jobs.BATCH_SIZE
         page = client.get(job_url(job)).content.decode()
-        assert 'http-equiv="refresh"' in page and 'id="cancel-job"' in page
+        assert 'data-poll="' in page and 'id="cancel-job"' in page
         assert f'id="job-done">{jobs.BATCH_SIZE}/1500<' in page
 
         response = client.post(reverse("admin:pimsync_event_job_cancel", args=[job.pk]))

@@ -200,6 +200,18 @@ class TestSandboxContract:
         assert aem(client, "PATCH", bearer, body=body, HTTP_IF_MATCH=etag).status_code == 412
         assert aem(client, "GET", bearer).json()["assetMetadata"] == {"dc:title": "A"}
 
+    def test_remove_takes_a_property_off_and_a_missing_one_fails_the_whole_patch(self, client, sandbox):
+        SandboxAsset.objects.create(asset_id=ASSET, path="/content/dam/a.png", name="a.png", metadata={"x:a": 1})
+        bearer = token(client)
+        etag = aem(client, "GET", bearer)["ETag"]
+        body = '[{"op": "add", "path": "/x:b", "value": 2}, {"op": "remove", "path": "/x:gone"}]'
+        refused = aem(client, "PATCH", bearer, body=body, HTTP_IF_MATCH=etag)
+        assert refused.status_code == 400 and "remove: x:gone does not exist" in refused.content.decode()
+        assert aem(client, "GET", bearer).json()["assetMetadata"] == {"x:a": 1}
+        body = '[{"op": "remove", "path": "/assetMetadata/x:a"}]'
+        assert aem(client, "PATCH", bearer, body=body, HTTP_IF_MATCH=etag).status_code == 200
+        assert aem(client, "GET", bearer).json()["assetMetadata"] == {}
+
     def test_the_public_key_verifies_what_simulate_upload_signs(self, client, sandbox):
         from cryptography.hazmat.primitives import serialization
 

@@ -104,16 +104,18 @@ def json_patch(changes: list[dict], style: str | None = None) -> list[dict]:
     """The JSON Patch (RFC 6902) that writes `changes` (`mapping.Plan.changes`): `replace` for a
     property the GET returned and `add` for one it did not. Adobe's metadata guide says `add` fails
     on a property that exists and `replace` on one that does not, and one failed operation fails
-    the whole PATCH; RFC 6902 alone would let `add` do both."""
+    the whole PATCH; RFC 6902 alone would let `add` do both. A change marked `"op": "remove"` (a
+    property no rule yields any more) becomes a `remove`, which the guide lets fail on a property
+    that does not exist: the mapping plans one only for a property the GET returned."""
     style = style or settings.AEM_PATCH_PATH_STYLE
-    return [
-        {
-            "op": "replace" if change["exists"] else "add",
-            "path": patch_path(change["path"], style),
-            "value": change["new"],
-        }
-        for change in changes
-    ]
+    operations = []
+    for change in changes:
+        path = patch_path(change["path"], style)
+        if change.get("op") == "remove":
+            operations.append({"op": "remove", "path": path})
+        else:
+            operations.append({"op": "replace" if change["exists"] else "add", "path": path, "value": change["new"]})
+    return operations
 
 
 def patch_metadata(asset_id: str, operations: list[dict], etag: str):

@@ -5,7 +5,9 @@ bounded, indexed query. `check()` runs them all (every minute, `pimsync.tasks.ch
 `manage.py check_alerts` for cron): a condition that starts firing opens an `Alert`, one that stops
 resolves it. One message goes out when an alert opens and one when it resolves, none while it
 lasts; a message a channel could not take is tried again at every check while the alert is open
-and for RESEND_WINDOW after it resolved. Thresholds and channels: docs/operations.md, "Alerts".
+and for RESEND_WINDOW after it resolved. A silenced alert (`Alert.silence`) sends nothing until its
+silence ends; then one still open sends its message, and one that ended meanwhile only tells the
+channels that heard it begin that it ended. Thresholds and channels: docs/operations.md, "Alerts".
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _events(**filters) -> str:
 
 
 def _when(moment) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "never"
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def failures(now) -> Verdict:
@@ -81,12 +83,16 @@ def worker_silent(now) -> Verdict:
     if seen is not None and now - seen < Heartbeat.STALE:
         return Verdict(False)
     minutes = int(Heartbeat.STALE.total_seconds() // 60)
-    return Verdict(
-        True,
-        f"No worker has reported for more than {minutes} minutes (last seen: {_when(seen)}): "
-        "events are stored but not enriched.",
-        reverse("admin:index"),
-    )
+    if seen is None:  # a fresh start: no worker has ever reported to this database
+        summary = (
+            "No worker has reported yet: events are stored but not enriched until one runs (`manage.py qcluster`)."
+        )
+    else:
+        summary = (
+            f"No worker has reported for more than {minutes} minutes (last seen {_when(seen)}): "
+            "events are stored but not enriched."
+        )
+    return Verdict(True, summary, reverse("admin:index"))
 
 
 def retries_due(now) -> Verdict:
@@ -147,10 +153,14 @@ def journal_behind(now) -> Verdict:
             reverse("admin:index"),
         )
     if state.caught_up_at is None or now - state.caught_up_at >= window:
+        reached = (
+            "has not reached the end of the journal yet"
+            if state.caught_up_at is None
+            else f"has not reached the end of the journal since {_when(state.caught_up_at)}"
+        )
         return Verdict(
             True,
-            f"The journal pull has not reached the end of the journal since {_when(state.caught_up_at)}: "
-            "events the webhook missed are not being recovered.",
+            f"The journal pull {reached}: events the webhook missed are not being recovered.",
             reverse("admin:index"),
         )
     return Verdict(False)
@@ -234,6 +244,8 @@ def record(condition: Condition, verdict: Verdict, now) -> str:
                     link=verdict.link[:500],
                     opened_at=now,
                     last_checked_at=now,
+                    # A condition that ends and starts again while someone silenced it stays silent.
+                    **Alert.silence_of(condition.key, now),
                 )
         except IntegrityError:  # a checker on another node opened it a moment ago
             return ""
@@ -268,11 +280,13 @@ def _deliver_one(pk: int, configured: list[str], broken: set[str]) -> int:
         # Locked while sending, so two checkers never send the same message; one that finds the
         # row locked leaves it to the other.
         alert = Alert.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
-        if alert is None:
+        if alert is None or alert.is_silenced(timezone.now()):
             return 0
         for kind, done in ((OPENED, alert.notified_open), (RESOLVED, alert.notified_resolved)):
             if kind == RESOLVED and alert.is_open:
                 break
+            if kind == OPENED and alert.resolved_while_silenced:
+                break  # over before the silence ended: nobody needs to hear it began
             for channel in configured:
                 # A resolve message never arrives on a channel that missed the opening one.
                 if channel in done or channel in broken or (kind == RESOLVED and channel not in alert.notified_open):

@@ -25,7 +25,7 @@ from pimsync.models.events import (
 )
 from pimsync.models.jobs import Job
 from pimsync.models.leases import Lock
-from pimsync.models.mapping import MappingConfig, MappingRule
+from pimsync.models.mapping import MappingConfig, MappingRule, MappingVersion
 from pimsync.models.monitoring import Alert, MetricsWatermark, MetricTotal, SignatureRefusals
 from pimsync.models.pim import PimCursor, PimNotification, ProductLinks, SeenSignature
 from pimsync.models.sandbox import DemoProduct, SandboxAsset, SandboxJournalEntry
@@ -52,6 +52,7 @@ __all__ = [
     "Lock",
     "MappingConfig",
     "MappingRule",
+    "MappingVersion",
     "MetricTotal",
     "MetricsWatermark",
     "Pause",

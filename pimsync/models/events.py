@@ -84,9 +84,11 @@ class EventQuerySet(models.QuerySet):
         """Events in a final status."""
         return self.filter(status__in=FINAL)
 
-    def retry(self) -> int:
+    def retry(self, job=None) -> int:
         """Send the retryable ones back to the worker with a fresh attempt budget, keeping every
-        earlier attempt; return how many. One UPDATE, however many events (a retry job's batch)."""
+        earlier attempt; return how many. One UPDATE, however many events (a retry job's batch).
+        With the retry's `job`, the events remember it: its page shows where they are now."""
+        by_job = {"retried_by": job} if job is not None else {}
         return self.filter(status__in=RETRYABLE).update(
             status=Status.RECEIVED,
             reason="Retry requested",
@@ -94,7 +96,13 @@ class EventQuerySet(models.QuerySet):
             next_attempt_at=timezone.now(),
             attempts_base=models.F("attempts"),
             finished_at=None,
+            **by_job,
         )
+
+    def failed_by_error_class(self) -> dict[str, int]:
+        """How many of these events failed, by error class (a few classes: one GROUP BY)."""
+        counts = self.filter(status=Status.FAILED).values_list("error_class").annotate(n=models.Count("id"))
+        return dict(counts.order_by())
 
 
 class Event(models.Model):
@@ -146,6 +154,11 @@ class Event(models.Model):
     priority = models.PositiveSmallIntegerField(default=0)
     # The re-sync job that created the event (None for events from Adobe).
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # The retry job that last sent the event back to the worker (its page and the list filter
+    # `retry_job` show where the retried events are now); indexed below with the status.
+    retried_by = models.ForeignKey(
+        "Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="retried_events", db_index=False
+    )
 
     objects = EventQuerySet.as_manager()
 
@@ -163,6 +176,8 @@ class Event(models.Model):
             models.Index(fields=["status", "priority", "next_attempt_at"], name="event_due_priority"),
             # A re-sync job's progress: its events counted by status.
             models.Index(fields=["job", "status"], name="event_job_status"),
+            # Where a retry's events are now: counted by status on its job page, listed by `retry_job`.
+            models.Index(fields=["retried_by", "status"], name="event_retried_by_status"),
             # A worker claiming every pending event of one asset.
             models.Index(fields=["asset_id", "status"], name="event_asset_status"),
             # Dashboard search: exact or prefix (LIKE 'x%') lookups; on PostgreSQL a prefix LIKE

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from pimsync.models.events import Event, Status
+from pimsync.models.events import FINAL, PENDING, Event, Status
 
 
 class Job(models.Model):
@@ -95,7 +96,8 @@ class Job(models.Model):
         """Stop a queued or running job before its next batch; False when it had already ended.
 
         A re-sync's events that still wait for a worker are ignored: cancelled means no more AEM
-        writes for it (an enrichment already running finishes)."""
+        writes for it (an enrichment already running finishes); its row then holds the counts as
+        they are after the cancel, the ones its page shows."""
         now = timezone.now()
         with transaction.atomic():
             updated = Job.objects.filter(pk=self.pk, status__in=self.ACTIVE).update(
@@ -105,5 +107,27 @@ class Job(models.Model):
                 Event.objects.filter(job=self).pending().update(
                     status=Status.IGNORED, reason="its re-sync was cancelled", next_attempt_at=None, finished_at=now
                 )
+                self.recount()
+                Job.objects.filter(pk=self.pk).update(**{name: getattr(self, name) for name in self.COUNTS})
         self.refresh_from_db()
         return bool(updated)
+
+    # The counts a re-sync copies from its events (`recount`).
+    COUNTS = ("done", "total", "succeeded", "unchanged", "failed", "skipped")
+
+    def recount(self) -> int:
+        """A re-sync's outcomes counted from its events onto this object (not saved); return how many
+        events have not ended yet. One GROUP BY on the `event_job_status` index."""
+        counts = dict(Event.objects.filter(job=self).values_list("status").annotate(n=Count("id")).order_by())
+        self.succeeded = counts.get(Status.SUCCEEDED, 0)
+        self.unchanged = counts.get(Status.UNCHANGED, 0)
+        self.failed = counts.get(Status.FAILED, 0)
+        self.skipped = counts.get(Status.IGNORED, 0)
+        self.done = self.succeeded + self.unchanged + self.failed + self.skipped
+        self.total = max(self.total, sum(counts.values()))
+        return sum(counts.get(status, 0) for status in (*PENDING, Status.PROCESSING))
+
+    def retried_now(self) -> dict[str, int]:
+        """Where a retry's events are now: how many in each status (`Event.retried_by`)."""
+        counts = dict(self.retried_events.values_list("status").annotate(n=Count("id")).order_by())
+        return {status: counts[status] for status in (*PENDING, Status.PROCESSING, *FINAL) if counts.get(status)}

@@ -8,6 +8,7 @@ import jmespath.exceptions
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from pimsync import expressions, patterns
 
@@ -36,6 +37,21 @@ class MappingConfig(models.Model):
         help_text="Regular expression; its named group `key` (or the whole match) is the product "
         "key. Empty: the asset name without its extension.",
     )
+
+    class OnUnmapped(models.TextChoices):
+        REMOVE = "remove", "remove them from AEM at the next sync"
+        KEEP = "keep", "keep them in AEM"
+
+    # What becomes of a property pimsync wrote that no rule yields any more (a rule deleted,
+    # disabled or narrowed): removed, so an asset in step holds exactly what the rules say, or kept.
+    on_unmapped = models.CharField(
+        "values no rule yields any more",
+        max_length=8,
+        choices=OnUnmapped.choices,
+        default=OnUnmapped.REMOVE,
+        help_text="A property pimsync wrote earlier that no rule writes any more (a rule deleted, disabled or "
+        "limited to other assets): remove it from the asset at its next sync, or leave it there.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Counts saved changes of the rules (`changed()`): an enrichment that read the rules at an
     # older generation knows they changed since, without comparing clocks.
@@ -61,6 +77,8 @@ class MappingConfig(models.Model):
             errors["key_metadata_property"] = "name the metadata property that holds the product key"
         if self.key_from not in self.KeySource.values:
             errors["key_from"] = "must be asset_name, asset_path or metadata:<property>"
+        if self.on_unmapped not in self.OnUnmapped.values:
+            errors["on_unmapped"] = f"{str(self.on_unmapped)[:40]!r} is not keep or remove"
         if errors:
             raise ValidationError(errors)
 
@@ -215,3 +233,38 @@ class MappingRule(models.Model):
                 shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "…"
                 errors[name] = f"{shown} is not {what}"
         return errors
+
+
+class MappingVersion(models.Model):
+    """One saved version of the whole mapping, as the export writes it: who saved it, when, and
+    from where. Every save (the form, an import, `import_mappings`, a restore) adds one; none is
+    ever purged, so any earlier version can be compared and restored."""
+
+    class Source(models.TextChoices):
+        FORM = "form", "mapping page"
+        IMPORT = "import", "import on the mapping page"
+        COMMAND = "command", "import_mappings command"
+        RESTORE = "restore", "restore of an earlier version"
+
+    saved_at = models.DateTimeField(default=timezone.now)
+    saved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    note = models.CharField(max_length=255, blank=True, help_text="e.g. the imported file's name")
+    # The mapping document (`mapping.export_config()`), which `mapping.import_config` reads back.
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["-id"]
+        get_latest_by = "id"
+
+    def __str__(self) -> str:
+        return f"version {self.pk}"
+
+    def clean(self) -> None:
+        """The document is a mapping document (an object with its rules in a list)."""
+        if not isinstance(self.document, dict) or not isinstance(self.document.get("rules"), list):
+            raise ValidationError({"document": "not a mapping document (an object with a list of rules)"})
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.document.get("rules", [])) if isinstance(self.document, dict) else 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -57,6 +60,12 @@ class Alert(models.Model):
     notified_open = models.JSONField(default=list, blank=True)
     notified_resolved = models.JSONField(default=list, blank=True)
     notify_failures = models.PositiveIntegerField(default=0, help_text="Messages a channel failed to deliver")
+    # Silenced by a person for a while: no message goes out until then (`pimsync.alerts.monitor`).
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    silenced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    silenced_why = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -71,6 +80,7 @@ class Alert(models.Model):
             models.Index(fields=["-opened_at", "-id"], name="alert_newest"),
             models.Index(fields=["resolved_at"], name="alert_resolved"),
         ]
+        permissions = [("silence_alert", "Can silence alerts")]
 
     def __str__(self) -> str:
         return f"{self.condition} alert ({'open' if self.is_open else 'resolved'})"
@@ -78,6 +88,40 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+    def is_silenced(self, now: datetime) -> bool:
+        return self.silenced_until is not None and self.silenced_until > now
+
+    @property
+    def resolved_while_silenced(self) -> bool:
+        """Ended before its silence did: its opening message would only be news of the past."""
+        return (
+            self.resolved_at is not None and self.silenced_until is not None and self.resolved_at <= self.silenced_until
+        )
+
+    def silence(self, user, until: datetime, why: str) -> None:
+        """Send no message about this alert (nor about a new one of its condition) until `until`."""
+        self.silenced_until, self.silenced_by, self.silenced_why = until, user, why[:255]
+        Alert.objects.filter(pk=self.pk).update(silenced_until=until, silenced_by=user, silenced_why=why[:255])
+
+    def unsilence(self) -> None:
+        """End the silence now: messages not yet sent go out at the next check."""
+        now = timezone.now()
+        if self.is_silenced(now):
+            self.silenced_until = now
+            Alert.objects.filter(pk=self.pk).update(silenced_until=now)
+
+    @staticmethod
+    def silence_of(condition: str, now: datetime) -> dict:
+        """The silence a new alert of `condition` inherits from one still silenced ({} if none)."""
+        silenced = Alert.objects.filter(condition=condition, silenced_until__gt=now).order_by("-silenced_until").first()
+        if silenced is None:
+            return {}
+        return {
+            "silenced_until": silenced.silenced_until,
+            "silenced_by_id": silenced.silenced_by_id,
+            "silenced_why": silenced.silenced_why,
+        }
 
 
 class SignatureRefusals(models.Model):

@@ -128,7 +128,8 @@ def _authorised(request: HttpRequest) -> JsonResponse | None:
 @csrf_exempt
 @require_http_methods(["GET", "PATCH"])
 def asset_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
-    """GET with an ETag; PATCH with a JSON Patch of `add` and `replace` operations, conditional on If-Match."""
+    """GET with an ETag; PATCH with a JSON Patch of `add`, `replace` and `remove` operations,
+    conditional on If-Match."""
     refusal = _authorised(request)
     if refusal:
         return refusal
@@ -164,12 +165,12 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
         return _problem(400, "Bad Request", "the body is not JSON")
     if not isinstance(operations, list) or not all(
         isinstance(op, dict)
-        and op.get("op") in ("add", "replace")
+        and op.get("op") in ("add", "replace", "remove")
         and isinstance(op.get("path"), str)
-        and "value" in op
+        and ("value" in op or op["op"] == "remove")
         for op in operations
     ):
-        return _problem(400, "Bad Request", "expected a JSON Patch list of add and replace operations")
+        return _problem(400, "Bad Request", "expected a JSON Patch list of add, replace and remove operations")
     with transaction.atomic():
         asset = SandboxAsset.objects.select_for_update().filter(pk=asset_id).first()
         if asset is None:
@@ -177,14 +178,19 @@ def _patch_metadata(request: HttpRequest, asset_id: str) -> HttpResponse:
         if if_match != "*" and if_match != asset.etag:
             return _problem(412, "Precondition Failed", "the asset changed since it was read")
         for op in operations:
-            # Every path form pimsync can send (AEM_PATCH_PATH_STYLE); `add` and `replace` as
-            # Adobe's metadata guide has them: the first fails on an existing property, the other
-            # on a missing one, and either failure fails the whole PATCH.
+            # Every path form pimsync can send (AEM_PATCH_PATH_STYLE); `add`, `replace` and
+            # `remove` as Adobe's metadata guide has them: the first fails on an existing property,
+            # the others on a missing one, and any failure fails the whole PATCH.
             name = op["path"].removeprefix("/assetMetadata/").lstrip("/").replace("~1", "/").replace("~0", "~")
             if (op["op"] == "add") == (name in asset.metadata):
-                verb = "exists (use replace)" if op["op"] == "add" else "does not exist (use add)"
+                verb = {"add": "exists (use replace)", "replace": "does not exist (use add)"}.get(
+                    op["op"], "does not exist"
+                )
                 return _problem(400, "Bad Request", f"{op['op']}: {name} {verb}")
-            asset.metadata[name] = op["value"]
+            if op["op"] == "remove":
+                del asset.metadata[name]
+            else:
+                asset.metadata[name] = op["value"]
         asset.version += 1
         asset.save(update_fields=["metadata", "version"])
     response = JsonResponse({"assetId": asset.asset_id})

@@ -41,12 +41,29 @@
     }
   }
 
+  // A rule's number as the table's "#" column shows it: its position, or for a new rule the
+  // greyed number it will get when saved (it goes last).
+  function number(row) {
+    const box = input(row, "position");
+    return box ? box.value.trim() || box.placeholder : String(rows().indexOf(row) + 1);
+  }
+
+  // Rows added with "Add another" come after every numbered rule and each other.
+  function numberNew(row) {
+    const box = input(row, "position");
+    if (!box) return;
+    const taken = rows()
+      .filter((other) => other !== row)
+      .map((other) => Number(number(other)))
+      .filter((n) => Number.isFinite(n));
+    box.placeholder = String(Math.max(0, ...taken) + 1);
+  }
+
   function choose(row) {
     if (target) target.classList.remove("pick-target");
     target = row;
     row.classList.add("pick-target");
-    const position = rows().indexOf(row) + 1;
-    document.getElementById("picker-target").textContent = "Values go into rule " + position + ".";
+    document.getElementById("picker-target").textContent = "Values go into rule " + number(row) + ".";
   }
 
   function targetRow() {
@@ -84,11 +101,11 @@
       // A currency or option codes chosen for the row's previous attribute mean nothing for this one.
       set(input(row, "currency"), "");
       set(input(row, "option_codes"), false);
-      message.textContent = "Rule " + (rows().indexOf(row) + 1) + " reads the attribute " + node.rule.attribute + ".";
+      message.textContent = "Rule " + number(row) + " reads the attribute " + node.rule.attribute + ".";
     } else {
       for (const name of ["attribute", "locale", "channel", "currency", "option_codes"]) set(input(row, name), "");
       set(input(row, "pim_field"), node.path);
-      message.textContent = "Rule " + (rows().indexOf(row) + 1) + " reads " + node.path + ".";
+      message.textContent = "Rule " + number(row) + " reads " + node.path + ".";
     }
     refresh(row);
   }
@@ -164,7 +181,26 @@
       if (row && /-attribute$/.test(event.target.name || "")) refresh(row);
     });
     // Django's inlines.js announces a row added with "Add another mapping rule".
-    document.addEventListener("formset:added", (event) => refresh(event.target));
+    document.addEventListener("formset:added", (event) => {
+      numberNew(event.target);
+      refresh(event.target);
+    });
+    // Enter in a field submits the form with its first submit button, which is Preview (it comes
+    // first on the page) and opens a preview of nothing; make it do what the main button does
+    // (Save), or, in the preview's own fields, Preview.
+    const form = document.getElementById("mappingconfig_form");
+    if (form) {
+      form.addEventListener("keydown", (event) => {
+        const field = event.target;
+        if (event.key !== "Enter" || event.defaultPrevented || event.isComposing) return;
+        if (field.tagName !== "INPUT" || ["submit", "button", "reset", "file"].includes(field.type)) return;
+        const inPreview = field.closest("#preview-box");
+        const button = inPreview ? document.getElementById("preview-button") : form.querySelector("[name='_save']");
+        if (!button) return;
+        event.preventDefault();
+        form.requestSubmit(button);
+      });
+    }
     document.addEventListener("focusin", (event) => {
       const row = event.target.closest && event.target.closest("#rules-table tr.form-row");
       if (row && !row.classList.contains("empty-form")) choose(row);

@@ -1,14 +1,16 @@
-"""`manage.py import_mappings FILE`: replace the mapping configuration atomically, then start the
-check of which known assets the change affects (as a save on the mapping page does).
-`--check` validates the file as an import would and changes nothing."""
+"""`manage.py import_mappings FILE`: replace the mapping configuration atomically, keep it as a new
+version and start the check of which known assets the change affects (as a save on the mapping
+page does). `--check` validates the file as an import would and changes nothing."""
 
 import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
-from pimsync import resync
+from pimsync import mapping_history
 from pimsync.mapping import MAX_FILE_BYTES, check_config, import_config, read_file
+from pimsync.models import MappingVersion
 
 
 class Command(BaseCommand):
@@ -21,7 +23,13 @@ class Command(BaseCommand):
     def handle(self, *args, file, check, **options):
         name = "standard input" if file == "-" else file
         try:
-            _, rules = (check_config if check else import_config)(read_file(_read(file, name), name))
+            document = read_file(_read(file, name), name)
+            if check:
+                _, rules = check_config(document)
+            else:
+                with transaction.atomic():  # the rules and their version, together
+                    _, rules = import_config(document)
+                    job = mapping_history.saved(MappingVersion.Source.COMMAND, note=f"from {name}")
         except ValidationError as exc:
             raise CommandError("nothing was changed; the file has problems:\n  " + "\n  ".join(exc.messages)) from None
         if check:
@@ -30,7 +38,6 @@ class Command(BaseCommand):
             )
             return
         self.stdout.write(self.style.SUCCESS(f"Imported the product-key rule and {len(rules)} mapping rule(s)."))
-        job = resync.mapping_changed()
         self.stdout.write(
             f"Job {job.pk} checks which of the {job.total} known asset(s) the change affects; "
             "the mapping page then offers to re-sync them."

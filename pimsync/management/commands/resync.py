@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Max
 from django.urls import reverse
 
-from pimsync import resync, worker
+from pimsync import jobs, resync, worker
 from pimsync.models import Job, MappingConfig, MappingRule
 
 SHOWN_PATHS = 20
@@ -86,7 +86,7 @@ class Command(BaseCommand):
             while True:
                 resync.run(job.pk)
                 job.refresh_from_db()
-                progress = resync.progress(job)
+                progress = jobs.progress(job)
                 line = (
                     f"  {progress.done}/{progress.total} done: {progress.succeeded} written, "
                     f"{progress.unchanged} unchanged, {progress.failed} failed, {progress.skipped} skipped"

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 VIEW = ["view_event", "view_attempt", "view_mappingconfig", "view_mappingrule", "view_alert", "view_asset"]
 ROLES = {
     "Viewers": VIEW,
-    "Support": [*VIEW, "retry_event", "resync_asset"],
+    "Support": [*VIEW, "retry_event", "resync_asset", "silence_alert"],
     # Mapping editors may re-sync: after changing a rule they re-sync the assets it affects.
     "Mapping editors": [
         *VIEW,
