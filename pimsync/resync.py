@@ -383,7 +383,8 @@ def _check_batch(job_id: int, config, rules) -> str:
                 changed.append(asset.pk)
             elif asset.state == SyncState.STALE and matches:
                 restored.append(asset.pk)
-        reason = f"the mapping changed at {now:%Y-%m-%d %H:%M:%S} UTC"
+        # When: the asset page shows `stale_since` in the dashboard's zone beside the reason.
+        reason = "the mapping rules changed"
         if changed:
             Asset.objects.filter(pk__in=changed, state=SyncState.IN_STEP).stale(StaleCause.MAPPING, reason)
         if restored:
