@@ -20,6 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from dashboard import event_export
 from dashboard.alerts_admin import AlertAdmin
 from dashboard.assets_admin import AssetAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
@@ -143,10 +144,17 @@ class EventAdmin(MachineWrittenAdmin):
             path("retry-matching/", view(self.retry_matching), name="pimsync_event_retry_matching"),
             path("retry-selection/", view(require_POST(self.retry_selection)), name="pimsync_event_retry_selection"),
             path("jobs/", view(self.job_list), name="pimsync_event_jobs"),
+            path("export.csv", view(self.export_csv), name="pimsync_event_export"),
             path("jobs/<int:pk>/", view(self.job_detail), name="pimsync_event_job"),
             path("jobs/<int:pk>/cancel/", view(require_POST(self.job_cancel)), name="pimsync_event_job_cancel"),
             *super().get_urls(),
         ]
+
+    def export_csv(self, request):
+        """The list's rows as CSV (dashboard.event_export), for whoever may view the list."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return event_export.export(request, self)
 
     def retry_one(self, request, pk):
         """The Retry button of the detail page (POST only, CSRF-protected, permission-checked)."""
