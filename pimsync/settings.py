@@ -6,9 +6,9 @@ cannot be read as its type keeps the default and is reported by `pimsync.E002`.
 """
 
 import math
-import zoneinfo
 import os
 import re
+import zoneinfo
 from pathlib import Path
 
 import dj_database_url
