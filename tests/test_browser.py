@@ -125,7 +125,7 @@ def test_a_mapping_editor_changes_a_rule_previews_it_and_saves_it(page, client, 
 
     page.click("#save-previewed")
     page.wait_for_selector(".messagelist")
-    assert "was changed successfully" in page.inner_text(".messagelist")
+    assert "The mapping rules were changed successfully." in page.inner_text(".messagelist")
     assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "lower"
 
 
