@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from pimsync.models import Asset, Event, Status, SyncState
+from tests import test_browser
 from tests.conftest import product
-from tests.test_browser import CHROMIUM, browser, log_in, shot  # noqa: F401  (browser is a fixture)
+from tests.test_browser import log_in, shot
+
+browser = test_browser.browser  # the session's Chromium (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +28,7 @@ PAGES = {
 }
 
 
-def themed_page(browser, live_server, scheme: str, size=(1360, 900)):  # noqa: F811
+def themed_page(browser, live_server, scheme: str, size=(1360, 900)):
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": size[0], "height": size[1]}, color_scheme=scheme
     )
@@ -41,7 +44,9 @@ def every_badge(client, world) -> None:
     world.adobe.deliver(client, [world.upload(client, n) for n in range(1, 8)])
     world.drain()
     events = list(Event.objects.order_by("pk"))
-    for event, status in zip(events[2:], [Status.UNCHANGED, Status.RETRYING, Status.RECEIVED, Status.IGNORED], strict=False):
+    for event, status in zip(
+        events[2:], [Status.UNCHANGED, Status.RETRYING, Status.RECEIVED, Status.IGNORED], strict=False
+    ):
         Event.objects.filter(pk=event.pk).update(status=status)
     assets = list(Asset.objects.order_by("pk"))
     for asset, state in zip(assets, [SyncState.STALE, SyncState.NEVER_SYNCED, SyncState.DELETED], strict=False):
@@ -55,14 +60,14 @@ def axe_violations(page) -> list[dict]:
             const result = await axe.run(document, {resultTypes: ['violations']});
             return result.violations.map(v => ({
                 id: v.id, impact: v.impact, nodes: v.nodes.length, wcag: v.tags.some(t => t.startsWith('wcag')),
-                targets: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').slice(0, 160)),
+                targets: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary),
             }));
         }"""
     )
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_page_reads_in_the_admins_light_and_dark_theme(browser, live_server, client, world, scheme):  # noqa: F811
+def test_every_page_reads_in_the_admins_light_and_dark_theme(browser, live_server, client, world, scheme):
     every_badge(client, world)
     context, page = themed_page(browser, live_server, scheme)
     try:
@@ -93,11 +98,24 @@ def right_edges(page, selector: str) -> list[float]:
     ],
 )
 def test_on_a_1024_pixel_screen_the_lists_keep_their_state_outcome_and_time_columns(
-    browser, live_server, client, world, url, columns  # noqa: F811
+    browser,
+    live_server,
+    client,
+    world,
+    url,
+    columns,
 ):
     world.pim.products["SKU-100001"] = product("SKU-100001")
     world.adobe.deliver(
-        client, [world.upload(client, n, folder="/content/dam/products" + "/seasonal-campaign-2026-autumn-winter-outdoor-collection" * 3) for n in (1, 2)]
+        client,
+        [
+            world.upload(
+                client,
+                n,
+                folder="/content/dam/products" + "/seasonal-campaign-2026-autumn-winter-outdoor-collection" * 3,
+            )
+            for n in (1, 2)
+        ],
     )
     world.drain()
     context, page = themed_page(browser, live_server, "light", size=(1024, 700))
