@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 from pimsync.models import Asset, Event, Status, SyncState
-from tests import test_browser
 from tests.conftest import product
 from tests.test_browser import log_in, shot
-
-browser = test_browser.browser  # the session's Chromium (a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
