@@ -16,7 +16,7 @@ def _frame(body: str, title: str, max_label: str) -> SafeString:
         f"<title>{escape(title)}</title>"
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH}" y2="{HEIGHT - PAD}" class="axis"/>'
         f'<text x="2" y="{PAD - 12}" class="label">{escape(max_label)}</text>'
-        f'<text x="2" y="{HEIGHT - 8}" class="label zone">{escape(zone)}</text>{body}</svg>'
+        f'<text x="{WIDTH - 2}" y="{HEIGHT - 8}" class="label zone" text-anchor="end">{escape(zone)}</text>{body}</svg>'
     )
 
 
@@ -93,8 +93,9 @@ def latency(buckets) -> SafeString:
         return f'<polyline points="{" ".join(points)}" class="{css}" fill="none"/>{dots}{values}' if points else ""
 
     legend = (
-        f'<text x="{WIDTH - 150}" y="14" class="label p50">— p50</text>'
-        f'<text x="{WIDTH - 90}" y="14" class="label p95">— p95</text>'
+        # Top left, beside the scale: the newest hours' values are written at the top right.
+        f'<text x="{PAD + 40}" y="{PAD - 12}" class="label p50">— p50</text>'
+        f'<text x="{PAD + 90}" y="{PAD - 12}" class="label p95">— p95</text>'
     )
     return _frame(
         line("p50", "p50") + line("p95", "p95") + legend + _hour_labels(buckets),
