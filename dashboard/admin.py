@@ -22,7 +22,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from dashboard import job_pages
+from dashboard import event_export, job_pages
 from dashboard.alerts_admin import AlertAdmin
 from dashboard.assets_admin import AssetAdmin
 from dashboard.mapping_admin import MappingConfigAdmin
@@ -170,6 +170,7 @@ class EventAdmin(MachineWrittenAdmin):
             path("retry-matching/", view(self.retry_matching), name="pimsync_event_retry_matching"),
             path("retry-selection/", view(require_POST(self.retry_selection)), name="pimsync_event_retry_selection"),
             path("jobs/", view(partial(job_pages.job_list, self)), name="pimsync_event_jobs"),
+            path("export.csv", view(self.export_csv), name="pimsync_event_export"),
             path("jobs/<int:pk>/", view(partial(job_pages.job_detail, self)), name="pimsync_event_job"),
             path(
                 "jobs/<int:pk>/progress/",
@@ -183,6 +184,12 @@ class EventAdmin(MachineWrittenAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def export_csv(self, request):
+        """The list's rows as CSV (dashboard.event_export), for whoever may view the list."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return event_export.export(request, self)
 
     def retry_one(self, request, pk):
         """The Retry button of the detail page: a confirmation (GET) that says when a retry cannot

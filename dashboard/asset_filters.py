@@ -60,23 +60,19 @@ def search(queryset: QuerySet, term: str) -> QuerySet:
 
 
 def resync_spec(params: QueryDict) -> dict:
-    """The re-sync selection naming the assets the list shows for these filters, or FilterError
-    when they are not one selection (a search, or two filters at once)."""
+    """The re-sync selection naming the assets the list shows for these filters (each filter a key
+    of the selection, the assets matching all of them), or FilterError for a search."""
     given = check(params)
     if SEARCH in given:
-        raise FilterError("a search cannot be re-synced as a whole: tick the assets found, or use one filter")
-    if len(given) > 1:
-        raise FilterError(
-            "re-sync matching takes one filter at a time (state, product key or path prefix): "
-            "remove the others, or tick the assets and use the action"
-        )
+        raise FilterError("a search cannot be re-synced as a whole: tick the assets found, or use the filters")
+    spec = {}
     if STATE in given:
-        return {"state": given[STATE]}
+        spec["state"] = given[STATE]
     if PREFIX in given:
-        return {"path_prefix": given[PREFIX]}
+        spec["path_prefix"] = given[PREFIX]
     if PRODUCT_KEY in given:
-        return {"product_keys": [given[PRODUCT_KEY]]}
-    return {"all": True}
+        spec["product_keys"] = [given[PRODUCT_KEY]]
+    return spec or {"all": True}
 
 
 def filters_only(params: QueryDict) -> str:

@@ -171,7 +171,20 @@ class ImportForm(forms.Form):
     file = forms.FileField(help_text="A JSON file in the export format. It replaces every rule at once.")
 
 
+class MappingConfigForm(forms.ModelForm):
+    class Meta:
+        model = MappingConfig
+        fields = ("key_from", "key_metadata_property", "key_pattern")
+        # Read-only pages (a Viewer's) show these too, where the model's help text would show
+        # its backticks as they are.
+        help_texts = {
+            "key_pattern": "Regular expression in RE2 syntax (no lookaround or backreferences); its named group "
+            "(?P<key>…), or the whole match, is the product key. Empty: the asset name without its extension."
+        }
+
+
 class MappingConfigAdmin(admin.ModelAdmin):
+    form = MappingConfigForm
     inlines = [MappingRuleInline]
     fields = ("key_from", "key_metadata_property", "key_pattern", "on_unmapped")
     change_form_template = "admin/pimsync/mappingconfig/change_form.html"
@@ -179,15 +192,6 @@ class MappingConfigAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["dashboard/dashboard.css"]}
         js = ["dashboard/mapping.js"]
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "key_pattern":
-            field.help_text = (
-                "Regular expression in RE2 syntax (no lookaround or backreferences); its named group "
-                "(?P<key>…), or the whole match, is the product key. Empty: the asset name without its extension."
-            )
-        return field
 
     def has_add_permission(self, request):
         return False
@@ -205,6 +209,18 @@ class MappingConfigAdmin(admin.ModelAdmin):
         mapping.forget()
         if form.has_changed() or any(formset.has_changed() for formset in formsets):
             mapping_history.saved(MappingVersion.Source.FORM, request.user)
+
+    def response_change(self, request, obj):
+        # Django's "The mapping rules “Mapping rules” was changed successfully." names the one
+        # configuration as if there were several, in the singular.
+        request._pimsync_rules_saved = True
+        return super().response_change(request, obj)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        if getattr(request, "_pimsync_rules_saved", False) and level == messages.SUCCESS:
+            request._pimsync_rules_saved = False
+            message = "The mapping rules were changed successfully."
+        super().message_user(request, message, level, *args, **kwargs)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if not self.has_view_or_change_permission(request):  # before the PIM is asked anything
@@ -255,7 +271,8 @@ class MappingConfigAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "result": result,
             "form_errors": form_errors,
-            "unsaved": rules is not None,
+            # A Viewer's form cannot be edited: what it posts are the saved rules.
+            "unsaved": rules is not None and self.has_change_permission(request, config),
             "posted": [(k, v) for k in (source or {}) for v in source.getlist(k) if k != "csrfmiddlewaretoken"],
             "preview_key": key,
             "preview_event": event_ref,

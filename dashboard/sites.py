@@ -24,6 +24,8 @@ class PimsyncAdminSite(admin.AdminSite):
     site_title = "pimsync"
     index_title = "Overview"
     index_template = "admin/pimsync_index.html"
+    # Django's "View site" link points at "/", which redirects to this site's own index.
+    site_url = None
     # The event list and the mapping rules are wide tables; they need the room more than a menu.
     enable_nav_sidebar = False
 

@@ -78,10 +78,18 @@ class SelectionError(ValueError):
 
 
 def check(spec: dict) -> dict:
-    """`spec` if it is a valid selection (exactly one of SELECTION_KEYS), else SelectionError."""
-    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SELECTION_KEYS:
-        raise SelectionError(f"choose exactly one of: {', '.join(SELECTION_KEYS)}")
-    [(name, value)] = spec.items()
+    """`spec` if it is a valid selection (one or more of SELECTION_KEYS, the assets matching all
+    of them; `all` alone), else SelectionError."""
+    if not isinstance(spec, dict) or not spec or not set(spec) <= set(SELECTION_KEYS):
+        raise SelectionError(f"choose one or more of: {', '.join(SELECTION_KEYS)}")
+    if "all" in spec and len(spec) > 1:
+        raise SelectionError("all takes no other key")
+    for name, value in spec.items():
+        _check_one(name, value)
+    return spec
+
+
+def _check_one(name: str, value) -> None:
     if name in ("asset_ids", "product_keys"):
         limit = MAX_ASSET_IDS if name == "asset_ids" else MAX_PRODUCT_KEYS
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
@@ -96,28 +104,41 @@ def check(spec: dict) -> dict:
             raise SelectionError(f"state must be one of: {', '.join(SyncState.values)}")
     elif value is not True:
         raise SelectionError(f"{name} takes no value other than true")
-    return spec
 
 
 def select(spec: dict) -> QuerySet[Asset]:
-    """The assets a selection names (never deleted ones: there is nothing to write to)."""
-    [(name, value)] = check(spec).items()
+    """The assets a selection names, matching every key of it (never deleted ones: there is
+    nothing to write to)."""
     assets = Asset.objects.known()
-    if name == "asset_ids":
-        return assets.filter(asset_id__in=value)
-    if name == "product_keys":
-        return assets.filter(product_key__in=value)
-    if name == "path_prefix":
-        return assets.filter(path__startswith=value)
-    if name == "state":
-        return assets.filter(state=value)
-    if name == "mapping_affected":
-        return assets.affected_by_mapping()
+    for name, value in check(spec).items():
+        if name == "asset_ids":
+            assets = assets.filter(asset_id__in=value)
+        elif name == "product_keys":
+            assets = assets.filter(product_key__in=value)
+        elif name == "path_prefix":
+            assets = assets.filter(path__startswith=value)
+        elif name == "state":
+            assets = assets.filter(state=value)
+        elif name == "mapping_affected":
+            assets = assets.affected_by_mapping()
     return assets
 
 
 def describe(spec: dict) -> str:
     """The selection in words, for the job history."""
+    if len(spec) > 1:
+        parts = {
+            "asset_ids": lambda v: f"{len(v)} selected",
+            "product_keys": lambda v: f"of {', '.join(v[:5])}" + (f" and {len(v) - 5} more" if len(v) > 5 else ""),
+            "path_prefix": lambda v: f"under {v}",
+            "state": lambda v: SyncState(v).label,
+            "mapping_affected": lambda v: "affected by the last mapping change",
+        }
+        return f"re-sync the assets {'; '.join(parts[n](v) for n, v in spec.items())}"[:255]
+    return _describe_one(spec)
+
+
+def _describe_one(spec: dict) -> str:
     [(name, value)] = spec.items()
     if name == "asset_ids":
         return f"re-sync {len(value)} selected asset{'s' if len(value) != 1 else ''}"
@@ -344,7 +365,8 @@ def _check_batch(job_id: int, config, rules) -> str:
                 changed.append(asset.pk)
             elif asset.state == SyncState.STALE and matches:
                 restored.append(asset.pk)
-        reason = f"the mapping changed at {now:%Y-%m-%d %H:%M:%S} UTC"
+        # When: the asset page shows `stale_since` in the dashboard's zone beside the reason.
+        reason = "the mapping rules changed"
         if changed:
             Asset.objects.filter(pk__in=changed, state=SyncState.IN_STEP).stale(StaleCause.MAPPING, reason)
         if restored:

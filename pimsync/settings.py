@@ -8,6 +8,7 @@ cannot be read as its type keeps the default and is reported by `pimsync.E002`.
 import math
 import os
 import re
+import zoneinfo
 from pathlib import Path
 
 import dj_database_url
@@ -78,6 +79,19 @@ def env_float(name: str, default: float, minimum: float | None = None) -> float:
         _bad_value(name, raw, "a number" + (f" of at least {minimum:g}" if minimum is not None else ""))
         return default
     return value
+
+
+def env_time_zone(name: str, default: str = "UTC") -> str:
+    """An IANA time zone name (`Europe/Berlin`); anything else is reported and the default used."""
+    raw = env_str(name)
+    if raw == "":
+        return default
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        _bad_value(name, raw, "a time zone name such as UTC or Europe/Berlin")
+        return default
+    return raw
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -165,9 +179,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# Every time on the dashboard is shown in this zone, with its name: "2026-12-01 19:15 UTC".
+TIME_ZONE = env_time_zone("TIME_ZONE")
 USE_I18N = True
 USE_TZ = True
+# Django's English formats ("Dec. 1, 2026, 7:15 p.m.") replaced by one format for every page.
+FORMAT_MODULE_PATH = ["pimsync.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

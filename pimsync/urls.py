@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
@@ -12,6 +14,9 @@ urlpatterns = [
     re_path(r"^webhooks/aem/?$", aem_webhook, name="aem-webhook"),
     re_path(r"^webhooks/akeneo/?$", akeneo_webhook, name="akeneo-webhook"),
     re_path(r"^webhooks/pim/?$", pim_webhook, name="pim-webhook"),
+    # Browsers ask for /favicon.ico whatever the page links; whitenoise serves the file itself
+    # (its hashed name is looked up per request: the manifest exists only after collectstatic).
+    path("favicon.ico", lambda request: HttpResponseRedirect(static("dashboard/favicon.svg"))),
     path("healthz", operations.healthz, name="healthz"),
     path("healthz/ready", operations.ready, name="healthz-ready"),
     path("metrics", operations.metrics, name="metrics"),

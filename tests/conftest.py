@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,34 @@ def needs(service: str, available: bool) -> None:
     if os.environ.get("PIMSYNC_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{service} is not available, and .ci/run requires it")
     pytest.skip(f"{service} is not available here (CI runs this test)")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+# One Chromium for the session, shared by every browser test module: Playwright's sync API runs
+# one event loop, so a second module's own session fixture could not start another.
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    needs("Chromium (apt-get install chromium)", Path(CHROMIUM).exists())
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
 
 
 KEY1_PATH = "/prod/keys/pub-key-test1.pem"

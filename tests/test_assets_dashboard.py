@@ -286,7 +286,6 @@ class TestResyncFromTheList:
     @pytest.mark.parametrize(
         ("filters", "message"),
         [
-            ("state__exact=stale&product_key=SKU-100001", "one filter at a time"),
             ("q=SKU-100001", "a search cannot be re-synced as a whole"),
             ("path__startswith=content", "a path prefix starts with /"),
             ("reason__regex=x", "has no filter reason__regex"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,37 +15,13 @@ from django.core.management import call_command
 
 from pimsync import mapping, tasks
 from pimsync.models import Asset, Event, Job, MappingRule, Status, SyncState
-from tests.conftest import STANDARD_MAPPING, needs, product, run_queued_tasks
+from tests.conftest import STANDARD_MAPPING, product, run_queued_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # PIMSYNC_SCREENSHOTS_DIR=docs/screenshots keeps the pages the tests saw.
 SCREENSHOTS = os.environ.get("PIMSYNC_SCREENSHOTS_DIR")
 DEMO_MAPPINGS = Path(__file__).resolve().parent.parent / "pimsync" / "demo" / "mappings.json"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    needs("Chromium (apt-get install chromium)", Path(CHROMIUM).exists())
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -129,7 +104,7 @@ def test_a_mapping_editor_changes_a_rule_previews_it_and_saves_it(page, client, 
 
     page.click("#save-previewed")
     page.wait_for_selector(".messagelist")
-    assert "was changed successfully" in page.inner_text(".messagelist")
+    assert "The mapping rules were changed successfully." in page.inner_text(".messagelist")
     assert MappingRule.objects.get(metadata_path="wknd-suppliername").transform == "lower"
 
 

@@ -16,8 +16,10 @@ import uuid
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -356,3 +358,19 @@ def _journal_refusal(request: HttpRequest) -> JsonResponse | None:
     if request.headers.get("x-ims-org-id") != settings.ADOBE_IMS_ORG_ID:
         return _problem(403, "Forbidden", "x-ims-org-id is not this organization")
     return None
+
+
+# Assets listed on the stand-in's author page (the sandbox holds the demo catalogue's few dozen).
+AUTHOR_UI_ASSETS = 200
+
+
+@sandbox_only
+@staff_member_required
+@require_GET
+def author_ui(request: HttpRequest) -> HttpResponse:
+    """What "Open in AEM ↗" shows in sandbox mode: the stand-in's assets and the metadata they hold.
+    AEM's asset page names the asset in the URL's fragment, which the server never sees; the page's
+    script marks that asset's row."""
+    assets = SandboxAsset.objects.order_by("path")[:AUTHOR_UI_ASSETS]
+    rows = [(a, json.dumps(a.metadata, indent=2, ensure_ascii=False, sort_keys=True)) for a in assets]
+    return render(request, "sandbox/author_ui.html", {"rows": rows, "limit": AUTHOR_UI_ASSETS})
