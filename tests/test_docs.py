@@ -15,7 +15,7 @@ DOCUMENTS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").
 # How pimsync reads the environment: settings.py's typed helpers, and os.environ where a module
 # (or deploy/gunicorn.conf.py) reads a variable of its own.
 READS = re.compile(
-    r"""\benv_(?:str|bool|int|float|list)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+    r"""\benv_(?:str|bool|int|float|list|time_zone)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|\bos\.environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']"""
 )
 # Read by Django itself or set for the process, not settings an operator chooses.
@@ -47,7 +47,7 @@ def test_the_settings_helpers_are_what_the_search_looks_for():
     # A new helper in settings.py would hide its variables from the test below.
     settings = (ROOT / "pimsync" / "settings.py").read_text()
     helpers = set(re.findall(r"^def (env_\w+)\(", settings, flags=re.M))
-    assert helpers == {"env_str", "env_bool", "env_int", "env_float", "env_list"}
+    assert helpers == {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_time_zone"}
 
 
 def test_every_variable_pimsync_reads_is_in_the_configuration_table():
