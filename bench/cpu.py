@@ -1,14 +1,15 @@
 """`python -m bench cpu`: CPU milliseconds per ingested event (web processes) and per enriched
 asset (worker processes), with PostgreSQL's and the stand-ins' shares apart.
 
-Read from the processes' own CPU counters (/proc/<pid>/stat: user + system time of every live
-process of a tree, sampled before the tree stops), so the figures hold on a machine busy with
-other work: they count what our processes did, not how long it took.
+Read from the processes' own CPU counters (/proc/<pid>/stat: user + system time of every
+process of a tree, sampled twice a second so that one which ends still counts), so the figures
+hold on a machine busy with other work: they count what our processes did, not how long it took.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import psycopg
@@ -52,25 +53,52 @@ def postgres_backends(db_url: str) -> list[int]:
 
 
 class Meter:
-    """CPU seconds of named process groups between `start()` and `stop()`."""
+    """CPU seconds of named process groups between `start()` and `stop()`.
+
+    The groups are sampled twice a second while the meter runs, and each process keeps the last
+    CPU time seen: a process that ends meanwhile (a database connection closed after
+    CONN_MAX_AGE, a worker replaced) still counts for what it used up to its last sample."""
+
+    INTERVAL = 0.5
 
     def __init__(self, groups: dict) -> None:
         self.groups = groups  # name -> callable returning the pids to sample
         self.before: dict[str, dict[int, float]] = {}
+        self.seen: dict[str, dict[int, float]] = {}
         self.used: dict[str, float] = {}
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _sample(self) -> dict[str, dict[int, float]]:
         return {name: {pid: cpu_seconds([pid]) for pid in pids()} for name, pids in self.groups.items()}
 
+    def _record(self) -> None:
+        for name, now in self._sample().items():
+            for pid, seconds in now.items():
+                if seconds:  # 0: the process ended between listing and reading it
+                    self.seen[name][pid] = max(self.seen[name].get(pid, 0.0), seconds)
+
+    def _loop(self) -> None:
+        while self._running.is_set():
+            self._record()
+            time.sleep(self.INTERVAL)
+
     def start(self) -> None:
         self.before = self._sample()
+        self.seen = {name: dict(pids) for name, pids in self.before.items()}
+        self._running.set()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        after = self._sample()
-        # A process born during the run counts from zero; one that ended is lost (none should).
+        self._running.clear()
+        if self._thread:
+            self._thread.join()
+        self._record()
+        # A process born during the run counts from zero.
         self.used = {
-            name: sum(seconds - self.before[name].get(pid, 0.0) for pid, seconds in after[name].items())
-            for name in after
+            name: sum(seconds - self.before[name].get(pid, 0.0) for pid, seconds in seen.items())
+            for name, seen in self.seen.items()
         }
 
 
