@@ -2,7 +2,7 @@
 from any process on any node, before its Retry-After has passed.
 
 A pause is one `Pause` row per system in the database every process already shares (Redis is
-optional, so it cannot hold this). `clients/http.request(..., pause_key=...)` reads the row
+optional, so it cannot hold this). `outbound/http.request(..., pause_key=...)` reads the row
 before each call (one primary-key read) and refuses to send while it runs; a 429 answer extends
 it. A refused call is an ordinary retryable error, so its event waits for the pause like any
 retry and no worker thread sleeps.

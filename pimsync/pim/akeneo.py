@@ -51,7 +51,7 @@ PAGE_SIZE = 100  # the largest `limit` Akeneo accepts (above: 422)
 ATTRIBUTES_CACHE_SECONDS = 600
 MAX_ATTRIBUTE_PAGES = 50
 # Polling asks for products changed after the previous pass started less this: `updated` and the
-# `Date` header both count whole seconds (what the overlap brings again is skipped by pim_poll).
+# `Date` header both count whole seconds (what the overlap brings again is skipped by pimsync.pim.poll).
 POLL_OVERLAP = timedelta(seconds=1)
 AKENEO_TIME = "%Y-%m-%d %H:%M:%S"  # the only format the `updated` filter accepts
 
