@@ -349,7 +349,7 @@ def test_enter_in_a_rule_field_saves_the_rules_as_the_main_button_does(page, set
     page.fill("[name='rules-1-path_glob']", "/content/dam/products/*")
     page.press("[name='rules-1-path_glob']", "Enter")
     page.wait_for_selector(".messagelist")
-    assert "was changed successfully" in page.inner_text(".messagelist")
+    assert "changed successfully" in page.inner_text(".messagelist")
     assert "/preview/" not in page.url
     rule = MappingRule.objects.get(metadata_path="wknd-suppliername")
     assert (rule.transform, rule.path_glob) == ("lower", "/content/dam/products/*")
