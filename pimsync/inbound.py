@@ -67,6 +67,12 @@ def hmac_sha256(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def pimsync_signature(body: bytes, secret: str, timestamp: int) -> str:
+    """pimsync's own `X-Pimsync-Signature` value, `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`:
+    what a PIM signs `/webhooks/pim` with, and what the alerts' chat channel signs its posts with."""
+    return f"t={timestamp},v1={hmac_sha256(secret, f'{timestamp}.'.encode() + body)}"
+
+
 def signed_with_any(signature: str, message: bytes, secrets: list[str]) -> bool:
     """Whether `signature` (hex, any case) is the HMAC-SHA256 of `message` with one of `secrets`.
     Every secret is tried and compared in constant time: the time taken does not tell which matched."""

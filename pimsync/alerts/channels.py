@@ -63,19 +63,15 @@ def send_email(subject: str, text: str) -> None:
         ) from None
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The X-Pimsync-Signature value: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">, the scheme
-    of pimsync's own PIM webhook."""
-    return f"t={timestamp},v1={inbound.hmac_sha256(secret, f'{timestamp}.'.encode() + body)}"
-
-
 def post_chat(text: str) -> None:
     """POST {"text": text} to PIMSYNC_ALERT_WEBHOOK_URL (through the outbound client), signed
     when PIMSYNC_ALERT_WEBHOOK_SECRET is set."""
     body = json.dumps({"text": text}).encode()
     headers = {"Content-Type": "application/json"}
     if settings.PIMSYNC_ALERT_WEBHOOK_SECRET:
-        headers[SIGNATURE_HEADER] = signature(settings.PIMSYNC_ALERT_WEBHOOK_SECRET, int(time.time()), body)
+        headers[SIGNATURE_HEADER] = inbound.pimsync_signature(
+            body, settings.PIMSYNC_ALERT_WEBHOOK_SECRET, int(time.time())
+        )
     try:
         http.request(
             "POST",

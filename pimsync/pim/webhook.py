@@ -59,8 +59,7 @@ def signature(body: bytes, secret: str, timestamp: int) -> str:
 
 def signed_header(body: bytes, secret: str, timestamp: int | None = None) -> str:
     """The `X-Pimsync-Signature` value for `body` (what a PIM, or `simulate_pim_change`, sends)."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return f"t={timestamp},v1={signature(body, secret, timestamp)}"
+    return inbound.pimsync_signature(body, secret, int(time.time()) if timestamp is None else timestamp)
 
 
 class Unsigned(Exception):
