@@ -270,36 +270,17 @@ def test_the_overview_shows_the_last_run_and_its_failing_lines(deployment, clien
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_every_check_passes_against_a_running_sandbox(tmp_path):
-    import os
-    import signal
-    import socket
     import subprocess
     import sys
     import time
 
-    from tests.test_sandbox import ROOT, free_port, manage, sandbox_env
+    from tests.test_sandbox import ROOT, free_port, manage, sandbox_env, serving
 
     port = free_port()
     env = sandbox_env(port, tmp_path)
     manage(env, "migrate", "--noinput")
     manage(env, "seed")
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the web server did not start"
-                time.sleep(0.2)
+    with serving(env, port):
         manage(env, "simulate_upload", "--count", "1", "--seed", "5")  # an asset pimsync knows
         deadline = time.monotonic() + 60
         while Event.objects.filter(status__in=[Status.RECEIVED, Status.RETRYING, Status.PROCESSING]).exists():
@@ -313,12 +294,6 @@ def test_every_check_passes_against_a_running_sandbox(tmp_path):
             text=True,
             timeout=120,
         )
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
 
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "FAIL" not in result.stdout

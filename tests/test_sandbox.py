@@ -3,6 +3,7 @@ stand-ins for IMS, the key server and AEM."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -45,6 +46,37 @@ def sandbox_env(port: int, tmp_path) -> dict:
     }
 
 
+@contextlib.contextmanager
+def serving(env: dict, port: int):
+    """`manage.py serve` (web server and worker) on `port`, once it accepts connections; stopped
+    (Ctrl-C, then SIGKILL after 30 s) when the block ends, unless the block stopped it."""
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the web server did not start"
+                time.sleep(0.2)
+        yield server
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
 def manage(env: dict, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -76,23 +108,7 @@ def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_p
     assert "as admin / from PIMSYNC_ADMIN_PASSWORD" in seeded
     assert "Seeded" not in manage(env, "seed")  # a second start changes nothing
 
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the web server did not start"
-                time.sleep(0.2)
+    with serving(env, port) as server:
         out = manage(env, "simulate_upload", "--count", "20", "--seed", "5", "--duplicates")
         assert "20 event(s) accepted, 20 duplicate(s) recognised" in out
         if broker == "redis":  # the cluster really runs on Redis: it keeps its status there
@@ -107,9 +123,6 @@ def test_make_run_then_simulate_upload_enriches_the_sandbox_assets(client, tmp_p
         os.killpg(server.pid, signal.SIGINT)  # Ctrl-C stops both processes
         server.wait(timeout=30)
         assert time.monotonic() - stopped < 30
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
 
     assert Event.objects.count() == 20
     succeeded = Event.objects.filter(status=Status.SUCCEEDED)
