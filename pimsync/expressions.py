@@ -32,12 +32,23 @@ class TooLarge(ValueError):
     """An evaluation that would build more than the budget allows; the message says how much."""
 
 
-def search(expression: str, document: object) -> object:
+class Measured:
+    """A document weighed once, for the evaluations of every rule over it (a plan evaluates all its
+    rules over one product: weighing the product again for each rule walked it once per rule)."""
+
+    def __init__(self, document: object) -> None:
+        self.document = document
+        self.weights = _Budget(document)._measured
+
+
+def search(expression: str, document: object, measured: Measured | None = None) -> object:
     """`jmespath.search(expression, document)` that raises TooLarge rather than build an oversized
-    value (and jmespath's own errors for a bad expression)."""
+    value (and jmespath's own errors for a bad expression). `measured`: `document` already weighed."""
     parsed = jmespath.compile(expression)
+    if measured is None or measured.document is not document:
+        measured = Measured(document)
     try:
-        return _Interpreter(_Budget(document)).visit(parsed.parsed, document)
+        return _Interpreter(_Budget(document, measured.weights)).visit(parsed.parsed, document)
     except RecursionError:
         raise TooLarge("it yields a value nested too deeply") from None
 
@@ -77,12 +88,14 @@ class _Budget:
     costs two reads of a number, not two walks of the object; the objects are kept alive with
     their measure so that an id is never reused for another object during the evaluation."""
 
-    def __init__(self, document: object) -> None:
+    def __init__(self, document: object, free: dict[int, tuple[object, int, int]] | None = None) -> None:
+        # `free`: the document's own measures, read-only and shared (they cost this budget nothing).
+        self._free = free if free is not None else {}
         self._measured: dict[int, tuple[object, int, int]] = {}
-        self._free: set[int] = set()
         self.built = 0
-        self._measure(document, built=False)
-        self._free = set(self._measured)
+        if free is None:
+            self._measure(document, built=False)
+            self._free, self._measured = self._measured, {}
 
     def check(self, value: object) -> None:
         if id(value) in self._free:
@@ -99,7 +112,7 @@ class _Budget:
     def _measure(self, value: object, *, built: bool) -> tuple[int, int]:
         if isinstance(value, bool) or value is None or isinstance(value, int | float):
             return 1, 8
-        known = self._measured.get(id(value))
+        known = self._measured.get(id(value)) or self._free.get(id(value))
         if known is not None:
             return known[1], known[2]
         if isinstance(value, str):

@@ -164,12 +164,15 @@ def plan(
     result = Plan(product_key=key)
     wanted: dict[str, object] = {}
     winners: dict[str, RuleResult] = {}
+    measured = None  # the product weighed once, when the first JMESPath rule needs it
     for rule in rules:
         ok, note = applies(rule, asset)
         if not ok:
             result.results.append(_result(rule, False, note=note))
             continue
-        value, note = _read(rule, product)
+        if rule.pim_field and not rule.attribute and measured is None:
+            measured = expressions.Measured(product)
+        value, note = _read(rule, product, measured)
         value = transform(rule.transform, value)
         if _empty(value):
             if rule.default is None:
@@ -215,7 +218,7 @@ def _remove_unmapped(result: Plan, wanted: dict, metadata: dict, last_written: d
             result.changes.append({"path": name, "old": metadata[name], "new": None, "exists": True, "op": "remove"})
 
 
-def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
+def _read(rule: MappingRule, product: dict, measured: expressions.Measured | None = None) -> tuple[object, str]:
     """The rule's value before its transform, and a note on why there is none (the preview shows it)."""
     if rule.attribute:
         return akeneo_values.read(
@@ -227,7 +230,7 @@ def _read(rule: MappingRule, product: dict) -> tuple[object, str]:
             option_codes=rule.option_codes,
         )
     try:
-        return expressions.search(rule.pim_field, product), ""
+        return expressions.search(rule.pim_field, product, measured), ""
     except (jmespath.exceptions.JMESPathError, expressions.TooLarge) as exc:
         raise MappingError(f"rule {_excerpt(rule.pim_field)} → {rule.metadata_path}: {exc}") from None
 
