@@ -6,7 +6,9 @@ sweeper, which wakes a worker for every due event each minute (see docs/architec
 
 A running drain promises to look for new events once more at or after a time it keeps in the
 `drain` heartbeat row (`DrainPromise`); a webhook that can rely on that promise sends no wake-up
-of its own, which spares it its most expensive step.
+of its own, which spares it its most expensive step. A webhook that does queue a wake-up writes
+a promise too (the `drain queued` row, in the same transaction as the task): the drain that task
+starts keeps looking until that time, so for a few seconds the other requests need none either.
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ def wake_for_new_events() -> None:
     the task is sent after the commit, so the worker finds the rows; a wake-up lost then (broker
     down, process killed) is covered by the sweeper.
     """
-    if DrainPromise.holds(cached=True):
+    if DrainPromise.covers_new_events():
         return
+    # Before the task: whichever drain it starts reads this promise and keeps it (see DrainPromise).
+    DrainPromise.promise_queued()
     # With the ORM broker a failure must fail the caller's transaction (the webhook answers 503),
     # so the task is enqueued bare, not through wake()'s savepoint.
     with_the_commit(enqueue_drain if uses_orm_broker() else wake)
@@ -134,17 +138,24 @@ def start_job(job: Job) -> Job:
 
 
 class DrainPromise:
-    """A running drain's promise to look for new events once more at or after a time.
+    """A promise that some drain will look for new events once more at or after a time.
 
-    The time lives in the `drain` heartbeat row and only ever moves forward; several drains share
-    it. A drain writes it while it works (`keep_polling_until`); a web process reads it
-    (`holds`) to decide whether its request needs a wake-up of its own. If the drain
-    is SIGKILLed, the sweeper wakes a worker within a minute.
+    Two heartbeat rows hold it; each time only ever moves forward. `drain`: a running drain writes
+    it while it works (`keep_polling_until`); several drains share it. `drain queued`: a web
+    process that queues a wake-up writes it in the same transaction as the task
+    (`promise_queued`), so the drain that task starts, whenever that is, reads it, and keeps
+    polling until it has passed before it stops (`queued_until`). A web process reads both
+    (`covers_new_events`) to decide whether its request needs a wake-up of its own. If a drain
+    is SIGKILLed or a task lost, the sweeper wakes a worker within a minute.
     """
 
     ROW = Heartbeat.DRAIN
+    QUEUED_ROW = Heartbeat.DRAIN_QUEUED
     # The promised time must be at least this far ahead of now to cover a commit about to happen.
     MARGIN = timedelta(seconds=1)
+    # How far ahead a queued wake-up promises: requests in the next 2 seconds (this less MARGIN)
+    # queue none of their own, and the drain it starts polls at least that long.
+    QUEUED_AHEAD = timedelta(seconds=3)
     # How long a web process trusts its last read (the promise only ever moves forward).
     CACHE_SECONDS = 0.5
     # A drain writes the row at most about twice a second.
@@ -162,20 +173,43 @@ class DrainPromise:
         if until - self.written < self.WRITE_EVERY_SECONDS:
             return
         self.written = until
-        at = timezone.now() + timedelta(seconds=until - time.monotonic())
-        if not Heartbeat.objects.filter(name=self.ROW, at__lt=at).update(at=at):
-            Heartbeat.objects.get_or_create(name=self.ROW, defaults={"at": at})
+        self._move(self.ROW, timezone.now() + timedelta(seconds=until - time.monotonic()))
+
+    @staticmethod
+    def _move(row: str, at) -> None:
+        if not Heartbeat.objects.filter(name=row, at__lt=at).update(at=at):
+            Heartbeat.objects.get_or_create(name=row, defaults={"at": at})
 
     @classmethod
-    def holds(cls, cached: bool = False) -> bool:
-        """Will some drain look for new events after a commit made now? (`cached`: trust this
-        process's read for CACHE_SECONDS; the webhook asks on every request.)"""
+    def holds(cls) -> bool:
+        """Will a running drain look for new events after a commit made now?"""
+        until = Heartbeat.objects.filter(name=cls.ROW).values_list("at", flat=True).first()
+        return until is not None and until - timezone.now() > cls.MARGIN
+
+    @classmethod
+    def covers_new_events(cls) -> bool:
+        """Will some drain, running or queued, look for new events after a commit made now?
+        Trusts this process's read for CACHE_SECONDS: the webhook asks on every request."""
         now = time.monotonic()
-        if not cached or now - cls._read["at"] > cls.CACHE_SECONDS:
-            cls._read["until"] = Heartbeat.objects.filter(name=cls.ROW).values_list("at", flat=True).first()
+        if now - cls._read["at"] > cls.CACHE_SECONDS:
+            rows = Heartbeat.objects.filter(name__in=[cls.ROW, cls.QUEUED_ROW]).values_list("at", flat=True)
+            cls._read["until"] = max(rows, default=None)
             cls._read["at"] = now
         until = cls._read["until"]
         return until is not None and until - timezone.now() > cls.MARGIN
+
+    @classmethod
+    def promise_queued(cls) -> None:
+        """Promise, in the caller's transaction, that the wake-up it queues covers QUEUED_AHEAD."""
+        at = timezone.now() + cls.QUEUED_AHEAD
+        cls._move(cls.QUEUED_ROW, at)
+        # This process trusts it once it is committed: rolled back, its task is gone with it.
+        transaction.on_commit(lambda: cls._read.update(at=time.monotonic(), until=at))
+
+    @classmethod
+    def queued_until(cls):
+        """The time a queued wake-up promised to look until (None: never written)."""
+        return Heartbeat.objects.filter(name=cls.QUEUED_ROW).values_list("at", flat=True).first()
 
     @classmethod
     def forget(cls) -> None:

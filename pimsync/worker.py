@@ -111,7 +111,13 @@ def drain() -> str:
             continue
         # Run dry: this check came after the promised time, so the promise is kept.
         if time.monotonic() >= min(idle_until, deadline):
-            break
+            # Unless a web process has promised, with the wake-up it queued, that a drain looks
+            # until later: requests meanwhile trusted that and queued none of their own.
+            queued = DrainPromise.queued_until()
+            ahead = (queued - timezone.now()).total_seconds() if queued else 0
+            if ahead <= 0 or time.monotonic() >= deadline:
+                break
+            idle_until = time.monotonic() + ahead
         time.sleep(0.2)
     if time.monotonic() >= deadline:
         # Hand over to a fresh task rather than run into django-q2's timeout. Unconditionally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 import time_machine
@@ -148,6 +149,25 @@ class TestAcceptance:
         DrainPromise.forget()
         adobe.deliver(client, make_event(2))
         assert wake_ups() == 1  # too close to trust: this request wakes a worker itself
+
+    def test_a_queued_wake_up_covers_the_deliveries_of_the_next_seconds(
+        self, client, adobe, django_capture_on_commit_callbacks
+    ):
+        from django.utils import timezone
+
+        from pimsync.models import Heartbeat
+        from pimsync.wakeups import DrainPromise
+
+        for n in (1, 2):
+            with django_capture_on_commit_callbacks(execute=True):  # each request commits
+                adobe.deliver(client, make_event(n))
+        assert wake_ups() == 1  # the drain the first one queued looks until its promise has passed
+        promised = Heartbeat.objects.get(name="drain queued").at
+        assert timedelta(seconds=2) < promised - timezone.now() <= DrainPromise.QUEUED_AHEAD
+        Heartbeat.objects.filter(name="drain queued").update(at=timezone.now())  # the promise has passed
+        DrainPromise.forget()
+        adobe.deliver(client, make_event(3))
+        assert wake_ups() == 2
 
     def test_a_batch_repeating_an_event_stores_it_once(self, client, adobe):
         response = adobe.deliver(client, [make_event(1), make_event(1), make_event(2)])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,29 @@ def test_a_resync_survives_its_worker_being_killed(client, world, short_timeout)
     assert {patch["asset_id"] for patch in world.aem.patches} == set(assets)
     assert all(world.aem.assets[a]["dc:title"] == "Trail backpack 40L" for a in assets)
     assert Asset.objects.filter(state=SyncState.IN_STEP).count() == 12
+
+
+def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world, short_timeout, monkeypatch):
+    """A delivery that queues a wake-up promises a drain to the deliveries of the next seconds, so
+    they queue none; the drain it starts (lingering 0 s here) looks until that promise has passed."""
+    from django_q.models import OrmQ, Schedule
+
+    from pimsync.wakeups import DrainPromise
+
+    Schedule.objects.all().delete()  # no sweeper: only the kept promise can bring the second event
+    monkeypatch.setattr(DrainPromise, "QUEUED_AHEAD", timedelta(seconds=12))  # room for a slow start
+    first, second = world.upload(client, 1), world.upload(client, 2)
+    for event in (first, second):
+        sku = event["data"]["repositoryMetadata"]["repo:name"].split("_")[0]
+        world.pim.products[sku] = product(sku)
+    worker = Worker(world, short_timeout, PIMSYNC_DRAIN_LINGER_SECONDS="0")
+    try:
+        assert world.adobe.deliver(client, first).status_code == 200
+        assert OrmQ.objects.count() == 1
+        wait_for(lambda: Event.objects.filter(status=Status.SUCCEEDED).count() == 1, what="the first event")
+        queued = OrmQ.objects.count()  # the running drain's own task, until it ends
+        assert world.adobe.deliver(client, second).status_code == 200
+        assert OrmQ.objects.count() == queued  # covered: no wake-up of its own
+        wait_for(lambda: Event.objects.filter(status=Status.SUCCEEDED).count() == 2, what="the second event")
+    finally:
+        worker.stop()

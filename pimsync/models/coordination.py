@@ -32,11 +32,14 @@ class Heartbeat(models.Model):
     `sweeper`: when the sweeper last ran (it runs every minute; `detail` says what it did).
     `drain`: a time in the future, up to which a running drain promises to keep looking for new
     events (`pimsync.wakeups.DrainPromise`); it only moves forward.
+    `drain queued`: the time up to which the drain a web process has just queued will look for new
+    events (`DrainPromise.promise_queued`); it only moves forward.
     `purge`: when the retention purge last ran and what it deleted (`pimsync.retention`).
     """
 
     SWEEPER = "sweeper"
     DRAIN = "drain"
+    DRAIN_QUEUED = "drain queued"
     # A worker silent for longer than this is reported down (healthz, the dashboard).
     STALE = timedelta(minutes=3)
 
