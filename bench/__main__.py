@@ -27,6 +27,7 @@ SCENARIOS = (
     "throttle",
     "cpu",
     "akeneo-webhook",
+    "production",
 )
 
 
@@ -50,6 +51,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--asset-rows", type=int, default=1_000_000, help="assets behind the Assets list")
     parser.add_argument("--throttle-calls", type=int, default=2_000, help="GETs each way for the pause check")
     parser.add_argument("--akeneo-batches", type=int, default=300, help="legacy requests of 10 in the Akeneo burst")
+    parser.add_argument("--production-events", type=int, default=3_000, help="deliveries of the production shape")
     parser.add_argument("--write", help="also write the results as markdown to this file")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -62,7 +64,7 @@ def scenario_functions() -> dict:
     """Each scenario's function; importable only once `Stack()` has set up Django."""
     # The scenario modules import pimsync's models at their top, so they are imported after
     # bench.stack.django_ready() (Django set up with the DATABASE_URL chosen at run time).
-    from bench import akeneo, cpu, dataset, e2e, ingest, purge, resync  # noqa: PLC0415
+    from bench import akeneo, cpu, dataset, e2e, ingest, production, purge, resync  # noqa: PLC0415
 
     return {
         "ingest": ingest.ingest,
@@ -78,6 +80,7 @@ def scenario_functions() -> dict:
         "throttle": resync.throttle_cost,
         "cpu": cpu.cpu,
         "akeneo-webhook": akeneo.akeneo_webhook,
+        "production": production.production,
     }
 
 
