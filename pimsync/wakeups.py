@@ -8,7 +8,8 @@ A running drain promises to look for new events once more at or after a time it 
 `drain` heartbeat row (`DrainPromise`); a webhook that can rely on that promise sends no wake-up
 of its own, which spares it its most expensive step. A webhook that does queue a wake-up writes
 a promise too (the `drain queued` row, in the same transaction as the task): the drain that task
-starts keeps looking until that time, so for a few seconds the other requests need none either.
+starts keeps looking until that time (a linger ahead), so for that long the other requests need
+none either.
 """
 
 from __future__ import annotations
@@ -153,9 +154,6 @@ class DrainPromise:
     QUEUED_ROW = Heartbeat.DRAIN_QUEUED
     # The promised time must be at least this far ahead of now to cover a commit about to happen.
     MARGIN = timedelta(seconds=1)
-    # How far ahead a queued wake-up promises: requests in the next 2 seconds (this less MARGIN)
-    # queue none of their own, and the drain it starts polls at least that long.
-    QUEUED_AHEAD = timedelta(seconds=3)
     # How long a web process trusts its last read (the promise only ever moves forward).
     CACHE_SECONDS = 0.5
     # A drain writes the row at most about twice a second.
@@ -199,9 +197,19 @@ class DrainPromise:
         return until is not None and until - timezone.now() > cls.MARGIN
 
     @classmethod
+    def queued_ahead(cls) -> timedelta:
+        """How far ahead a queued wake-up promises: as long as a drain lingers after its last work
+        (PIMSYNC_DRAIN_LINGER_SECONDS), so the drain it starts polls no longer than it would
+        anyway, and requests in that time less MARGIN queue none of their own."""
+        return timedelta(seconds=settings.PIMSYNC_DRAIN_LINGER_SECONDS)
+
+    @classmethod
     def promise_queued(cls) -> None:
-        """Promise, in the caller's transaction, that the wake-up it queues covers QUEUED_AHEAD."""
-        at = timezone.now() + cls.QUEUED_AHEAD
+        """Promise, in the caller's transaction, that the wake-up it queues covers `queued_ahead()`
+        (nothing to promise when that is within MARGIN: no request could rely on it)."""
+        if cls.queued_ahead() <= cls.MARGIN:
+            return
+        at = timezone.now() + cls.queued_ahead()
         cls._move(cls.QUEUED_ROW, at)
         # This process trusts it once it is committed: rolled back, its task is gone with it.
         transaction.on_commit(lambda: cls._read.update(at=time.monotonic(), until=at))

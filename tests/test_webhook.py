@@ -151,19 +151,20 @@ class TestAcceptance:
         assert wake_ups() == 1  # too close to trust: this request wakes a worker itself
 
     def test_a_queued_wake_up_covers_the_deliveries_of_the_next_seconds(
-        self, client, adobe, django_capture_on_commit_callbacks
+        self, client, adobe, settings, django_capture_on_commit_callbacks
     ):
         from django.utils import timezone
 
         from pimsync.models import Heartbeat
         from pimsync.wakeups import DrainPromise
 
+        settings.PIMSYNC_DRAIN_LINGER_SECONDS = 3  # as deployed (the tests' own drains linger 0 s)
         for n in (1, 2):
             with django_capture_on_commit_callbacks(execute=True):  # each request commits
                 adobe.deliver(client, make_event(n))
         assert wake_ups() == 1  # the drain the first one queued looks until its promise has passed
         promised = Heartbeat.objects.get(name="drain queued").at
-        assert timedelta(seconds=2) < promised - timezone.now() <= DrainPromise.QUEUED_AHEAD
+        assert timedelta(seconds=2) < promised - timezone.now() <= timedelta(seconds=3)
         Heartbeat.objects.filter(name="drain queued").update(at=timezone.now())  # the promise has passed
         DrainPromise.forget()
         adobe.deliver(client, make_event(3))

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -228,15 +227,14 @@ def test_a_resync_survives_its_worker_being_killed(client, world, short_timeout)
     assert Asset.objects.filter(state=SyncState.IN_STEP).count() == 12
 
 
-def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world, short_timeout, monkeypatch):
+def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world, short_timeout):
     """A delivery that queues a wake-up promises a drain to the deliveries of the next seconds, so
-    they queue none; the drain it starts (lingering 0 s here) looks until that promise has passed."""
+    they queue none; the drain it starts (lingering 0 s of its own here) looks until that promise
+    has passed."""
     from django_q.models import OrmQ, Schedule
 
-    from pimsync.wakeups import DrainPromise
-
     Schedule.objects.all().delete()  # no sweeper: only the kept promise can bring the second event
-    monkeypatch.setattr(DrainPromise, "QUEUED_AHEAD", timedelta(seconds=12))  # room for a slow start
+    short_timeout.PIMSYNC_DRAIN_LINGER_SECONDS = 12  # the web's promise; room for a slow start
     first, second = world.upload(client, 1), world.upload(client, 2)
     for event in (first, second):
         sku = event["data"]["repositoryMetadata"]["repo:name"].split("_")[0]
