@@ -74,11 +74,14 @@ def _failure(exc: http.HttpError, outcome: Result) -> Result:
     return outcome
 
 
-def enrich(event: Event) -> Result:
-    """Bring the event's asset in line with the PIM, writing only what differs."""
+def enrich(event: Event, last_written: dict | None = None) -> Result:
+    """Bring the event's asset in line with the PIM, writing only what differs. `last_written`:
+    what pimsync wrote to the asset before, as the caller holding its lease read it (read here
+    when not given); what no rule yields any more may have to go."""
     asset = event.asset
-    # What pimsync wrote to the asset before: what no rule yields any more may have to go.
-    last_written = Asset.objects.filter(pk=asset.asset_id).values_list("last_written", flat=True).first() or {}
+    if last_written is None:
+        last_written = Asset.objects.filter(pk=asset.asset_id).values_list("last_written", flat=True).first()
+    last_written = last_written or {}
     config, rules, generation = mapping.current_with_generation()
     outcome = Result(status=Status.FAILED, mapping_generation=generation)
     try:

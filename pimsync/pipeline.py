@@ -75,13 +75,14 @@ def _claim(asset_id: str) -> list[Event]:
         ids = [e.id for e in events]
         # Conditional on still pending: a Cancel (or anything else) may have moved an event since
         # the SELECT; only what this UPDATE moved is ours.
-        Event.objects.filter(id__in=ids, status__in=PENDING).update(
+        moved = Event.objects.filter(id__in=ids, status__in=PENDING).update(
             status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, reason=""
         )
-        claimed = set(
-            Event.objects.filter(id__in=ids, status=Status.PROCESSING, claimed_at=now).values_list("id", flat=True)
-        )
-        events = [event for event in events if event.id in claimed]
+        if moved < len(ids):  # some moved meanwhile: only what this UPDATE moved is ours
+            claimed = set(
+                Event.objects.filter(id__in=ids, status=Status.PROCESSING, claimed_at=now).values_list("id", flat=True)
+            )
+            events = [event for event in events if event.id in claimed]
         for event in events:
             event.status, event.claimed_at, event.attempts, event.reason = (
                 Status.PROCESSING,
@@ -184,16 +185,18 @@ def next_status(event: Event, result: enrichment.Result, now) -> tuple[str, str,
     return Status.RETRYING, reason, now + timedelta(seconds=delay)
 
 
-def _finish(events: list[Event], result: enrichment.Result, started: float, started_at) -> None:
-    """Record one attempt per event and move each event to its final or retry status."""
+def _finish(events: list[Event], result: enrichment.Result, started: float, started_at) -> dict[int, tuple[str, str]]:
+    """Record one attempt per event and move each event to its final or retry status; the status
+    and reason each event was given ({pk: (status, reason)}, none for one that had left
+    `processing` meanwhile, a Cancel say)."""
     now = timezone.now()
     duration = int((time.monotonic() - started) * 1000)
-    attempts = []
+    attempts, given = [], {}
     with transaction.atomic():
         for event in events:
             status, reason, next_at = next_status(event, result, now)
             uncounted = {"attempts_base": F("attempts_base") + 1} if paused(result) else {}
-            Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
+            moved = Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
                 **uncounted,
                 status=status,
                 reason=reason,
@@ -202,6 +205,8 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
                 next_attempt_at=next_at,
                 finished_at=None if status == Status.RETRYING else now,
             )
+            if moved:
+                given[event.pk] = (status, reason)
             attempts.append(_attempt(event, result, status, reason, started_at, duration))
             log.info(
                 "event %s",
@@ -209,6 +214,7 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
                 extra={"event_id": event.event_id, "asset_id": event.asset_id, "status": status, "reason": reason},
             )
         Attempt.objects.bulk_create(attempts)
+    return given
 
 
 def _attempt(event: Event, result: enrichment.Result, status: str, reason: str, started_at, duration: int) -> Attempt:
@@ -261,10 +267,10 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
         return f"{asset_id}: nothing to enrich", None
     newest = _describing(work, state)
     started, started_at = time.monotonic(), timezone.now()
-    result = enrichment.enrich(newest)
+    result = enrichment.enrich(newest, state.last_written)
     written = _last_written(state, result)
-    _finish(work, result, started, started_at)
-    _record_asset(state, newest, result, started_at)
+    given = _finish(work, result, started, started_at)
+    _record_asset(state, newest, result, started_at, given.get(newest.pk))
     resync.events_ended({event.job_id for event in work if event.job_id})
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
 
@@ -290,12 +296,15 @@ def _describing(work: list[Event], state: Asset) -> Event:
     return newest
 
 
-def _record_asset(state: Asset, newest: Event, result: enrichment.Result, started_at) -> None:
+def _record_asset(
+    state: Asset, newest: Event, result: enrichment.Result, started_at, given: tuple[str, str] | None
+) -> None:
     """Describe the asset as its newest event names it and move its sync state with the outcome:
     succeeded or unchanged → in step (unless it was marked stale after this run read the PIM and
-    the mapping), failed for good → failing; a retry leaves the state as it was."""
+    the mapping), failed for good → failing; a retry leaves the state as it was. `given`: the
+    newest event's status and reason as `_finish` wrote them (None: it had left `processing`)."""
     now = timezone.now()
-    status, reason = Event.objects.values_list("status", "reason").get(pk=newest.pk)
+    status, reason = given or Event.objects.values_list("status", "reason").get(pk=newest.pk)
     described = {
         "path": newest.asset_path,
         "name": newest.asset_name,

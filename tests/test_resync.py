@@ -192,8 +192,8 @@ def test_a_change_noticed_during_an_enrichment_leaves_the_asset_stale(client, wo
     asset_id = synced(client, world, 1, "SKU-1")
     real_enrich = enrichment.enrich
 
-    def enrich_while_the_pim_changes(event):
-        result = real_enrich(event)
+    def enrich_while_the_pim_changes(event, *args):
+        result = real_enrich(event, *args)
         Asset.objects.filter(pk=asset_id).stale(StaleCause.PIM, "changed meanwhile")
         return result
 
@@ -267,8 +267,8 @@ def test_rules_read_before_a_mapping_change_cannot_make_an_asset_in_step(client,
     asset_id = synced(client, world, 1, "SKU-1")
     real_enrich = enrichment.enrich
 
-    def enrich_while_the_mapping_is_saved(event):
-        result = real_enrich(event)  # with the rules as they were
+    def enrich_while_the_mapping_is_saved(event, *args):
+        result = real_enrich(event, *args)  # with the rules as they were
         resync.mapping_changed(None)  # saved meanwhile; the check may have passed this asset already
         return result
 
