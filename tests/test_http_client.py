@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import multiprocessing
 import socket
 import ssl
 import threading
@@ -141,6 +142,43 @@ def test_a_server_trickling_its_answer_times_out_at_the_total_deadline(serve, sc
     assert error.error_class == "pim_timeout"
     assert error.retryable
     assert "timed out after 1s" in error.message
+
+
+def test_a_shorter_deadline_set_while_a_longer_one_runs_still_ends_its_call_in_time(serve, settings):
+    """One watchdog thread keeps every call's deadline: a new, earlier one must wake it."""
+    slow, other = serve(trickled_headers), serve(trickled_headers)  # each answers one call at a time
+    settings.AEM_AUTHOR_URL = slow.url  # both origins allowed
+    longer = threading.Thread(target=call_bounded, args=(slow.url + "/products/SKU-1",), kwargs={"timeout": 8})
+    longer.start()
+    time.sleep(0.3)  # the watchdog now sleeps until the longer call's deadline
+    outcome = call_bounded(other.url + "/products/SKU-2", timeout=1)
+    assert outcome["error"].error_class == "pim_timeout"
+    assert outcome["seconds"] < 3
+    longer.join()
+
+
+def _call_in_a_forked_child(url: str, answers) -> None:
+    started = time.monotonic()
+    try:
+        http.request("GET", url, error_class="pim", timeout=1)
+        answers.put(("answered", time.monotonic() - started))
+    except http.HttpError as exc:
+        answers.put((exc.error_class, time.monotonic() - started))
+
+
+def test_a_forked_worker_process_keeps_its_calls_deadlines(serve):
+    """django-q2 forks its workers: the parent's watchdog thread does not exist in the child."""
+    server = serve(trickled_headers)
+    call_bounded(server.url + "/products/SKU-1", timeout=1)  # this process's watchdog is running
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_call_in_a_forked_child, args=(server.url + "/products/SKU-2", answers))
+    child.start()
+    try:
+        error_class, seconds = answers.get(timeout=CALL_BOUND_SECONDS)
+    finally:
+        child.join(5)
+    assert error_class == "pim_timeout" and seconds < 3
 
 
 @pytest.fixture(scope="module")
