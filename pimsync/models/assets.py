@@ -45,28 +45,16 @@ class AssetQuerySet(models.QuerySet):
 
     def synced(self, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> int:
         """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
-        unless the asset was marked stale after that enrichment read the PIM and the mapping.
-        Returns how many assets were described (moved to in step or not)."""
+        unless the asset was marked stale after that enrichment read the PIM and the mapping."""
+        self.update(**described, last_synced_at=timezone.now())
         after_change = models.Q(stale_since__isnull=True) | models.Q(stale_since__lt=started_at)
-        # One UPDATE: the description always, the state move only where `after_change` holds.
-        moves = {
-            "state": SyncState.IN_STEP,
-            "state_reason": "",
-            "stale_cause": "",
-            "stale_since": None,
-            "pim_fingerprint": pim_fingerprint,
-            "mapping_fingerprint": mapping_fingerprint,
-        }
-        return self.update(
-            **described,
-            last_synced_at=timezone.now(),
-            **{
-                field: models.Case(
-                    models.When(after_change, then=models.Value(value, output_field=self.model._meta.get_field(field))),
-                    default=models.F(field),
-                )
-                for field, value in moves.items()
-            },
+        return self.filter(after_change).update(
+            state=SyncState.IN_STEP,
+            state_reason="",
+            stale_cause="",
+            stale_since=None,
+            pim_fingerprint=pim_fingerprint,
+            mapping_fingerprint=mapping_fingerprint,
         )
 
     def stale(self, cause: str, reason: str, *, any_state: bool = False) -> int:
