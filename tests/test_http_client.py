@@ -157,6 +157,27 @@ def test_a_shorter_deadline_set_while_a_longer_one_runs_still_ends_its_call_in_t
     longer.join()
 
 
+def test_the_deadline_thread_outlives_a_failure_to_end_one_call(serve, settings, monkeypatch):
+    stuck, server = serve(trickled_headers), serve(trickled_headers)  # each answers one call at a time
+    settings.AEM_AUTHOR_URL = stuck.url  # both origins allowed
+    shut, failed = http._shut, []
+
+    def failing_once(sock) -> None:
+        if not failed:
+            failed.append(sock)
+            raise RuntimeError("a socket that cannot be shut down")
+        shut(sock)
+
+    monkeypatch.setattr(http, "_shut", failing_once)
+    first = threading.Thread(target=call_bounded, args=(stuck.url + "/products/SKU-1",), kwargs={"timeout": 1})
+    first.start()  # not ended at its deadline (that failed): it runs until its server stops
+    time.sleep(1.5)
+    assert failed
+    outcome = call_bounded(server.url + "/products/SKU-2", timeout=1)
+    assert outcome["error"].error_class == "pim_timeout"
+    assert outcome["seconds"] < 3
+
+
 def _call_in_a_forked_child(url: str, answers) -> None:
     started = time.monotonic()
     try:

@@ -11,6 +11,7 @@ messages with their credentials blanked out.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import socket
 import threading
@@ -38,6 +39,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 
 _local = threading.local()
+log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
@@ -88,19 +90,25 @@ class _Watchdog:
     A timer thread per call cost a thread's start and end on every PIM and AEM call (about a tenth
     of a worker's CPU per asset in a py-spy profile); this thread sleeps until the earliest
     deadline instead. A call that ends in time is only marked done and dropped when its deadline
-    comes up. A forked child (django-q2's workers) starts a thread of its own on first use."""
+    comes up. A forked child (django-q2's workers) starts over with a lock and a thread of its
+    own (`os.register_at_fork`): the parent's lock may have been held by another thread at the fork.
+    """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._heap: list[tuple[float, int, _Deadline]] = []
         self._count = 0
         self._wake = threading.Condition()
-        self._pid = 0
+        self._running = False
 
     def watch(self, deadline: _Deadline) -> None:
         with self._wake:
-            if self._pid != os.getpid():  # first use in this process (or in a forked child)
-                self._heap, self._pid = [], os.getpid()
+            if not self._running:
+                # Marked running only once started: a failed start is tried again by the next call.
                 threading.Thread(target=self._run, name="pimsync-http-deadlines", daemon=True).start()
+                self._running = True
             self._count += 1
             heapq.heappush(self._heap, (deadline.at, self._count, deadline))
             if self._heap[0][2] is deadline:  # earlier than what the thread sleeps until
@@ -111,11 +119,15 @@ class _Watchdog:
             while True:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
-                    heapq.heappop(self._heap)[2].expire()
+                    try:
+                        heapq.heappop(self._heap)[2].expire()
+                    except Exception:  # this thread must outlive any one call's failure
+                        log.exception("could not end an outbound call at its deadline")
                 self._wake.wait(self._heap[0][0] - now if self._heap else None)
 
 
 _watchdog = _Watchdog()
+os.register_at_fork(after_in_child=_watchdog._reset)
 
 
 class _Deadline:
@@ -146,6 +158,8 @@ class _Deadline:
         if self.expired and self._connection is not None:
             # Never hand a half-read connection back for the next call.
             self._connection.close()
+        # The watchdog keeps this object until its deadline: not the connection and its socket.
+        self._connection = self._socket = None
 
     def passed(self) -> bool:
         return self.expired or time.monotonic() >= self.at
