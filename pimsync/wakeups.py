@@ -91,10 +91,19 @@ def wake_for_new_events() -> None:
     if DrainPromise.covers_new_events():
         return
     # Before the task: whichever drain it starts reads this promise and keeps it (see DrainPromise).
-    DrainPromise.promise_queued()
-    # With the ORM broker a failure must fail the caller's transaction (the webhook answers 503),
-    # so the task is enqueued bare, not through wake()'s savepoint.
-    with_the_commit(enqueue_drain if uses_orm_broker() else wake)
+    promised = DrainPromise.promise_queued()
+    if uses_orm_broker():
+        # A failure must fail the caller's transaction (the webhook answers 503): the task is
+        # enqueued bare, not through wake()'s savepoint, and the promise rolls back with it.
+        with_the_commit(enqueue_drain)
+        return
+
+    def send() -> None:
+        # Redis down: no drain will keep the promise, so other requests must not trust it.
+        if not wake() and promised is not None:
+            DrainPromise.withdraw(promised)
+
+    with_the_commit(send)
 
 
 def queue_job(job_id: int) -> int:
@@ -204,15 +213,23 @@ class DrainPromise:
         return timedelta(seconds=settings.PIMSYNC_DRAIN_LINGER_SECONDS)
 
     @classmethod
-    def promise_queued(cls) -> None:
-        """Promise, in the caller's transaction, that the wake-up it queues covers `queued_ahead()`
-        (nothing to promise when that is within MARGIN: no request could rely on it)."""
+    def promise_queued(cls):
+        """Promise, in the caller's transaction, that the wake-up it queues covers `queued_ahead()`;
+        the promised time (None: nothing to promise when that is within MARGIN, as no request
+        could rely on it)."""
         if cls.queued_ahead() <= cls.MARGIN:
-            return
+            return None
         at = timezone.now() + cls.queued_ahead()
         cls._move(cls.QUEUED_ROW, at)
         # This process trusts it once it is committed: rolled back, its task is gone with it.
         transaction.on_commit(lambda: cls._read.update(at=time.monotonic(), until=at))
+        return at
+
+    @classmethod
+    def withdraw(cls, at) -> None:
+        """Take back the promise made for `at` (unless a later one replaced it): its wake-up was lost."""
+        Heartbeat.objects.filter(name=cls.QUEUED_ROW, at=at).update(at=timezone.now())
+        cls.forget()
 
     @classmethod
     def queued_until(cls):

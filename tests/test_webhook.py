@@ -170,6 +170,24 @@ class TestAcceptance:
         adobe.deliver(client, make_event(3))
         assert wake_ups() == 2
 
+    def test_a_wake_up_redis_lost_takes_its_promise_back(
+        self, client, adobe, settings, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        from django.utils import timezone
+
+        from pimsync import wakeups
+        from pimsync.models import Heartbeat
+
+        settings.PIMSYNC_DRAIN_LINGER_SECONDS = 3
+        monkeypatch.setattr(wakeups, "uses_orm_broker", lambda: False)  # PIMSYNC_BROKER_URL set…
+        sent = []
+        monkeypatch.setattr(wakeups, "wake", lambda: sent.append(1) and 0)  # …and Redis down
+        for n in (1, 2):
+            with django_capture_on_commit_callbacks(execute=True):
+                assert adobe.deliver(client, make_event(n)).status_code == 200
+        assert Heartbeat.objects.get(name="drain queued").at <= timezone.now()  # not trusted any more
+        assert len(sent) == 2  # so the second delivery tried again
+
     def test_a_batch_repeating_an_event_stores_it_once(self, client, adobe):
         response = adobe.deliver(client, [make_event(1), make_event(1), make_event(2)])
         assert response.json() == {"accepted": 2, "duplicates": 1}
