@@ -188,6 +188,9 @@ def _insert_new(rows: list[dict]) -> set[str]:
         return set()
     fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
     defaults = {f.attname: f.get_default() for f in fields}
+    unknown = set().union(*rows) - defaults.keys()
+    if unknown:  # a misspelled column would otherwise be dropped silently
+        raise TypeError(f"not columns of Event: {', '.join(sorted(unknown))}")
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
