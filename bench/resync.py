@@ -204,15 +204,15 @@ def fairness(stack: Stack) -> None:
 # --- the Assets list at a million assets ------------------------------------------------------
 
 ASSETS_SQL = """
-INSERT INTO pimsync_asset (asset_id, path, name, mime_type, product_key, state, state_reason, stale_cause,
-    stale_since, last_outcome, last_synced_at, pim_fingerprint, mapping_fingerprint, first_seen_at, known_from,
-    lease_token, lease_until, last_written, last_written_at, deleted_at)
+INSERT INTO pimsync_asset (asset_id, path, name, mime_type, product_key, pim_product_uuid, state, state_reason,
+    stale_cause, stale_since, last_outcome, last_synced_at, pim_fingerprint, mapping_fingerprint, first_seen_at,
+    known_from, lease_token, lease_until, last_written, last_written_at, deleted_at)
 SELECT 'urn:aaid:aem:' || md5('bench' || g)::uuid,
     '/content/dam/brand-' || lpad((g %% 40)::text, 2, '0') || '/' || (ARRAY['footwear', 'bags', 'outerwear',
         'tents', 'climbing', 'accessories'])[1 + g %% 6] || '/' || (2019 + g %% 7) || '/SKU-' || (100000 + g / 4)
         || '_' || (ARRAY['front', 'back', 'side', 'detail'])[1 + g %% 4] || '.jpg',
     'SKU-' || (100000 + g / 4) || '_' || (ARRAY['front', 'back', 'side', 'detail'])[1 + g %% 4] || '.jpg',
-    'image/jpeg', 'SKU-' || (100000 + g / 4),
+    'image/jpeg', 'SKU-' || (100000 + g / 4), '',
     s.state, CASE s.state WHEN 'failing' THEN 'product is not in the PIM' WHEN 'stale' THEN 'PIM data changed'
         ELSE '' END,
     CASE s.state WHEN 'stale' THEN (CASE WHEN g %% 2 = 0 THEN 'pim' ELSE 'mapping' END) ELSE '' END,
@@ -264,6 +264,10 @@ LIST_PAGES = {
     # A prefix that sorts last: a list that walked the path index in order would read almost all of it.
     "path_prefix_last": "/admin/pimsync/asset/?path__startswith=/content/dam/brand-39/tents/",
     "search": "/admin/pimsync/asset/?q=SKU-123456",
+    # The pages that count assets by state or all of them: the overview and "Re-sync all matching"
+    # with no filter.
+    "overview": "/admin/",
+    "resync_all_confirm": "/admin/pimsync/asset/resync/?filters=",
 }
 
 
