@@ -38,8 +38,8 @@ class PimsyncAdminSite(admin.AdminSite):
             data["latency_chart"] = charts.latency(data["hours"])
             data["can_retry"] = request.user.has_perm(RETRY_PERMISSION)
             if request.user.has_perm("pimsync.view_asset"):
-                states = overview.asset_states()
-                data["assets"] = [(state, SyncState(state).label, n) for state, n in states.items()]
+                states, estimated = overview.asset_states()
+                data["assets"] = [(state, SyncState(state).label, n, state == estimated) for state, n in states.items()]
             extra_context = {**(extra_context or {}), "overview": data}
         return super().index(request, extra_context)
 

@@ -142,6 +142,46 @@ class TestList:
         assert f'href="{ASSETS}?state__exact=failing"' in page
 
 
+class TestAtScale:
+    """Past EXACT_ASSET_COUNTS_UP_TO assets (PostgreSQL's estimate), the overview estimates the most
+    common state and the "re-sync all" confirmation its count, instead of reading every row."""
+
+    @pytest.fixture
+    def assets(self, db, monkeypatch):
+        from dashboard import overview
+
+        monkeypatch.setattr(overview, "EXACT_ASSET_COUNTS_UP_TO", 5)
+        states = ["in_step"] * 6 + ["stale"] * 2 + ["failing", "deleted"]
+        Asset.objects.bulk_create(
+            Asset(asset_id=f"urn:aaid:aem:{n}", path=f"/a/{n}.png", state=s) for n, s in enumerate(states)
+        )
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE pimsync_asset")  # the statistics autovacuum keeps
+        # Written after the statistics were taken: an estimate does not know them, a count does.
+        Asset.objects.bulk_create(
+            Asset(asset_id=f"urn:aaid:aem:new-{n}", path=f"/b/{n}.png", state="in_step") for n in range(3)
+        )
+
+    def test_the_overview_estimates_the_most_common_state_and_counts_the_others(self, client, people, assets):
+        page = as_user(client, people["Viewers"]).get("/admin/").content.decode()
+        assert re.search(r'id="assets-stale">2<', page) and re.search(r'id="assets-failing">1<', page)
+        if connection.vendor == "postgresql":
+            assert re.search(r'id="assets-in_step" title="an estimate[^"]*">≈ 6<', page)  # 10 analysed, less 4
+        else:  # no statistics to estimate from: every state counted
+            assert re.search(r'id="assets-in_step">9<', page)
+
+    def test_re_sync_all_names_an_estimate_and_the_job_counts_exactly(self, client, people, assets):
+        page = as_user(client, people["Support"]).get(f"{ASSETS}resync/", {"filters": ""}).content.decode()
+        if connection.vendor == "postgresql":
+            assert 'About <strong id="resync-count">9<' in page and "Yes, re-sync about 9 assets" in page
+        else:
+            assert '<strong id="resync-count">12<' in page and "Yes, re-sync 12 assets" in page
+        form = Form(page.replace('id="resync-confirm"', 'id="retry-confirm"'))
+        client.post(form.action, form.data())
+        assert Job.objects.get().total == 12  # every asset but the deleted one
+
+
 class TestAssetPage:
     def test_it_shows_state_values_written_link_to_aem_and_events(self, client, people, synced):
         as_user(client, people["Viewers"])
