@@ -269,8 +269,11 @@ def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
     started, started_at = time.monotonic(), timezone.now()
     result = enrichment.enrich(newest, state.last_written)
     written = _last_written(state, result)
-    given = _finish(work, result, started, started_at)
-    _record_asset(state, newest, result, started_at, given.get(newest.pk))
+    # The events' outcome and the asset's state together: a worker stopped between the two would
+    # leave the asset stale (or never synced) with no event left to bring it in step.
+    with transaction.atomic():
+        given = _finish(work, result, started, started_at)
+        _record_asset(state, newest, result, started_at, given.get(newest.pk))
     resync.events_ended({event.job_id for event in work if event.job_id})
     return f"{asset_id}: {len(work)} event(s) {result.status}", written
 

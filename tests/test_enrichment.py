@@ -657,3 +657,32 @@ def test_an_events_asset_is_what_the_mapping_rules_see():
     event = Event(asset_id="urn:aaid:aem:1", asset_path="/content/dam/a/SKU-1.png", asset_name="SKU-1.png")
     event.mime_type = "image/png"
     assert event.asset == AssetRef("urn:aaid:aem:1", "/content/dam/a/SKU-1.png", "SKU-1.png", "image/png")
+
+
+def test_a_worker_stopped_before_the_asset_state_is_recorded_leaves_its_event_to_run_again(
+    client, world, settings, monkeypatch
+):
+    """The events' outcome and the asset's state are written together: never an event 'succeeded'
+    beside an asset left stale with nothing left to run."""
+    from pimsync.models import Asset, SyncState
+
+    world.pim.products["SKU-100234"] = product("SKU-100234")
+    event = world.upload(client, 1, sku="SKU-100234")
+    assert world.adobe.deliver(client, event).status_code == 200
+    record, stopped = pipeline._record_asset, []
+
+    def stops_first_time(*args):
+        if not stopped:
+            stopped.append(1)
+            raise RuntimeError("the worker stops here")
+        return record(*args)
+
+    monkeypatch.setattr(pipeline, "_record_asset", stops_first_time)
+    with pytest.raises(RuntimeError):
+        pipeline.process_asset(event["data"]["assetId"])
+    assert Event.objects.get().status == Status.PROCESSING  # not 'succeeded': it is handed out again
+    with later(settings.PIMSYNC_TASK_TIMEOUT_SECONDS + 1):
+        assert "revived 1" in pipeline.sweep()
+        world.drain()
+    assert Event.objects.get().status in (Status.SUCCEEDED, Status.UNCHANGED)
+    assert Asset.objects.get().state == SyncState.IN_STEP
