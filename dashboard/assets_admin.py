@@ -252,15 +252,15 @@ class AssetAdmin(MachineWrittenAdmin):
             selected = resync.select(spec)
         except resync.SelectionError as exc:
             return self._refuse(request, f"These assets cannot be re-synced together: {exc}.")
+        counted = _count(selected, spec)
         return TemplateResponse(
             request,
             "admin/pimsync/asset/resync_confirm.html",
             {
                 **self.admin_site.each_context(request),
                 "title": "Re-sync assets?",
-                **(counted := _count(selected, spec)),
-                "count": (count := counted["count"]),
-                "estimate": job_pages.duration(resync.estimate_seconds(count)) if count else "",
+                **counted,
+                "estimate": job_pages.duration(resync.estimate_seconds(counted["count"])) if counted["count"] else "",
                 "rate": settings.PIMSYNC_RESYNC_RATE,
                 "what": resync.describe(spec),
                 "fields": fields,
@@ -293,7 +293,7 @@ def _count(selected, spec: dict) -> dict:
     """How many assets the confirmation names: exactly, but for "all" of a large table, which is
     PostgreSQL's estimate of it less the deleted ones (counting every row took 361 ms at
     3,000,000 assets, BENCHMARKS.md); the job counts exactly when it starts."""
-    estimate = overview.table_estimate() if spec == {"all": True} else None
+    estimate = overview.table_statistics(Asset) if spec == {"all": True} else None
     if estimate and estimate[0] > overview.EXACT_ASSET_COUNTS_UP_TO:
         deleted = Asset.objects.filter(state=SyncState.DELETED).count()
         return {"count": max(0, estimate[0] - deleted), "approximate": True}

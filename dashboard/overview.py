@@ -158,7 +158,7 @@ def asset_states() -> tuple[dict[str, int], str | None]:
     (None: all exact). One GROUP BY over the `asset_state_path` index: of the whole index, or, for
     a large table, of the other states' parts only."""
     counts = dict.fromkeys(SyncState.values, 0)
-    estimate = table_estimate()
+    estimate = table_statistics(Asset, "state")
     if estimate is None or estimate[0] <= EXACT_ASSET_COUNTS_UP_TO or estimate[1] not in counts:
         for state, n in Asset.objects.values_list("state").annotate(n=Count("asset_id")).order_by():
             counts[state] = n
@@ -171,20 +171,21 @@ def asset_states() -> tuple[dict[str, int], str | None]:
     return counts, common
 
 
-def table_estimate() -> tuple[int, str] | None:
-    """PostgreSQL's estimate of the assets table's rows and its most common state, from the
-    statistics ANALYZE (and autovacuum) keep; None on another database or before any ANALYZE."""
+def table_statistics(model, column: str | None = None) -> tuple[int, str | None] | None:
+    """PostgreSQL's estimate of the rows of `model`'s table and, with `column`, that column's most
+    common value, from the statistics ANALYZE (and autovacuum) keep; None on another database or
+    before any ANALYZE. Pages that would otherwise count every row of a large table use it."""
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.reltuples, (s.most_common_vals::text::text[])[1] FROM pg_class c "
             "LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname "
-            "AND s.attname = 'state' WHERE c.oid = %s::regclass",
-            [Asset._meta.db_table],
+            "AND s.attname = %s WHERE c.oid = %s::regclass",
+            [column or "", model._meta.db_table],
         )
         row = cursor.fetchone()
-    if row is None or row[0] is None or row[0] < 0 or row[1] is None:
+    if row is None or row[0] is None or row[0] < 0:
         return None
     return int(row[0]), row[1]
 

@@ -5,7 +5,6 @@ from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.utils import get_fields_from_path, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -149,11 +148,8 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         query = getattr(self.object_list, "query", None)
-        if connection.vendor == "postgresql" and query is not None and not query.where:
-            table = query.model._meta.db_table
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
-                row = cursor.fetchone()
-            if row and row[0] > 10_000:
-                return int(row[0])
+        if query is not None and not query.where:
+            estimate = overview.table_statistics(query.model)
+            if estimate and estimate[0] > 10_000:
+                return estimate[0]
         return super().count
