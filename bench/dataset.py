@@ -1,6 +1,8 @@
-"""Scenario `dashboard`: the admin pages with a large history (1,000,000 events, 3 attempts each),
-generated in PostgreSQL with generate_series, then each page timed through Django's test client.
-`build` also gives the purge scenario its history."""
+"""Scenario `dashboard`: the admin pages with a large history (1,000,000 events, 3 attempts each, and
+`--asset-rows` assets), generated in PostgreSQL with generate_series, then each page timed through
+Django's test client. `build` also gives the purge scenario its history.
+
+Ten times the default data: `python -m bench dashboard --dashboard-rows 10000000 --asset-rows 3000000`."""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from django.utils import timezone
 
 from bench.load import percentile
 from bench.report import note, report
+from bench.resync import LIST_PAGES, ensure_assets
 from pimsync.models import Event
 
 EVENTS_SQL = """
 INSERT INTO pimsync_event (event_id, cloudevent_id, type, source, time, received_at, asset_id, asset_path,
     asset_name, mime_type, product_key, status, reason, error_class, attempts, attempts_base, next_attempt_at,
-    claimed_at, finished_at, payload, delivery_id, delivery_retry_count)
+    claimed_at, finished_at, payload, delivery_id, delivery_retry_count, arrived_by, priority)
 SELECT 'bench-' || g, 'ce-' || g, 'aem.assets.asset.processing_completed', 'acct:aem-p12345-e67890@adobe.com',
     %(now)s::timestamptz - g * interval '2.6 seconds', %(now)s::timestamptz - g * interval '2.6 seconds',
     'urn:aaid:aem:' || md5(g::text),
@@ -33,7 +36,7 @@ SELECT 'bench-' || g, 'ce-' || g, 'aem.assets.asset.processing_completed', 'acct
     %(now)s::timestamptz - g * interval '2.6 seconds' + interval '1.2 seconds',
     jsonb_build_object('type', 'aem.assets.asset.processing_completed', 'eventid', 'bench-' || g,
                        'data', jsonb_build_object('assetId', 'urn:aaid:aem:' || md5(g::text))),
-    '', NULL
+    '', NULL, CASE WHEN g %% 50 = 0 THEN 'journal' ELSE 'webhook' END, 0
 FROM generate_series(1, %(rows)s) g
 """
 
@@ -61,7 +64,7 @@ def build(rows: int, note, now=None) -> None:
 
 
 def dashboard(stack) -> None:
-    """Each admin page's p95 and query count over `--dashboard-rows` events."""
+    """Each admin page's p95 and query count over `--dashboard-rows` events and `--asset-rows` assets."""
     rows = stack.args.dashboard_rows
     connection.ensure_connection()
     connection.connection.autocommit = True  # VACUUM cannot run in a transaction
@@ -69,6 +72,7 @@ def dashboard(stack) -> None:
         build(rows, note)
     else:
         note(f"reusing the {rows:,} generated events")
+    ensure_assets(stack.args.asset_rows)
     user, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
     client = Client(HTTP_HOST="localhost")
     client.force_login(user)
@@ -79,6 +83,7 @@ def dashboard(stack) -> None:
         "event list (search name prefix)": "/admin/pimsync/event/?q=SKU-123456_",
         "event detail": f"/admin/pimsync/event/{some}/change/",
         "overview": "/admin/",
+        **{f"assets {name}": url for name, url in LIST_PAGES.items() if name != "overview"},
     }
     for name, url in pages.items():
         p95, queries = time_page(client, url)
