@@ -118,6 +118,9 @@ INSTALLED_APPS = [
     "django_q",
 ]
 
+# Django's own backend, with a user's and their groups' permissions read in one query instead of two.
+AUTHENTICATION_BACKENDS = ["dashboard.permissions.PermissionsInOneQuery"]
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
