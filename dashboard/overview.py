@@ -9,13 +9,14 @@ newest failures by a LIMIT, and the queue depth counts only events still waiting
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import checks
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Case, Count, Q, Value, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -43,12 +44,27 @@ class Bucket:
     p95: float | None = None
 
 
-def status_counts(since) -> dict[str, int]:
-    """How many events received since `since` are in each status."""
-    counts = dict.fromkeys(Status.values, 0)
-    for row in Event.objects.filter(received_at__gte=since).values("status").annotate(n=Count("id")).order_by():
-        counts[row["status"]] = row["n"]
-    return counts
+def status_counts(now) -> tuple[dict[str, int], dict[str, int], int]:
+    """How many events received in the last 24 hours and in the last 7 days are in each status,
+    and how many wait for a worker (of any age): one GROUP BY over the week's events and the
+    waiting ones (the `event_newest` and `event_due` indexes)."""
+    day, week = dict.fromkeys(Status.values, 0), dict.fromkeys(Status.values, 0)
+    week_ago = now - timedelta(days=7)
+    rows = (
+        Event.objects.filter(Q(received_at__gte=week_ago) | Q(status__in=PENDING))
+        .values("status")
+        .annotate(
+            day=Count("id", filter=Q(received_at__gte=now - timedelta(days=1))),
+            week=Count("id", filter=Q(received_at__gte=week_ago)),
+            n=Count("id"),
+        )
+        .order_by()
+    )
+    waiting = 0
+    for row in rows:
+        day[row["status"]], week[row["status"]] = row["day"], row["week"]
+        waiting += row["n"] if row["status"] in PENDING else 0
+    return day, week, waiting
 
 
 def success_rate(counts: dict[str, int]) -> float | None:
@@ -58,21 +74,38 @@ def success_rate(counts: dict[str, int]) -> float | None:
     return None if not finished else 100.0 * done / finished
 
 
-def hourly(now, hours: int = 24) -> list[Bucket]:
+@dataclass
+class Finished:
+    """The last 24 hours of finished events: per hour, and the systems unreachable in the last hour."""
+
+    hours: list[Bucket]
+    unreachable: list[str]
+
+
+def finished(now, hours: int = 24) -> Finished:
     """Throughput per hour (counted in the database) and latency percentiles per hour (from the
-    newest LATENCY_SAMPLE finished events, so the page stays fast at any volume)."""
+    newest LATENCY_SAMPLE finished events, so the page stays fast at any volume). The same GROUP BY
+    names the `…_unreachable` error classes of the last hour: only a final event has `finished_at`,
+    so it sees every event the separate query it replaces saw."""
     # Hours of the dashboard's zone: TruncHour below truncates in it too (a zone can be 30 min off UTC).
     start = timezone.localtime(now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]
     finished = Event.objects.filter(finished_at__gte=start, status__in=OUTCOMES)
-    counts = finished.annotate(hour=TruncHour("finished_at")).values("hour", "status").annotate(n=Count("id"))
-    for row in counts.order_by():
+    unreachable_lately = Case(
+        When(Q(finished_at__gte=now - timedelta(hours=1), error_class__endswith="_unreachable"), then="error_class"),
+        default=Value(""),
+    )
+    counts = finished.annotate(hour=TruncHour("finished_at"), unreachable=unreachable_lately)
+    unreachable = set()
+    for row in counts.values("hour", "status", "unreachable").annotate(n=Count("id")).order_by():
         index = int((row["hour"] - start).total_seconds() // 3600)
         if 0 <= index < hours:
             if row["status"] == Status.FAILED:
                 buckets[index].failed += row["n"]
             else:
                 buckets[index].done += row["n"]
+        if row["unreachable"]:
+            unreachable.add(row["unreachable"])
     samples: list[list[float]] = [[] for _ in buckets]
     # Re-syncs (priority 1) are scheduled at PIMSYNC_RESYNC_RATE and wait behind Adobe's events by
     # design: counted here they would read as a slow pipeline during every large re-sync.
@@ -84,12 +117,17 @@ def hourly(now, hours: int = 24) -> list[Bucket]:
             samples[index].append((finished_at - received).total_seconds())
     for bucket, values in zip(buckets, samples, strict=True):
         bucket.p50, bucket.p95 = percentile(values, 0.5), percentile(values, 0.95)
-    return buckets
+    return Finished(buckets, sorted(unreachable))
 
 
-def queue_depth() -> dict:
-    """Events waiting for a worker (our rows) and wake-up calls waiting in the broker."""
-    waiting = Event.objects.filter(status__in=PENDING).count()
+def hourly(now, hours: int = 24) -> list[Bucket]:
+    """Throughput and latency per hour of the last `hours` (see `finished`)."""
+    return finished(now, hours).hours
+
+
+def queue_depth(waiting: int) -> dict:
+    """Events waiting for a worker (`waiting`, counted with the statuses) and wake-up calls
+    waiting in the broker."""
     try:
         # The process's one broker: `get_broker()` would open a new Redis pool on every page view.
         broker = wakeups.broker().queue_size()
@@ -98,22 +136,18 @@ def queue_depth() -> dict:
     return {"events": waiting, "broker": broker}
 
 
-def worker_state(now) -> dict:
+def worker_state(now, beats) -> dict:
     """When a worker last reported, and whether that is recent enough to call it alive."""
-    seen = Heartbeat.worker_last_seen()
+    seen = Heartbeat.worker_last_seen(beats)
     return {"at": seen, "alive": bool(seen and now - seen < Heartbeat.STALE)}
 
 
-def warnings(now) -> list[str]:
-    """Configuration problems (the system checks) and outbound systems that recently failed."""
+def warnings(unreachable: list[str]) -> list[str]:
+    """Configuration problems (the system checks) and the outbound systems whose calls failed as
+    unreachable in the last hour (`unreachable`: their error classes, from `finished`)."""
     messages = [f"{m.msg}. {m.hint or ''}".strip() for m in configuration(None) if m.level >= checks.WARNING]
-    recent = (
-        Event.objects.filter(finished_at__gte=now - timedelta(hours=1), error_class__endswith="_unreachable")
-        .values_list("error_class", flat=True)
-        .distinct()
-    )
     names = {"aem": "AEM", "pim": "the PIM", "ims": "Adobe IMS"}
-    for error_class in recent:
+    for error_class in unreachable:
         system = names.get(error_class.split("_")[0], error_class)
         messages.append(f"{system} was unreachable in the last hour ({error_class}).")
     problem = pim_connection_problem()
@@ -135,9 +169,9 @@ def pim_connection_problem() -> str | None:
     return f"Cannot use Akeneo at {without_credentials(settings.PIM_BASE_URL)}: {problem}" if problem else None
 
 
-def retention() -> dict:
-    """How long events are kept, and what the last purge did (its heartbeat row)."""
-    last = Heartbeat.objects.filter(name=HEARTBEAT).first()
+def retention(beats) -> dict:
+    """How long events are kept, and what the last purge did (its heartbeat row, among `beats`)."""
+    last = next((beat for beat in beats if beat.name == HEARTBEAT), None)
     return {"days": retention_days(), "failed_days": retention_failed_days(), "last": last}
 
 
@@ -171,12 +205,33 @@ def asset_states() -> tuple[dict[str, int], str | None]:
     return counts, common
 
 
+# PostgreSQL changes these statistics only when ANALYZE runs (autovacuum: at most once a minute per
+# table), so each process reads them at most once a minute: one query less on most list pages.
+STATISTICS_SECONDS = 60
+_statistics: dict[tuple, tuple[float, tuple[int, str | None] | None]] = {}
+
+
 def table_statistics(model, column: str | None = None) -> tuple[int, str | None] | None:
     """PostgreSQL's estimate of the rows of `model`'s table and, with `column`, that column's most
     common value, from the statistics ANALYZE (and autovacuum) keep; None on another database or
     before any ANALYZE. Pages that would otherwise count every row of a large table use it."""
     if connection.vendor != "postgresql":
         return None
+    key = (connection.alias, model._meta.db_table, column)
+    kept = _statistics.get(key)
+    if kept and time.monotonic() - kept[0] < STATISTICS_SECONDS:
+        return kept[1]
+    value = _read_table_statistics(model, column)
+    _statistics[key] = (time.monotonic(), value)
+    return value
+
+
+def forget_table_statistics() -> None:
+    """Read the statistics again at the next use (tests; a process's cache is otherwise its own)."""
+    _statistics.clear()
+
+
+def _read_table_statistics(model, column: str | None) -> tuple[int, str | None] | None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.reltuples, (s.most_common_vals::text::text[])[1] FROM pg_class c "
@@ -193,20 +248,23 @@ def table_statistics(model, column: str | None = None) -> tuple[int, str | None]
 def build(now=None) -> dict:
     """Everything the overview page shows."""
     now = now or timezone.now()
-    day, week = status_counts(now - timedelta(days=1)), status_counts(now - timedelta(days=7))
+    day, week, waiting = status_counts(now)
+    done = finished(now)
+    # The worker's and the purge's heartbeats in one read.
+    beats = list(Heartbeat.objects.filter(name__in=[Heartbeat.SWEEPER, Heartbeat.DRAIN, HEARTBEAT]))
     failures = Event.objects.filter(status=Status.FAILED).order_by("-finished_at", "-id")[:10]
     return {
         "day": day,
         "week": week,
         "rate_day": success_rate(day),
         "rate_week": success_rate(week),
-        "hours": hourly(now),
-        "queue": queue_depth(),
-        "worker": worker_state(now),
-        "warnings": warnings(now),
+        "hours": done.hours,
+        "queue": queue_depth(waiting),
+        "worker": worker_state(now, beats),
+        "warnings": warnings(done.unreachable),
         "failures": list(failures.only("id", "asset_name", "asset_path", "reason", "finished_at", "product_key")),
         "statuses": Status.values,
-        "retention": retention(),
+        "retention": retention(beats),
         "alerts": open_alerts(),
         "journal": journal.state(now),
         # A system that answered 429: no worker calls it before the pause ends (one row per system).

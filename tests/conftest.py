@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 from pytest_httpserver import HTTPServer
 
+from dashboard import overview
 from pimsync import inbound, mapping, wakeups
 from pimsync.adobe import signatures
 from standins.adobe import AemStub, ImsStub
@@ -95,9 +96,11 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
 
 @pytest.fixture(autouse=True)
 def _forget_process_caches():
-    """Per-process caches (the drain's promise, the mapping rules) do not outlive a test."""
+    """Per-process caches (the drain's promise, the mapping rules, the table statistics) do not
+    outlive a test."""
     wakeups.DrainPromise.forget()
     mapping.forget()
+    overview.forget_table_statistics()
 
 
 @pytest.fixture(autouse=True)

@@ -171,6 +171,30 @@ class TestAtScale:
         else:  # no statistics to estimate from: every state counted
             assert re.search(r'id="assets-in_step">9<', page)
 
+    def test_the_overview_stays_within_15_queries_with_every_part_shown(self, client, people, assets, settings):
+        # The journal's part and the estimate's part both on: the most queries the page can run.
+        settings.ADOBE_JOURNAL_URL = "https://events-va6.adobe.io/events/organizations/1/integrations/2/3"
+        as_user(client, people["Support"]).get("/admin/")
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get("/admin/").content.decode()
+        assert 'id="assets-stale">2<' in page and 'id="journal"' in page
+        assert len(queries) <= 15, "\n".join(q["sql"][:120] for q in queries.captured_queries)
+
+    @pytest.mark.skipif(connection.vendor != "postgresql", reason="the statistics are PostgreSQL's")
+    def test_a_process_reads_the_statistics_again_after_a_minute(self, client, people, assets, monkeypatch):
+        from dashboard import overview
+
+        as_user(client, people["Viewers"])
+        assert re.search(r'id="assets-in_step" [^>]*>≈ 6<', client.get("/admin/").content.decode())
+        Asset.objects.bulk_create(
+            Asset(asset_id=f"urn:aaid:aem:more-{n}", path=f"/c/{n}.png", state="in_step") for n in range(20)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE pimsync_asset")  # 33 rows now, 4 of them not in step
+        assert re.search(r'id="assets-in_step" [^>]*>≈ 6<', client.get("/admin/").content.decode())
+        monkeypatch.setattr(overview, "STATISTICS_SECONDS", 0)  # the minute has passed
+        assert re.search(r'id="assets-in_step" [^>]*>≈ 29<', client.get("/admin/").content.decode())
+
     def test_re_sync_all_names_an_estimate_and_the_job_counts_exactly(self, client, people, assets):
         page = as_user(client, people["Support"]).get(f"{ASSETS}resync/", {"filters": ""}).content.decode()
         if connection.vendor == "postgresql":

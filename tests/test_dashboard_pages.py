@@ -89,6 +89,16 @@ class TestOverview:
         assert 'class="value " text-anchor="middle">3</text>' in charts.throughput(buckets)
         assert ">2.0</text>" in charts.latency(buckets)
 
+    def test_a_system_unreachable_in_the_last_hour_is_named_and_an_older_one_is_not(self, client, people):
+        now = datetime.now(UTC)
+        event(1, finished_at=now - timedelta(minutes=10), error_class="aem_unreachable", at=now)
+        event(2, finished_at=now - timedelta(minutes=70), error_class="pim_unreachable", at=now)
+        event(3, finished_at=now - timedelta(minutes=5), error_class="pim_not_found", at=now)
+        page = as_user(client, people["Viewers"]).get("/admin/").content.decode()
+        assert "AEM was unreachable in the last hour (aem_unreachable)." in page
+        assert "the PIM was unreachable" not in page and "pim_not_found)" not in page
+        assert sum(bucket.failed for bucket in overview.hourly(now)) == 3  # each counted once
+
 
 class TestWayBack:
     def test_a_refusal_says_so_and_links_back_to_the_overview(self, client, people):

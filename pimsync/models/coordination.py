@@ -56,12 +56,15 @@ class Heartbeat(models.Model):
         cls.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail[:255]})
 
     @classmethod
-    def worker_last_seen(cls):
+    def worker_last_seen(cls, beats=None):
         """When a worker last did something: the sweeper's beat, or a drain (whose row holds the
-        time it promised to poll until, written while it runs)."""
+        time it promised to poll until, written while it runs). `beats`: rows already read (a page
+        that shows other heartbeats too reads them all at once); others than these are ignored."""
         now = timezone.now()
         seen = []
-        for beat in cls.objects.filter(name__in=[cls.SWEEPER, cls.DRAIN]):
+        if beats is None:
+            beats = cls.objects.filter(name__in=[cls.SWEEPER, cls.DRAIN])
+        for beat in (beat for beat in beats if beat.name in (cls.SWEEPER, cls.DRAIN)):
             at = (
                 beat.at
                 if beat.name == cls.SWEEPER
