@@ -133,6 +133,9 @@ def _start(runner: Threads | Inline, running: dict[Future, str], backlog: list[s
         return 0
     if not backlog:
         backlog.extend(candidates(runner.width * 2, set(running.values())))
+        # The new assets' rows in one INSERT, so taking each one's lease is one UPDATE rather
+        # than an UPDATE that finds no row and then an INSERT.
+        Asset.create_missing(backlog)
     started = 0
     while backlog and started < free:
         asset_id = backlog.pop()
