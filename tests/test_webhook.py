@@ -117,6 +117,16 @@ class TestAcceptance:
         ]
         assert len(event_inserts) == 1
 
+    @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+    def test_postgresql_runs_the_insert_prepared_after_a_few_deliveries(self, client, adobe):
+        for n in range(7):
+            assert adobe.deliver(client, make_event(n)).status_code == 200
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+        assert any('INSERT INTO "pimsync_event"' in statement for statement in prepared), prepared
+        assert Event.objects.count() == 7
+
     def test_it_accepts_adobes_batch_example_and_ignores_the_echo_in_it(self, client, adobe):
         response = adobe.deliver(client, fixture_bytes("webhook_batch.example.json"))
         assert response.status_code == 200
