@@ -105,8 +105,12 @@ def _glob_class(glob: str, start: int) -> tuple[str, int] | None:
     return f"[{'^' if negate else ''}{''.join(members)}]", j + 1
 
 
+@functools.lru_cache(maxsize=64)
 def glob_regex(glob: str):
-    """`glob` (fnmatch syntax: `*`, `?`, `[...]`, case-sensitive) as an RE2 full-match program."""
+    """`glob` (fnmatch syntax: `*`, `?`, `[...]`, case-sensitive) as an RE2 full-match program.
+
+    Kept per glob: every rule's globs are matched against every asset, and even a hit in RE2's
+    own cache builds its options and their key first (a few percent of a worker's CPU)."""
     return compile_regex(_glob_source(glob))
 
 

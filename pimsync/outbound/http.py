@@ -10,6 +10,7 @@ messages with their credentials blanked out.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
@@ -64,7 +65,7 @@ class HttpError(Exception):
         self.error_class = error_class
 
 
-def allowed_origins() -> set[str]:
+def allowed_origins() -> frozenset[str]:
     """Scheme://host:port of every base URL pimsync is configured to talk to."""
     urls = (
         settings.AEM_AUTHOR_URL,
@@ -75,8 +76,14 @@ def allowed_origins() -> set[str]:
         settings.PIMSYNC_ALERT_WEBHOOK_URL,
         settings.ADOBE_JOURNAL_URL,
     )
+    return _origins_of(urls)
+
+
+@functools.lru_cache(maxsize=16)
+def _origins_of(urls: tuple[str, ...]) -> frozenset[str]:
+    """The origins of `urls`, parsed once per set of settings (every outbound call asks)."""
     # Read by the parser `requests` connects with (`origin`), so an allowed origin is where the call goes.
-    return {origin(url) for url in urls if url} - {""}
+    return frozenset({origin(url) for url in urls if url} - {""})
 
 
 def same_origin(url: str, other: str) -> bool:
