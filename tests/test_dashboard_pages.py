@@ -89,6 +89,17 @@ class TestOverview:
         assert 'class="value " text-anchor="middle">3</text>' in charts.throughput(buckets)
         assert ">2.0</text>" in charts.latency(buckets)
 
+    def test_counts_of_the_day_and_week_and_the_events_waiting_whatever_their_age(self, db):
+        now = datetime.now(UTC)
+        event(1, status=Status.RETRYING, at=now - timedelta(days=10))  # waiting, but older than a week
+        event(2, status=Status.RECEIVED, at=now - timedelta(hours=1))
+        event(3, status=Status.SUCCEEDED, at=now - timedelta(days=3))
+        event(4, status=Status.SUCCEEDED, at=now - timedelta(hours=2))
+        data = overview.build(now)
+        assert data["queue"]["events"] == 2
+        assert (data["day"]["received"], data["day"]["succeeded"], data["day"]["retrying"]) == (1, 1, 0)
+        assert (data["week"]["received"], data["week"]["succeeded"], data["week"]["retrying"]) == (1, 2, 0)
+
     def test_a_system_unreachable_in_the_last_hour_is_named_and_an_older_one_is_not(self, client, people):
         now = datetime.now(UTC)
         event(1, finished_at=now - timedelta(minutes=10), error_class="aem_unreachable", at=now)
