@@ -15,7 +15,7 @@ from django.utils import timezone
 from pytest_httpserver import HTTPServer
 
 from pimsync import tasks
-from pimsync.adobe import journal
+from pimsync.adobe import events, journal
 from pimsync.adobe.journal_api import parse_links
 from pimsync.checks import configuration
 from pimsync.models import Event, JournalCursor
@@ -53,6 +53,19 @@ def test_it_follows_root_relative_next_links_until_the_end(stub):
     assert set(Event.objects.values_list("arrived_by", flat=True)) == {"journal"}
     assert cursor().position == "pos-000006"
     assert cursor().caught_up_at is not None and cursor().pulled_total == 7
+
+
+def test_a_page_of_more_events_than_one_insert_can_bind_is_stored_whole(stub):
+    stub.page_size = events.rows_per_statement() + 5  # PostgreSQL 2,520 (65,535 parameters); SQLite 38
+    sent = []
+    for n in range(stub.page_size):  # small events, as AEM sends for deletions: the page stays under 2 MB
+        full = make_event(n)
+        sent.append({name: full[name] for name in ("specversion", "id", "source", "type", "eventid")})
+        sent[-1]["data"] = {"assetId": full["data"]["assetId"]}
+        stub.append(sent[-1])
+    result = journal.pull()
+    assert (result.pages, result.stored) == (2, len(sent))  # the page, then the 204 at its end
+    assert Event.objects.filter(arrived_by="journal").count() == len(sent)
 
 
 def test_next_links_under_events_fast_are_followed_to_the_end_storing_every_event_once(stub):

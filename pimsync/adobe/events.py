@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from pimsync import inbound
 from pimsync.models import Arrival, Event, EventType, Status
-from pimsync.wakeups import DrainPromise, wake_for_new_events
+from pimsync.wakeups import DrainPromise, wake, wake_for_new_events
 
 
 class EventError(ValueError):
@@ -191,6 +191,14 @@ def _insert_new(rows: list[dict]) -> set[str]:
     unknown = set().union(*rows) - {f.attname for f in fields}
     if unknown:  # a misspelled column would otherwise be dropped silently
         raise TypeError(f"not columns of Event: {', '.join(sorted(unknown))}")
+    # A statement binds a limited number of parameters and a journal page can hold thousands of
+    # events, so a large list goes in several statements (in the caller's transaction: `store`).
+    per_statement = rows_per_statement()
+    if len(rows) > per_statement:
+        new = set()
+        for start in range(0, len(rows), per_statement):
+            new |= _insert_new(rows[start : start + per_statement])
+        return new
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
@@ -208,10 +216,20 @@ def _insert_new(rows: list[dict]) -> set[str]:
         return {event_id for (event_id,) in cursor.fetchall()}
 
 
+# The most parameters one statement may bind: PostgreSQL's protocol counts them in 16 bits, and
+# Django names a lower limit for SQLite.
+MAX_PARAMETERS = 65_535
+
+
 @functools.cache
 def _insertable() -> tuple:
     """`Event`'s columns but its primary key, in order (the model does not change at run time)."""
     return tuple(f for f in Event._meta.concrete_fields if not f.primary_key)
+
+
+def rows_per_statement() -> int:
+    """How many events one INSERT can store within the database's limit of bound parameters."""
+    return (connection.features.max_query_params or MAX_PARAMETERS) // len(_insertable())
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:
@@ -241,17 +259,23 @@ def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str 
                 **item.fields,
             }
         )
-    if any(row["status"] == Status.RECEIVED for row in rows) and not DrainPromise.covers_new_events():
+
+    def needs_worker(new: set[str]) -> bool:
+        return any(row["status"] == Status.RECEIVED for row in rows if row["event_id"] in new)
+
+    one_statement = len(rows) <= rows_per_statement()
+    if one_statement and not (needs_worker(unique.keys()) and not DrainPromise.covers_new_events()):
+        # Nothing for the worker, or a drain promises to look after this commit: the INSERT
+        # alone is one statement, committed when it returns, and needs no transaction of its
+        # own (opening and closing one was a tenth of the webhook's CPU in py-spy).
+        new = _insert_new(rows)
+        if needs_worker(new) and not DrainPromise.covers_new_events():
+            wake()  # the promise ran out while the INSERT ran (the sweeper covers a failure)
+    else:
         # The rows and their wake-up in one transaction: both or neither (wake_for_new_events).
         with transaction.atomic():
             new = _insert_new(rows)
-            if any(row["status"] == Status.RECEIVED for row in rows if row["event_id"] in new):
+            if needs_worker(new):
                 wake_for_new_events()
-    else:
-        # Nothing for the worker, or a drain promises to look after this commit (checked before
-        # the INSERT, well within the promise's margin): the INSERT alone is one statement,
-        # committed when it returns, and needs no transaction of its own. Opening and closing
-        # one was a tenth of the webhook's CPU in py-spy.
-        new = _insert_new(rows)
     accepted = [row["event_id"] for row in rows if row["event_id"] in new]
     return StoreResult(accepted=accepted, duplicates=len(incoming) - len(accepted))
