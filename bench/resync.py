@@ -235,7 +235,10 @@ def build_assets(rows: int) -> None:
     connection.ensure_connection()
     connection.connection.autocommit = True  # VACUUM cannot run in a transaction
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE pimsync_event SET job_id = NULL WHERE job_id IS NOT NULL")
+        cursor.execute(
+            "UPDATE pimsync_event SET job_id = NULL, retried_by_id = NULL "
+            "WHERE job_id IS NOT NULL OR retried_by_id IS NOT NULL"
+        )
         cursor.execute("DELETE FROM pimsync_job")
         cursor.execute("TRUNCATE pimsync_asset")
         cursor.execute(ASSETS_SQL, {"rows": rows, "now": timezone.now()})

@@ -65,8 +65,8 @@ def status_counts(now) -> tuple[dict[str, int], dict[str, int], int]:
     )
     waiting = 0
     for row in recent.union(pending, all=True):
-        day[row["status"]] += row["day"]
-        week[row["status"]] += row["week"]
+        day[row["status"]] = day.get(row["status"], 0) + row["day"]
+        week[row["status"]] = week.get(row["status"], 0) + row["week"]
         waiting += row["waiting"]
     return day, week, waiting
 
@@ -89,8 +89,9 @@ class Finished:
 def finished(now, hours: int = 24) -> Finished:
     """Throughput per hour (counted in the database) and latency percentiles per hour (from the
     newest LATENCY_SAMPLE finished events, so the page stays fast at any volume). The same GROUP BY
-    names the `…_unreachable` error classes of the last hour: only a final event has `finished_at`,
-    so it sees every event the separate query it replaces saw."""
+    names the `…_unreachable` error classes of the last hour, among the enrichment's outcomes
+    (succeeded, unchanged, failed): an event still retrying has no `finished_at`, and an ignored
+    one (a cancelled re-sync, say) says nothing about whether a system can be reached now."""
     # Hours of the dashboard's zone: TruncHour below truncates in it too (a zone can be 30 min off UTC).
     start = timezone.localtime(now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [Bucket(start + timedelta(hours=h)) for h in range(hours)]

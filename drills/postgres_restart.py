@@ -8,6 +8,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
+
 from drills.harness import Ledger, World, balance
 
 
@@ -40,7 +42,7 @@ def _staff_cookie() -> str:
     user = User.objects.create_superuser("drill", "drill@example.com", "drill-password-42")
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"sessionid={session.session_key}"

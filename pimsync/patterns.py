@@ -105,7 +105,7 @@ def _glob_class(glob: str, start: int) -> tuple[str, int] | None:
     return f"[{'^' if negate else ''}{''.join(members)}]", j + 1
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def glob_regex(glob: str):
     """`glob` (fnmatch syntax: `*`, `?`, `[...]`, case-sensitive) as an RE2 full-match program.
 
