@@ -168,7 +168,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters bound by the server rather than spliced into the SQL text by psycopg in Python
     # (9% of a worker's CPU in a py-spy profile), and the statements a connection runs again and
     # again (the webhook's INSERT, the worker's lease, claim and updates) prepared after their
-    # fifth run, so PostgreSQL no longer parses and plans them each time. Prepared statements
+    # fifth run, so PostgreSQL no longer parses them each time (it still plans each run with its
+    # parameters: pimsync.apps.plan_each_run). Prepared statements
     # need a direct connection or PgBouncer 1.21+ with max_prepared_statements: behind an older
     # pooler in transaction mode, PIMSYNC_DB_PREPARED_STATEMENTS=0 turns them off.
     DATABASES["default"]["OPTIONS"] = {

@@ -175,7 +175,8 @@ class StoreResult:
 
 
 def _insert_new(rows: list[dict]) -> set[str]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, in one round trip.
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, in one round trip (per
+    `rows_per_statement()` rows).
 
     One statement instead of a SELECT for known ids plus an INSERT: the webhook is CPU-bound in
     Django, and this is its hottest path (bench: ingest). RETURNING names exactly the new rows,
@@ -233,7 +234,8 @@ def rows_per_statement() -> int:
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:
-    """Store new events in one transaction, with a wake-up when one needs the worker; a known
+    """Store new events, all or none, with a wake-up when one needs the worker (in the same
+    transaction, unless a running or queued drain promises to look after this commit); a known
     event id is a duplicate, not new work (whether the webhook or the journal brought it first)."""
     unique: dict[str, Incoming] = {}
     for item in incoming:
@@ -264,7 +266,8 @@ def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str 
         return any(row["status"] == Status.RECEIVED for row in rows if row["event_id"] in new)
 
     one_statement = len(rows) <= rows_per_statement()
-    if one_statement and not (needs_worker(unique.keys()) and not DrainPromise.covers_new_events()):
+    for_worker = any(row["status"] == Status.RECEIVED for row in rows)
+    if one_statement and not (for_worker and not DrainPromise.covers_new_events()):
         # Nothing for the worker, or a drain promises to look after this commit: the INSERT
         # alone is one statement, committed when it returns, and needs no transaction of its
         # own (opening and closing one was a tenth of the webhook's CPU in py-spy).
