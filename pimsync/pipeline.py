@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -63,9 +63,43 @@ def _claim(asset_id: str) -> list[Event]:
     dies mid-way still uses up an attempt; a due event whose attempts are used up is failed
     instead of claimed (with the sweeper, a poison event cannot loop forever).
 
-    A plain SELECT then UPDATE is safe: the asset's lease keeps other workers away, and the
-    sweeper only touches events already in `processing`."""
+    Usually one statement claims them all (`_claim_with_budget_left`); when it claims none, the
+    asset's due events, if any, have used their attempts, and the longer way below fails them."""
     now = timezone.now()
+    claimed = _claim_with_budget_left(asset_id, now)
+    if claimed:
+        return claimed
+    return _claim_or_give_up(asset_id, now)
+
+
+def _claim_with_budget_left(asset_id: str, now) -> list[Event]:
+    """The asset's due events with attempts left, moved to `processing` in one UPDATE … RETURNING
+    (PostgreSQL and SQLite ≥ 3.35 both speak it), oldest first. Django has no UPDATE … RETURNING,
+    and its SELECT then UPDATE was a fifth of a worker's CPU per asset in py-spy, most of it
+    compiling the two statements. The status is checked again on the rows updated, so an event a
+    Cancel moved meanwhile is not taken."""
+    quote = connection.ops.quote_name
+    table = quote(Event._meta.db_table)
+    columns = ", ".join(quote(f.column) for f in Event._meta.concrete_fields)
+    sql = (
+        f"UPDATE {table} SET {quote('status')} = %s, {quote('claimed_at')} = %s, "
+        f"{quote('attempts')} = {quote('attempts')} + 1, {quote('reason')} = '' "
+        f"WHERE {quote('id')} IN (SELECT {quote('id')} FROM {table} WHERE {quote('asset_id')} = %s "
+        f"AND {quote('status')} IN (%s, %s) AND {quote('next_attempt_at')} <= %s "
+        f"AND {quote('attempts')} - {quote('attempts_base')} < %s "
+        f"ORDER BY {quote('time')}, {quote('id')} LIMIT 100) "
+        f"AND {quote('status')} IN (%s, %s) RETURNING {columns}"
+    )
+    pending, at = list(PENDING), connection.ops.adapt_datetimefield_value(now)  # as the ORM stores it
+    params = [Status.PROCESSING, at, asset_id, *pending, at, settings.PIMSYNC_MAX_ATTEMPTS, *pending]
+    claimed = list(Event.objects.raw(sql, params))
+    return sorted(claimed, key=lambda e: (e.time is None, e.time or now, e.id))
+
+
+def _claim_or_give_up(asset_id: str, now) -> list[Event]:
+    """The asset's due events, the spent ones failed and the rest claimed (a plain SELECT then
+    UPDATE is safe: the asset's lease keeps other workers away, and the sweeper only touches
+    events already in `processing`)."""
     due = list(Event.objects.due(now).filter(asset_id=asset_id).order_by("time", "id")[:100])
     spent = [event for event in due if _budget_used(event)]
     if spent:

@@ -282,12 +282,29 @@ def test_rules_read_before_a_mapping_change_cannot_make_an_asset_in_step(client,
     assert resync.affected_count() == 1
 
 
-def test_an_event_cancelled_while_its_worker_claims_it_is_not_enriched(client, world, monkeypatch):
+def test_an_event_cancelled_before_its_worker_claims_it_is_not_enriched(client, world):
     asset_id = synced(client, world, 1, "SKU-1")
     world.aem.patches.clear()
     calls = len(world.aem.calls)
     job = resync.start(None, {"asset_ids": [asset_id]}, why="cancelled in time")
     resync.run(job.pk)
+    Job.objects.get(pk=job.pk).cancel()
+    with later(2):
+        assert pipeline.process_asset(asset_id) == "nothing pending"
+    [event] = Event.objects.filter(job=job)
+    assert (event.status, event.reason) == (Status.IGNORED, "its re-sync was cancelled")
+    assert len(world.aem.calls) == calls
+
+
+def test_an_event_cancelled_while_its_worker_claims_it_the_long_way_is_not_enriched(client, world, monkeypatch):
+    asset_id = synced(client, world, 1, "SKU-1")
+    world.aem.patches.clear()
+    calls = len(world.aem.calls)
+    job = resync.start(None, {"asset_ids": [asset_id]}, why="cancelled in time")
+    resync.run(job.pk)
+    # The one-statement claim leaves no moment between reading and updating; the longer way it
+    # falls back to (when it claims nothing, to fail spent events) reads, then updates.
+    monkeypatch.setattr(pipeline, "_claim_with_budget_left", lambda asset_id, now: [])
     real_budget_used = pipeline._budget_used
 
     def cancelled_between_select_and_update(event):
