@@ -70,7 +70,7 @@ def throughput(buckets) -> SafeString:
 
 
 def latency(buckets) -> SafeString:
-    """p50 and p95 seconds from receipt to finish, per hour (of Adobe's events: `overview.hourly`
+    """p50 and p95 seconds from receipt to finish, per hour (of Adobe's events: `overview.finished`
     leaves re-syncs out, which wait their turn by design); each hour's p95 is written above it."""
     values = [v for b in buckets for v in (b.p50, b.p95) if v is not None]
     top = max(values + [1.0])

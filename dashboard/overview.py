@@ -125,11 +125,6 @@ def finished(now, hours: int = 24) -> Finished:
     return Finished(buckets, sorted(unreachable))
 
 
-def hourly(now, hours: int = 24) -> list[Bucket]:
-    """Throughput and latency per hour of the last `hours` (see `finished`)."""
-    return finished(now, hours).hours
-
-
 def queue_depth(waiting: int) -> dict:
     """Events waiting for a worker (`waiting`, counted with the statuses) and wake-up calls
     waiting in the broker."""

@@ -62,7 +62,7 @@ class TestTime:
     def test_the_charts_label_their_hours_in_the_configured_zone(self, db, settings):
         settings.TIME_ZONE = "Asia/Kolkata"  # UTC+5:30: its hours start at :30 UTC
         event(1, status=Status.SUCCEEDED, finished_at=EVENING + timedelta(seconds=2))
-        buckets = overview.hourly(EVENING + timedelta(minutes=10))
+        buckets = overview.finished(EVENING + timedelta(minutes=10)).hours
         assert [b.done for b in buckets][-1] == 1  # 00:45 local lies in the 00:00 hour, the last one
         chart = charts.throughput(buckets)
         assert "Asia/Kolkata" in chart and f"{buckets[-4].start:%H:%M}" == "21:00" and ">21:00<" in chart
@@ -79,13 +79,13 @@ class TestOverview:
             event(n, status=Status.SUCCEEDED, finished_at=EVENING + timedelta(seconds=1))
         for n in range(4, 20):  # a paced re-sync: each event waited its turn
             event(n, status=Status.SUCCEEDED, priority=1, finished_at=EVENING + timedelta(seconds=11))
-        last = overview.hourly(EVENING + timedelta(minutes=5))[-1]
+        last = overview.finished(EVENING + timedelta(minutes=5)).hours[-1]
         assert (last.done, last.p95) == (19, 1.0)
 
     def test_the_charts_write_their_values_so_nobody_has_to_hover(self, db):
         for n in range(1, 4):
             event(n, status=Status.SUCCEEDED, finished_at=EVENING + timedelta(seconds=2))
-        buckets = overview.hourly(EVENING + timedelta(minutes=5))
+        buckets = overview.finished(EVENING + timedelta(minutes=5)).hours
         assert 'class="value " text-anchor="middle">3</text>' in charts.throughput(buckets)
         assert ">2.0</text>" in charts.latency(buckets)
 
@@ -108,7 +108,7 @@ class TestOverview:
         page = as_user(client, people["Viewers"]).get("/admin/").content.decode()
         assert "AEM was unreachable in the last hour (aem_unreachable)." in page
         assert "the PIM was unreachable" not in page and "pim_not_found)" not in page
-        assert sum(bucket.failed for bucket in overview.hourly(now)) == 3  # each counted once
+        assert sum(bucket.failed for bucket in overview.finished(now).hours) == 3  # each counted once
 
 
 class TestWayBack:
