@@ -81,6 +81,8 @@ def _claim_with_budget_left(asset_id: str, now) -> list[Event]:
     quote = connection.ops.quote_name
     table = quote(Event._meta.db_table)
     columns = ", ".join(quote(f.column) for f in Event._meta.concrete_fields)
+    # The inner SELECT is `Event.objects.due(now)` of this asset with attempts left (`_budget_used`):
+    # a change to either belongs here too.
     sql = (
         f"UPDATE {table} SET {quote('status')} = %s, {quote('claimed_at')} = %s, "
         f"{quote('attempts')} = {quote('attempts')} + 1, {quote('reason')} = '' "

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pimsync import enrichment, pipeline
@@ -515,6 +517,24 @@ def test_a_stopped_worker_leaves_an_attempt_and_the_event_is_handed_out_again(cl
         ("retrying", "worker_stopped"),
         ("succeeded", ""),
     ]
+
+
+def test_a_claim_takes_every_due_event_of_the_asset_in_one_statement_oldest_first(client, world):
+    asset = "urn:aaid:aem:00000000-0000-4000-8000-000000000007"
+    world.adobe.deliver(
+        client,
+        [
+            make_event(2, asset_id=asset, time="2025-08-29T06:58:00Z"),
+            make_event(1, asset_id=asset, time="2025-08-29T06:57:00Z"),
+        ],
+    )
+    with CaptureQueriesContext(connection) as queries:
+        claimed = pipeline._claim(asset)
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
+    assert [event.event_id for event in claimed] == [f"evt-00000{n}-processing_completed" for n in (1, 2)]
+    assert [(event.status, event.attempts) for event in claimed] == [(Status.PROCESSING, 1)] * 2
+    stored = Event.objects.filter(asset_id=asset).values_list("status", "attempts")
+    assert sorted(stored) == [(Status.PROCESSING, 1)] * 2
 
 
 def test_a_worker_never_claims_an_event_whose_attempts_are_used(client, world, settings):

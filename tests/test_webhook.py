@@ -185,6 +185,14 @@ class TestAcceptance:
         adobe.deliver(client, make_event(3))
         assert wake_ups() == 2
 
+    def test_a_promise_that_ran_out_during_the_insert_still_gets_a_wake_up(self, client, adobe, monkeypatch):
+        from pimsync.wakeups import DrainPromise
+
+        answers = iter([True, False])  # a drain promised before the INSERT, no longer after it
+        monkeypatch.setattr(DrainPromise, "covers_new_events", classmethod(lambda cls: next(answers)))
+        assert adobe.deliver(client, make_event(1)).status_code == 200
+        assert Event.objects.count() == 1 and wake_ups() == 1
+
     def test_a_wake_up_redis_lost_takes_its_promise_back(
         self, client, adobe, settings, monkeypatch, django_capture_on_commit_callbacks
     ):
