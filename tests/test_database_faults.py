@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from django.db import OperationalError, connection
+from django.db import OperationalError, close_old_connections, connection
 
 from tests.conftest import make_event
 
@@ -93,10 +95,11 @@ class Gunicorn:
 
 
 def end_other_sessions() -> int:
-    """End every other session on the test database, as a PostgreSQL restart does."""
+    """End every other session on the test database, as a PostgreSQL restart does: a restart is
+    over only once they have all exited, so this waits for that too (up to 5 s each)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
@@ -161,3 +164,61 @@ def test_after_a_database_restart_neither_the_dashboard_nor_the_webhook_answers_
         assert dashboard().status_code == 200 and deliver().status_code == 200  # and back
     finally:
         server.stop()
+
+
+def _traced(run) -> str:
+    """What this process's connection sent and received while `run()` ran, as libpq traces it."""
+    with tempfile.TemporaryFile() as trace:
+        pgconn = connection.connection.pgconn
+        pgconn.trace(trace.fileno())
+        try:
+            run()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return trace.read().decode()
+
+
+def _next_request() -> int:
+    """What a new request or task does with the persistent connection (close_old_connections), then
+    one query; the server's pid of the session that answered it."""
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_persistent_connection_is_reused_without_a_health_check_query():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no server to ask")
+    first = _next_request()
+    pids = []
+    sent = _traced(lambda: pids.append(_next_request()))
+    assert pids == [first]  # the same session
+    queries = [line for line in sent.splitlines() if "\tF\t" in line and ("Query" in line or "Parse" in line)]
+    assert len(queries) == 1 and "pg_backend_pid" in queries[0], sent  # no `SELECT 1` before it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_the_server_ended_is_replaced_before_the_first_query():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no server: its connections are a file that a restart cannot break")
+    first = _next_request()
+    end_session(first)
+    assert select.select([connection.connection.fileno()], [], [], 0)[0]  # the server's FATAL, or EOF
+    second = _next_request()  # would raise "terminating connection due to administrator command"
+    assert second != first
+
+
+def end_session(pid: int) -> None:
+    """End the server session `pid` from another connection, as a restart or an idle timeout does,
+    and wait until it has exited."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        # With a timeout, pg_terminate_backend returns once the session has exited.
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()[0]
