@@ -23,6 +23,7 @@ from pytest_httpserver import HTTPServer
 from dashboard import overview
 from pimsync import inbound, mapping, wakeups
 from pimsync.adobe import signatures
+from pimsync.outbound import throttle
 from standins.adobe import AemStub, ImsStub
 from standins.akeneo import AkeneoStub
 from standins.pim import PimStub
@@ -96,11 +97,12 @@ def sign_bytes(key: rsa.RSAPrivateKey, body: bytes) -> str:
 
 @pytest.fixture(autouse=True)
 def _forget_process_caches():
-    """Per-process caches (the drain's promise, the mapping rules, the table statistics) do not
-    outlive a test."""
+    """Per-process caches (the drain's promise, the mapping rules, the table statistics, the pauses
+    read) do not outlive a test."""
     wakeups.DrainPromise.forget()
     mapping.forget()
     overview.forget_table_statistics()
+    throttle.forget()
 
 
 @pytest.fixture(autouse=True)

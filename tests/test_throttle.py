@@ -6,11 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from werkzeug import Response
 
@@ -162,6 +164,34 @@ def test_calls_without_a_pause_key_and_other_systems_are_not_paused(httpserver, 
     assert http.request("GET", httpserver.url_for("/ok"), error_class="pim", pause_key="pim").json() == {"ok": True}
     assert http.request("GET", httpserver.url_for("/ok"), error_class="pim").status_code == 200
     assert len(httpserver.log) == 2
+
+
+def test_a_process_reads_a_systems_pause_at_most_once_a_second(httpserver, settings, monkeypatch):
+    """Four calls per asset each read the row before: a quarter of a worker's statements."""
+    settings.AEM_AUTHOR_URL = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/ok").respond_with_json({"ok": True})
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(10):
+            http.request("GET", httpserver.url_for("/ok"), error_class="aem", pause_key="aem")
+    assert len(httpserver.log) == 10
+    assert len([q for q in queries.captured_queries if "pimsync_pause" in q["sql"]]) == 1
+
+    # Another process records a pause: this one goes by what it read until the second is over…
+    monkeypatch.setattr(throttle, "READ_EVERY_SECONDS", 0.2)
+    Pause.objects.create(name="aem", until=timezone.now() + timedelta(seconds=60), reason="another worker's 429")
+    assert throttle.remaining("aem")[0] == 0.0
+    # …and then refuses to call.
+    time.sleep(0.25)
+    with pytest.raises(http.HttpError) as refused:
+        http.request("GET", httpserver.url_for("/ok"), error_class="aem", pause_key="aem")
+    assert refused.value.error_class == "aem_paused"
+    assert len(httpserver.log) == 10
+
+
+def test_the_process_that_records_a_pause_honours_it_at_once():
+    assert throttle.remaining("aem")[0] == 0.0  # read: no pause
+    throttle.extend("aem", 60, reason="this worker's 429")
+    assert 55 <= throttle.remaining("aem")[0] <= 60
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,10 +2,15 @@
 from any process on any node, before its Retry-After has passed.
 
 A pause is one `Pause` row per system in the database every process already shares (Redis is
-optional, so it cannot hold this). `outbound/http.request(..., pause_key=...)` reads the row
-before each call (one primary-key read) and refuses to send while it runs; a 429 answer extends
-it. A refused call is an ordinary retryable error, so its event waits for the pause like any
-retry and no worker thread sleeps.
+optional, so it cannot hold this). `outbound/http.request(..., pause_key=...)` consults it before
+each call and refuses to send while it runs; a 429 answer extends it. A refused call is an
+ordinary retryable error, so its event waits for the pause like any retry and no worker thread
+sleeps.
+
+Each process reads a system's row at most once a second (`READ_EVERY_SECONDS`) and keeps the end
+it read: four reads per asset were a quarter of a worker's statements. The process that records a
+pause honours it at once; the others within a second, in which a few more calls may go out and be
+answered 429 themselves (which only extends the pause).
 
 A pause only ever moves later: one `INSERT … ON CONFLICT DO UPDATE … WHERE until < new` (the same
 statement on PostgreSQL and SQLite), so two workers recording at once keep the later end and a
@@ -14,6 +19,7 @@ short Retry-After never cuts a long one.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
@@ -31,19 +37,35 @@ _TABLE, _NAME, _UNTIL, _REASON, _SINCE = (
 )
 
 
+# How long a process goes by the pause end it last read before reading the row again.
+READ_EVERY_SECONDS = 1.0
+# This process's last read of each system's row: name -> (time.monotonic() of the read, end or None).
+_read: dict[str, tuple[float, datetime | None]] = {}
+
+
 def remaining(name: str, now: datetime | None = None) -> tuple[float, datetime | None]:
     """Seconds until calls to `name` may go out again (0 when not paused), and the pause's end.
 
-    Runs before every call to AEM and the PIM, so it is one primary-key read in plain SQL: the
-    ORM's query building costs several times the CPU of the read itself (bench: throttle)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_UNTIL} FROM {_TABLE} WHERE {_NAME} = %s", [name])
-        row = cursor.fetchone()
-    if row is None:
+    Runs before every call to AEM and the PIM: the row is read at most once a second per process,
+    and then in plain SQL, since the ORM's query building costs several times the CPU of the read
+    itself (bench: throttle)."""
+    read_at, until = _read.get(name, (None, None))
+    if read_at is None or time.monotonic() - read_at >= READ_EVERY_SECONDS:
+        read_at = time.monotonic()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {_UNTIL} FROM {_TABLE} WHERE {_NAME} = %s", [name])
+            row = cursor.fetchone()
+        until = _aware(row[0]) if row is not None else None
+        _read[name] = (read_at, until)
+    if until is None:
         return 0.0, None
-    until = _aware(row[0])
     left = (until - (now or timezone.now())).total_seconds()
     return (left, until) if left > 0 else (0.0, None)
+
+
+def forget() -> None:
+    """Read every row again at the next call (tests: each starts from the database as it is)."""
+    _read.clear()
 
 
 def _aware(value) -> datetime:
@@ -65,6 +87,7 @@ def extend(name: str, seconds: float, reason: str = "") -> datetime:
             f"WHERE {_TABLE}.{_UNTIL} < excluded.{_UNTIL}",
             [name, _db(until), reason[:255], _db(now)],
         )
+    _read.pop(name, None)  # this process honours its own pause from the next call on
     return until
 
 
