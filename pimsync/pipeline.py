@@ -42,15 +42,16 @@ def process_asset(asset_id: str) -> str:
     Events that arrive while the lease is held wait for the next drain round, which sees them as
     soon as the lease is released (pimsync.worker).
     """
-    token = Asset.acquire(asset_id)
-    if token is None:
+    leased = Asset.acquire_and_read(asset_id)
+    if leased is None:
         return "another worker holds this asset"
+    token, state = leased
     written = None
     try:
         batch = _claim(asset_id)
         if not batch:
             return "nothing pending"
-        summary, written = _run(asset_id, batch)
+        summary, written = _run(state, batch)
         return summary
     finally:
         # What was written to AEM under the lease is recorded in the UPDATE that gives it back.
@@ -279,8 +280,9 @@ def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> Non
     _finish(events, enrichment.Result(status=status, reason=reason), time.monotonic(), timezone.now())
 
 
-def _run(asset_id: str, batch: list[Event]) -> tuple[str, dict | None]:
-    state = Asset.objects.get(asset_id=asset_id)
+def _run(state: Asset, batch: list[Event]) -> tuple[str, dict | None]:
+    """Enrich the asset `state` (its row as the lease read it) with its claimed events `batch`."""
+    asset_id = state.asset_id
     deletions = [e for e in batch if e.type == EventType.DELETED]
     if deletions:
         deleted_at = max(e.time or e.received_at for e in deletions)

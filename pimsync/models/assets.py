@@ -45,16 +45,23 @@ class AssetQuerySet(models.QuerySet):
 
     def synced(self, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> int:
         """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
-        unless the asset was marked stale after that enrichment read the PIM and the mapping."""
-        self.update(**described, last_synced_at=timezone.now())
+        unless the asset was marked stale after that enrichment read the PIM and the mapping
+        (then only `described` and the sync time are written). One UPDATE, every worker's last
+        per asset: each column of the state is chosen by a CASE on the row as it was."""
         after_change = models.Q(stale_since__isnull=True) | models.Q(stale_since__lt=started_at)
-        return self.filter(after_change).update(
-            state=SyncState.IN_STEP,
-            state_reason="",
-            stale_cause="",
-            stale_since=None,
-            pim_fingerprint=pim_fingerprint,
-            mapping_fingerprint=mapping_fingerprint,
+
+        def in_step(value, column: str):
+            return models.Case(models.When(after_change, then=models.Value(value)), default=models.F(column))
+
+        return self.update(
+            **described,
+            last_synced_at=timezone.now(),
+            state=in_step(SyncState.IN_STEP, "state"),
+            state_reason=in_step("", "state_reason"),
+            stale_cause=in_step("", "stale_cause"),
+            stale_since=models.Case(models.When(after_change, then=None), default=models.F("stale_since")),
+            pim_fingerprint=in_step(pim_fingerprint, "pim_fingerprint"),
+            mapping_fingerprint=in_step(mapping_fingerprint, "mapping_fingerprint"),
         )
 
     def stale(self, cause: str, reason: str, *, any_state: bool = False) -> int:

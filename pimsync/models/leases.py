@@ -41,6 +41,31 @@ class Leased:
             time.sleep(WAIT_STEP_SECONDS)
 
     @classmethod
+    def acquire_and_read(cls, pk, duration: timedelta | None = None) -> tuple[str, models.Model] | None:
+        """`acquire(pk, duration)` without waiting, and the row as the lease found it: (token,
+        row), or None while another holder's lease runs.
+
+        One `UPDATE … RETURNING` (PostgreSQL and SQLite ≥ 3.35) where the worker ran the lease's
+        UPDATE and then a SELECT of the same row for every asset; a missing row takes the longer
+        way of `acquire`."""
+        if duration is None:
+            duration = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
+        now, token = timezone.now(), uuid.uuid4().hex
+        quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
+        table, key = quote(cls._meta.db_table), quote(cls._meta.pk.column)
+        columns = ", ".join(quote(field.column) for field in cls._meta.concrete_fields)
+        token_column, until_column = quote("lease_token"), quote("lease_until")
+        sql = (
+            f"UPDATE {table} SET {token_column} = %s, {until_column} = %s WHERE {key} = %s "
+            f"AND ({until_column} IS NULL OR {until_column} < %s) RETURNING {columns}"
+        )
+        rows = list(cls.objects.raw(sql, [token, adapt(now + duration), pk, adapt(now)]))
+        if rows:
+            return token, rows[0]
+        token = cls._take(pk, duration)  # the row may not exist yet
+        return (token, cls.objects.get(pk=pk)) if token is not None else None
+
+    @classmethod
     def _take(cls, pk, duration: timedelta) -> str | None:
         now, token = timezone.now(), uuid.uuid4().hex
         held = {"lease_token": token, "lease_until": now + duration}

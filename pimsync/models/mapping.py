@@ -7,7 +7,7 @@ import re
 import jmespath.exceptions
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 from pimsync import expressions, patterns
@@ -95,8 +95,17 @@ class MappingConfig(models.Model):
 
     @classmethod
     def changed_since(cls, generation: int) -> bool:
-        """Whether the rules were changed after they were read at `generation`."""
-        return cls.objects.filter(pk=cls.SINGLETON_PK, generation__gt=generation).exists()
+        """Whether the rules were changed after they were read at `generation`.
+
+        Asked after every enrichment, so in plain SQL: the ORM's `exists()` compiled a query of
+        several times the CPU of the read itself (3.6% of a worker's CPU in a py-spy profile)."""
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {quote(cls._meta.db_table)} WHERE {quote('id')} = %s AND {quote('generation')} > %s",
+                [cls.SINGLETON_PK, generation],
+            )
+            return cursor.fetchone() is not None
 
 
 class MappingRule(models.Model):
