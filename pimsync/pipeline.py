@@ -366,7 +366,8 @@ def _record_asset(
         assets.update(**described, last_synced_at=now)
         assets.stale(StaleCause.MAPPING, "the mapping changed while it was being enriched", any_state=True)
     elif status in (Status.SUCCEEDED, Status.UNCHANGED):
-        assets.synced(
+        Asset.synced(
+            state.pk,
             started_at,
             pim_fingerprint=result.pim_fingerprint,
             mapping_fingerprint=result.mapping_fingerprint,

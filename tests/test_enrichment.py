@@ -722,6 +722,13 @@ def test_enriching_an_asset_runs_few_statements(client, world):
     with CaptureQueriesContext(connection) as queries:
         pipeline.process_asset(asset)
     assert Event.objects.get(asset_id=asset).status == Status.SUCCEEDED
+    row = Asset.objects.get(pk=asset)
+    assert (row.state, row.path, row.last_outcome) == (
+        "in_step",
+        "/content/dam/products/SKU-100002_front.png",
+        "succeeded",
+    )
+    assert row.pim_fingerprint and row.mapping_fingerprint and row.last_synced_at and not row.stale_since
     statements = [q["sql"].split(" ", 3)[:3] for q in queries.captured_queries]
     # lease and read the row · claim · finish the event · its attempt · the mapping unchanged? ·
     # the asset's state · give the lease back; on PostgreSQL a transaction's BEGIN is not a query.

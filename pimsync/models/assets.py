@@ -3,7 +3,7 @@ two workers from enriching it at once."""
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 from pimsync.models.events import AssetRef, aem_asset_url
@@ -33,6 +33,8 @@ class AssetQuerySet(models.QuerySet):
       any but deleted ──(failed for good)──▶ failing
       in step, stale ──(PIM or mapping change)──▶ stale ──(mapping change undone)──▶ in step
       any ──(deleted in AEM)──▶ deleted
+
+    The move after an enrichment is `Asset.synced`: one row, in plain SQL.
     """
 
     def known(self) -> AssetQuerySet:
@@ -42,27 +44,6 @@ class AssetQuerySet(models.QuerySet):
     def affected_by_mapping(self) -> AssetQuerySet:
         """Assets a mapping change left stale (what "Re-sync the affected assets" re-syncs)."""
         return self.filter(state=SyncState.STALE, stale_cause=StaleCause.MAPPING)
-
-    def synced(self, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> int:
-        """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
-        unless the asset was marked stale after that enrichment read the PIM and the mapping
-        (then only `described` and the sync time are written). One UPDATE, every worker's last
-        per asset: each column of the state is chosen by a CASE on the row as it was."""
-        after_change = models.Q(stale_since__isnull=True) | models.Q(stale_since__lt=started_at)
-
-        def in_step(value, column: str):
-            return models.Case(models.When(after_change, then=models.Value(value)), default=models.F(column))
-
-        return self.update(
-            **described,
-            last_synced_at=timezone.now(),
-            state=in_step(SyncState.IN_STEP, "state"),
-            state_reason=in_step("", "state_reason"),
-            stale_cause=in_step("", "stale_cause"),
-            stale_since=models.Case(models.When(after_change, then=None), default=models.F("stale_since")),
-            pim_fingerprint=in_step(pim_fingerprint, "pim_fingerprint"),
-            mapping_fingerprint=in_step(mapping_fingerprint, "mapping_fingerprint"),
-        )
 
     def stale(self, cause: str, reason: str, *, any_state: bool = False) -> int:
         """The in-step (or already stale) assets among these no longer hold what the PIM and the
@@ -172,6 +153,43 @@ class Asset(Leased, models.Model):
     def aem_asset_url(self) -> str:
         """Link to the asset in the AEM author UI."""
         return aem_asset_url(self.path)
+
+    @classmethod
+    def synced(cls, pk: str, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> int:
+        """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
+        unless the asset was marked stale after that enrichment read the PIM and the mapping (then
+        only `described` and the sync time are written).
+
+        Every enrichment's last statement, so one UPDATE in plain SQL: each state column is chosen
+        by a CASE on the row as it was. Two ORM UPDATEs cost 5% of a worker's CPU in py-spy, and
+        one with the ORM's Case/When 25% (resolving the expressions)."""
+        quote = connection.ops.quote_name
+        adapt = connection.ops.adapt_datetimefield_value
+        fields = {name: cls._meta.get_field(name) for name in described}
+        assignments = [f"{quote(field.column)} = %s" for field in fields.values()]
+        params = [field.get_db_prep_save(described[name], connection) for name, field in fields.items()]
+        assignments.append(f"{quote('last_synced_at')} = %s")
+        params.append(adapt(timezone.now()))
+        since = quote("stale_since")
+        after_change = f"({since} IS NULL OR {since} < %s)"
+        started = adapt(started_at)
+        for column, value in (
+            ("state", SyncState.IN_STEP.value),
+            ("state_reason", ""),
+            ("stale_cause", ""),
+            ("pim_fingerprint", pim_fingerprint),
+            ("mapping_fingerprint", mapping_fingerprint),
+        ):
+            assignments.append(f"{quote(column)} = CASE WHEN {after_change} THEN %s ELSE {quote(column)} END")
+            params += [started, value]
+        # Every CASE reads the row as it was before this UPDATE (PostgreSQL and SQLite alike), so
+        # stale_since can be cleared in the same statement that tests it.
+        assignments.append(f"{since} = CASE WHEN {after_change} THEN NULL ELSE {since} END")
+        params += [started, pk]
+        sql = f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} WHERE {quote('asset_id')} = %s"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
 
     @classmethod
     def registered(cls, asset_id: str, path: str, name: str, mime_type: str, *, known_from: str, why: str) -> Asset:
