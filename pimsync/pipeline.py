@@ -234,15 +234,15 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
     with transaction.atomic(savepoint=False):
         for event in events:
             status, reason, next_at = next_status(event, result, now)
-            uncounted = {"attempts_base": F("attempts_base") + 1} if paused(result) else {}
-            moved = Event.objects.filter(pk=event.pk, status=Status.PROCESSING).update(
-                **uncounted,
-                status=status,
-                reason=reason,
-                error_class=result.error_class,
-                product_key=result.product_key or event.product_key,
-                next_attempt_at=next_at,
-                finished_at=None if status == Status.RETRYING else now,
+            moved = _move(
+                event.pk,
+                status,
+                reason,
+                result.error_class,
+                result.product_key or event.product_key,
+                next_at,
+                None if status == Status.RETRYING else now,
+                uncounted=paused(result),
             )
             if moved:
                 given[event.pk] = (status, reason)
@@ -254,6 +254,26 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
             )
         Attempt.objects.bulk_create(attempts)
     return given
+
+
+def _move(pk: int, status: str, reason: str, error_class: str, product_key: str, next_at, finished_at, *, uncounted):
+    """Move event `pk` from `processing` to `status`; False when it had left `processing` (a
+    Cancel). `uncounted`: the attempt gives its count back (a pause refused the call).
+
+    Plain SQL: one per event of every asset, and the ORM's UPDATE compiled a statement of several
+    times the CPU of running it (7% of a worker's CPU in py-spy)."""
+    quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
+    base = quote("attempts_base")
+    given_back = f"{base} = {base} + 1, " if uncounted else ""
+    sql = (
+        f"UPDATE {quote(Event._meta.db_table)} SET {given_back}{quote('status')} = %s, {quote('reason')} = %s, "
+        f"{quote('error_class')} = %s, {quote('product_key')} = %s, {quote('next_attempt_at')} = %s, "
+        f"{quote('finished_at')} = %s WHERE {quote('id')} = %s AND {quote('status')} = %s"
+    )
+    params = [status, reason, error_class, product_key, adapt(next_at), adapt(finished_at), pk, Status.PROCESSING]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount > 0
 
 
 def _attempt(event: Event, result: enrichment.Result, status: str, reason: str, started_at, duration: int) -> Attempt:

@@ -128,8 +128,21 @@ class Leased:
 
     @classmethod
     def release(cls, pk, token: str, **changes) -> None:
-        """Give the lease back, writing `changes` in the same UPDATE (nothing if it was lost)."""
-        cls.held(pk, token).update(lease_token="", lease_until=None, **changes)
+        """Give the lease back, writing `changes` in the same UPDATE (nothing if it was lost).
+
+        Plain SQL: every asset ends with it, and the ORM's UPDATE compiled a statement of several
+        times the CPU of running it (5% of a worker's CPU in py-spy)."""
+        quote = connection.ops.quote_name
+        fields = [cls._meta.get_field(name) for name in changes]
+        assignments = [f"{quote('lease_token')} = ''", f"{quote('lease_until')} = NULL"]
+        assignments += [f"{quote(field.column)} = %s" for field in fields]
+        params = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} "
+                f"WHERE {quote(cls._meta.pk.column)} = %s AND {quote('lease_token')} = %s",
+                [*params, cls._meta.pk.get_db_prep_value(pk, connection), token],
+            )
 
 
 class Lock(Leased, models.Model):
