@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from pimsync import inbound
@@ -199,16 +199,19 @@ def _insert_new(rows: list[dict]) -> set[str]:
         for start in range(0, len(rows), per_statement):
             new |= _insert_new(rows[start : start + per_statement])
         return new
-    defaults = _prepared_defaults(connection.vendor)
+    # The connection itself, not the `connection` proxy: each of the proxy's attribute lookups
+    # goes through asgiref's thread-local (7% of a delivery's CPU in py-spy).
+    db = connections[DEFAULT_DB_ALIAS]
+    defaults = _prepared_defaults(db.vendor)
     params = []
     for row in rows:
         for f, default in zip(_insertable(), defaults, strict=True):
             if f.attname in row:
-                params.append(f.get_db_prep_save(row[f.attname], connection))
+                params.append(f.get_db_prep_save(row[f.attname], db))
             else:
-                params.append(f.get_db_prep_save(f.get_default(), connection) if default is _EACH_TIME else default)
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(len(rows), connection.vendor), params)
+                params.append(f.get_db_prep_save(f.get_default(), db) if default is _EACH_TIME else default)
+    with db.cursor() as cursor:
+        cursor.execute(_insert_sql(len(rows), db.vendor), params)
         return {event_id for (event_id,) in cursor.fetchall()}
 
 
@@ -257,7 +260,7 @@ def _insertable() -> tuple:
 
 def rows_per_statement() -> int:
     """How many events one INSERT can store within the database's limit of bound parameters."""
-    return (connection.features.max_query_params or MAX_PARAMETERS) // len(_insertable())
+    return (connections[DEFAULT_DB_ALIAS].features.max_query_params or MAX_PARAMETERS) // len(_insertable())
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:
