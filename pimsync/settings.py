@@ -132,7 +132,8 @@ MIDDLEWARE = [
     "pimsync.middleware.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's, with the message storage built only for a request that uses it (not the webhook).
+    "pimsync.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "pimsync.middleware.DatabaseUnavailableMiddleware",
 ]
