@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -252,8 +252,28 @@ def _finish(events: list[Event], result: enrichment.Result, started: float, star
                 status,
                 extra={"event_id": event.event_id, "asset_id": event.asset_id, "status": status, "reason": reason},
             )
-        Attempt.objects.bulk_create(attempts)
+        _insert_attempts(attempts)
     return given
+
+
+def _insert_attempts(attempts: list[Attempt]) -> None:
+    """One INSERT of the attempt rows, in plain SQL: Django's bulk_create of one row per asset
+    was 4% of a worker's CPU in py-spy (each value still goes through its field's preparation)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fields = [f for f in Attempt._meta.concrete_fields if not f.primary_key]
+    # Within the database's limit of bound parameters (a claim takes up to 100 events).
+    per_statement = (db.features.max_query_params or 65_535) // len(fields)
+    quote = db.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    for start in range(0, len(attempts), per_statement):
+        chunk = attempts[start : start + per_statement]
+        sql = (
+            f"INSERT INTO {quote(Attempt._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join([row] * len(chunk))}"
+        )
+        params = [f.get_db_prep_save(getattr(attempt, f.attname), db) for attempt in chunk for f in fields]
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
 def _move(pk: int, status: str, reason: str, error_class: str, product_key: str, next_at, finished_at, *, uncounted):

@@ -734,3 +734,21 @@ def test_enriching_an_asset_runs_few_statements(client, world):
     # the asset's state · give the lease back; on PostgreSQL a transaction's BEGIN is not a query.
     shown = "\n".join(q["sql"][:100] for q in queries.captured_queries)
     assert len([s for s in statements if s[0] not in ("SAVEPOINT", "RELEASE", "BEGIN")]) <= 7, shown
+
+
+def test_a_burst_of_events_for_one_asset_records_an_attempt_for_each(client, world):
+    """One claim takes up to 100 events of an asset, and one enrichment serves them all: each
+    still gets its attempt row, stored together in plain SQL."""
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    asset = world.upload(client, 1)["data"]["assetId"]
+    name = "SKU-100001_front.png"
+    burst = [
+        make_event(n, asset_id=asset, name=name, time=f"2025-08-29T06:{n // 60:02d}:{n % 60:02d}Z")
+        for n in range(1, 96)
+    ]
+    for start in range(0, len(burst), 20):  # in Adobe's batches
+        assert world.adobe.deliver(client, burst[start : start + 20]).status_code == 200
+    world.drain()
+    assert Event.objects.filter(asset_id=asset, status=Status.SUCCEEDED).count() == 95
+    assert Attempt.objects.filter(event__asset_id=asset).count() == 95
+    assert len(world.aem.patches) == 1  # one enrichment for the whole burst
