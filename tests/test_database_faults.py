@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import OperationalError, close_old_connections, connection
+from django.db import OperationalError, close_old_connections, connection, connections
 
 from tests.conftest import make_event
 
@@ -198,6 +198,19 @@ def test_a_quiet_persistent_connection_is_reused_without_a_health_check_query():
     assert pids == [first]  # the same session
     queries = [line for line in sent.splitlines() if "\tF\t" in line and ("Query" in line or "Parse" in line)]
     assert len(queries) == 1 and "pg_backend_pid" in queries[0], sent  # no `SELECT 1` before it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_idle_for_a_while_is_checked_with_a_query(monkeypatch):
+    """A server that went away without a word (its address moved to a new primary) leaves the
+    socket quiet: after a pause in use, the check asks the server, as Django's does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no server to ask")
+    _next_request()
+    monkeypatch.setattr(type(connections["default"]), "QUIET_SECONDS", 0.0)
+    sent = _traced(_next_request)
+    queries = [line for line in sent.splitlines() if "\tF\t" in line and ("Query" in line or "Parse" in line)]
+    assert len(queries) == 2 and "SELECT 1" in queries[0], sent
 
 
 @pytest.mark.django_db(transaction=True)

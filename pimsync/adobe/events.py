@@ -238,7 +238,9 @@ def _prepared_defaults(vendor: str) -> tuple:
     about half its columns to their defaults, and preparing every value for every row was 12% of
     the webhook's CPU in py-spy. A callable default stays `_EACH_TIME`."""
     return tuple(
-        _EACH_TIME if callable(f.default) else f.get_db_prep_save(f.get_default(), connection) for f in _insertable()
+        # has_default() first: a field without a default holds the class NOT_PROVIDED, a callable.
+        _EACH_TIME if f.has_default() and callable(f.default) else f.get_db_prep_save(f.get_default(), connection)
+        for f in _insertable()
     )
 
 

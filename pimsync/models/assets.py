@@ -155,7 +155,7 @@ class Asset(Leased, models.Model):
         return aem_asset_url(self.path)
 
     @classmethod
-    def synced(cls, pk: str, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> int:
+    def synced(cls, pk: str, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> None:
         """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
         unless the asset was marked stale after that enrichment read the PIM and the mapping (then
         only `described` and the sync time are written).
@@ -189,7 +189,6 @@ class Asset(Leased, models.Model):
         sql = f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} WHERE {quote('asset_id')} = %s"
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.rowcount
 
     @classmethod
     def registered(cls, asset_id: str, path: str, name: str, mime_type: str, *, known_from: str, why: str) -> Asset:

@@ -62,7 +62,9 @@ class Leased:
         rows = list(cls.objects.raw(sql, [token, adapt(now + duration), pk, adapt(now)]))
         if rows:
             return token, rows[0]
-        token = cls._take(pk, duration)  # the row may not exist yet
+        if cls.objects.filter(pk=pk).exists():
+            return None  # another holder's lease runs
+        token = cls._take(pk, duration)  # no row yet: creating it takes the lease
         return (token, cls.objects.get(pk=pk)) if token is not None else None
 
     @classmethod

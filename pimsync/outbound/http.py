@@ -285,8 +285,9 @@ def _send(
 ):
     """One request through this thread's keep-alive adapter, without `Session.request`'s merging
     of session settings, environment, cookies and hooks, none of which pimsync uses (trust_env is
-    off, no cookies are kept, redirects are not followed): that merging was a third of each
-    call's CPU in a py-spy profile of the worker. The answer is left unread (streamed)."""
+    off, redirects are not followed, and no peer needs a cookie it set, so none is kept from one
+    call to the next): that merging was a third of each call's CPU in a py-spy profile of the
+    worker. The answer is left unread (streamed)."""
     prepared = requests.PreparedRequest()
     prepared.prepare_method(method)
     prepared.prepare_url(url, params)

@@ -19,6 +19,7 @@ short Retry-After never cuts a long one.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,9 @@ _TABLE, _NAME, _UNTIL, _REASON, _SINCE = (
 READ_EVERY_SECONDS = 1.0
 # This process's last read of each system's row: name -> (time.monotonic() of the read, end or None).
 _read: dict[str, tuple[float, datetime | None]] = {}
+# How many pauses this process recorded per system: a read that began before one is not kept.
+_recorded: dict[str, int] = {}
+_memo_lock = threading.Lock()
 
 
 def remaining(name: str, now: datetime | None = None) -> tuple[float, datetime | None]:
@@ -51,12 +55,14 @@ def remaining(name: str, now: datetime | None = None) -> tuple[float, datetime |
     itself (bench: throttle)."""
     read_at, until = _read.get(name, (None, None))
     if read_at is None or time.monotonic() - read_at >= READ_EVERY_SECONDS:
-        read_at = time.monotonic()
+        read_at, recorded = time.monotonic(), _recorded.get(name, 0)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {_UNTIL} FROM {_TABLE} WHERE {_NAME} = %s", [name])
             row = cursor.fetchone()
         until = _aware(row[0]) if row is not None else None
-        _read[name] = (read_at, until)
+        with _memo_lock:
+            if _recorded.get(name, 0) == recorded:  # else another thread's pause may be newer
+                _read[name] = (read_at, until)
     if until is None:
         return 0.0, None
     left = (until - (now or timezone.now())).total_seconds()
@@ -87,7 +93,9 @@ def extend(name: str, seconds: float, reason: str = "") -> datetime:
             f"WHERE {_TABLE}.{_UNTIL} < excluded.{_UNTIL}",
             [name, _db(until), reason[:255], _db(now)],
         )
-    _read.pop(name, None)  # this process honours its own pause from the next call on
+    with _memo_lock:  # this process honours its own pause from the next call on
+        _recorded[name] = _recorded.get(name, 0) + 1
+        _read.pop(name, None)
     return until
 
 

@@ -8,33 +8,44 @@ Django's (https://docs.djangoproject.com/en/5.2/ref/databases/#subclassing-the-b
 from __future__ import annotations
 
 import select
+import time
 
 from django.db.backends.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    # A connection checked less than this long ago is trusted while its socket is quiet.
+    QUIET_SECONDS = 5.0
+
     def is_usable(self) -> bool:
         """Whether the persistent connection still works, asked before a request's or a task's first
         query (CONN_HEALTH_CHECKS).
 
         Django sends `SELECT 1` for it: one round trip on every webhook delivery and every asset,
-        as many statements as the webhook's INSERT itself. An idle connection has nothing to
-        read, so a socket with nothing to read needs no query. A server that ended the session
-        (a restart, `pg_terminate_backend`, an idle timeout) has sent its FATAL error or closed
-        the socket, which makes it readable: then Django's `SELECT 1` decides, as before. A
-        session that died without a word from the server (a host gone from the network) is not
-        caught here, but nor was it by `SELECT 1` sooner than its own timeout."""
+        as many statements as the webhook's INSERT itself. A connection in steady use whose socket
+        has nothing to read needs no query: a server that ended the session (a restart,
+        `pg_terminate_backend`, an idle timeout) has sent its FATAL error or closed the socket,
+        which makes it readable, and then Django's `SELECT 1` decides, as before. A connection
+        idle for longer than QUIET_SECONDS gets `SELECT 1` anyway: a server that went away
+        without a word (its address moved to a new primary, which answers with a reset only once
+        something is sent) is found before the request's query, as with Django's check."""
         connection = self.connection
         if connection is None or connection.closed:
             return False
-        try:
-            readable, _, _ = select.select([connection.fileno()], [], [], 0)
-        except (OSError, ValueError):  # the socket is gone
-            return False
-        return not readable or super().is_usable()
+        now = time.monotonic()
+        recent = now - getattr(self, "_checked_at", float("-inf")) < self.QUIET_SECONDS
+        # After a failed query (errors_occurred) Django asks too: then the query decides.
+        if recent and not self.errors_occurred and not _readable(connection.fileno()):
+            self._checked_at = now
+            return True
+        usable = super().is_usable()
+        if usable:
+            self._checked_at = now
+        return usable
 
     def init_connection_state(self) -> None:
         super().init_connection_state()
+        self._checked_at = time.monotonic()  # a new connection is as good as a checked one
         if self.settings_dict["OPTIONS"].get("prepare_threshold") is not None:
             # With prepared statements on (pimsync.settings), have PostgreSQL plan each run with
             # its parameters anyway. A prepared statement otherwise switches to a generic plan
@@ -46,3 +57,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 cursor.execute("SET plan_cache_mode TO force_custom_plan")
             if not self.get_autocommit():
                 self.connection.commit()  # as Django does after its own settings
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket `fd` has something to read, or is closed (poll, not select: a file
+    number past 1023 is fine). Not knowing counts as readable, so Django's check decides."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
