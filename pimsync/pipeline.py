@@ -1,6 +1,6 @@
 """The worker side: claim an asset's pending events, enrich once, record every attempt.
 
-One asset at a time: a worker takes the asset's lease (`Asset.acquire`), claims every pending
+One asset at a time: a worker takes the asset's lease (`Asset.acquire_and_read`), claims every pending
 event of that asset, and runs the enrichment once for all of them, so a burst of events for one
 asset ends in one PATCH. Slow I/O happens outside transactions; every state change is a
 conditional UPDATE on our own rows.
