@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from pimsync import inbound
+from pimsync import inbound, inserts
 from pimsync.models import Arrival, Event, EventType, Status
 from pimsync.wakeups import DrainPromise, wake, wake_for_new_events
 
@@ -191,41 +191,27 @@ def _insert_new(rows: list[dict]) -> set[str]:
     unknown = set().union(*rows) - _attnames()
     if unknown:  # a misspelled column would otherwise be dropped silently
         raise TypeError(f"not columns of Event: {', '.join(sorted(unknown))}")
-    # A statement binds a limited number of parameters and a journal page can hold thousands of
-    # events, so a large list goes in several statements (in the caller's transaction: `store`).
-    per_statement = rows_per_statement()
-    if len(rows) > per_statement:
-        new = set()
-        for start in range(0, len(rows), per_statement):
-            new |= _insert_new(rows[start : start + per_statement])
-        return new
     # The connection itself, not the `connection` proxy: each of the proxy's attribute lookups
     # goes through asgiref's thread-local (7% of a delivery's CPU in py-spy).
     db = connections[DEFAULT_DB_ALIAS]
     defaults = _prepared_defaults(db.vendor)
-    params = []
+    values = []
     for row in rows:
+        prepared = []
         for f, default in zip(_insertable(), defaults, strict=True):
             if f.attname in row:
-                params.append(f.get_db_prep_save(row[f.attname], db))
+                prepared.append(f.get_db_prep_save(row[f.attname], db))
             else:
-                params.append(f.get_db_prep_save(f.get_default(), db) if default is _EACH_TIME else default)
-    with db.cursor() as cursor:
-        cursor.execute(_insert_sql(len(rows), db.vendor), params)
-        return {event_id for (event_id,) in cursor.fetchall()}
+                prepared.append(f.get_db_prep_save(f.get_default(), db) if default is _EACH_TIME else default)
+        values.append(prepared)
+    # A journal page can hold thousands of events: `inserts` splits them within the database's
+    # limit of bound parameters, in the caller's transaction (`store`).
+    returned = inserts.insert(Event, values, _ON_CONFLICT)
+    return {event_id for (event_id,) in returned}
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_sql(count: int, vendor: str) -> str:
-    """The INSERT of `count` rows (`_insert_new`), written once per row count and database."""
-    quote = connection.ops.quote_name
-    fields = _insertable()
-    columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * count)
-    return (
-        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}) VALUES {placeholders} "
-        f"ON CONFLICT ({quote('event_id')}) DO NOTHING RETURNING {quote('event_id')}"
-    )
+# What makes the INSERT skip a known event id and name the new ones.
+_ON_CONFLICT = 'ON CONFLICT ("event_id") DO NOTHING RETURNING "event_id"'
 
 
 # A default computed for each row (received_at: now) rather than once.
@@ -249,20 +235,14 @@ def _attnames() -> frozenset[str]:
     return frozenset(f.attname for f in _insertable())
 
 
-# The most parameters one statement may bind: PostgreSQL's protocol counts them in 16 bits, and
-# Django names a lower limit for SQLite.
-MAX_PARAMETERS = 65_535
-
-
-@functools.cache
 def _insertable() -> tuple:
-    """`Event`'s columns but its primary key, in order (the model does not change at run time)."""
-    return tuple(f for f in Event._meta.concrete_fields if not f.primary_key)
+    """`Event`'s columns but its primary key, in the order `_insert_new` prepares them."""
+    return inserts.fields(Event)
 
 
 def rows_per_statement() -> int:
     """How many events one INSERT can store within the database's limit of bound parameters."""
-    return (connections[DEFAULT_DB_ALIAS].features.max_query_params or MAX_PARAMETERS) // len(_insertable())
+    return inserts.rows_per_statement(Event)
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:
