@@ -35,56 +35,58 @@ class Leased:
             duration = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
         deadline = time.monotonic() + wait
         while True:
-            token = cls._take(pk, duration)
-            if token is not None or time.monotonic() >= deadline:
-                return token
+            taken = cls._take(pk, duration)
+            if taken is not None or time.monotonic() >= deadline:
+                return taken[0] if taken else None
             time.sleep(WAIT_STEP_SECONDS)
 
     @classmethod
     def acquire_and_read(cls, pk, duration: timedelta | None = None) -> tuple[str, models.Model] | None:
         """`acquire(pk, duration)` without waiting, and the row as the lease found it: (token,
-        row), or None while another holder's lease runs.
-
-        One `UPDATE … RETURNING` (PostgreSQL and SQLite ≥ 3.35) where the worker ran the lease's
-        UPDATE and then a SELECT of the same row for every asset; a missing row takes the longer
-        way of `acquire`."""
+        row), or None while another holder's lease runs. The worker used to take the lease and
+        then SELECT the same row for every asset."""
         if duration is None:
             duration = timedelta(seconds=settings.PIMSYNC_TASK_TIMEOUT_SECONDS)
-        now, token = timezone.now(), uuid.uuid4().hex
-        quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
-        table, key = quote(cls._meta.db_table), quote(cls._meta.pk.column)
-        columns = ", ".join(quote(field.column) for field in cls._meta.concrete_fields)
-        token_column, until_column = quote("lease_token"), quote("lease_until")
-        sql = (
-            f"UPDATE {table} SET {token_column} = %s, {until_column} = %s WHERE {key} = %s "
-            f"AND ({until_column} IS NULL OR {until_column} < %s) RETURNING {columns}"
-        )
-        rows = list(cls.objects.raw(sql, [token, adapt(now + duration), pk, adapt(now)]))
-        if rows:
-            return token, rows[0]
-        if cls.objects.filter(pk=pk).exists():
-            return None  # another holder's lease runs
-        token = cls._take(pk, duration)  # no row yet: creating it takes the lease
-        return (token, cls.objects.get(pk=pk)) if token is not None else None
+        return cls._take(pk, duration)
 
     @classmethod
-    def _take(cls, pk, duration: timedelta) -> str | None:
+    def _take(cls, pk, duration: timedelta) -> tuple[str, models.Model] | None:
+        """The lease of row `pk` and the row as taken, or None while another holder's lease runs."""
         now, token = timezone.now(), uuid.uuid4().hex
-        held = {"lease_token": token, "lease_until": now + duration}
-        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
-        if cls.objects.filter(free, pk=pk).update(**held):
-            return token
+        row = cls._take_free(pk, token, now, now + duration)
+        if row is not None:
+            return token, row
+        if cls.objects.filter(pk=pk).exists():
+            # Held, or created free by another process a moment ago (a cursor's `load()`): once more.
+            row = cls._take_free(pk, token, now, now + duration)
+            return (token, row) if row is not None else None
         # No row yet: creating it takes the lease. If another process created it first, the
-        # primary key says so; its row may be free (a cursor's `load()`), so ask once more.
+        # primary key says so, and the row may be free: ask once more.
         try:
             if connection.in_atomic_block:  # keep the caller's transaction usable on a conflict
                 with transaction.atomic():
-                    cls.objects.create(pk=pk, **held)
+                    row = cls.objects.create(pk=pk, lease_token=token, lease_until=now + duration)
             else:
-                cls.objects.create(pk=pk, **held)
+                row = cls.objects.create(pk=pk, lease_token=token, lease_until=now + duration)
         except IntegrityError:
-            return token if cls.objects.filter(free, pk=pk).update(**held) else None
-        return token
+            row = cls._take_free(pk, token, now, now + duration)
+        return (token, row) if row is not None else None
+
+    @classmethod
+    def _take_free(cls, pk, token: str, now, until) -> models.Model | None:
+        """Row `pk` with its lease given to `token` until `until`, if no lease ran at `now`; the row
+        as updated, in one `UPDATE … RETURNING` (PostgreSQL and SQLite ≥ 3.35)."""
+        quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
+        token_column, until_column = quote("lease_token"), quote("lease_until")
+        columns = ", ".join(quote(field.column) for field in cls._meta.concrete_fields)
+        sql = (
+            f"UPDATE {quote(cls._meta.db_table)} SET {token_column} = %s, {until_column} = %s "
+            f"WHERE {quote(cls._meta.pk.column)} = %s AND ({until_column} IS NULL OR {until_column} < %s) "
+            f"RETURNING {columns}"
+        )
+        pk = cls._meta.pk.get_db_prep_value(pk, connection)
+        rows = list(cls.objects.raw(sql, [token, adapt(until), pk, adapt(now)]))
+        return rows[0] if rows else None
 
     @classmethod
     def acquire_any(cls, pks: list, duration: timedelta) -> str | None:
