@@ -162,20 +162,21 @@ DATABASES = {
     # request costs more than the insert itself.
     # A health check before a reused connection's first query: without it every connection left
     # over from before a database restart fails one request. On PostgreSQL it asks the server
-    # only when the socket has something to read (pimsync/postgresql/base.py).
+    # only when the socket has something to read or the connection sat idle for a few seconds
+    # (pimsync/postgresql/base.py).
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend with a health check that needs no round trip while the server has said
-    # nothing, and each statement planned with its parameters (pimsync/postgresql/base.py).
+    # Django's backend with a health check that needs no round trip on a connection in steady
+    # use, and each statement planned with its parameters (pimsync/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "pimsync.postgresql"
     # Parameters bound by the server rather than spliced into the SQL text by psycopg in Python
     # (9% of a worker's CPU in a py-spy profile), and the statements a connection runs again and
     # again (the webhook's INSERT, the worker's lease, claim and updates) prepared after their
     # fifth run, so PostgreSQL no longer parses them each time (it still plans each run with its
-    # parameters: pimsync.postgresql). Prepared statements
-    # need a direct connection or PgBouncer 1.21+ with max_prepared_statements: behind an older
-    # pooler in transaction mode, PIMSYNC_DB_PREPARED_STATEMENTS=0 turns them off.
+    # parameters: pimsync.postgresql). Prepared statements need a direct connection or PgBouncer
+    # 1.21+ with max_prepared_statements: behind an older pooler in transaction mode,
+    # PIMSYNC_DB_PREPARED_STATEMENTS=0 turns them off.
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": True,
