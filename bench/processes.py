@@ -22,9 +22,14 @@ class Processes:
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
 
-    def start(self, args: list[str], env: dict, log: Path | None = None) -> subprocess.Popen:
-        """Start `args` in a new process group; its output goes to `log` (appended) or nowhere."""
+    def start(
+        self, args: list[str], env: dict, log: Path | None = None, cpu_group: CpuGroup | None = None
+    ) -> subprocess.Popen:
+        """Start `args` in a new process group, in `cpu_group` if given; its output goes to `log`
+        (appended) or nowhere."""
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+        if cpu_group:
+            args = cpu_group.command(args)
         child = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
         if log:
             out.close()
@@ -42,6 +47,49 @@ class Processes:
                     os.killpg(process.pid, signal.SIGKILL)
             if process in self.children:
                 self.children.remove(process)
+
+
+class NoCpuGroup(RuntimeError):
+    """The machine has no CPU cgroup controller, or this user may not make a group."""
+
+
+class CpuGroup:
+    """A CPU cgroup with a weight, as systemd's `CPUWeight=` and compose's `cpu_shares` make one
+    for each service: what the deployment gives the web and the worker, copied for a benchmark.
+
+    Each child of `Processes` starts a session of its own, and with the kernel's autogroups
+    (sched(7)) `nice` orders threads only inside one session; only a weight between groups
+    gives one process priority over another here, as it does between systemd units."""
+
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, weight: int) -> None:
+        """`weight` as systemd's CPUWeight= (1–10,000, 100 by default)."""
+        self.weight = weight
+        if (self.V2 / "cgroup.controllers").exists() and "cpu" in (self.V2 / "cgroup.controllers").read_text():
+            self.path, file, value = self.V2 / name, "cpu.weight", weight
+        elif (self.V1 / "cpu.shares").exists():  # cgroup v1: systemd maps CPUWeight=100 to 1024 shares
+            self.path, file, value = self.V1 / name, "cpu.shares", weight * 1024 // 100
+        else:
+            raise NoCpuGroup("no CPU cgroup controller under /sys/fs/cgroup")
+        try:
+            self.path.mkdir(exist_ok=True)
+            (self.path / file).write_text(str(value))
+        except OSError as error:
+            raise NoCpuGroup(f"cannot make the CPU cgroup {self.path} (run as root): {error}") from error
+
+    def command(self, args: list[str]) -> list[str]:
+        """`args`, run from inside the group: the shell moves itself in, then execs, so every
+        process the command forks later is in the group from its start."""
+        return ["sh", "-c", f'echo $$ > {self.path / "cgroup.procs"} && exec "$@"', "sh", *args]
+
+    def remove(self) -> None:
+        """Remove the group once its processes have ended."""
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # a process still in it: the kernel keeps the group until the next run reuses it
 
 
 def gunicorn(port: int, workers: int, threads: int) -> list[str]:

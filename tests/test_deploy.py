@@ -178,6 +178,26 @@ def test_the_units_run_commands_this_version_has():
     assert "OnUnitActiveSec=" in timer and (DEPLOY / "systemd" / "pimsync-check-alerts.service").exists()
 
 
+def test_the_worker_weighs_less_than_the_web_where_they_share_a_machine():
+    # Between two systemd units or two containers the kernel shares the CPU by cgroup weight; a
+    # Nice= would order threads only inside the worker's own unit.
+    def weight(unit: str) -> int:
+        found = re.findall(r"^CPUWeight=(\d+)$", (DEPLOY / "systemd" / unit).read_text(), flags=re.M)
+        return int(found[0]) if found else 100  # systemd's default
+
+    assert weight("pimsync-worker.service") < weight("pimsync-web.service")
+    # compose.yaml's services, each up to the next one (two spaces in, under `services:`).
+    blocks = dict(
+        re.findall(r"^  (\w[\w-]*):\n(.*?)(?=^  \w|\Z)", (ROOT / "compose.yaml").read_text(), flags=re.M | re.S)
+    )
+
+    def shares(service: str) -> int:
+        found = re.findall(r"^    cpu_shares: (\d+)$", blocks[service], flags=re.M)
+        return int(found[0]) if found else 1024  # Docker's default
+
+    assert shares("worker") < shares("web")
+
+
 def body_limits(config: str) -> dict[str, int]:
     """client_max_body_size per location ('server' for the server's own), in bytes."""
     units = {"k": 1024, "m": 1024 * 1024, "": 1}
