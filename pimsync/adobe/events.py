@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from pimsync import inbound, inserts
+from pimsync import inbound, plain_sql
 from pimsync.models import Arrival, Event, EventType, Status
 from pimsync.wakeups import DrainPromise, wake, wake_for_new_events
 
@@ -204,9 +204,9 @@ def _insert_new(rows: list[dict]) -> set[str]:
             else:
                 prepared.append(f.get_db_prep_save(f.get_default(), db) if default is _EACH_TIME else default)
         values.append(prepared)
-    # A journal page can hold thousands of events: `inserts` splits them within the database's
+    # A journal page can hold thousands of events: `plain_sql.insert` splits them within the database's
     # limit of bound parameters, in the caller's transaction (`store`).
-    returned = inserts.insert(Event, values, _ON_CONFLICT)
+    returned = plain_sql.insert(Event, values, _ON_CONFLICT)
     return {event_id for (event_id,) in returned}
 
 
@@ -237,12 +237,12 @@ def _attnames() -> frozenset[str]:
 
 def _insertable() -> tuple:
     """`Event`'s columns but its primary key, in the order `_insert_new` prepares them."""
-    return inserts.fields(Event)
+    return plain_sql.fields(Event)
 
 
 def rows_per_statement() -> int:
     """How many events one INSERT can store within the database's limit of bound parameters."""
-    return inserts.rows_per_statement(Event)
+    return plain_sql.rows_per_statement(Event)
 
 
 def store(incoming: list[Incoming], headers: Mapping[str, str], arrived_by: str = Arrival.WEBHOOK) -> StoreResult:

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from pimsync import plain_sql
+
 # How often a waiting `acquire` asks again.
 WAIT_STEP_SECONDS = 0.05
 
@@ -78,14 +80,13 @@ class Leased:
         as updated, in one `UPDATE … RETURNING` (PostgreSQL and SQLite ≥ 3.35)."""
         quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
         token_column, until_column = quote("lease_token"), quote("lease_until")
-        columns = ", ".join(quote(field.column) for field in cls._meta.concrete_fields)
         sql = (
             f"UPDATE {quote(cls._meta.db_table)} SET {token_column} = %s, {until_column} = %s "
             f"WHERE {quote(cls._meta.pk.column)} = %s AND ({until_column} IS NULL OR {until_column} < %s) "
-            f"RETURNING {columns}"
+            f"RETURNING {plain_sql.columns(cls)}"
         )
         pk = cls._meta.pk.get_db_prep_value(pk, connection)
-        rows = list(cls.objects.raw(sql, [token, adapt(until), pk, adapt(now)]))
+        rows = plain_sql.instances(cls, sql, [token, adapt(until), pk, adapt(now)])
         return rows[0] if rows else None
 
     @classmethod

@@ -1,0 +1,105 @@
+"""Plain SQL for the hot paths, where the ORM's compiling costs more than running the statement.
+
+- `insert`: multi-row INSERTs, for the webhook's events and the worker's attempts. Django's
+  bulk_create builds and compiles the statement on every call (a tenth of a delivery's CPU in
+  py-spy); here the text is made once per model, row count and tail, and the caller hands values
+  its fields have already prepared. A list longer than one statement may bind is split into as
+  many statements as needed, run in the caller's transaction.
+- `instances`: model instances from a statement that returns every column (`UPDATE … RETURNING
+  columns(model)`), for the worker's claim and lease. Django's `Model.objects.raw()` matched the
+  columns to fields and looked up their converters on every call: three quarters of its cost
+  (py-spy); here that is done once per model.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models.sql import Query
+
+# The most parameters one statement may bind: PostgreSQL's protocol counts them in 16 bits, and
+# Django names a lower limit for SQLite.
+MAX_PARAMETERS = 65_535
+
+
+@functools.cache
+def fields(model) -> tuple:
+    """The model's columns but its primary key, in order: what `insert` writes, and in which order
+    its rows hold their values (models do not change at run time)."""
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+
+
+def rows_per_statement(model) -> int:
+    """How many rows of `model` one INSERT can carry within the database's limit of parameters."""
+    return (connections[DEFAULT_DB_ALIAS].features.max_query_params or MAX_PARAMETERS) // len(fields(model))
+
+
+def insert(model, rows: list[list], tail: str = "") -> list[tuple]:
+    """INSERT `rows` of `model` (each the prepared values of `fields(model)`, in order), followed by
+    `tail` (ON CONFLICT …, RETURNING …); the rows RETURNING gave, if any."""
+    db = connections[DEFAULT_DB_ALIAS]
+    per_statement = rows_per_statement(model)
+    returned = []
+    with db.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(_sql(model, len(chunk), tail, db.vendor), [value for row in chunk for value in row])
+            if cursor.description:
+                returned += cursor.fetchall()
+    return returned
+
+
+@functools.lru_cache(maxsize=128)
+def _sql(model, count: int, tail: str, vendor: str) -> str:
+    """The INSERT of `count` rows, written once per model, row count, tail and database."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields(model))) + ")"
+    columns = ", ".join(quote(f.column) for f in fields(model))
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * count)} {tail}".rstrip()
+
+
+@functools.cache
+def columns(model) -> str:
+    """Every column of `model`, quoted, in the order `instances` reads them."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+
+
+def instances(model, sql: str, params: list) -> list:
+    """Run `sql`, which returns `columns(model)` in order; its rows as instances of `model`, as
+    the ORM would load them (the database's converters applied, e.g. SQLite's text to datetime)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    converters = _converters(model, db.vendor)
+    names = _attnames(model)
+    loaded = []
+    for row in rows:
+        if converters:
+            row = list(row)
+            for index, (functions, expression) in converters:
+                value = row[index]
+                for convert in functions:
+                    value = convert(value, expression, db)
+                row[index] = value
+        loaded.append(model.from_db(db.alias, names, row))
+    return loaded
+
+
+@functools.cache
+def _attnames(model) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
+
+
+@functools.lru_cache(maxsize=64)
+def _converters(model, vendor: str) -> tuple:
+    """(column index, (converter functions, column expression)) of every column that has one, as
+    the ORM's compiler finds them; the same for every connection to one kind of database."""
+    db = connections[DEFAULT_DB_ALIAS]
+    compiler = db.ops.compiler("SQLCompiler")(Query(model), db, DEFAULT_DB_ALIAS)
+    expressions = [f.get_col(model._meta.db_table) for f in model._meta.concrete_fields]
+    return tuple(compiler.get_converters(expressions).items())
