@@ -1,0 +1,197 @@
+"""The WSGI application gunicorn runs (`pimsync.wsgi.application`) takes Adobe's deliveries the
+short way, past Django's middleware chain, and answers exactly what Django's whole stack answers:
+the same status, body and headers, the host check and the HTTPS redirect, 503 without a database,
+500 for a bug, and the request signals that look after the database connections.
+
+Django's test client runs its own handler, so these tests call the WSGI application itself, as a
+WSGI server does: the environ in, `start_response`, the body iterated, then `close()`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import OperationalError
+from django.test import RequestFactory
+
+import pimsync.wsgi
+from pimsync.adobe import events
+from pimsync.models import Event
+from pimsync.webhook_shortcut import WebhookShortcut
+from tests.conftest import fixture_bytes, make_event
+
+# The connections' lifetime is looked after by these signals; with the test's own transaction
+# (the `db` fixture) they would close its connection, so these tests commit (`transactional_db`).
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Answer:
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status_code = int(status.split()[0])
+        self.status = status
+        self.headers = headers
+        self.content = body
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class WsgiClient:
+    """Requests to a WSGI application, the way a WSGI server makes them; `post` takes what Django's
+    test client's does, so `adobe.deliver` can use it."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    def post(self, path: str, data: bytes = b"", content_type: str = "application/json", secure=False, **extra):
+        environ = RequestFactory().post(path, data=data, content_type=content_type, secure=secure, **extra).environ
+        return self.call(environ)
+
+    def get(self, path: str, **extra):
+        return self.call(RequestFactory().get(path, **extra).environ)
+
+    def call(self, environ: dict) -> Answer:
+        started = {}
+
+        def start_response(status, headers, exc_info=None):
+            started.update(status=status, headers=headers)
+
+        response = self.application(environ, start_response)
+        try:
+            body = b"".join(response)
+        finally:
+            response.close()
+        return Answer(started["status"], started["headers"], body)
+
+
+def both_ways() -> tuple[WsgiClient, WsgiClient]:
+    """The short way and Django's whole stack, built now: Django's middleware read their settings
+    when they are built, as they do when gunicorn loads pimsync.wsgi."""
+    return WsgiClient(WebhookShortcut(WSGIHandler())), WsgiClient(WSGIHandler())
+
+
+@pytest.fixture
+def short_way():
+    return WsgiClient(pimsync.wsgi.application)
+
+
+@pytest.fixture
+def counted_django(monkeypatch):
+    """Django's whole stack behind the WSGI application, counting the requests it is given."""
+    given = []
+    whole = pimsync.wsgi.application.django
+
+    def django(environ, start_response):
+        given.append(environ["PATH_INFO"])
+        return whole(environ, start_response)
+
+    monkeypatch.setattr(pimsync.wsgi.application, "django", django)
+    return given
+
+
+def same_answer(first: Answer, second: Answer) -> None:
+    assert (first.status, first.content) == (second.status, second.content)
+    assert sorted(first.headers) == sorted(second.headers)
+
+
+def test_a_delivery_is_stored_without_django_s_middleware_chain(short_way, adobe, counted_django):
+    response = adobe.deliver(short_way, fixture_bytes("aem.assets.asset.processing_completed.json"))
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert Event.objects.count() == 1
+    assert counted_django == []
+    # Every other request goes the whole way.
+    assert short_way.get("/webhooks/aem", QUERY_STRING="challenge=abc").json() == {"challenge": "abc"}
+    assert counted_django == ["/webhooks/aem"]
+
+
+@pytest.mark.parametrize(
+    "request_kind",
+    ["duplicate", "forged", "not json", "too large", "misaddressed", "trailing slash", "not a list"],
+)
+def test_the_short_way_answers_what_django_s_whole_stack_answers(adobe, settings, request_kind):
+    settings.SECURE_HSTS_SECONDS = 3600  # one more header to keep, on the https requests
+    short_way, long_way = both_ways()
+    stored = json.dumps(make_event(1)).encode()
+    assert adobe.deliver(long_way, stored).status_code == 200
+    path, body, headers = "/webhooks/aem", stored, {}
+    if request_kind == "forged":
+        headers = {"HTTP_X_ADOBE_DIGITAL_SIGNATURE_1": "AAAA", "HTTP_X_ADOBE_DIGITAL_SIGNATURE_2": "AAAA"}
+    elif request_kind == "not json":
+        body = b"{not json"
+    elif request_kind == "too large":
+        settings.PIMSYNC_WEBHOOK_MAX_BYTES = 100
+    elif request_kind == "misaddressed":
+        body = json.dumps({**make_event(2), "recipientclientid": "someone-else"}).encode()
+    elif request_kind == "trailing slash":
+        path = "/webhooks/aem/"
+    elif request_kind == "not a list":
+        body = b'"a string"'
+    signed = {**adobe.headers(body), **headers}
+    kind = "application/cloudevents+json; charset=UTF-8"
+    answers = [client.post(path, body, kind, secure=True, **signed) for client in (short_way, long_way)]
+
+    same_answer(*answers)
+    assert dict(answers[0].headers)["Strict-Transport-Security"] == "max-age=3600"
+    assert dict(answers[0].headers)["X-Frame-Options"] == "DENY"
+
+
+def test_a_host_not_allowed_and_plain_http_under_ssl_redirect_get_django_s_own_answers(adobe, settings):
+    short_way, long_way = both_ways()
+    body = json.dumps(make_event(1)).encode()
+    wrong_host = {**adobe.headers(body), "HTTP_HOST": "evil.example.com"}
+    same_answer(*(client.post("/webhooks/aem", body, **wrong_host) for client in (short_way, long_way)))
+    assert short_way.post("/webhooks/aem", body, **wrong_host).status_code == 400
+
+    settings.SECURE_SSL_REDIRECT = True
+    short_way, long_way = both_ways()
+    answers = [client.post("/webhooks/aem", body, **adobe.headers(body)) for client in (short_way, long_way)]
+    same_answer(*answers)
+    assert answers[0].status_code == 301
+    assert Event.objects.count() == 0  # neither request was stored
+
+
+def test_without_a_database_a_delivery_is_a_503_to_retry_and_a_bug_a_500(adobe, monkeypatch, caplog):
+    short_way, long_way = both_ways()
+    body = json.dumps(make_event(1)).encode()
+
+    def unreachable(batch):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(events, "parse", unreachable)
+    answers = [adobe.deliver(client, body) for client in (short_way, long_way)]
+    same_answer(*answers)
+    assert answers[0].status_code == 503 and dict(answers[0].headers)["Retry-After"] == "5"
+
+    def bug(batch):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(events, "parse", bug)
+    caplog.clear()
+    answers = [adobe.deliver(client, body) for client in (short_way, long_way)]
+    same_answer(*answers)
+    assert answers[0].status_code == 500
+    errors = [r for r in caplog.records if r.name == "django.request" and r.exc_info]
+    assert len(errors) == 2  # logged with its traceback both ways
+
+
+def test_the_request_signals_are_sent_once_each(short_way, adobe):
+    sent = []
+
+    def started(sender, **kwargs):
+        sent.append("started")
+
+    def finished(sender, **kwargs):
+        sent.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        adobe.deliver(short_way, json.dumps(make_event(1)).encode())
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert sent == ["started", "finished"]
