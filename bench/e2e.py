@@ -17,6 +17,9 @@ from bench.signing import signed_requests
 from bench.stack import Stack
 from pimsync.models import PENDING, Event, Status
 
+# 10,000 new assets, every PIM and AEM call taking 50 ms, all enriched within a minute.
+TARGET_SECONDS = 60
+
 
 def wait_until_done(count: int, clusters: list, sample_memory: bool) -> tuple[int, list]:
     """Poll until no event waits (or 600 s pass); (events still waiting, memory samples)."""
@@ -69,11 +72,17 @@ def e2e(stack: Stack) -> None:
     report(
         f"e2e.assets_per_s ({count:,} events, {latency * 1000:.0f} ms per call)",
         rate,
-        "≥ 100/s",
-        rate / 100,
+        f"≥ {count / TARGET_SECONDS:.0f}/s",
+        rate * TARGET_SECONDS / count,
         "assets/s",
     )
-    report("e2e.seconds_to_all_succeeded", result["elapsed"], "≤ 100 s", 100 / result["elapsed"], "s")
+    report(
+        "e2e.seconds_to_all_succeeded",
+        result["elapsed"],
+        f"≤ {TARGET_SECONDS} s",
+        TARGET_SECONDS / result["elapsed"],
+        "s",
+    )
     bound = processes * threads / (3 * latency)
     report("e2e.ratio_to_littles_law_bound", rate / bound, "(info)", None, "×")
     note(

@@ -38,6 +38,17 @@ def read_body(request: HttpRequest, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+def lowercase_headers(request: HttpRequest) -> dict[str, str]:
+    """The request's headers by lower-case name, as `request.headers` gives them but lower-cased:
+    read straight from the WSGI environ, without building the title-cased mapping first (2% of a
+    delivery's CPU in py-spy)."""
+    return {
+        (name[5:] if name.startswith("HTTP_") else name).replace("_", "-").lower(): value
+        for name, value in request.META.items()
+        if name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")
+    }
+
+
 def document_problem(document: object, max_depth: int) -> str:
     """Why a parsed JSON document cannot be kept as it is, or "": nested more than `max_depth`
     levels deep (whatever walks it next, json, jsonb or a template, may exhaust the recursion

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils.functional import empty
 from django_q.models import OrmQ
 
+from pimsync import inbound
 from pimsync.models import Event, Status
 from tests.conftest import KEY1_PATH, fixture_bytes, make_event, new_key
 
@@ -505,3 +506,18 @@ def test_a_delivery_builds_no_message_storage(client, adobe, db):
     assert response.status_code == 200
     assert response.wsgi_request._messages._wrapped is empty
     assert "messages" not in response.cookies
+
+
+def test_the_headers_are_read_by_the_names_django_gives_them_lower_cased(rf):
+    request = rf.post(
+        "/webhooks/aem",
+        data=b"{}",
+        content_type="application/cloudevents+json; charset=UTF-8",
+        HTTP_X_ADOBE_DIGITAL_SIGNATURE_1="c2lnbmF0dXJl",
+        HTTP_X_ADOBE_DELIVERY_ID="18abfb47",
+    )
+    headers = inbound.lowercase_headers(request)
+
+    assert headers == {name.lower(): value for name, value in request.headers.items()}
+    assert headers["x-adobe-digital-signature-1"] == "c2lnbmF0dXJl"
+    assert headers["content-type"] == "application/cloudevents+json; charset=UTF-8"

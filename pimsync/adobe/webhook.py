@@ -81,7 +81,7 @@ def aem_webhook(request: HttpRequest) -> JsonResponse:
     if isinstance(document, dict) and set(document) == {"validationUrl"}:
         return _validation_request(document["validationUrl"])
 
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    headers = inbound.lowercase_headers(request)
     try:
         batch = events.events_in(document)
         refused = _refuse_unauthentic(batch, body, headers)

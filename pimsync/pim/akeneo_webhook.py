@@ -77,7 +77,7 @@ def akeneo_webhook(request: HttpRequest) -> JsonResponse:
     body = read_body(request, settings.AKENEO_EVENT_MAX_BYTES)
     if body is None:
         return answer(413, f"body is over the {settings.AKENEO_EVENT_MAX_BYTES} byte limit (AKENEO_EVENT_MAX_BYTES)")
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    headers = inbound.lowercase_headers(request)
     problem = unsigned(body, headers, settings.AKENEO_EVENT_SECRETS)
     if problem:
         inbound.REFUSALS.add()
