@@ -16,15 +16,17 @@ the long way answers, header for header (tests/test_webhook_shortcut.py compares
   Django's own handling (logged, 500). 4xx and 5xx answers are logged as Django logs them.
 - Skipped, because none of them acts on this view: static files, health probes, sessions, CSRF
   (the view is exempt), the user, messages. A multipart body takes the long way, where the
-  upload limit answers it.
+  upload limit answers it, and so does a request with cookies (Adobe sends none).
 """
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
 from django.core import signals
-from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.core.handlers.exception import response_for_exception
-from django.core.handlers.wsgi import WSGIRequest, get_script_name
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -34,8 +36,27 @@ from django.utils.log import log_response
 from pimsync.adobe.webhook import aem_webhook
 from pimsync.middleware import DatabaseUnavailableMiddleware
 
+log = logging.getLogger(__name__)
+
 # The paths urls.py gives the webhook (with and without the slash).
 PATHS = frozenset({"/webhooks/aem", "/webhooks/aem/"})
+
+# Every middleware of settings.MIDDLEWARE, and what the short way does with it. A middleware added
+# there does not see Adobe's deliveries until it is weighed here too (a test holds the two lists
+# together).
+MIDDLEWARE = {
+    "django.middleware.security.SecurityMiddleware": "kept: the HTTPS redirect and the security headers",
+    "whitenoise.middleware.WhiteNoiseMiddleware": "skipped: serves static files only",
+    "pimsync.middleware.HealthProbeMiddleware": "skipped: answers the health probes' paths only",
+    "django.contrib.sessions.middleware.SessionMiddleware": "skipped: the webhook has no session",
+    "django.middleware.common.CommonMiddleware": "kept: the host check, refused user agents, Content-Length",
+    "pimsync.middleware.UploadLimitMiddleware": "skipped: multipart bodies take the long way",
+    "django.middleware.csrf.CsrfViewMiddleware": "skipped: the webhook is exempt (signed by Adobe)",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "skipped: the webhook has no user",
+    "pimsync.middleware.LazyMessageMiddleware": "skipped: the webhook shows no messages",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "kept: X-Frame-Options",
+    "pimsync.middleware.DatabaseUnavailableMiddleware": "kept: 503 while the database is away",
+}
 
 
 def _never_called(request):  # the middleware below are only asked for their hooks
@@ -43,33 +64,58 @@ def _never_called(request):  # the middleware below are only asked for their hoo
 
 
 class WebhookShortcut:
-    """A WSGI application: Adobe's deliveries the short way, the rest through `django_application`."""
+    """A WSGI application: Adobe's deliveries the short way, the rest through `django_application`.
+
+    While settings.MIDDLEWARE is not exactly the list weighed in `MIDDLEWARE` above, or a database
+    wraps each request in a transaction (ATOMIC_REQUESTS), every request takes Django's whole
+    stack: a middleware added later is never skipped unseen."""
 
     def __init__(self, django_application) -> None:
         self.django = django_application
+        self.enabled = list(settings.MIDDLEWARE) == list(MIDDLEWARE) and not any(
+            database.get("ATOMIC_REQUESTS") for database in settings.DATABASES.values()
+        )
+        if not self.enabled:
+            log.warning(
+                "Adobe's deliveries take Django's whole middleware stack: settings.MIDDLEWARE is not the "
+                "list pimsync.webhook_shortcut has weighed, or ATOMIC_REQUESTS is on"
+            )
         self.security = SecurityMiddleware(_never_called)
         self.common = CommonMiddleware(_never_called)
         self.frame = XFrameOptionsMiddleware(_never_called)
         self.database = DatabaseUnavailableMiddleware(_never_called)
 
+    def takes(self, environ: dict) -> bool:
+        """Whether the request goes the short way: a POST to the webhook, neither a multipart form
+        (the upload limit answers that) nor one with cookies (the session and CSRF middleware
+        answer stale ones; Adobe sends none)."""
+        return (
+            self.enabled
+            and environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("PATH_INFO") in PATHS
+            and not environ.get("CONTENT_TYPE", "").lstrip().lower().startswith("multipart/")
+            and not environ.get("HTTP_COOKIE")
+        )
+
     def __call__(self, environ: dict, start_response):
-        if (
-            environ.get("REQUEST_METHOD") != "POST"
-            or environ.get("PATH_INFO") not in PATHS
-            or environ.get("CONTENT_TYPE", "").startswith("multipart/")
-        ):
+        if not self.takes(environ):
             return self.django(environ, start_response)
+        as_given = environ.get("PATH_INFO"), environ.get("SCRIPT_NAME")
         set_script_prefix(get_script_name(environ))
         request = WSGIRequest(environ)
         try:
             turned_away = self.security.process_request(request) or self.common.process_request(request)
-        except (DisallowedHost, PermissionDenied):
+        except Exception:  # noqa: BLE001 (a wrong host, a refused agent…: Django answers it below)
             turned_away = True
         if turned_away:
-            return self.django(environ, start_response)  # nothing read yet: Django answers it all
+            # Nothing read yet, so Django answers it all, from the environ as the server gave it
+            # (WSGIRequest decoded its paths in place).
+            environ["PATH_INFO"], environ["SCRIPT_NAME"] = as_given
+            return self.django(environ, start_response)
 
-        signals.request_started.send(sender=self.__class__, environ=environ)
+        signals.request_started.send(sender=WSGIHandler, environ=environ)
         response = self._respond(request)
+        response._handler_class = WSGIHandler  # the sender of request_finished, as Django's
         response._resource_closers.append(request.close)
         status = f"{response.status_code} {response.reason_phrase}"
         headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
@@ -78,14 +124,17 @@ class WebhookShortcut:
         return response
 
     def _respond(self, request: WSGIRequest):
-        """The view's answer with the middleware's headers, as Django's handler would give it."""
+        """The view's answer with the middleware's headers, as Django's handler would give it: an
+        exception in the view or in a hook becomes the answer Django would make of it."""
         try:
             response = aem_webhook(request)
         except Exception as exc:  # noqa: BLE001 (what Django's handler does with any exception)
             response = self.database.process_exception(request, exc) or response_for_exception(request, exc)
-        response = self.frame.process_response(request, response)
-        response = self.common.process_response(request, response)
-        response = self.security.process_response(request, response)
+        for hook in (self.frame.process_response, self.common.process_response, self.security.process_response):
+            try:
+                response = hook(request, response)
+            except Exception as exc:  # noqa: BLE001 (as Django's wrapper around each middleware)
+                response = response_for_exception(request, exc)
         if response.status_code >= 400:
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         return response

@@ -9,6 +9,7 @@ WSGI server does: the environ in, `start_response`, the body iterated, then `clo
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core import signals
@@ -17,6 +18,7 @@ from django.db import OperationalError
 from django.test import RequestFactory
 
 import pimsync.wsgi
+from pimsync import webhook_shortcut
 from pimsync.adobe import events
 from pimsync.models import Event
 from pimsync.webhook_shortcut import WebhookShortcut
@@ -66,10 +68,23 @@ class WsgiClient:
         return Answer(started["status"], started["headers"], body)
 
 
-def both_ways() -> tuple[WsgiClient, WsgiClient]:
-    """The short way and Django's whole stack, built now: Django's middleware read their settings
-    when they are built, as they do when gunicorn loads pimsync.wsgi."""
-    return WsgiClient(WebhookShortcut(WSGIHandler())), WsgiClient(WSGIHandler())
+class Counted:
+    """Django's whole stack, counting the requests it is given (the paths)."""
+
+    def __init__(self) -> None:
+        self.handler, self.given = WSGIHandler(), []
+
+    def __call__(self, environ, start_response):
+        self.given.append(environ["PATH_INFO"])
+        return self.handler(environ, start_response)
+
+
+def both_ways() -> tuple[WsgiClient, WsgiClient, list]:
+    """The short way, Django's whole stack, and what the short way handed to Django, built now:
+    Django's middleware read their settings when they are built, as when gunicorn loads
+    pimsync.wsgi."""
+    behind = Counted()
+    return WsgiClient(WebhookShortcut(behind)), WsgiClient(WSGIHandler()), behind.given
 
 
 @pytest.fixture
@@ -114,7 +129,7 @@ def test_a_delivery_is_stored_without_django_s_middleware_chain(short_way, adobe
 )
 def test_the_short_way_answers_what_django_s_whole_stack_answers(adobe, settings, request_kind):
     settings.SECURE_HSTS_SECONDS = 3600  # one more header to keep, on the https requests
-    short_way, long_way = both_ways()
+    short_way, long_way, handed_on = both_ways()
     stored = json.dumps(make_event(1)).encode()
     assert adobe.deliver(long_way, stored).status_code == 200
     path, body, headers = "/webhooks/aem", stored, {}
@@ -135,19 +150,26 @@ def test_the_short_way_answers_what_django_s_whole_stack_answers(adobe, settings
     answers = [client.post(path, body, kind, secure=True, **signed) for client in (short_way, long_way)]
 
     same_answer(*answers)
+    assert handed_on == []  # the short way answered it
     assert dict(answers[0].headers)["Strict-Transport-Security"] == "max-age=3600"
     assert dict(answers[0].headers)["X-Frame-Options"] == "DENY"
 
 
-def test_a_host_not_allowed_and_plain_http_under_ssl_redirect_get_django_s_own_answers(adobe, settings):
-    short_way, long_way = both_ways()
+def test_a_host_not_allowed_a_refused_agent_and_plain_http_under_ssl_redirect_get_django_s_own_answers(adobe, settings):
+    settings.DISALLOWED_USER_AGENTS = [re.compile("^BadBot")]
+    short_way, long_way, handed_on = both_ways()
     body = json.dumps(make_event(1)).encode()
     wrong_host = {**adobe.headers(body), "HTTP_HOST": "evil.example.com"}
     same_answer(*(client.post("/webhooks/aem", body, **wrong_host) for client in (short_way, long_way)))
     assert short_way.post("/webhooks/aem", body, **wrong_host).status_code == 400
+    bad_bot = {**adobe.headers(body), "HTTP_USER_AGENT": "BadBot/1.0"}
+    answers = [client.post("/webhooks/aem", body, **bad_bot) for client in (short_way, long_way)]
+    same_answer(*answers)
+    assert answers[0].status_code == 403
+    assert handed_on == ["/webhooks/aem"] * 3
 
     settings.SECURE_SSL_REDIRECT = True
-    short_way, long_way = both_ways()
+    short_way, long_way, _ = both_ways()
     answers = [client.post("/webhooks/aem", body, **adobe.headers(body)) for client in (short_way, long_way)]
     same_answer(*answers)
     assert answers[0].status_code == 301
@@ -155,7 +177,7 @@ def test_a_host_not_allowed_and_plain_http_under_ssl_redirect_get_django_s_own_a
 
 
 def test_without_a_database_a_delivery_is_a_503_to_retry_and_a_bug_a_500(adobe, monkeypatch, caplog):
-    short_way, long_way = both_ways()
+    short_way, long_way, handed_on = both_ways()
     body = json.dumps(make_event(1)).encode()
 
     def unreachable(batch):
@@ -176,16 +198,31 @@ def test_without_a_database_a_delivery_is_a_503_to_retry_and_a_bug_a_500(adobe, 
     assert answers[0].status_code == 500
     errors = [r for r in caplog.records if r.name == "django.request" and r.exc_info]
     assert len(errors) == 2  # logged with its traceback both ways
+    assert handed_on == []
 
 
-def test_the_request_signals_are_sent_once_each(short_way, adobe):
+def test_a_form_a_request_with_cookies_and_other_middleware_take_django_s_whole_stack(adobe, settings):
+    short_way, _, handed_on = both_ways()
+    body = json.dumps(make_event(1)).encode()
+    short_way.post("/webhooks/aem", body, content_type=" Multipart/Form-Data; boundary=x", **adobe.headers(body))
+    short_way.post("/webhooks/aem", body, HTTP_COOKIE="sessionid=stale", **adobe.headers(body))
+    assert handed_on == ["/webhooks/aem"] * 2
+
+    # A middleware nobody weighed for the short way: every request takes the whole stack.
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    short_way, _, handed_on = both_ways()
+    assert adobe.deliver(short_way, body).status_code == 200
+    assert handed_on == ["/webhooks/aem"]
+
+
+def test_the_request_signals_are_sent_once_each_as_django_sends_them(short_way, adobe):
     sent = []
 
     def started(sender, **kwargs):
-        sent.append("started")
+        sent.append(("started", sender))
 
     def finished(sender, **kwargs):
-        sent.append("finished")
+        sent.append(("finished", sender))
 
     signals.request_started.connect(started)
     signals.request_finished.connect(finished)
@@ -194,4 +231,10 @@ def test_the_request_signals_are_sent_once_each(short_way, adobe):
     finally:
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
-    assert sent == ["started", "finished"]
+    assert sent == [("started", WSGIHandler), ("finished", WSGIHandler)]
+
+
+def test_every_middleware_of_the_settings_has_been_weighed_for_the_short_way(settings):
+    # A middleware added to settings.MIDDLEWARE would not see Adobe's deliveries: whoever adds one
+    # says in pimsync.webhook_shortcut.MIDDLEWARE whether the short way keeps it.
+    assert list(webhook_shortcut.MIDDLEWARE) == settings.MIDDLEWARE
