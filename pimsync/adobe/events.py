@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from pimsync import inbound, plain_sql
@@ -194,7 +194,7 @@ def _insert_new(rows: list[dict]) -> set[str]:
     # The connection itself, not the `connection` proxy: each of the proxy's attribute lookups
     # goes through asgiref's thread-local (7% of a delivery's CPU in py-spy).
     db = connections[DEFAULT_DB_ALIAS]
-    defaults, as_is = _prepared_defaults(db.vendor), _stored_as_is()
+    defaults, as_is = _prepared_defaults(db.vendor), plain_sql.stored_as_is(Event)
     values = []
     for row in rows:
         prepared = []
@@ -229,13 +229,6 @@ def _prepared_defaults(vendor: str) -> tuple:
         _EACH_TIME if f.has_default() and callable(f.default) else f.get_db_prep_save(f.get_default(), connection)
         for f in _insertable()
     )
-
-
-@functools.cache
-def _stored_as_is() -> tuple[bool, ...]:
-    """Per insertable column, whether a `str` goes to the database as it is: Django's CharField and
-    TextField give it back unchanged from get_db_prep_save (the call was 2% of a delivery's CPU)."""
-    return tuple(type(f) in (models.CharField, models.TextField) for f in _insertable())
 
 
 @functools.cache

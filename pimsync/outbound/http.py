@@ -345,31 +345,46 @@ def request(
             error_class="config",
         )
     timeout = min(timeout or settings.PIMSYNC_HTTP_TIMEOUT_SECONDS, settings.PIMSYNC_HTTP_TIMEOUT_SECONDS)
-    shown = redact_url(url)
+    call = _Call(method, url)
     if pause_key:
-        refuse_while_paused(pause_key, f"{method} {shown}")
+        refuse_while_paused(pause_key, call)
     deadline = _Deadline(timeout)
     try:
         with deadline:
             response = _send(method, url, timeout, **kwargs)
-            _read_body(response, deadline, f"{method} {shown}", error_class)
+            _read_body(response, deadline, call, error_class)
     except requests.RequestException as exc:
         if deadline.passed() or isinstance(exc, requests.Timeout):
             raise HttpError(
-                f"{method} {shown} timed out after {timeout}s", retryable=True, error_class=f"{error_class}_timeout"
+                f"{call} timed out after {timeout}s", retryable=True, error_class=f"{error_class}_timeout"
             ) from None
         raise HttpError(
-            f"{method} {shown} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
+            f"{call} failed: {type(exc).__name__}", retryable=True, error_class=f"{error_class}_unreachable"
         ) from None
     if response.status_code not in expected:
-        error = _unexpected(f"{method} {shown}", response, error_class)
+        error = _unexpected(str(call), response, error_class)
         if pause_key and response.status_code == 429:
             _pause(pause_key, error)
         raise error
     return response
 
 
-def refuse_while_paused(pause_key: str, call: str) -> None:
+class _Call:
+    """A call as messages name it, `METHOD <URL with its secrets redacted>`, made when first shown:
+    every call has one and few are shown (redacting each URL was 1–2% of a worker's CPU)."""
+
+    __slots__ = ("method", "url", "text")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method, self.url, self.text = method, url, ""
+
+    def __str__(self) -> str:
+        if not self.text:
+            self.text = f"{self.method} {redact_url(self.url)}"
+        return self.text
+
+
+def refuse_while_paused(pause_key: str, call: str | _Call) -> None:
     """Raise the retryable `<key>_paused` error while the system's pause runs (`call`: what is not sent)."""
     left, until = throttle.remaining(pause_key)
     if left:
@@ -402,7 +417,7 @@ def _unexpected(call: str, response: requests.Response, error_class: str) -> Htt
     )
 
 
-def _read_body(response: requests.Response, deadline: _Deadline, call: str, error_class: str) -> None:
+def _read_body(response: requests.Response, deadline: _Deadline, call: _Call, error_class: str) -> None:
     """Read the whole answer into `response.content`, up to MAX_BODY_BYTES and the deadline."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -415,15 +430,15 @@ def _read_body(response: requests.Response, deadline: _Deadline, call: str, erro
             response.close()
             raise _too_large(call, error_class)
         if deadline.passed():
-            raise requests.Timeout(call)
+            raise requests.Timeout(str(call))
         chunks.append(chunk)
     if deadline.passed():
         # The deadline shut the socket: what arrived may look complete but is cut short.
-        raise requests.Timeout(call)
+        raise requests.Timeout(str(call))
     response._content = b"".join(chunks)
 
 
-def _too_large(call: str, error_class: str) -> HttpError:
+def _too_large(call: _Call, error_class: str) -> HttpError:
     return HttpError(
         f"{call} answered more than {MAX_BODY_BYTES // (1024 * 1024)} MB",
         retryable=False,
