@@ -199,12 +199,12 @@ def _purge_events(events: models.QuerySet, walk: str, batch: int, deadline, resu
 
 
 def _reuse_plans() -> None:
-    """For the rest of this transaction, let PostgreSQL reuse the plan of each foreign-key check.
-    pimsync's connections plan every run of a statement with its own parameters
-    (`plan_cache_mode`, pimsync/postgresql/base.py), and that reaches the check PostgreSQL runs
-    for every event deleted (does an attempt or a retry still point to it?): planned again for
-    each row, the purge deleted 40% fewer events a second (BENCHMARKS.md). The purge's own
-    statements need no plan of their own per run."""
+    """For the rest of this transaction, let PostgreSQL reuse its plans. pimsync's connections plan
+    every run of a statement with its own parameters (`plan_cache_mode`,
+    pimsync/postgresql/base.py), and that reaches the queries PostgreSQL runs inside a statement
+    for each row, such as its foreign-key checks: inserting 600,000 attempts took 12.7 s with it
+    and 4.6 s without. Under the webhook's load the purge deleted 5,000-5,200 events a second
+    with it, 9,100 without (BENCHMARKS.md). The purge's own statements need no plan per run."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL plan_cache_mode TO auto")
