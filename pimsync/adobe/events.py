@@ -7,14 +7,13 @@ sure one wakes up (`pimsync.wakeups`).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from pimsync import inbound, plain_sql
@@ -188,23 +187,13 @@ def _insert_new(rows: list[dict]) -> set[str]:
     """
     if not rows:
         return set()
-    unknown = set().union(*rows) - _attnames()
+    unknown = set().union(*rows) - plain_sql.column_names(Event)
     if unknown:  # a misspelled column would otherwise be dropped silently
         raise TypeError(f"not columns of Event: {', '.join(sorted(unknown))}")
     # The connection itself, not the `connection` proxy: each of the proxy's attribute lookups
     # goes through asgiref's thread-local (7% of a delivery's CPU in py-spy).
     db = connections[DEFAULT_DB_ALIAS]
-    defaults, as_is = _prepared_defaults(db.vendor), plain_sql.stored_as_is(Event)
-    values = []
-    for row in rows:
-        prepared = []
-        for f, default, plain in zip(_insertable(), defaults, as_is, strict=True):
-            if f.attname in row:
-                value = row[f.attname]
-                prepared.append(value if plain and type(value) is str else f.get_db_prep_save(value, db))
-            else:
-                prepared.append(f.get_db_prep_save(f.get_default(), db) if default is _EACH_TIME else default)
-        values.append(prepared)
+    values = [plain_sql.prepared(Event, row, db) for row in rows]
     # A journal page can hold thousands of events: `plain_sql.insert` splits them within the database's
     # limit of bound parameters, in the caller's transaction (`store`).
     returned = plain_sql.insert(Event, values, _ON_CONFLICT)
@@ -213,32 +202,6 @@ def _insert_new(rows: list[dict]) -> set[str]:
 
 # What makes the INSERT skip a known event id and name the new ones.
 _ON_CONFLICT = 'ON CONFLICT ("event_id") DO NOTHING RETURNING "event_id"'
-
-
-# A default computed for each row (received_at: now) rather than once.
-_EACH_TIME = object()
-
-
-@functools.cache
-def _prepared_defaults(vendor: str) -> tuple:
-    """Each insertable column's default as the database takes it, prepared once: an event leaves
-    about half its columns to their defaults, and preparing every value for every row was 12% of
-    the webhook's CPU in py-spy. A callable default stays `_EACH_TIME`."""
-    return tuple(
-        # has_default() first: a field without a default holds the class NOT_PROVIDED, a callable.
-        _EACH_TIME if f.has_default() and callable(f.default) else f.get_db_prep_save(f.get_default(), connection)
-        for f in _insertable()
-    )
-
-
-@functools.cache
-def _attnames() -> frozenset[str]:
-    return frozenset(f.attname for f in _insertable())
-
-
-def _insertable() -> tuple:
-    """`Event`'s columns but its primary key, in the order `_insert_new` prepares them."""
-    return plain_sql.fields(Event)
 
 
 def rows_per_statement() -> int:
