@@ -67,7 +67,8 @@ class CpuGroup:
     def __init__(self, name: str, weight: int) -> None:
         """`weight` as systemd's CPUWeight= (1–10,000, 100 by default)."""
         self.weight = weight
-        if (self.V2 / "cgroup.controllers").exists() and "cpu" in (self.V2 / "cgroup.controllers").read_text():
+        controllers = self.V2 / "cgroup.controllers"  # cgroup v2: "cpuset cpu io memory …"
+        if controllers.exists() and "cpu" in controllers.read_text().split():
             self.path, file, value = self.V2 / name, "cpu.weight", weight
         elif (self.V1 / "cpu.shares").exists():  # cgroup v1: systemd maps CPUWeight=100 to 1024 shares
             self.path, file, value = self.V1 / name, "cpu.shares", weight * 1024 // 100

@@ -69,10 +69,11 @@ class WsgiClient:
 
 
 class Counted:
-    """Django's whole stack, counting the requests it is given (the paths)."""
+    """Django's whole stack (`handler`, a new one by default), counting the requests it is given
+    (the paths)."""
 
-    def __init__(self) -> None:
-        self.handler, self.given = WSGIHandler(), []
+    def __init__(self, handler=None) -> None:
+        self.handler, self.given = handler or WSGIHandler(), []
 
     def __call__(self, environ, start_response):
         self.given.append(environ["PATH_INFO"])
@@ -95,15 +96,9 @@ def short_way():
 @pytest.fixture
 def counted_django(monkeypatch):
     """Django's whole stack behind the WSGI application, counting the requests it is given."""
-    given = []
-    whole = pimsync.wsgi.application.django
-
-    def django(environ, start_response):
-        given.append(environ["PATH_INFO"])
-        return whole(environ, start_response)
-
-    monkeypatch.setattr(pimsync.wsgi.application, "django", django)
-    return given
+    behind = Counted(pimsync.wsgi.application.django)
+    monkeypatch.setattr(pimsync.wsgi.application, "django", behind)
+    return behind.given
 
 
 def same_answer(first: Answer, second: Answer) -> None:
@@ -215,7 +210,7 @@ def test_a_form_a_request_with_cookies_and_other_middleware_take_django_s_whole_
     assert handed_on == ["/webhooks/aem"]
 
 
-def test_the_request_signals_are_sent_once_each_as_django_sends_them(short_way, adobe):
+def test_the_request_signals_are_sent_once_each_as_django_sends_them(short_way, adobe, counted_django):
     sent = []
 
     def started(sender, **kwargs):
@@ -232,6 +227,7 @@ def test_the_request_signals_are_sent_once_each_as_django_sends_them(short_way, 
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
     assert sent == [("started", WSGIHandler), ("finished", WSGIHandler)]
+    assert counted_django == []  # sent by the short way, not by Django's handler
 
 
 def test_every_middleware_of_the_settings_has_been_weighed_for_the_short_way(settings):
