@@ -41,19 +41,25 @@ BOOTSTRAP_BASE = "pimsync-base:bookworm"
 PROJECT = f"pimsync-imagetest-{os.getpid()}"
 # (count, *simulate_upload options): single deliveries, then batches with the worker restarted
 # while it works through them, then more single ones for the restarted worker.
-BATCHES = ((40, "--seed", "1"), (400, "--seed", "2", "--batch"), (20, "--seed", "3"))
+# The middle batch is large enough that the worker, at its sandbox speed, still has a backlog
+# seconds after the first tenth of it is done (each report through `docker compose exec` takes seconds).
+BATCHES = ((40, "--seed", "1"), (1500, "--seed", "2", "--batch"), (20, "--seed", "3"))
 RESTART_AFTER = 2
 
 # What the web container prints about the events: statuses, reasons of failures, and how many
 # sandbox assets hold the values the demo mapping writes.
+# The counts per status come from one query, so they are one snapshot and add up to "events"
+# (separate COUNTs each see a different moment while the worker runs).
 REPORT = """
 import json
+from django.db.models import Count
 from pimsync.models import Event, SandboxAsset
 events = Event.objects.filter(type="aem.assets.asset.processing_completed")
+by_status = dict(events.order_by().values_list("status").annotate(n=Count("id")))
 print(json.dumps({
-    "events": events.count(),
+    "events": sum(by_status.values()),
     "distinct_assets": events.values("asset_id").distinct().count(),
-    "by_status": {s: events.filter(status=s).count() for s in events.values_list("status", flat=True).distinct()},
+    "by_status": by_status,
     "failed_reasons": sorted(set(events.filter(status="failed").values_list("reason", flat=True)))[:5],
     "enriched_assets": sum(1 for m in SandboxAsset.objects.values_list("metadata", flat=True) if m.get("wknd-skuid")),
     "sandbox_assets": SandboxAsset.objects.count(),
@@ -188,6 +194,18 @@ class Stack:
     def report(self) -> dict:
         return json.loads(self.manage("shell", "-c", REPORT).strip().splitlines()[-1])
 
+    def wait_for_report(self, what: str, ready, seconds: float) -> dict:
+        """The first report for which ready(report) holds."""
+        seen: dict = {}
+
+        def check() -> bool:
+            seen.clear()
+            seen.update(self.report())
+            return ready(seen)
+
+        wait_for(what, check, seconds)
+        return seen
+
     def health(self, service: str) -> str:
         container = self("ps", "-q", service, capture=True).stdout.strip()
         if not container:
@@ -262,9 +280,8 @@ def main() -> int:
                 # While the events arrive and are enriched: five seconds for qcluster to stop, then
                 # SIGKILL, so whatever it was enriching is left in `processing` for the sweeper to hand
                 # out again after the task timeout, and the deliveries meanwhile wait for the new one.
-                target = sent + count // 10
-                wait_for("a tenth of them enriched", lambda: finished(stack.report()) >= target, 120)  # noqa: B023
-                at = stack.report()
+                # The decision is taken on the same report that showed a tenth enriched.
+                at = stack.wait_for_report("a tenth of them enriched", lambda r: finished(r) >= sent + count // 10, 120)  # noqa: B023
                 if at["events"] - finished(at) == 0:
                     raise SystemExit(f"image-test: the worker caught up before the restart ({at}); nothing to test")
                 log(f"restarting the worker mid-run, at {at['by_status']}")
