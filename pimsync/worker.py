@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pimsync import pipeline
+from pimsync import pipeline, postgresql
 from pimsync.models import Asset, Event
 from pimsync.wakeups import DrainPromise, wake
 
@@ -61,6 +61,9 @@ class Inline:
 
 
 def _run_one(asset_id: str) -> str:
+    # These threads run nothing but enrichments, whose statements are all on keys: their
+    # connections may keep PostgreSQL's generic plans (pimsync/postgresql/base.py).
+    postgresql.reuse_plans()
     try:
         return pipeline.process_asset(asset_id)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -433,6 +434,32 @@ def test_the_asset_lease_is_exclusive():
     assert Asset.acquire("urn:aaid:aem:x") is None
     Asset.release("urn:aaid:aem:x", token)
     assert Asset.acquire("urn:aaid:aem:x")
+
+
+def show_plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="plan_cache_mode is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_enrichment_threads_let_postgresql_keep_its_plans_and_other_connections_do_not():
+    from pimsync import worker
+
+    def enrichment_thread() -> list[str]:
+        try:
+            worker._run_one("urn:aaid:aem:none")
+            seen = [show_plan_cache_mode()]
+            connection.close()  # a new connection starts from what every connection gets
+            return [*seen, show_plan_cache_mode()]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(enrichment_thread).result() == ["auto", "force_custom_plan"]
+    # This thread's connection, as the dashboard's and the webhook's: each run planned.
+    assert show_plan_cache_mode() == "force_custom_plan"
 
 
 def test_a_busy_asset_is_left_to_the_worker_holding_it(client, world):

@@ -1,5 +1,5 @@
 """Django's PostgreSQL backend with a health check that costs no round trip, and statements
-planned with their own parameters.
+planned with their own parameters except where a connection says its statements need not be.
 
 Set as ENGINE by pimsync.settings whenever DATABASE_URL names PostgreSQL; everything else is
 Django's (https://docs.djangoproject.com/en/5.2/ref/databases/#subclassing-the-built-in-database-backends).
@@ -16,6 +16,8 @@ from django.db.backends.postgresql import base
 class DatabaseWrapper(base.DatabaseWrapper):
     # A connection checked less than this long ago is trusted while its socket is quiet.
     QUIET_SECONDS = 5.0
+    # Whether this connection lets PostgreSQL keep generic plans (`reuse_plans`); a new one does not.
+    plans_reused = False
 
     def is_usable(self) -> bool:
         """Whether the persistent connection still works, asked before a request's or a task's first
@@ -46,6 +48,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def init_connection_state(self) -> None:
         super().init_connection_state()
         self._checked_at = time.monotonic()  # a new connection is as good as a checked one
+        self.plans_reused = False
         if self.settings_dict["OPTIONS"].get("prepare_threshold") is not None:
             # With prepared statements on (pimsync.settings), have PostgreSQL plan each run with
             # its parameters anyway. A prepared statement otherwise switches to a generic plan
@@ -57,6 +60,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 cursor.execute("SET plan_cache_mode TO force_custom_plan")
             if not self.get_autocommit():
                 self.connection.commit()  # as Django does after its own settings
+
+    def reuse_plans(self) -> None:
+        """Let PostgreSQL reuse a generic plan for this connection's prepared statements from now
+        on (`plan_cache_mode` back to `auto`), for a connection that runs only statements on keys,
+        never a user's filter: the worker's enrichment threads (`worker._run_one`).
+        Planning each run of their dozen statements was a quarter of PostgreSQL's CPU per asset
+        (BENCHMARKS.md). Not inside a transaction, whose rollback would undo the SET unnoticed."""
+        if self.plans_reused or self.in_atomic_block or self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+            return
+        with self.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode TO auto")
+        self.plans_reused = True
 
 
 def _readable(fd: int) -> bool:
