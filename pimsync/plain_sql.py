@@ -1,6 +1,6 @@
 """Plain SQL for the hot paths, where the ORM's compiling costs more than running the statement.
 
-- `insert`: multi-row INSERTs, for the webhook's events and the worker's attempts. Django's
+- `insert`: multi-row INSERTs, for the webhook's events, the worker's attempts and new assets. Django's
   bulk_create builds and compiles the statement on every call (a tenth of a delivery's CPU in
   py-spy); here the text is made once per model, row count and tail, and the caller hands values
   its fields have already prepared. A list longer than one statement may bind is split into as
@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models.fields import AutoFieldMixin
 from django.db.models.sql import Query
 
 # The most parameters one statement may bind: PostgreSQL's protocol counts them in 16 bits, and
@@ -25,9 +26,10 @@ MAX_PARAMETERS = 65_535
 
 @functools.cache
 def fields(model) -> tuple:
-    """The model's columns but its primary key, in order: what `insert` writes, and in which order
-    its rows hold their values (models do not change at run time)."""
-    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+    """The model's columns but an automatic primary key (the database numbers the rows), in order:
+    what `insert` writes, and in which order its rows hold their values (models do not change at
+    run time)."""
+    return tuple(f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, AutoFieldMixin)))
 
 
 @functools.cache

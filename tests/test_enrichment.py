@@ -436,6 +436,20 @@ def test_the_asset_lease_is_exclusive():
     assert Asset.acquire("urn:aaid:aem:x")
 
 
+def test_missing_asset_rows_are_created_free_and_existing_ones_left_as_they_are():
+    from pimsync.models import Asset
+
+    token = Asset.acquire("urn:aaid:aem:held")
+    Asset.objects.filter(pk="urn:aaid:aem:held").update(path="/content/dam/held.png")
+    Asset.create_missing(["urn:aaid:aem:held", "urn:aaid:aem:new", "urn:aaid:aem:new"])
+    held, new = Asset.objects.order_by("asset_id")
+    assert (held.asset_id, held.lease_token, held.path) == ("urn:aaid:aem:held", token, "/content/dam/held.png")
+    assert (new.asset_id, new.lease_token, new.lease_until, new.path) == ("urn:aaid:aem:new", "", None, "")
+    assert new.state == Asset().state and new.last_written == {} and new.first_seen_at
+    assert Asset.acquire("urn:aaid:aem:new") and Asset.acquire("urn:aaid:aem:held") is None
+    Asset.create_missing([])  # nothing to do, no statement to fail
+
+
 def show_plan_cache_mode() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")

@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.utils import timezone
 
 from pimsync import plain_sql
@@ -112,8 +112,16 @@ class Leased:
 
     @classmethod
     def create_missing(cls, pks: list) -> None:
-        """Create the rows among `pks` that do not exist yet, free (one INSERT; existing rows stay)."""
-        cls.objects.bulk_create([cls(pk=pk) for pk in pks], ignore_conflicts=True)
+        """Create the rows among `pks` that do not exist yet, free (one INSERT; existing rows stay).
+
+        Plain SQL (`pimsync.plain_sql`): the drain runs it for every batch of assets it hands out,
+        and bulk_create's model instances and column arrays were 4.7% of a worker's CPU in py-spy."""
+        if not pks:
+            return
+        db = connections[DEFAULT_DB_ALIAS]
+        pk = cls._meta.pk
+        rows = [plain_sql.prepared(cls, {pk.attname: value}, db) for value in pks]
+        plain_sql.insert(cls, rows, "ON CONFLICT DO NOTHING")
 
     @classmethod
     def unleased(cls, pk) -> models.QuerySet:
