@@ -164,13 +164,13 @@ def plan(
     result = Plan(product_key=key)
     wanted: dict[str, object] = {}
     winners: dict[str, RuleResult] = {}
-    measured = None  # the product weighed once, when the first JMESPath rule needs it
+    measured = None  # the product weighed once, when the first JMESPath rule that builds values needs it
     for rule in rules:
         ok, note = applies(rule, asset)
         if not ok:
             result.results.append(_result(rule, False, note=note))
             continue
-        if rule.pim_field and not rule.attribute and measured is None:
+        if rule.pim_field and not rule.attribute and measured is None and not expressions.is_field_path(rule.pim_field):
             measured = expressions.Measured(product)
         value, note = _read(rule, product, measured)
         value = transform(rule.transform, value)

@@ -10,6 +10,7 @@ import json
 import re
 import signal
 
+import jmespath
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
@@ -21,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from werkzeug import Response
 
-from pimsync import mapping, patterns
+from pimsync import expressions, mapping, patterns
 from pimsync.models import Event, MappingConfig, MappingRule, Status
 from pimsync.outbound import http
 from pimsync.pim import connectors
@@ -369,3 +370,31 @@ class TestPreviewInput:
         response = viewer.get(PREVIEW, {"preview_event": reference})
         assert response.status_code == 200
         assert "No stored event has the id" in response.content.decode()
+
+
+# JSON documents of nested objects, lists and scalars, keyed by the names the paths use.
+KEYS = st.sampled_from(["a", "b", "SKUID", "price", "amount", "with space"])
+DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+class TestFieldPaths:
+    """Rules that only walk down fields are read without the interpreter: the same values."""
+
+    @given(st.lists(KEYS, min_size=1, max_size=4), DOCUMENTS)
+    @hypothesis_settings(max_examples=300)
+    def test_a_field_path_reads_what_jmespath_reads(self, keys, document):
+        expression = ".".join(json.dumps(key) for key in keys)  # quoted identifiers, any name
+        assert expressions.is_field_path(expression)
+        assert expressions.search(expression, document) == jmespath.search(expression, document)
+
+    @pytest.mark.parametrize("expression", ["a[0]", "a.b[0]", "a | b", "a.*", "[a, b]", "`1`", "@", "a.b[?c]"])
+    def test_other_expressions_are_not_field_paths(self, expression):
+        assert not expressions.is_field_path(expression)
+
+    def test_a_bad_expression_is_still_jmespaths_error(self):
+        with pytest.raises(jmespath.exceptions.ParseError):
+            expressions.search("a..b", {"a": {}})
