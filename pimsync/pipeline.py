@@ -46,17 +46,18 @@ def process_asset(asset_id: str) -> str:
     if leased is None:
         return "another worker holds this asset"
     token, state = leased
-    written = None
+    written, released = None, False
     try:
         batch = _claim(asset_id)
         if not batch:
             return "nothing pending"
-        summary, written = _run(state, batch)
+        summary, written, released = _run(state, batch, token)
         return summary
     finally:
-        # What was written to AEM under the lease is recorded in the UPDATE that gives it back.
-        recorded = {} if written is None else {"last_written": written, "last_written_at": timezone.now()}
-        Asset.release(asset_id, token, **recorded)
+        if not released:
+            # What was written to AEM under the lease is recorded in the UPDATE that gives it back.
+            recorded = {} if written is None else {"last_written": written, "last_written_at": timezone.now()}
+            Asset.release(asset_id, token, **recorded)
 
 
 def _claim(asset_id: str) -> list[Event]:
@@ -307,8 +308,10 @@ def _skip(events: list[Event], reason: str, status: str = Status.IGNORED) -> Non
     _finish(events, enrichment.Result(status=status, reason=reason), time.monotonic(), timezone.now())
 
 
-def _run(state: Asset, batch: list[Event]) -> tuple[str, dict | None]:
-    """Enrich the asset `state` (its row as the lease read it) with its claimed events `batch`."""
+def _run(state: Asset, batch: list[Event], token: str) -> tuple[str, dict | None, bool]:
+    """Enrich the asset `state` (its row as the lease read it, under `token`) with its claimed
+    events `batch`: a summary, what pimsync has written to the asset now (None: unchanged), and
+    whether the lease was given back already."""
     asset_id = state.asset_id
     deletions = [e for e in batch if e.type == EventType.DELETED]
     if deletions:
@@ -331,7 +334,7 @@ def _run(state: Asset, batch: list[Event]) -> tuple[str, dict | None]:
         reason = f"deletion recorded; {cancelled} pending update(s) cancelled" + (f"; {note}" if note else "")
         _skip(deletions, reason, Status.SUCCEEDED)
     if not work:
-        return f"{asset_id}: nothing to enrich", None
+        return f"{asset_id}: nothing to enrich", None, False
     newest = _describing(work, state)
     started, started_at = time.monotonic(), timezone.now()
     result = enrichment.enrich(newest, state.last_written)
@@ -340,9 +343,9 @@ def _run(state: Asset, batch: list[Event]) -> tuple[str, dict | None]:
     # leave the asset stale (or never synced) with no event left to bring it in step.
     with transaction.atomic():
         given = _finish(work, result, started, started_at)
-        _record_asset(state, newest, result, started_at, given.get(newest.pk))
+        released = _record_asset(state, newest, result, started_at, given.get(newest.pk), (token, written))
     resync.events_ended({event.job_id for event in work if event.job_id})
-    return f"{asset_id}: {len(work)} event(s) {result.status}", written
+    return f"{asset_id}: {len(work)} event(s) {result.status}", written, released
 
 
 def _last_written(state: Asset, result: enrichment.Result) -> dict | None:
@@ -367,12 +370,19 @@ def _describing(work: list[Event], state: Asset) -> Event:
 
 
 def _record_asset(
-    state: Asset, newest: Event, result: enrichment.Result, started_at, given: tuple[str, str] | None
-) -> None:
+    state: Asset,
+    newest: Event,
+    result: enrichment.Result,
+    started_at,
+    given: tuple[str, str] | None,
+    lease: tuple[str, dict | None],
+) -> bool:
     """Describe the asset as its newest event names it and move its sync state with the outcome:
     succeeded or unchanged → in step (unless it was marked stale after this run read the PIM and
     the mapping), failed for good → failing; a retry leaves the state as it was. `given`: the
-    newest event's status and reason as `_finish` wrote them (None: it had left `processing`)."""
+    newest event's status and reason as `_finish` wrote them (None: it had left `processing`).
+    `lease`: the token and what pimsync has written to the asset now; in the common case the
+    lease is given back in the same UPDATE (True), one statement and one commit less per asset."""
     now = timezone.now()
     status, reason = given or Event.objects.values_list("status", "reason").get(pk=newest.pk)
     described = {
@@ -394,9 +404,10 @@ def _record_asset(
             started_at,
             pim_fingerprint=result.pim_fingerprint,
             mapping_fingerprint=result.mapping_fingerprint,
+            release=lease,
             **described,
         )
-        return
+        return True
     assets = Asset.objects.filter(pk=state.pk)
     if in_step:
         # Written with rules this process had read before a mapping change: the mapping check may
@@ -407,6 +418,7 @@ def _record_asset(
         assets.failing(reason, **described)
     else:
         assets.update(**described)
+    return False
 
 
 def sweep() -> str:

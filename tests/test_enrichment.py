@@ -772,9 +772,33 @@ def test_enriching_an_asset_runs_few_statements(client, world):
     assert row.pim_fingerprint and row.mapping_fingerprint and row.last_synced_at and not row.stale_since
     statements = [q["sql"].split(" ", 3)[:3] for q in queries.captured_queries]
     # lease and read the row · claim · finish the event · its attempt · the mapping unchanged? ·
-    # the asset's state · give the lease back; on PostgreSQL a transaction's BEGIN is not a query.
+    # the asset's state with the lease given back; on PostgreSQL a transaction's BEGIN is not a query.
     shown = "\n".join(q["sql"][:100] for q in queries.captured_queries)
-    assert len([s for s in statements if s[0] not in ("SAVEPOINT", "RELEASE", "BEGIN")]) <= 7, shown
+    assert len([s for s in statements if s[0] not in ("SAVEPOINT", "RELEASE", "BEGIN")]) <= 6, shown
+    assert (row.lease_token, row.lease_until) == ("", None)
+    assert row.last_written["wknd-skuid"] == "SKU-100002" and row.last_written_at
+
+
+def test_a_lease_lost_during_the_enrichment_stays_with_its_new_holder(client, world, monkeypatch):
+    """The asset's state is recorded either way; the lease and what pimsync wrote are only given
+    back by the token that took them."""
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    asset = world.upload(client, 1)["data"]["assetId"]
+    world.adobe.deliver(client, world.upload(client, 1))
+    enrich = enrichment.enrich
+
+    def outlived_by_its_lease(event, last_written=None):
+        result = enrich(event, last_written)
+        # The lease ran out meanwhile and another worker took it.
+        Asset.objects.filter(pk=asset).update(lease_token="another", lease_until=timezone.now() + timedelta(minutes=5))
+        return result
+
+    monkeypatch.setattr(enrichment, "enrich", outlived_by_its_lease)
+    pipeline.process_asset(asset)
+    row = Asset.objects.get(pk=asset)
+    assert (row.state, row.last_outcome) == ("in_step", "succeeded")
+    assert row.lease_token == "another" and row.lease_until > timezone.now()
+    assert row.last_written == {} and row.last_written_at is None
 
 
 def test_a_burst_of_events_for_one_asset_records_an_attempt_for_each(client, world):

@@ -155,10 +155,21 @@ class Asset(Leased, models.Model):
         return aem_asset_url(self.path)
 
     @classmethod
-    def synced(cls, pk: str, started_at, *, pim_fingerprint: str, mapping_fingerprint: str, **described) -> None:
+    def synced(
+        cls,
+        pk: str,
+        started_at,
+        *,
+        pim_fingerprint: str,
+        mapping_fingerprint: str,
+        release: tuple[str, dict | None] | None = None,
+        **described,
+    ) -> None:
         """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
         unless the asset was marked stale after that enrichment read the PIM and the mapping (then
-        only `described` and the sync time are written).
+        only `described` and the sync time are written). `release`: (token, what pimsync has
+        written to the asset, None if unchanged): give the lease back too, as `release` does,
+        if that token still holds it.
 
         Every enrichment's last statement, so one UPDATE in plain SQL: each state column is chosen
         by a CASE on the row as it was. Two ORM UPDATEs cost 5% of a worker's CPU in py-spy, and
@@ -185,7 +196,18 @@ class Asset(Leased, models.Model):
         # Every CASE reads the row as it was before this UPDATE (PostgreSQL and SQLite alike), so
         # stale_since can be cleared in the same statement that tests it.
         assignments.append(f"{since} = CASE WHEN {after_change} THEN NULL ELSE {since} END")
-        params += [started, pk]
+        params.append(started)
+        if release is not None:
+            token, written = release
+            held = f"{quote('lease_token')} = %s"
+            given_back = {"lease_until": None, "lease_token": ""}
+            if written is not None:
+                given_back = {"last_written": written, "last_written_at": timezone.now(), **given_back}
+            for name, value in given_back.items():
+                column = quote(cls._meta.get_field(name).column)
+                assignments.append(f"{column} = CASE WHEN {held} THEN %s ELSE {column} END")
+                params += [token, cls._meta.get_field(name).get_db_prep_save(value, connection)]
+        params.append(pk)
         sql = f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} WHERE {quote('asset_id')} = %s"
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
