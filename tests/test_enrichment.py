@@ -450,6 +450,34 @@ def test_missing_asset_rows_are_created_free_and_existing_ones_left_as_they_are(
     Asset.create_missing([])  # nothing to do, no statement to fail
 
 
+def test_a_mapping_changed_during_the_enrichment_leaves_the_asset_stale_and_its_lease_given_back(
+    client, world, monkeypatch
+):
+    from pimsync.models import MappingConfig
+
+    world.pim.products["SKU-100001"] = product("SKU-100001")
+    event = world.upload(client, 1)
+    world.adobe.deliver(client, event)
+    enrich = enrichment.enrich
+
+    def while_someone_saves_the_mapping(event, last_written=None):
+        result = enrich(event, last_written)  # with the rules as they were read
+        MappingConfig.changed()
+        return result
+
+    monkeypatch.setattr(enrichment, "enrich", while_someone_saves_the_mapping)
+    pipeline.process_asset(event["data"]["assetId"])
+    assert Event.objects.get().status == Status.SUCCEEDED
+    row = Asset.objects.get()
+    assert (row.state, row.stale_cause, row.state_reason) == (
+        "stale",
+        "mapping",
+        "the mapping changed while it was being enriched",
+    )
+    assert (row.lease_token, row.lease_until) == ("", None)
+    assert row.last_written["wknd-skuid"] == "SKU-100001"
+
+
 def show_plan_cache_mode() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
@@ -771,10 +799,10 @@ def test_enriching_an_asset_runs_few_statements(client, world):
     )
     assert row.pim_fingerprint and row.mapping_fingerprint and row.last_synced_at and not row.stale_since
     statements = [q["sql"].split(" ", 3)[:3] for q in queries.captured_queries]
-    # lease and read the row · claim · finish the event · its attempt · the mapping unchanged? ·
-    # the asset's state with the lease given back; on PostgreSQL a transaction's BEGIN is not a query.
+    # lease and read the row · claim · finish the event · its attempt · the asset's state, if the
+    # mapping is unchanged, with the lease given back; on PostgreSQL a transaction's BEGIN is not a query.
     shown = "\n".join(q["sql"][:100] for q in queries.captured_queries)
-    assert len([s for s in statements if s[0] not in ("SAVEPOINT", "RELEASE", "BEGIN")]) <= 6, shown
+    assert len([s for s in statements if s[0] not in ("SAVEPOINT", "RELEASE", "BEGIN")]) <= 5, shown
     assert (row.lease_token, row.lease_until) == ("", None)
     assert row.last_written["wknd-skuid"] == "SKU-100002" and row.last_written_at
 

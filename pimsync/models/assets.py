@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from pimsync.models.events import AssetRef, aem_asset_url
 from pimsync.models.leases import Leased
+from pimsync.models.mapping import MappingConfig
 
 
 class SyncState(models.TextChoices):
@@ -162,14 +163,16 @@ class Asset(Leased, models.Model):
         *,
         pim_fingerprint: str,
         mapping_fingerprint: str,
+        mapping_generation: int,
         release: tuple[str, dict | None] | None = None,
         **described,
-    ) -> None:
-        """An enrichment that started at `started_at` left AEM holding the mapped values: in step,
-        unless the asset was marked stale after that enrichment read the PIM and the mapping (then
-        only `described` and the sync time are written). `release`: (token, what pimsync has
-        written to the asset, None if unchanged): give the lease back too, as `release` does,
-        if that token still holds it.
+    ) -> bool:
+        """An enrichment that started at `started_at` with the rules of `mapping_generation` left
+        AEM holding the mapped values: in step, unless the asset was marked stale after that
+        enrichment read the PIM and the mapping (then only `described` and the sync time are
+        written). False, and nothing written, when the rules changed since that generation: the
+        caller says stale. `release`: (token, what pimsync has written to the asset, None if
+        unchanged): give the lease back too, as `release` does, if that token still holds it.
 
         Every enrichment's last statement, so one UPDATE in plain SQL: each state column is chosen
         by a CASE on the row as it was. Two ORM UPDATEs cost 5% of a worker's CPU in py-spy, and
@@ -207,10 +210,15 @@ class Asset(Leased, models.Model):
                 column = quote(cls._meta.get_field(name).column)
                 assignments.append(f"{column} = CASE WHEN {held} THEN %s ELSE {column} END")
                 params += [token, cls._meta.get_field(name).get_db_prep_save(value, connection)]
-        params.append(pk)
-        sql = f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} WHERE {quote('asset_id')} = %s"
+        changed, changed_params = MappingConfig.changed_since(mapping_generation)
+        params += [pk, *changed_params]
+        sql = (
+            f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {quote('asset_id')} = %s AND NOT {changed}"
+        )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+            return cursor.rowcount > 0
 
     @classmethod
     def registered(cls, asset_id: str, path: str, name: str, mime_type: str, *, known_from: str, why: str) -> Asset:

@@ -94,18 +94,13 @@ class MappingConfig(models.Model):
         cls.objects.filter(pk=cls.SINGLETON_PK).update(generation=models.F("generation") + 1)
 
     @classmethod
-    def changed_since(cls, generation: int) -> bool:
-        """Whether the rules were changed after they were read at `generation`.
-
-        Asked after every enrichment, so in plain SQL: the ORM's `exists()` compiled a query of
-        several times the CPU of the read itself (3.6% of a worker's CPU in a py-spy profile)."""
+    def changed_since(cls, generation: int) -> tuple[str, list]:
+        """SQL that holds when the rules were changed after they were read at `generation`, and its
+        parameters: asked after every enrichment, within the statement that records the asset
+        (`Asset.synced`), rather than as a query of its own."""
         quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {quote(cls._meta.db_table)} WHERE {quote('id')} = %s AND {quote('generation')} > %s",
-                [cls.SINGLETON_PK, generation],
-            )
-            return cursor.fetchone() is not None
+        table, newer = quote(cls._meta.db_table), f"{quote('generation')} > %s"
+        return f"EXISTS (SELECT 1 FROM {table} WHERE {quote('id')} = %s AND {newer})", [cls.SINGLETON_PK, generation]
 
 
 class MappingRule(models.Model):
