@@ -1,11 +1,10 @@
 """Plain SQL for the hot paths, where the ORM's compiling costs more than running the statement.
 
 - `insert`: multi-row INSERTs, for the webhook's events and the worker's attempts; `insert_each`
-  for the drain's new assets. Django's
-  bulk_create builds and compiles the statement on every call (a tenth of a delivery's CPU in
-  py-spy); here the text is made once per model, row count and tail, and the caller hands values
-  its fields have already prepared. A list longer than one statement may bind is split into as
-  many statements as needed, run in the caller's transaction.
+  for the drain's new assets. Django's bulk_create builds and compiles the statement on every
+  call (a tenth of a delivery's CPU in py-spy); here the text is made once per model, row count
+  and tail, and the caller hands values its fields have already prepared. A list longer than one
+  statement may bind is split into as many statements as needed, run in the caller's transaction.
 - `instances`: model instances from a statement that returns every column (`UPDATE … RETURNING
   columns(model)`), for the worker's claim and lease. Django's `Model.objects.raw()` matched the
   columns to fields and looked up their converters on every call: three quarters of its cost

@@ -1,5 +1,5 @@
 """Django's PostgreSQL backend with a health check that costs no round trip, and statements
-planned with their own parameters except where a connection says its statements need not be.
+planned with their own parameters, except on connections that run only statements on keys.
 
 Set as ENGINE by pimsync.settings whenever DATABASE_URL names PostgreSQL; everything else is
 Django's (https://docs.djangoproject.com/en/5.2/ref/databases/#subclassing-the-built-in-database-backends).
@@ -65,8 +65,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """Let PostgreSQL reuse a generic plan for this connection's prepared statements from now
         on (`plan_cache_mode` back to `auto`), for a connection that runs only statements on keys,
         never a user's filter: the worker's enrichment threads (`worker._run_one`).
-        Planning each run of their dozen statements was a quarter of PostgreSQL's CPU per asset
-        (BENCHMARKS.md). Not inside a transaction, whose rollback would undo the SET unnoticed."""
+        Planning each run of their handful of statements was a fifth of PostgreSQL's CPU per
+        asset (BENCHMARKS.md). Not inside a transaction, whose rollback would undo the SET unnoticed."""
         if self.plans_reused or self.in_atomic_block or self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
             return
         with self.cursor() as cursor:
