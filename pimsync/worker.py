@@ -61,10 +61,11 @@ class Inline:
 
 
 def _run_one(asset_id: str) -> str:
-    # These threads run nothing but enrichments, whose statements are all on keys: their
-    # connections may keep PostgreSQL's generic plans (pimsync/postgresql/base.py).
-    postgresql.reuse_plans()
     try:
+        # These threads run nothing but enrichments, whose statements are all on keys: their
+        # connections may keep PostgreSQL's generic plans (pimsync/postgresql/base.py). Inside
+        # the try: a connection this fails on is closed below like any other.
+        postgresql.reuse_plans()
         return pipeline.process_asset(asset_id)
     finally:
         close_old_connections()

@@ -478,6 +478,22 @@ def test_a_mapping_changed_during_the_enrichment_leaves_the_asset_stale_and_its_
     assert row.last_written["wknd-skuid"] == "SKU-100001"
 
 
+def test_an_enrichment_thread_cleans_up_a_connection_that_failed_before_the_lease(monkeypatch):
+    from django.db import OperationalError
+
+    from pimsync import postgresql, worker
+
+    def server_gone() -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    cleaned = []
+    monkeypatch.setattr(postgresql, "reuse_plans", server_gone)
+    monkeypatch.setattr(worker, "close_old_connections", lambda: cleaned.append(True))
+    with pytest.raises(OperationalError):
+        worker._run_one("urn:aaid:aem:x")
+    assert cleaned == [True]  # else the thread would keep the broken connection for every asset
+
+
 def show_plan_cache_mode() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
@@ -493,13 +509,16 @@ def test_enrichment_threads_let_postgresql_keep_its_plans_and_other_connections_
         try:
             worker._run_one("urn:aaid:aem:none")
             seen = [show_plan_cache_mode()]
+            connection.close()  # closed after an error or CONN_MAX_AGE: the next one sets it again
+            worker._run_one("urn:aaid:aem:none")
+            seen.append(show_plan_cache_mode())
             connection.close()  # a new connection starts from what every connection gets
             return [*seen, show_plan_cache_mode()]
         finally:
             connection.close()
 
     with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(enrichment_thread).result() == ["auto", "force_custom_plan"]
+        assert pool.submit(enrichment_thread).result() == ["auto", "auto", "force_custom_plan"]
     # This thread's connection, as the dashboard's and the webhook's: each run planned.
     assert show_plan_cache_mode() == "force_custom_plan"
 

@@ -67,8 +67,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         never a user's filter: the worker's enrichment threads (`worker._run_one`).
         Planning each run of their handful of statements was a fifth of PostgreSQL's CPU per
         asset (BENCHMARKS.md). Not inside a transaction, whose rollback would undo the SET unnoticed."""
-        if self.plans_reused or self.in_atomic_block or self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        if self.in_atomic_block or self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
             return
+        if self.plans_reused and self.connection is not None:
+            return  # (a closed connection's flag is stale: the next one starts planning each run)
         with self.cursor() as cursor:
             cursor.execute("SET plan_cache_mode TO auto")
         self.plans_reused = True
