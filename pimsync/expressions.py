@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 
 import jmespath
+import jmespath.exceptions
 from jmespath.visitor import TreeInterpreter
 
 # What one rule may yield (and any step on the way): far above a metadata value, far below harm.
@@ -63,8 +64,12 @@ def search(expression: str, document: object, measured: Measured | None = None) 
 
 def is_field_path(expression: str) -> bool:
     """Whether the expression only walks down fields (`SKUID`, `price.amount`): its value is a part
-    of the document as it is, free like the document, so `search` reads it without a budget."""
-    return _field_path(expression) is not None
+    of the document as it is, free like the document, so `search` reads it without a budget.
+    False for a bad expression, which `search` then refuses with jmespath's error."""
+    try:
+        return _field_path(expression) is not None
+    except jmespath.exceptions.JMESPathError:
+        return False
 
 
 @functools.lru_cache(maxsize=1024)

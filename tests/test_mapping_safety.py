@@ -285,6 +285,20 @@ class TestRuleValuesAreBounded:
         assert "→ a:b: it yields a value over 100,000 items or 1,000 kB" in event.reason
         assert world.aem.patches == []
 
+    def test_the_worker_fails_a_saved_rule_that_does_not_parse_with_its_reason(self, client, world):
+        # Saved around the form's validation, as an old row or a hand-edited table would be; the
+        # only rule, so that it is the first one the plan reads.
+        MappingRule.objects.all().delete()
+        config = MappingConfig.load()
+        MappingRule.objects.create(config=config, position=1, pim_field="values..name", metadata_path="a:b")
+        world.pim.products["SKU-100001"] = product("SKU-100001")
+        event = deliver(world, client, 1, "SKU-100001_front.png")
+        world.drain()
+        event.refresh_from_db()
+        assert (event.status, event.error_class) == (Status.FAILED, "mapping")
+        assert "→ a:b" in event.reason
+        assert world.aem.patches == []
+
     def test_the_preview_names_the_rule_whose_value_is_too_large(self, client, world, editor):
         world.pim.products["SKU-100001"] = {**product("SKU-100001"), "Description": "d" * 100_000}
         twelve = "[" + ", ".join(["Description"] * 12) + "]"  # a shape that may be saved; 1.2 MB here
