@@ -207,10 +207,10 @@ class Asset(Leased, models.Model):
             if written is not None:
                 given_back = {"last_written": written, "last_written_at": timezone.now(), **given_back}
             for name, value in given_back.items():
-                column = quote(cls._meta.get_field(name).column)
-                assignments.append(f"{column} = CASE WHEN {held} THEN %s ELSE {column} END")
-                params += [token, cls._meta.get_field(name).get_db_prep_save(value, connection)]
-        changed, changed_params = MappingConfig.changed_since(mapping_generation)
+                field = cls._meta.get_field(name)
+                assignments.append(f"{quote(field.column)} = CASE WHEN {held} THEN %s ELSE {quote(field.column)} END")
+                params += [token, field.get_db_prep_save(value, connection)]
+        changed, changed_params = MappingConfig.changed_since_condition(mapping_generation)
         params += [pk, *changed_params]
         sql = (
             f"UPDATE {quote(cls._meta.db_table)} SET {', '.join(assignments)} "

@@ -94,7 +94,7 @@ class MappingConfig(models.Model):
         cls.objects.filter(pk=cls.SINGLETON_PK).update(generation=models.F("generation") + 1)
 
     @classmethod
-    def changed_since(cls, generation: int) -> tuple[str, list]:
+    def changed_since_condition(cls, generation: int) -> tuple[str, list]:
         """SQL that holds when the rules were changed after they were read at `generation`, and its
         parameters: asked after every enrichment, within the statement that records the asset
         (`Asset.synced`), rather than as a query of its own."""
