@@ -23,10 +23,11 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.sessions.models import Session
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django_q.models import Task
 
+from pimsync import postgresql
 from pimsync.models import Attempt, Event, Heartbeat, Job, SeenSignature, Status
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,9 @@ def _purge_events(events: models.QuerySet, walk: str, batch: int, deadline, resu
             return False
         began = time.monotonic()
         with transaction.atomic():
-            _reuse_plans()
+            # The purge's statements need no plan per run, and planning each run made its
+            # foreign-key checks so slow that it deleted 37% fewer events a second (pimsync/postgresql/base.py).
+            postgresql.reuse_plans(in_transaction=True)
             page = events if after is None else events.filter(**{f"{walk}__gte": after})
             # SKIP LOCKED: a row that a Retry is changing right now is left for the next run,
             # and neither side waits for the other.
@@ -196,18 +199,6 @@ def _purge_events(events: models.QuerySet, walk: str, batch: int, deadline, resu
             return True
         after = rows[-1][1]
         _rest(began)
-
-
-def _reuse_plans() -> None:
-    """For the rest of this transaction, let PostgreSQL reuse its plans. pimsync's connections plan
-    every run of a statement with its own parameters (`plan_cache_mode`,
-    pimsync/postgresql/base.py), and that reaches the queries PostgreSQL runs inside a statement
-    for each row, such as its foreign-key checks: inserting 600,000 attempts took 12.7 s with it
-    and 4.6 s without. Under the webhook's load the purge deleted 5,000-5,200 events a second
-    with it, 9,100 without (BENCHMARKS.md). The purge's own statements need no plan per run."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL plan_cache_mode TO auto")
 
 
 def _purge_rows(rows: models.QuerySet, batch: int, deadline, result: Purge, table: str) -> bool:

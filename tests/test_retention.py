@@ -128,6 +128,25 @@ def test_it_deletes_more_rows_than_one_batch_and_skips_none_it_keeps():
     assert Event.objects.filter(status=Status.FAILED).count() == 7
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="plan_cache_mode is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_each_purge_batch_lets_postgresql_keep_its_plans_for_that_transaction_only():
+    for n in range(7):
+        event(Status.SUCCEEDED, finished=START + timedelta(minutes=n), attempts=1)
+    executed = []
+
+    def record(execute, sql, params, many, context):
+        executed.append(sql)
+        return execute(sql, params, many, context)
+
+    with at(START + timedelta(days=40)), connection.execute_wrapper(record):
+        assert retention.purge(batch=3).deleted["events"] == 7
+    assert executed.count("SET LOCAL plan_cache_mode TO auto") >= 3  # one per batch of events
+    with connection.cursor() as cursor:  # and the connection plans each run again afterwards
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_custom_plan"
+
+
 def test_the_command_runs_batch_after_batch_until_everything_expired_is_gone():
     rows = retention.BATCH * 2 + 50
     Event.objects.bulk_create(

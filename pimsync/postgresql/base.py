@@ -61,15 +61,25 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if not self.get_autocommit():
                 self.connection.commit()  # as Django does after its own settings
 
-    def reuse_plans(self) -> None:
-        """Let PostgreSQL reuse a generic plan for this connection's prepared statements from now
-        on (`plan_cache_mode` back to `auto`), for a connection that runs only statements on keys,
-        never a user's filter: the worker's enrichment threads (`worker._run_one`).
-        Planning each run of their handful of statements was a fifth of PostgreSQL's CPU per
-        asset (BENCHMARKS.md). Not inside a transaction, whose rollback would undo the SET unnoticed."""
-        if self.in_atomic_block or self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+    def reuse_plans(self, *, in_transaction: bool = False) -> None:
+        """Let PostgreSQL reuse a generic plan for prepared statements (`plan_cache_mode` back to
+        `auto`) where every run of a statement needs none of its own:
+        - for the rest of this connection: one that runs only statements on keys, never a user's
+          filter, the worker's enrichment threads (`worker._run_one`). Planning each run of their
+          handful of statements was a fifth of PostgreSQL's CPU per asset. Not inside a
+          transaction, whose rollback would undo the SET unnoticed;
+        - `in_transaction`: for the rest of the current transaction only (SET LOCAL), the
+          retention's purge batches. Planning each run reaches the queries PostgreSQL runs inside
+          a statement for each row, such as its foreign-key checks: the purge deleted 5,000-5,200
+          events a second under the webhook's load with it, 9,100 without.
+        (Figures: BENCHMARKS.md.)"""
+        if self.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+            return  # no prepared statements, no generic plans: nothing to undo
+        if in_transaction:
+            with self.cursor() as cursor:
+                cursor.execute("SET LOCAL plan_cache_mode TO auto")
             return
-        if self.plans_reused and self.connection is not None:
+        if self.in_atomic_block or (self.plans_reused and self.connection is not None):
             return  # (a closed connection's flag is stale: the next one starts planning each run)
         with self.cursor() as cursor:
             cursor.execute("SET plan_cache_mode TO auto")
