@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from pimsync import pipeline, postgresql
@@ -76,10 +77,11 @@ def candidates(limit: int, busy: set[str]) -> list[str]:
     those a re-sync scheduled, so a long re-sync never delays an upload. Within each, a random
     order, so that processes draining at the same time mostly pick different assets."""
     now = timezone.now()
-    leased = Asset.objects.filter(lease_until__gt=now).values("asset_id")
+    # Looked up by primary key for each due event (lease_until has no index: Asset.lease_until).
+    leased = Asset.objects.filter(asset_id=OuterRef("asset_id"), lease_until__gt=now)
     rows = (
         Event.objects.due(now)
-        .exclude(asset_id__in=leased)
+        .exclude(Exists(leased))
         .order_by("priority", "next_attempt_at")
         .values_list("asset_id", "priority")[: limit * 4]
     )

@@ -112,8 +112,10 @@ class Asset(Leased, models.Model):
     known_from = models.CharField(max_length=16, default="event", help_text="event, journal or backfill")
 
     lease_token = models.CharField(max_length=64, blank=True)
-    # Indexed: the drain loop skips assets whose lease is still running.
-    lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed, nor is lease_token: an UPDATE that changes no indexed column can be a HOT
+    # update in PostgreSQL (the new row version on the same page, no index touched), and taking a
+    # lease is such an UPDATE on every enrichment. The drain finds leased assets by primary key.
+    lease_until = models.DateTimeField(null=True, blank=True)
     last_written = models.JSONField(default=dict, blank=True)
     last_written_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

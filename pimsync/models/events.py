@@ -153,7 +153,10 @@ class Event(models.Model):
     # behind the thousands a re-sync schedules (1).
     priority = models.PositiveSmallIntegerField(default=0)
     # The re-sync job that created the event (None for events from Adobe).
-    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # Indexed below with the status (an index of its own would only repeat that one's first column).
+    job = models.ForeignKey(
+        "Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     # The retry job that last sent the event back to the worker (its page and the list filter
     # `retry_job` show where the retried events are now); indexed below with the status.
     retried_by = models.ForeignKey(
@@ -185,7 +188,6 @@ class Event(models.Model):
             models.Index(fields=["asset_name"], name="event_asset_name", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["asset_path"], name="event_asset_path", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["product_key"], name="event_product_key", opclasses=["varchar_pattern_ops"]),
-            models.Index(fields=["asset_id"], name="event_asset_id"),
             # Overview: outcomes and latency over time.
             models.Index(fields=["finished_at"], name="event_finished"),
             # Overview and /metrics: events only the journal delivered, recent first.
@@ -234,7 +236,8 @@ class Attempt(models.Model):
         FAILED = "failed"
         IGNORED = "ignored"
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="attempt_set")
+    # Indexed below with the number (the detail page's timeline, the cascade from a deleted event).
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="attempt_set", db_index=False)
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
