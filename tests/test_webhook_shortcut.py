@@ -16,6 +16,7 @@ from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import OperationalError
 from django.test import RequestFactory
+from django.utils.http import parse_header_parameters
 
 import pimsync.wsgi
 from pimsync import webhook_shortcut
@@ -234,3 +235,40 @@ def test_every_middleware_of_the_settings_has_been_weighed_for_the_short_way(set
     # A middleware added to settings.MIDDLEWARE would not see Adobe's deliveries: whoever adds one
     # says in pimsync.webhook_shortcut.MIDDLEWARE whether the short way keeps it.
     assert list(webhook_shortcut.MIDDLEWARE) == settings.MIDDLEWARE
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/cloudevents+json; charset=UTF-8",  # Adobe's
+        "application/json",
+        "Application/JSON ; Charset=latin-1",
+        "application/json; charset=no-such-codec",
+        'text/plain; format="flowed"; charset=utf-16',
+        "",
+    ],
+)
+def test_the_delivery_request_reads_its_content_type_as_django_does(content_type):
+    environ = {**RequestFactory().post("/webhooks/aem", b"{}", "application/json").environ, "CONTENT_TYPE": content_type}
+    ours, django = webhook_shortcut._DeliveryRequest(dict(environ)), WSGIHandler.request_class(dict(environ))
+    assert (ours.content_type, ours.content_params, ours.encoding) == (
+        django.content_type,
+        django.content_params,
+        django.encoding,
+    )
+
+
+def test_adobes_content_type_is_parsed_once_for_many_deliveries(short_way, adobe, monkeypatch):
+    parsed = []
+
+    def counted(value):
+        parsed.append(value)
+        return parse_header_parameters(value)
+
+    webhook_shortcut._content_type.cache_clear()
+    monkeypatch.setattr(webhook_shortcut, "parse_header_parameters", counted)
+    for n in range(3):
+        response = adobe.deliver(short_way, make_event(n))
+        assert response.status_code == 200, response.content
+    assert parsed == ["application/cloudevents+json; charset=UTF-8"]
+    assert Event.objects.count() == 3
