@@ -5,6 +5,7 @@ verify, and the proxy example admits what pimsync accepts."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -13,12 +14,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from pimsync.logging import AccessJsonFormatter, AccessLogger
 from pimsync.models import Pause
 from tests.conftest import needs
 
@@ -143,6 +147,33 @@ def test_gunicorn_with_the_shipped_config_logs_json_lines_without_headers(tmp_pa
     errors = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(entry["logger"] == "gunicorn.error" and "Listening at" in entry["message"] for entry in errors), err
     assert "do-not-log-me" not in out + err
+
+
+def test_gunicorns_access_records_hold_no_header_and_what_the_json_line_writes():
+    resp = SimpleNamespace(status="201 Created", sent=42, headers=[("Set-Cookie", "sessionid=do-not-log-me")])
+    req = SimpleNamespace(headers=[("AUTHORIZATION", "Bearer do-not-log-me"), ("COOKIE", "csrftoken=do-not-log-me")])
+    environ = {
+        "REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks/aem", "QUERY_STRING": "",
+        "HTTP_USER_AGENT": "Adobe/1.0", "HTTP_AUTHORIZATION": "Bearer do-not-log-me", "RAW_URI": "/webhooks/aem",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }  # fmt: skip
+    atoms = AccessLogger.atoms(None, resp, req, environ, timedelta(seconds=1, microseconds=234_567))
+    assert "do-not-log-me" not in repr(atoms)
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(h)s %(r)s %(s)s", (atoms,), None)
+    assert json.loads(AccessJsonFormatter().format(record)) | {"time": None} == {
+        "time": None,
+        "level": "INFO",
+        "logger": "gunicorn.access",
+        "message": "POST /webhooks/aem 201",
+        "method": "POST",
+        "path": "/webhooks/aem",
+        "query": "",
+        "status": 201,
+        "duration_ms": 1234,
+        "bytes": 42,
+        "remote_addr": "10.0.0.7",
+        "user_agent": "Adobe/1.0",
+    }
 
 
 UNITS = sorted((DEPLOY / "systemd").iterdir())

@@ -249,7 +249,7 @@ def test_every_middleware_of_the_settings_has_been_weighed_for_the_short_way(set
     ],
 )
 def test_the_delivery_request_reads_its_content_type_as_django_does(content_type):
-    environ = {**RequestFactory().post("/webhooks/aem", b"{}", "application/json").environ, "CONTENT_TYPE": content_type}
+    environ = RequestFactory().post("/webhooks/aem", b"{}", "application/json").environ | {"CONTENT_TYPE": content_type}
     ours, django = webhook_shortcut._DeliveryRequest(dict(environ)), WSGIHandler.request_class(dict(environ))
     assert (ours.content_type, ours.content_params, ours.encoding) == (
         django.content_type,
