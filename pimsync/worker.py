@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from pimsync import pipeline, postgresql
 from pimsync.models import Asset, Event
+from pimsync.models.events import PENDING
 from pimsync.wakeups import DrainPromise, wake
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,18 @@ def candidates(limit: int, busy: set[str]) -> list[str]:
     now = timezone.now()
     # Looked up by primary key for each due event (lease_until has no index: Asset.lease_until).
     leased = Asset.objects.filter(asset_id=OuterRef("asset_id"), lease_until__gt=now)
-    rows = (
-        Event.objects.due(now)
+    # One query per pending status, each reading the event_due_priority index in its order and
+    # stopping at the limit: one query for both statuses sorted every due event first, on each
+    # call of a drain (350 ms with 500,000 events due, as during a large re-sync).
+    due = sorted(
+        row
+        for status in PENDING
+        for row in Event.objects.filter(status=status, next_attempt_at__lte=now)
         .exclude(Exists(leased))
         .order_by("priority", "next_attempt_at")
-        .values_list("asset_id", "priority")[: limit * 4]
+        .values_list("priority", "next_attempt_at", "asset_id")[: limit * 4]
     )
+    rows = [(asset_id, priority) for priority, _, asset_id in due[: limit * 4]]
     chosen: list[str] = []
     for priority in sorted({priority for _, priority in rows}):
         unique = [a for a in dict.fromkeys(a for a, p in rows if p == priority) if a not in busy and a not in chosen]

@@ -4,6 +4,7 @@ redundant ones keeps what it should, both ways."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -127,6 +128,50 @@ def test_the_drain_skips_assets_whose_lease_runs():
     Asset.objects.create(asset_id="urn:aaid:aem:0", lease_token="held", lease_until=now + timedelta(minutes=5))
     Asset.objects.create(asset_id="urn:aaid:aem:1", lease_token="dead", lease_until=now - timedelta(minutes=5))
     assert sorted(worker.candidates(10, set())) == ["urn:aaid:aem:1", "urn:aaid:aem:2"]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's EXPLAIN ANALYZE")
+def test_the_drain_reads_due_events_in_index_order_not_all_of_them():
+    """A re-sync leaves hundreds of thousands of events due; the drain asks for its next few assets
+    many times a second, and each time must read a few index entries, not sort every due event."""
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"due-{n}", type="t", source="s", payload={}, asset_id=f"urn:aaid:aem:{n}",
+            status=Status.RETRYING if n % 10 == 0 else Status.RECEIVED, priority=n % 2,
+            next_attempt_at=now - timedelta(seconds=n),
+        )
+        for n in range(3000)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Event._meta.db_table}")
+    executed = []
+
+    def record(execute, sql, params, many, context):
+        executed.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        chosen = worker.candidates(4, set())
+    # The oldest due events of the lower priority: live uploads before a re-sync's.
+    assert {int(asset.rsplit(":", 1)[1]) % 2 for asset in chosen} == {0} and len(chosen) == 4
+
+    def rows_read(node: dict) -> int:
+        own = (
+            node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            if node.get("Relation Name") == "pimsync_event"
+            else 0
+        )
+        return own * node["Actual Loops"] + sum(rows_read(child) for child in node.get("Plans", []))
+
+    read = 0
+    with connection.cursor() as cursor:
+        for sql, params in executed:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+            read += rows_read((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"])
+    assert 0 < read <= 2 * 4 * 4, f"{read} due events read to choose 4 assets"
 
 
 def _migrate(targets) -> None:
