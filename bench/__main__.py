@@ -28,6 +28,7 @@ SCENARIOS = (
     "cpu",
     "akeneo-webhook",
     "production",
+    "access-log",
 )
 
 
@@ -64,7 +65,7 @@ def scenario_functions() -> dict:
     """Each scenario's function; importable only once `Stack()` has set up Django."""
     # The scenario modules import pimsync's models at their top, so they are imported after
     # bench.stack.django_ready() (Django set up with the DATABASE_URL chosen at run time).
-    from bench import akeneo, cpu, dataset, e2e, ingest, production, purge, resync  # noqa: PLC0415
+    from bench import access_log, akeneo, cpu, dataset, e2e, ingest, production, purge, resync  # noqa: PLC0415
 
     return {
         "ingest": ingest.ingest,
@@ -81,6 +82,7 @@ def scenario_functions() -> dict:
         "cpu": cpu.cpu,
         "akeneo-webhook": akeneo.akeneo_webhook,
         "production": production.production,
+        "access-log": access_log.access_log,
     }
 
 
