@@ -16,7 +16,7 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
 from bench.report import note, report
-from pimsync.logging import AccessLogger
+from pimsync.gunicorn_logging import AccessLogger
 
 RECORDS = 20_000
 HEADERS = [

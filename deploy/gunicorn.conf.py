@@ -26,8 +26,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # One JSON object per line, like the application's own log (pimsync/logging.py): the access
 # log on stdout, gunicorn's own messages on stderr. Neither propagates to the root logger, which
 # Django configures with the same formatter: each line is written once. The logger class keeps
-# request headers out of the access records altogether, and costs less per request.
-logger_class = "pimsync.logging.AccessLogger"
+# request headers out of the access records altogether, and costs less per request. It replaces
+# gunicorn's default class, so `--statsd-host` no longer switches to gunicorn's statsd logger:
+# pimsync's own figures are at /metrics (docs/operations.md).
+logger_class = "pimsync.gunicorn_logging.AccessLogger"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import runpy
 import shutil
 import socket
 import subprocess
@@ -21,8 +22,10 @@ from types import SimpleNamespace
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from gunicorn.config import Config
 
-from pimsync.logging import AccessJsonFormatter, AccessLogger
+from pimsync.gunicorn_logging import AccessLogger
+from pimsync.logging import AccessJsonFormatter
 from pimsync.models import Pause
 from tests.conftest import needs
 
@@ -157,7 +160,9 @@ def test_gunicorns_access_records_hold_no_header_and_what_the_json_line_writes()
         "HTTP_USER_AGENT": "Adobe/1.0", "HTTP_AUTHORIZATION": "Bearer do-not-log-me", "RAW_URI": "/webhooks/aem",
         "SERVER_PROTOCOL": "HTTP/1.1",
     }  # fmt: skip
-    atoms = AccessLogger.atoms(None, resp, req, environ, timedelta(seconds=1, microseconds=234_567))
+    config = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    assert config["logger_class"] == "pimsync.gunicorn_logging.AccessLogger"
+    atoms = AccessLogger(Config()).atoms(resp, req, environ, timedelta(seconds=1, microseconds=234_567))
     assert "do-not-log-me" not in repr(atoms)
     record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(h)s %(r)s %(s)s", (atoms,), None)
     assert json.loads(AccessJsonFormatter().format(record)) | {"time": None} == {

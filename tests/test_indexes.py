@@ -174,6 +174,26 @@ def test_the_drain_reads_due_events_in_index_order_not_all_of_them():
     assert 0 < read <= 2 * 4 * 4, f"{read} due events read to choose 4 assets"
 
 
+@pytest.mark.django_db
+def test_the_drain_takes_a_live_retry_before_a_long_re_sync():
+    """The two pending statuses are read apart and merged: a retrying live event (priority 0) is
+    chosen before any number of due re-sync events (priority 1), however old they are."""
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            event_id=f"resync-{n}", type="t", source="s", payload={}, asset_id=f"urn:aaid:aem:resync-{n}",
+            status=Status.RECEIVED, priority=1, next_attempt_at=now - timedelta(hours=1, seconds=n),
+        )
+        for n in range(40)
+    )  # fmt: skip
+    Event.objects.create(
+        event_id="live", type="t", source="s", payload={}, asset_id="urn:aaid:aem:live", status=Status.RETRYING,
+        priority=0, next_attempt_at=now - timedelta(seconds=1),
+    )  # fmt: skip
+    assert worker.candidates(1, set()) == ["urn:aaid:aem:live"]
+    assert "urn:aaid:aem:live" in worker.candidates(3, set())
+
+
 def _migrate(targets) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
@@ -187,10 +207,19 @@ def test_the_diet_drops_only_the_repeated_indexes_and_undoes_cleanly():
     def described() -> dict[str, tuple[str, tuple[str, ...]]]:
         return {name: (table, keys) for table in tables() for name, _, _, keys in indexes(table)}
 
+    def asset_table_options() -> list[str]:
+        if connection.vendor != "postgresql":
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [Asset._meta.db_table])
+            return cursor.fetchone()[0] or []
+
     now = described()
+    assert asset_table_options() == (["fillfactor=80"] if connection.vendor == "postgresql" else [])
     _migrate(BEFORE_DIET)
     try:
         before = described()
+        assert asset_table_options() == []
         dropped = {before[name] for name in before.keys() - now.keys()}
         repeated = {
             ("pimsync_event", ("asset_id",)),  # event_asset_status
@@ -207,3 +236,4 @@ def test_the_diet_drops_only_the_repeated_indexes_and_undoes_cleanly():
     finally:
         _migrate(latest)
     assert described() == now
+    assert asset_table_options() == (["fillfactor=80"] if connection.vendor == "postgresql" else [])

@@ -244,6 +244,7 @@ def test_every_middleware_of_the_settings_has_been_weighed_for_the_short_way(set
         "application/json",
         "Application/JSON ; Charset=latin-1",
         "application/json; charset=no-such-codec",
+        "application/json; charset=",
         'text/plain; format="flowed"; charset=utf-16',
         "",
     ],
@@ -256,6 +257,9 @@ def test_the_delivery_request_reads_its_content_type_as_django_does(content_type
         django.content_params,
         django.encoding,
     )
+    # Each request has its own parameters: a view that changes them changes no other request's.
+    ours.content_params["changed"] = "by a view"
+    assert "changed" not in webhook_shortcut._DeliveryRequest(dict(environ)).content_params
 
 
 def test_adobes_content_type_is_parsed_once_for_many_deliveries(short_way, adobe, monkeypatch):
