@@ -27,9 +27,8 @@ class AccessJsonFormatter(logging.Formatter):
     """gunicorn's access log as the same JSON lines (deploy/gunicorn.conf.py uses it).
 
     gunicorn passes its "atoms" as the record's arguments (`pimsync.gunicorn_logging.AccessLogger`
-    gives only these); only
-    the fields below are written, so no header (Authorization, cookies) and no user name ever
-    reach the log.
+    gives only these); only the fields below are written, so no header (Authorization, cookies)
+    and no user name ever reach the log.
     """
 
     def format(self, record: logging.LogRecord) -> str:
