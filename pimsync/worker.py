@@ -19,8 +19,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from pimsync import pipeline, postgresql
-from pimsync.models import Asset, Event
-from pimsync.models.events import PENDING
+from pimsync.models import PENDING, Asset, Event
 from pimsync.wakeups import DrainPromise, wake
 
 log = logging.getLogger(__name__)
