@@ -85,7 +85,8 @@ def candidates(limit: int, busy: set[str]) -> list[str]:
     due = sorted(
         row
         for status in PENDING
-        for row in Event.objects.filter(status=status, next_attempt_at__lte=now)
+        for row in Event.objects.due(now)
+        .filter(status=status)
         .exclude(Exists(leased))
         .order_by("priority", "next_attempt_at")
         .values_list("priority", "next_attempt_at", "asset_id")[: limit * 4]
