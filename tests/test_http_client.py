@@ -354,3 +354,76 @@ def test_a_retry_after_from_a_server_is_seconds_capped_at_a_day_or_nothing(https
     with pytest.raises(http.HttpError) as raised:
         http.request("GET", httpserver.url_for("/busy"), error_class="pim")
     assert raised.value.retryable and raised.value.retry_after == seconds
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 server on 127.0.0.1 that keeps connections open and records, for each request,
+    the connection it came on and its path and headers."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                seen.append((self.client_address[1], self.path, dict(self.headers)))
+                body = b'{"path": "%s"}' % self.path.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Set-Cookie", "session=abc; Path=/")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def connections(self) -> set[int]:
+        return {port for port, _, _ in self.seen}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def two_servers(settings):
+    first, second = KeepAliveServer(), KeepAliveServer()
+    settings.PIM_BASE_URL, settings.AEM_AUTHOR_URL = first.url, second.url
+    http.session().close()  # connections from earlier tests are not this test's
+    yield first, second
+    http.session().close()
+    first.close()
+    second.close()
+
+
+def test_calls_to_two_hosts_each_go_to_their_own_host_on_one_kept_connection(two_servers):
+    first, second = two_servers
+    for number in range(3):
+        assert http.request("GET", f"{first.url}/products/{number}").json() == {"path": f"/products/{number}"}
+        assert http.request("GET", f"{second.url}/assets/{number}").json() == {"path": f"/assets/{number}"}
+    assert [path for _, path, _ in first.seen] == ["/products/0", "/products/1", "/products/2"]
+    assert [path for _, path, _ in second.seen] == ["/assets/0", "/assets/1", "/assets/2"]
+    assert len(first.connections()) == 1 and len(second.connections()) == 1
+
+
+def test_a_cookie_an_answer_sets_is_never_sent_back(two_servers):
+    first, _ = two_servers
+    http.request("GET", f"{first.url}/products/1")
+    http.request("GET", f"{first.url}/products/2")
+    assert all("Cookie" not in headers for _, _, headers in first.seen)
+
+
+def test_after_the_session_is_closed_the_next_call_opens_a_new_connection(two_servers):
+    first, _ = two_servers
+    http.request("GET", f"{first.url}/products/1")
+    http.session().close()
+    assert http.request("GET", f"{first.url}/products/2").json() == {"path": "/products/2"}
+    assert len(first.connections()) == 2
