@@ -29,6 +29,7 @@ from requests.utils import default_headers, get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from pimsync.outbound import headers as header_block
 from pimsync.outbound import throttle
 from pimsync.outbound.redaction import origin, redact_url
 
@@ -242,11 +243,11 @@ class _Watched:
 
 
 class _HTTPConnection(_Watched, HTTPConnection):
-    pass
+    response_class = header_block.Response  # the answer's headers read without the e-mail parser
 
 
 class _HTTPSConnection(_Watched, HTTPSConnection):
-    pass
+    response_class = header_block.Response
 
 
 class _HTTPPool(HTTPConnectionPool):

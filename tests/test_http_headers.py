@@ -1,0 +1,117 @@
+"""Answers' headers read without the e-mail parser: the standard library's reading, on generated
+header blocks (hostile ones included), and the one every outbound call uses."""
+
+from __future__ import annotations
+
+import http.client
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pimsync.outbound import headers
+from pimsync.outbound import http as outbound
+from tests.test_http_client import RawServer
+
+# Pieces of header lines, the awkward ones included: a space or tab first (a folded line), no
+# name, a space in the name, a stray CR, a LF alone, "From " (mail's envelope), Latin-1 bytes.
+PIECES = [
+    b"Content-Type",
+    b"X-Request-Id",
+    b"ETag",
+    b"From ",
+    b"From",
+    b":",
+    b": ",
+    b" ",
+    b"\t",
+    b"\r",
+    b"\n",
+    b"value",
+    b'"7"',
+    b"\xe9\xff",
+    b"a=b; c=d",
+    b"",
+]
+LINE = st.lists(st.sampled_from(PIECES), max_size=6).map(b"".join)
+ENDING = st.sampled_from([b"\r\n", b"\n"])
+
+
+def reading(parse, raw: bytes):
+    """What `parse` makes of `raw`, and what it leaves unread."""
+    stream = io.BytesIO(raw)
+    try:
+        message = parse(stream)
+    except http.client.HTTPException as error:
+        return type(error), str(error)
+    defects = [(type(d), str(d)) for d in message.defects]
+    return message.items(), defects, message.get_payload(), message.get_unixfrom(), stream.read()
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(LINE, ENDING), max_size=12), st.sampled_from([b"\r\n", b"\n", b""]), st.binary(max_size=8))
+def test_any_header_block_reads_as_the_standard_library_reads_it(lines, end, body):
+    raw = b"".join(line + ending for line, ending in lines) + end + body
+    assert reading(headers.parse_headers, raw) == reading(http.client.parse_headers, raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'Content-Type: application/json\r\nContent-Length: 2\r\nETag: "7"\r\nX-Empty:\r\n\r\n{}',
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",  # a name twice keeps both
+        b"X-Folded: one\r\n two\r\n\r\n",  # a folded line: the e-mail parser's reading
+        b": no name\r\nX-A: 1\r\n\r\n",
+        b"X-A: 1\r\nnot a header\r\nX-B: 2\r\n\r\n",
+        b"X-A: 1\rX-B: 2\r\n\r\n",
+        b"From someone\r\nX-A: 1\r\n\r\n",
+        b"X-A: 1\r\n",  # the stream ends before the blank line
+    ],
+)
+def test_plain_and_odd_blocks_read_as_the_standard_library_reads_them(raw):
+    assert reading(headers.parse_headers, raw) == reading(http.client.parse_headers, raw)
+
+
+def test_the_limits_on_lines_and_their_number_are_the_standard_librarys():
+    too_many = b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n"
+    too_long = b"X-Long: " + b"a" * 65536 + b"\r\n\r\n"
+    for raw in (too_many, too_long):
+        assert reading(headers.parse_headers, raw) == reading(http.client.parse_headers, raw)
+        assert reading(headers.parse_headers, raw)[0] in (http.client.HTTPException, http.client.LineTooLong)
+
+
+@pytest.fixture
+def raw_answer(settings):
+    servers = []
+
+    def serve(answer: bytes) -> str:
+        server = RawServer(lambda conn, stop: conn.sendall(answer))
+        servers.append(server)
+        settings.PIM_BASE_URL = server.url
+        return server.url
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def test_an_outbound_call_reads_its_answer_with_these_headers(raw_answer):
+    url = raw_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: a\r\nX-Trace: b\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    response = outbound.request("GET", url + "/products/SKU-1")
+    assert isinstance(response.raw._original_response, headers.Response)
+    assert response.json() == {}
+    assert response.headers["X-Trace"] == "a, b"
+
+
+def test_an_answer_with_a_folded_header_is_read_as_before(raw_answer):
+    url = raw_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Folded: one\r\n two\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    response = outbound.request("GET", url + "/products/SKU-1")
+    assert response.json() == {}
+    assert response.headers["X-Folded"] == "one two"  # urllib3 unfolds it
