@@ -29,6 +29,7 @@ SCENARIOS = (
     "akeneo-webhook",
     "production",
     "access-log",
+    "outbound-call",
 )
 
 
@@ -65,7 +66,7 @@ def scenario_functions() -> dict:
     """Each scenario's function; importable only once `Stack()` has set up Django."""
     # The scenario modules import pimsync's models at their top, so they are imported after
     # bench.stack.django_ready() (Django set up with the DATABASE_URL chosen at run time).
-    from bench import access_log, akeneo, cpu, dataset, e2e, ingest, production, purge, resync  # noqa: PLC0415
+    from bench import access_log, akeneo, cpu, dataset, e2e, ingest, outbound_call, production, purge, resync  # noqa: PLC0415
 
     return {
         "ingest": ingest.ingest,
@@ -83,6 +84,7 @@ def scenario_functions() -> dict:
         "akeneo-webhook": akeneo.akeneo_webhook,
         "production": production.production,
         "access-log": access_log.access_log,
+        "outbound-call": outbound_call.outbound_call,
     }
 
 
