@@ -135,6 +135,9 @@ def report_memory_drift(count: int, samples: list, threads: int) -> None:
         if seen and seen[0][0]:
             start_kb, peak_kb = seen[0][0], max(rss for rss, _ in seen)
             drifts[pid] = ((peak_kb - start_kb) / start_kb * 100, start_kb, peak_kb)
+    if not drifts:
+        note(f"no worker-cluster process was warm long enough to measure ({late} started enriching late)")
+        return
     pid, (drift, start_kb, peak_kb) = max(drifts.items(), key=lambda item: item[1][0])
     report("memory.worker_rss_drift_percent", drift, "≤ 10 %", 10 / max(drift, 0.01), "%")
     note(

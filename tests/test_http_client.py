@@ -414,9 +414,11 @@ def test_calls_to_two_hosts_each_go_to_their_own_host_on_one_kept_connection(two
     assert len(first.connections()) == 1 and len(second.connections()) == 1
 
 
-def test_a_cookie_an_answer_sets_is_never_sent_back(two_servers):
+def test_a_cookie_an_answer_sets_is_neither_kept_nor_sent_back(two_servers):
     first, _ = two_servers
-    http.request("GET", f"{first.url}/products/1")
+    response = http.request("GET", f"{first.url}/products/1")
+    assert response.headers["Set-Cookie"] == "session=abc; Path=/"
+    assert not response.cookies and not http.session().cookies
     http.request("GET", f"{first.url}/products/2")
     assert all("Cookie" not in headers for _, _, headers in first.seen)
 

@@ -7,9 +7,10 @@ profile of one thread calling a stand-in (5% of an enrichment's, three calls eac
 of the worker; answers with more headers than the stand-ins' cost more).
 Here a block whose every line is plainly `Name: value` becomes the same `HTTPMessage` through the
 e-mail package's own public steps (`Compat32.header_source_parse`, `Message.set_raw`); anything
-else (folded lines, a line without a name, a stray CR, a `From ` line) goes to `email.parser`
-exactly as before, so odd or hostile answers get the standard library's reading and its defects.
-The test compares both readings on generated header blocks.
+else (folded lines, a line without a name, a stray CR, a `From ` line, a multipart or message/*
+Content-Type, whose body that parser reads as parts) goes to `email.parser` exactly as before,
+so odd or hostile answers get the standard library's reading and its defects. The tests compare
+both readings on generated header blocks.
 
 `Response` is `http.client.HTTPResponse` with its own `begin()` code run against this module's
 `parse_headers`; the connections of `pimsync.outbound.http` use it, no one else does.
@@ -22,10 +23,6 @@ import http.client
 import re
 import types
 
-# Header lines and their number as `http.client` limits them (its _MAXLINE and _MAXHEADERS).
-MAX_LINE = 65536
-MAX_HEADERS = 100
-
 # One whole header line as the e-mail parser reads it without a defect: a name of printable ASCII
 # but ':' (its `headerRE`), the colon, a value without CR or LF (it splits lines on either), the end.
 _PLAIN_LINE = re.compile(r"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
@@ -33,14 +30,17 @@ _PLAIN_LINE = re.compile(r"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
 
 def read_lines(fp) -> list[bytes]:
     """The header block's lines up to and including the empty one (or the end of the stream)."""
+    # http.client's limits, read at each call: raising its _MAXHEADERS is a known workaround for
+    # servers that send more than 100 headers, and it must hold here too.
+    max_line, max_headers = getattr(http.client, "_MAXLINE", 65536), getattr(http.client, "_MAXHEADERS", 100)
     lines = []
     while True:
-        line = fp.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
+        line = fp.readline(max_line + 1)
+        if len(line) > max_line:
             raise http.client.LineTooLong("header line")
         lines.append(line)
-        if len(lines) > MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+        if len(lines) > max_headers:
+            raise http.client.HTTPException(f"got more than {max_headers} headers")
         if line in (b"\r\n", b"\n", b""):
             return lines
 
@@ -54,8 +54,11 @@ def parse_headers(fp, _class=http.client.HTTPMessage) -> http.client.HTTPMessage
         message = _class()
         for line in fields:
             message.set_raw(*message.policy.header_source_parse([line]))
-        message.set_payload("")  # what the e-mail parser leaves after the blank line
-        return message
+        # The e-mail parser reads a multipart or message/* type's body as parts (and notes a
+        # missing boundary as a defect, which urllib3 logs): those blocks are left to it.
+        if message.get_content_maintype() not in ("multipart", "message"):
+            message.set_payload("")  # what the e-mail parser leaves after the blank line
+            return message
     return email.parser.Parser(_class=_class).parsestr("".join(lines))
 
 
@@ -66,6 +69,8 @@ def _begin_with(parse):
     code = begin.__code__
     if "parse_headers" not in code.co_names or code.co_freevars:
         return begin
+    # A copy of http.client's globals with `parse` for its parse_headers; the functions begin()
+    # calls through it (_read_headers for a 100 Continue's headers) still read http.client's own.
     scope = {**vars(http.client), "parse_headers": parse}
     return types.FunctionType(code, scope, begin.__name__, begin.__defaults__)
 

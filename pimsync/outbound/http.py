@@ -263,7 +263,9 @@ class _Adapter(HTTPAdapter):
     no proxy, no client certificate, the system's CA bundle, no cookies kept. Finding the pool
     (parsing the URL again and building urllib3's pool key), the path (looking for a proxy first)
     and building the answer (a cookie jar filled from every answer) were a fifth of the adapter's
-    CPU per call in a py-spy profile of the worker. Any other call takes requests' own steps."""
+    CPU per call in a py-spy profile of the worker. A call through a proxy, with a client
+    certificate or another CA bundle finds its pool and path by requests' own steps; no answer
+    fills a cookie jar."""
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -276,8 +278,10 @@ class _Adapter(HTTPAdapter):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         # A prepared URL is "scheme://authority/path…": the pool is the authority's.
         key = request.url[: request.url.find("/", request.url.find("//") + 2)]
+        # Held here until close(): a pool the manager drops (past its ten) is not closed by it
+        # (urllib3 2 closes pools when they are collected), so it serves on.
         pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # closed with the session, or dropped by the manager
+        if pool is None:
             pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, cert=cert)
         return pool
 
