@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pimsync.outbound import http
+from pimsync.outbound import headers, http
 from pimsync.outbound.redaction import redact_url
+from standins.server import LoopbackServer, QuietHandler
 
 TRICKLE_SECONDS = 60  # the old per-read timeout would wait this long
 CALL_BOUND_SECONDS = 15  # a regression fails the test instead of hanging it
@@ -356,16 +357,14 @@ def test_a_retry_after_from_a_server_is_seconds_capped_at_a_day_or_nothing(https
     assert raised.value.retryable and raised.value.retry_after == seconds
 
 
-class KeepAliveServer:
+class KeepAliveServer(LoopbackServer):
     """An HTTP/1.1 server on 127.0.0.1 that keeps connections open and records, for each request,
     the connection it came on and its path and headers."""
 
     def __init__(self) -> None:
-        import http.server
-
         seen = self.seen = []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
@@ -378,19 +377,11 @@ class KeepAliveServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
+        self.start()
 
     def connections(self) -> set[int]:
         return {port for port, _, _ in self.seen}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -420,7 +411,7 @@ def test_a_cookie_an_answer_sets_is_neither_kept_nor_sent_back(two_servers):
     assert response.headers["Set-Cookie"] == "session=abc; Path=/"
     assert not response.cookies and not http.session().cookies
     http.request("GET", f"{first.url}/products/2")
-    assert all("Cookie" not in headers for _, _, headers in first.seen)
+    assert all("Cookie" not in sent for _, _, sent in first.seen)
 
 
 def test_after_the_session_is_closed_the_next_call_opens_a_new_connection(two_servers):
@@ -429,3 +420,27 @@ def test_after_the_session_is_closed_the_next_call_opens_a_new_connection(two_se
     http.session().close()
     assert http.request("GET", f"{first.url}/products/2").json() == {"path": "/products/2"}
     assert len(first.connections()) == 2
+
+
+def test_an_outbound_call_reads_its_answer_with_pimsyncs_header_reader(serve):
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: a\r\nX-Trace: b\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    server = serve(lambda conn, stop: conn.sendall(answer))
+    response = http.request("GET", server.url + "/products/SKU-1")
+    assert isinstance(response.raw._original_response, headers.Response)
+    assert headers.Response.begin.__globals__["parse_headers"] is headers.parse_headers
+    assert response.json() == {}
+    assert response.headers["X-Trace"] == "a, b"
+
+
+def test_an_answer_with_a_folded_header_is_read_as_before(serve):
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Folded: one\r\n two\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    server = serve(lambda conn, stop: conn.sendall(answer))
+    response = http.request("GET", server.url + "/products/SKU-1")
+    assert response.json() == {}
+    assert response.headers["X-Folded"] == "one two"  # urllib3 unfolds it

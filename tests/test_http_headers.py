@@ -1,5 +1,6 @@
 """Answers' headers read without the e-mail parser: the standard library's reading, on generated
-header blocks (hostile ones included), and the one every outbound call uses."""
+header blocks (hostile ones included). That every outbound call reads its answer with it is
+tested with the other calls, in test_http_client.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimsync.outbound import headers
-from pimsync.outbound import http as outbound
-from tests.test_http_client import RawServer
 
 # Pieces of header lines, the awkward ones included: a space or tab first (a folded line), no
 # name, a space in the name, a stray CR, a LF alone, "From " (mail's envelope), Latin-1 bytes,
@@ -95,40 +94,3 @@ def test_the_limits_on_lines_and_their_number_are_the_standard_librarys(monkeypa
     monkeypatch.setattr(http.client, "_MAXHEADERS", 200)
     assert reading(headers.parse_headers, too_many) == reading(http.client.parse_headers, too_many)
     assert len(reading(headers.parse_headers, too_many)[0]) == 101
-
-
-@pytest.fixture
-def raw_answer(settings):
-    servers = []
-
-    def serve(answer: bytes) -> str:
-        server = RawServer(lambda conn, stop: conn.sendall(answer))
-        servers.append(server)
-        settings.PIM_BASE_URL = server.url
-        return server.url
-
-    yield serve
-    for server in servers:
-        server.close()
-
-
-def test_an_outbound_call_reads_its_answer_with_these_headers(raw_answer):
-    url = raw_answer(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: a\r\nX-Trace: b\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-    )
-    response = outbound.request("GET", url + "/products/SKU-1")
-    assert isinstance(response.raw._original_response, headers.Response)
-    assert headers.Response.begin.__globals__["parse_headers"] is headers.parse_headers
-    assert response.json() == {}
-    assert response.headers["X-Trace"] == "a, b"
-
-
-def test_an_answer_with_a_folded_header_is_read_as_before(raw_answer):
-    url = raw_answer(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Folded: one\r\n two\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-    )
-    response = outbound.request("GET", url + "/products/SKU-1")
-    assert response.json() == {}
-    assert response.headers["X-Folded"] == "one two"  # urllib3 unfolds it

@@ -28,26 +28,10 @@ import types
 _PLAIN_LINE = re.compile(r"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
 
 
-def read_lines(fp) -> list[bytes]:
-    """The header block's lines up to and including the empty one (or the end of the stream)."""
-    # http.client's limits, read at each call: raising its _MAXHEADERS is a known workaround for
-    # servers that send more than 100 headers, and it must hold here too.
-    max_line, max_headers = getattr(http.client, "_MAXLINE", 65536), getattr(http.client, "_MAXHEADERS", 100)
-    lines = []
-    while True:
-        line = fp.readline(max_line + 1)
-        if len(line) > max_line:
-            raise http.client.LineTooLong("header line")
-        lines.append(line)
-        if len(lines) > max_headers:
-            raise http.client.HTTPException(f"got more than {max_headers} headers")
-        if line in (b"\r\n", b"\n", b""):
-            return lines
-
-
 def parse_headers(fp, _class=http.client.HTTPMessage) -> http.client.HTTPMessage:
     """`http.client.parse_headers`, with the plain case read line by line."""
-    lines = [line.decode("iso-8859-1") for line in read_lines(fp)]
+    # http.client's own reading of the lines, with its limits on their length and number.
+    lines = [line.decode("iso-8859-1") for line in http.client._read_headers(fp)]
     *fields, end = lines
     # A `From ` line (mail's envelope) never matches: its name would hold a space.
     if end in ("\r\n", "\n") and all(_PLAIN_LINE.fullmatch(line) for line in fields):
@@ -64,10 +48,11 @@ def parse_headers(fp, _class=http.client.HTTPMessage) -> http.client.HTTPMessage
 
 def _begin_with(parse):
     """`HTTPResponse.begin` calling `parse` for the headers, or the standard one if its code does
-    not read them through `parse_headers` (another Python version)."""
+    not read them through `parse_headers`, or http.client has no `_read_headers` (another Python
+    version)."""
     begin = http.client.HTTPResponse.begin
     code = begin.__code__
-    if "parse_headers" not in code.co_names or code.co_freevars:
+    if "parse_headers" not in code.co_names or code.co_freevars or not hasattr(http.client, "_read_headers"):
         return begin
     # A copy of http.client's globals with `parse` for its parse_headers; the functions begin()
     # calls through it (_read_headers for a 100 Continue's headers) still read http.client's own.
