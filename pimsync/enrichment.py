@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from pimsync import failures, mapping
+from pimsync import failures, mapping, read_ahead
 from pimsync.adobe import aem
 from pimsync.models import Asset, Event, MappingConfig, Status
 from pimsync.outbound import http
@@ -90,16 +90,28 @@ def enrich(event: Event, last_written: dict | None = None) -> Result:
         key, metadata = _product_key(asset, config)
         outcome.product_key = key
         connector = connectors.connector()
-        read_at = timezone.now()
-        product = connector.get_product(key)
-        if product is None:
-            outcome.error_class = "pim_not_found"
-            outcome.reason = f"product {key!r} is not in {connector.label}"
-            return outcome
-        outcome.pim_data = product
-        outcome.product_uuid = connector.product_uuid(product)
-        outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
-        outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
+        # AEM's metadata is asked for while the PIM answers, on a worker's read-ahead threads
+        # (pimsync.read_ahead); its answer, or its error, counts only once the product is known.
+        # Not while the PIM fails: its events only wait for a retry, and AEM's rate limit would
+        # pay a read for each.
+        first_read = None
+        if metadata is None:
+            first_read = read_ahead.Read(aem.get_metadata, asset.asset_id, ahead=not _pim.failing)
+        try:
+            read_at = timezone.now()
+            product = _pim.get_product(connector, key)
+            if product is None:
+                outcome.error_class = "pim_not_found"
+                outcome.reason = f"product {key!r} is not in {connector.label}"
+                return outcome
+            outcome.pim_data = product
+            outcome.product_uuid = connector.product_uuid(product)
+            outcome.pim_fingerprint = mapping.data_fingerprint(connector.fingerprint_view(product))
+            outcome.mapping_fingerprint = mapping.fingerprint(config, rules, asset)
+            metadata = metadata or first_read()
+        finally:
+            if first_read is not None:
+                first_read.discard()
         outcome = _write(outcome, asset, product, rules, metadata, (last_written, config.on_unmapped))
         return _write_back(connector, outcome, asset, product, read_at)
     except mapping.MappingError as exc:
@@ -110,6 +122,31 @@ def enrich(event: Event, last_written: dict | None = None) -> Result:
         return outcome
     except http.HttpError as exc:
         return _failure(exc, outcome)
+
+
+class _PimHealth:
+    """Whether this process's last answer from the PIM was a failure that a retry may cure (an
+    outage, a 5xx, a pause), rather than a product or a product it lacks."""
+
+    failing = False
+
+    def get_product(self, connector: connectors.Connector, key: str) -> dict | None:
+        try:
+            product = connector.get_product(key)
+        except http.HttpError as exc:
+            if exc.retryable:
+                self.failing = True
+            raise
+        self.failing = False
+        return product
+
+
+_pim = _PimHealth()
+
+
+def forget() -> None:
+    """Start again from a PIM not known to fail (tests)."""
+    _pim.failing = False
 
 
 def _write_back(

@@ -1,7 +1,8 @@
 """The drain loop a django-q2 worker runs: many assets at once on a thread pool.
 
 Enrichment waits on the network (PIM, AEM, each call tens of milliseconds), so one worker process
-keeps up to PIMSYNC_WORKER_THREADS assets in flight. Exclusivity stays per asset, through the lease
+keeps up to PIMSYNC_WORKER_THREADS assets in flight, and as many reads sent ahead (`read_ahead`:
+AEM's metadata asked for while the PIM answers). Exclusivity stays per asset, through the lease
 in `pipeline.process_asset`; several processes draining at once skip each other's leased assets.
 """
 
@@ -18,7 +19,7 @@ from django.db import close_old_connections
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from pimsync import pipeline, postgresql
+from pimsync import pipeline, postgresql, read_ahead
 from pimsync.models import PENDING, Asset, Event
 from pimsync.wakeups import DrainPromise, wake
 
@@ -42,6 +43,8 @@ class Threads:
         with self._lock:
             if Threads._pool is None:
                 Threads._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="pimsync-enrich")
+        # One read ahead per enrichment at most: as many read-ahead threads as enrichment threads.
+        read_ahead.enable(width)
 
     def submit(self, asset_id: str) -> Future:
         """Enrich the asset on a free thread."""

@@ -21,7 +21,7 @@ from django_q.models import OrmQ
 from pytest_httpserver import HTTPServer
 
 from dashboard import overview
-from pimsync import inbound, mapping, wakeups
+from pimsync import enrichment, inbound, mapping, wakeups
 from pimsync.adobe import signatures
 from pimsync.outbound import throttle
 from standins.adobe import AemStub, ImsStub
@@ -103,6 +103,7 @@ def _forget_process_caches():
     mapping.forget()
     overview.forget_table_statistics()
     throttle.forget()
+    enrichment.forget()
 
 
 @pytest.fixture(autouse=True)
@@ -280,23 +281,31 @@ class World:
         return event
 
 
-@pytest.fixture
-def world(adobe, second_server, settings, db) -> World:
+def make_world(adobe: Adobe, server, settings, pim_stub: type[PimStub] = PimStub) -> World:
+    """IMS, AEM and the PIM (`pim_stub`, a PimStub or a subclass) on `server`, pimsync pointed at
+    them, and the standard mapping."""
     from pimsync import mapping
     from pimsync.adobe import ims
 
-    ims_stub = ImsStub(second_server)
-    aem_stub = AemStub(second_server, ims_stub)
-    pim_stub = PimStub(second_server)
+    ims_stub = ImsStub(server)
+    aem_stub = AemStub(server, ims_stub)
+    pim = pim_stub(server)
     settings.ADOBE_IMS_TOKEN_URL = ims_stub.url
     settings.AEM_AUTHOR_URL = aem_stub.url
-    settings.PIM_BASE_URL = pim_stub.url
+    settings.PIM_BASE_URL = pim.url
     settings.PIM_CONNECTOR = "rest"
     settings.PIM_API_TOKEN = PimStub.TOKEN
     settings.PIMSYNC_RETRY_BASE_SECONDS = 30
     ims.forget()
     mapping.import_config(STANDARD_MAPPING)
-    yield World(adobe, ims_stub, aem_stub, pim_stub)
+    return World(adobe, ims_stub, aem_stub, pim)
+
+
+@pytest.fixture
+def world(adobe, second_server, settings, db) -> World:
+    from pimsync.adobe import ims
+
+    yield make_world(adobe, second_server, settings)
     ims.forget()
 
 
