@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.test import Client
 from django.utils import timezone
 
+from bench.e2e import ROUND_TRIPS
 from bench.load import percentile, run
 from bench.report import note, report
 from bench.signing import signed_requests
@@ -117,11 +118,11 @@ def resync_pace(stack: Stack) -> None:
     )
     high = stack.args.resync_max_rate
     fastest = resync_run(stack, count, high)
-    bound = WORKERS[0] * WORKERS[1] / (3 * stack.args.latency)
+    bound = WORKERS[0] * WORKERS[1] / (ROUND_TRIPS * stack.args.latency)
     report(f"resync.max_assets_per_s at PIMSYNC_RESYNC_RATE={high:g}", fastest["steady"], "(info)", None, "/s")
     note(
         f"{fastest['done']:,} enriched in {fastest['whole']:.0f} s after the job started; Little's-law bound "
-        f"{bound:.0f}/s (3 calls × {latency:.0f} ms); e2e's new uploads measure the same path"
+        f"{bound:.0f}/s ({ROUND_TRIPS} round trips × {latency:.0f} ms); e2e's new uploads measure the same path"
     )
 
 

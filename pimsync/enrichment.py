@@ -92,11 +92,13 @@ def enrich(event: Event, last_written: dict | None = None) -> Result:
         connector = connectors.connector()
         # AEM's metadata is asked for while the PIM answers, on a worker's read-ahead threads
         # (pimsync.read_ahead); its answer, or its error, counts only once the product is known.
-        # Not while the PIM fails: its events only wait for a retry, and AEM's rate limit would
-        # pay a read for each.
+        # Only while the PIM's last answer was a product: while it fails or lacks products, a
+        # read for each asset would spend AEM's rate limit on answers that are dropped.
         first_read = None
         if metadata is None:
-            first_read = read_ahead.Read(aem.get_metadata, asset.asset_id, ahead=not _pim.failing)
+            first_read = read_ahead.Read(
+                aem.get_metadata, asset.asset_id, errors=(http.HttpError,), ahead=_pim.last_was_product
+            )
         try:
             read_at = timezone.now()
             product = _pim.get_product(connector, key)
@@ -125,28 +127,26 @@ def enrich(event: Event, last_written: dict | None = None) -> Result:
 
 
 class _PimHealth:
-    """Whether this process's last answer from the PIM was a failure that a retry may cure (an
-    outage, a 5xx, a pause), rather than a product or a product it lacks."""
+    """Whether this process's last answer from the PIM was a product (not an error, nor a
+    product it lacks)."""
 
-    failing = False
+    last_was_product = True
 
     def get_product(self, connector: connectors.Connector, key: str) -> dict | None:
+        product = None
         try:
             product = connector.get_product(key)
-        except http.HttpError as exc:
-            if exc.retryable:
-                self.failing = True
-            raise
-        self.failing = False
-        return product
+            return product
+        finally:
+            self.last_was_product = product is not None
 
 
 _pim = _PimHealth()
 
 
 def forget() -> None:
-    """Start again from a PIM not known to fail (tests)."""
-    _pim.failing = False
+    """Start again from a PIM whose last answer was a product (tests)."""
+    _pim.last_was_product = True
 
 
 def _write_back(

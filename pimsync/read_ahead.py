@@ -1,13 +1,14 @@
 """Reads sent before their answer is needed: an enrichment asks AEM for the asset's metadata while
 it waits for the PIM, so an asset waits for two round trips instead of three.
 
-Only in a worker process that enriches on its thread pool (`pimsync.worker.Threads` enables this
-with the pool's width). Elsewhere (PIMSYNC_WORKER_THREADS=0, a web process) a read is sent when its
-answer is first asked for, as if there were no read ahead.
+Only in a process that enriches on a thread pool (`pimsync.worker.Threads`: a worker, or
+`resync --wait`) with PIMSYNC_READ_AHEAD on. Elsewhere (PIMSYNC_WORKER_THREADS=0, a web process)
+a read is sent when its answer is first asked for, as if there were no read ahead.
 
 A read whose answer turns out not to be needed (the PIM has no such product, or failed) is
-discarded: its answer and any error it raised are dropped, and the caller goes on as if it had
-never been sent.
+discarded: not sent if it has not started, its answer and any error dropped otherwise. A read
+that was sent still did what any call does: it counts against the peer's rate limit, a 429 pauses
+calls to it (`pimsync.outbound.throttle`) and a 401 renews the token.
 """
 
 from __future__ import annotations
@@ -50,18 +51,33 @@ def width() -> int:
 
 class Read(Generic[T]):
     """`read(*args)`, sent now on a read-ahead thread when this process has them (and `ahead`),
-    otherwise when the answer is first asked for. Call it for the answer (or the error the read
-    raised)."""
+    otherwise when the answer is first asked for. Call it for the answer, or for the error the
+    read raised when that is one of `errors` (the read's own failures, which count as they are).
+    Any other error of a read-ahead thread (its database connection, say) is not the read's: the
+    read is sent again from the calling thread."""
 
-    def __init__(self, read: Callable[..., T], *args, ahead: bool = True) -> None:
-        self._read, self._args = read, args
+    def __init__(self, read: Callable[..., T], *args, errors: tuple[type[Exception], ...] = (), ahead=True) -> None:
+        self._read, self._args, self._errors = read, args, errors
+        self._future: Future | None = None
         pool = _pool if ahead else None
-        self._future: Future | None = pool.submit(_run, read, args) if pool is not None else None
+        if pool is not None:
+            try:
+                self._future = pool.submit(_run, read, args)
+            except RuntimeError:  # the pool was shut down meanwhile (the process is ending)
+                self._future = None
 
     def __call__(self) -> T:
-        if self._future is None:
+        future, self._future = self._future, None
+        # Not started yet (every read-ahead thread still busy): sent from here, never later than
+        # without a read ahead.
+        if future is None or future.cancel():
             return self._read(*self._args)
-        return self._future.result()
+        try:
+            return future.result()
+        except self._errors:
+            raise
+        except Exception:
+            return self._read(*self._args)
 
     def discard(self) -> None:
         """The answer will not be asked for: not sent if it has not been yet, dropped otherwise."""
@@ -73,7 +89,8 @@ def _run(read: Callable[..., T], args: tuple) -> T:
     try:
         return read(*args)
     finally:
-        # A read touches the database rarely (a shared token or pause read once in a while):
-        # close what it opened rather than hold one idle connection per read-ahead thread.
+        # A read touches the database rarely (the pause row once a second, a token the calling
+        # thread had not read): close what it opened rather than hold one idle connection per
+        # read-ahead thread.
         for connection in connections.all(initialized_only=True):
             connection.close()

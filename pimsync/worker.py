@@ -2,7 +2,7 @@
 
 Enrichment waits on the network (PIM, AEM, each call tens of milliseconds), so one worker process
 keeps up to PIMSYNC_WORKER_THREADS assets in flight, and as many reads sent ahead (`read_ahead`:
-AEM's metadata asked for while the PIM answers). Exclusivity stays per asset, through the lease
+AEM's metadata asked for while the PIM answers; PIMSYNC_READ_AHEAD). Exclusivity stays per asset, through the lease
 in `pipeline.process_asset`; several processes draining at once skip each other's leased assets.
 """
 
@@ -43,8 +43,10 @@ class Threads:
         with self._lock:
             if Threads._pool is None:
                 Threads._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="pimsync-enrich")
-        # One read ahead per enrichment at most: as many read-ahead threads as enrichment threads.
-        read_ahead.enable(width)
+        if settings.PIMSYNC_READ_AHEAD:
+            # A read ahead per enrichment: as many read-ahead threads as enrichment threads (a
+            # read that has not started when its answer is wanted is sent by the enrichment).
+            read_ahead.enable(width)
 
     def submit(self, asset_id: str) -> Future:
         """Enrich the asset on a free thread."""

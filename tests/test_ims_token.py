@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from pimsync.adobe import ims
 from pimsync.models import AccessToken
+from pimsync.outbound.tokens import SharedToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,6 +44,33 @@ def test_a_process_waits_for_the_refresh_another_process_claimed(world):
     other.join()
     assert token == "token-from-the-other-process"
     assert world.ims.issued == []
+
+
+def test_a_processs_threads_asking_at_once_read_the_stored_token_once(world, monkeypatch):
+    """A worker's threads start together with nothing in memory: the first reads the shared row,
+    the others, waiting meanwhile, take what it read."""
+    stored = ims.get_token()
+    ims.forget()  # this process's copy gone; the row stays
+    reads = []
+    read_row = SharedToken._stored
+
+    def counted(self):
+        reads.append(threading.get_ident())
+        time.sleep(0.05)  # the other threads are at the lock by now
+        return read_row(self)
+
+    monkeypatch.setattr(SharedToken, "_stored", counted)
+
+    def thread_asks(_) -> str:
+        try:
+            return ims.get_token()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(thread_asks, range(6))) == [stored] * 6
+    assert len(reads) == 1
+    assert len(world.ims.issued) == 1
 
 
 def test_an_expiring_token_is_renewed_before_it_expires(world):

@@ -3,15 +3,18 @@ answers, and what AEM said counts only once the PIM's answer is known."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from django.db import OperationalError
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pimsync import read_ahead, worker
 from pimsync.adobe import ims
 from pimsync.models import Event, Status
+from pimsync.outbound.http import HttpError
 from standins.pim import PimStub
 from tests.conftest import make_world, product
 
@@ -23,16 +26,18 @@ class PimAnsweringAfterAem(PimStub):
     """A PIM that holds each answer until AEM has been called since `mark()`, or `patience`
     seconds passed; `answered_after_aem` says for each call which came first."""
 
-    patience = 10.0
     aem = None  # the AEM stand-in whose calls it watches
 
     def __init__(self, server) -> None:
         super().__init__(server)
         self.answered_after_aem: list[bool] = []
         self.aem_calls_before = 0
+        self.patience = 10.0
 
-    def mark(self) -> None:
-        self.aem_calls_before = len(self.aem.calls)
+    def mark(self, patience: float = 10.0) -> None:
+        """From now on, wait for AEM's next call up to `patience` seconds: long where a read ahead
+        is due (a slow machine must not fail the test), short where none should come."""
+        self.aem_calls_before, self.patience = len(self.aem.calls), patience
 
     def handle(self, request: Request) -> Response:
         deadline = time.monotonic() + self.patience
@@ -63,9 +68,9 @@ def world(adobe, settings, reading_ahead):
     ims.forget()
 
 
-def enrich_upload(client, world, n: int, sku: str = "SKU-100001") -> Event:
+def enrich_upload(client, world, n: int, sku: str = "SKU-100001", read_ahead_due: bool = True) -> Event:
     """Deliver an upload of asset `n` named for `sku`, run the worker, return the stored event."""
-    world.pim.mark()
+    world.pim.mark(10.0 if read_ahead_due else 0.5)
     event = world.upload(client, n, sku=sku)
     assert world.adobe.deliver(client, event).status_code == 200
     world.drain()
@@ -129,21 +134,41 @@ def test_aems_refusal_to_read_counts_once_the_product_is_known(client, world):
 
 
 def test_while_the_pim_fails_aem_is_not_asked_ahead_and_once_it_answers_it_is_again(client, world):
-    world.pim.patience = 0.5  # how long the PIM waits for a read ahead that should not come
     world.pim.products.update({sku: product(sku) for sku in ("SKU-1", "SKU-2", "SKU-3", "SKU-4")})
     world.pim.faults.add("GET", 503, times=2)
 
     first = enrich_upload(client, world, 1, sku="SKU-1")
-    second = enrich_upload(client, world, 2, sku="SKU-2")
-    third = enrich_upload(client, world, 3, sku="SKU-3")
+    second = enrich_upload(client, world, 2, sku="SKU-2", read_ahead_due=False)
+    third = enrich_upload(client, world, 3, sku="SKU-3", read_ahead_due=False)
     fourth = enrich_upload(client, world, 4, sku="SKU-4")
 
     assert [e.status for e in (first, second, third, fourth)] == [Status.RETRYING, Status.RETRYING] + [
         Status.SUCCEEDED
     ] * 2
-    # The first failure was not foreseen; after it, AEM waits until the PIM has answered.
+    # The first failure was not foreseen; after it, AEM waits until the PIM has answered a product.
     assert world.pim.answered_after_aem == [True, False, False, True]
     assert [call for call in world.aem.calls if call[1] == second.asset_id] == []
+
+
+def test_after_a_product_the_pim_lacks_the_next_asset_is_read_after_the_pim_answers(client, world):
+    world.pim.products["SKU-2"] = product("SKU-2")
+
+    missing = enrich_upload(client, world, 1, sku="SKU-1")
+    found = enrich_upload(client, world, 2, sku="SKU-2", read_ahead_due=False)
+
+    assert (missing.error_class, found.status) == ("pim_not_found", Status.SUCCEEDED)
+    assert world.pim.answered_after_aem == [True, False]
+
+
+def test_with_read_ahead_off_a_worker_sends_one_call_after_the_other(monkeypatch, settings):
+    settings.PIMSYNC_READ_AHEAD = False
+    read_ahead.disable()
+    monkeypatch.setattr(worker.Threads, "_pool", None)
+    worker.Threads(3)
+    try:
+        assert read_ahead.width() == 0
+    finally:
+        worker.Threads._pool.shutdown()
 
 
 def test_a_worker_enriching_on_threads_reads_ahead_on_as_many(monkeypatch):
@@ -155,3 +180,44 @@ def test_a_worker_enriching_on_threads_reads_ahead_on_as_many(monkeypatch):
     finally:
         worker.Threads._pool.shutdown()
         read_ahead.disable()
+
+
+def test_a_read_no_thread_has_started_is_sent_by_the_thread_that_wants_it(reading_ahead):
+    release = threading.Event()
+    busy = [read_ahead.Read(release.wait, 10), read_ahead.Read(release.wait, 10)]  # both threads taken
+    try:
+        read = read_ahead.Read(threading.get_ident)
+        assert read() == threading.get_ident()
+    finally:
+        release.set()
+    assert [b() for b in busy] == [True, True]
+
+
+def test_a_read_ahead_thread_failing_for_its_own_reasons_has_the_read_sent_again(reading_ahead):
+    caller = threading.get_ident()
+
+    def read() -> str:
+        if threading.get_ident() != caller:
+            raise OperationalError("connection to server failed")  # the thread's, not the read's
+        return "answer"
+
+    assert read_ahead.Read(read, errors=(HttpError,))() == "answer"
+
+
+def test_the_reads_own_errors_count_as_they_are(reading_ahead):
+    def read():
+        raise HttpError("GET … answered 503", retryable=True, status=503, error_class="aem_503")
+
+    with pytest.raises(HttpError) as raised:
+        read_ahead.Read(read, errors=(HttpError,))()
+    assert raised.value.error_class == "aem_503"
+
+
+def test_a_discarded_read_that_has_not_started_is_never_sent(reading_ahead):
+    release, sent = threading.Event(), []
+    busy = [read_ahead.Read(release.wait, 10), read_ahead.Read(release.wait, 10)]
+    read_ahead.Read(sent.append, "sent").discard()
+    release.set()
+    assert [b() for b in busy] == [True, True]
+    read_ahead.disable()  # waits for every read the pool still holds
+    assert sent == []

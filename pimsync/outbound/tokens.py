@@ -54,6 +54,11 @@ class SharedToken:
         if cached and cached[1] > time.time():
             return cached[0]
         with self._lock:
+            # Threads that waited here while another read or renewed the token find it in memory:
+            # a worker's threads starting at once read the row once, not once each.
+            cached = self._memory
+            if cached and cached[1] > time.time():
+                return cached[0]
             deadline = time.monotonic() + REFRESH_CLAIM.total_seconds()
             while True:
                 token = self._stored()
