@@ -160,23 +160,14 @@ def test_after_a_product_the_pim_lacks_the_next_asset_is_read_after_the_pim_answ
     assert world.pim.answered_after_aem == [True, False]
 
 
-def test_with_read_ahead_off_a_worker_sends_one_call_after_the_other(monkeypatch, settings):
-    settings.PIMSYNC_READ_AHEAD = False
+@pytest.mark.parametrize(("setting", "width"), [(True, 3), (False, 0)])
+def test_a_worker_enriching_on_threads_reads_ahead_on_as_many_unless_turned_off(monkeypatch, settings, setting, width):
+    settings.PIMSYNC_READ_AHEAD = setting
     read_ahead.disable()
     monkeypatch.setattr(worker.Threads, "_pool", None)
     worker.Threads(3)
     try:
-        assert read_ahead.width() == 0
-    finally:
-        worker.Threads._pool.shutdown()
-
-
-def test_a_worker_enriching_on_threads_reads_ahead_on_as_many(monkeypatch):
-    read_ahead.disable()
-    monkeypatch.setattr(worker.Threads, "_pool", None)
-    worker.Threads(3)
-    try:
-        assert read_ahead.width() == 3
+        assert read_ahead.width() == width
     finally:
         worker.Threads._pool.shutdown()
         read_ahead.disable()
