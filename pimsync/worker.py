@@ -2,8 +2,9 @@
 
 Enrichment waits on the network (PIM, AEM, each call tens of milliseconds), so one worker process
 keeps up to PIMSYNC_WORKER_THREADS assets in flight, and as many reads sent ahead (`read_ahead`:
-AEM's metadata asked for while the PIM answers; PIMSYNC_READ_AHEAD). Exclusivity stays per asset, through the lease
-in `pipeline.process_asset`; several processes draining at once skip each other's leased assets.
+AEM's metadata asked for while the PIM answers; PIMSYNC_READ_AHEAD). Exclusivity stays per
+asset, through the lease in `pipeline.process_asset`; several processes draining at once skip
+each other's leased assets.
 """
 
 from __future__ import annotations
