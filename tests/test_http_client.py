@@ -422,13 +422,15 @@ def test_after_the_session_is_closed_the_next_call_opens_a_new_connection(two_se
     assert len(first.connections()) == 2
 
 
+def answer_with_headers(serve, lines: bytes):
+    """An outbound call to a server answering `{}` after the status line and header `lines`."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + lines
+    server = serve(lambda conn, stop: conn.sendall(answer + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"))
+    return http.request("GET", server.url + "/products/SKU-1")
+
+
 def test_an_outbound_call_reads_its_answer_with_pimsyncs_header_reader(serve):
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: a\r\nX-Trace: b\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-    )
-    server = serve(lambda conn, stop: conn.sendall(answer))
-    response = http.request("GET", server.url + "/products/SKU-1")
+    response = answer_with_headers(serve, b"X-Trace: a\r\nX-Trace: b\r\n")
     assert isinstance(response.raw._original_response, headers.Response)
     assert headers.Response.begin.__globals__["parse_headers"] is headers.parse_headers
     assert response.json() == {}
@@ -436,11 +438,6 @@ def test_an_outbound_call_reads_its_answer_with_pimsyncs_header_reader(serve):
 
 
 def test_an_answer_with_a_folded_header_is_read_as_before(serve):
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Folded: one\r\n two\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-    )
-    server = serve(lambda conn, stop: conn.sendall(answer))
-    response = http.request("GET", server.url + "/products/SKU-1")
+    response = answer_with_headers(serve, b"X-Folded: one\r\n two\r\n")
     assert response.json() == {}
     assert response.headers["X-Folded"] == "one two"  # urllib3 unfolds it
