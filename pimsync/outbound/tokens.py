@@ -50,15 +50,15 @@ class SharedToken:
 
     def get(self) -> str:
         """A valid access token, from memory, the shared row, or the system (once for all processes)."""
-        cached = self._memory
-        if cached and cached[1] > time.time():
-            return cached[0]
+        token = self._remembered()
+        if token:
+            return token
         with self._lock:
             # Threads that waited here while another read or renewed the token find it in memory:
             # a worker's threads starting at once read the row once, not once each.
-            cached = self._memory
-            if cached and cached[1] > time.time():
-                return cached[0]
+            token = self._remembered()
+            if token:
+                return token
             deadline = time.monotonic() + REFRESH_CLAIM.total_seconds()
             while True:
                 token = self._stored()
@@ -75,6 +75,11 @@ class SharedToken:
                 if time.monotonic() > deadline:
                     return self._renew()  # the claimant seems gone; better one extra token than none
                 time.sleep(0.1)
+
+    def _remembered(self) -> str | None:
+        """This process's copy of the token, while it is not due for renewal."""
+        cached = self._memory
+        return cached[0] if cached and cached[1] > time.time() else None
 
     def invalidate(self, token: str) -> None:
         """Forget `token` after a 401, so the next `get()` renews it (once for all processes)."""
