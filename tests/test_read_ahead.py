@@ -113,6 +113,7 @@ def test_a_failing_pim_is_the_reason_when_aem_fails_too(client, world):
 
     event = enrich_upload(client, world, 1)
 
+    assert [method for method, _ in world.aem.calls] == ["GET"]  # AEM was asked ahead and failed
     assert event.status == Status.RETRYING
     assert event.error_class == "pim_503"
     assert event.attempt_set.get().aem_status is None
