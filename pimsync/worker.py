@@ -5,6 +5,12 @@ keeps up to PIMSYNC_WORKER_THREADS assets in flight, and as many reads sent ahea
 AEM's metadata asked for while the PIM answers; PIMSYNC_READ_AHEAD). Exclusivity stays per
 asset, through the lease in `pipeline.process_asset`; several processes draining at once skip
 each other's leased assets.
+
+A drain with more due assets than its threads can take asks for one more drain (`_ask_for_help`),
+so that idle worker processes, of this machine or another, join a burst at once. Deliveries queue
+few wake-ups (a running drain's promise covers them), and a busy cluster's django-q2 pusher takes
+tasks from the broker ahead of its free processes, so without that the first cluster to wake could
+hold a whole burst's wake-ups while the others idled until the sweeper's next minute.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ from django.utils import timezone
 
 from pimsync import pipeline, postgresql, read_ahead
 from pimsync.models import PENDING, Asset, Event
-from pimsync.wakeups import DrainPromise, wake
+from pimsync.wakeups import DrainPromise, broker, wake
 
 log = logging.getLogger(__name__)
+
+# How often a drain that has more due assets than threads may ask for another drain. It asks only
+# while no drain task waits in the broker, so the tasks it adds stay a handful however long it runs.
+HELP_EVERY_SECONDS = 1.0
 
 
 def threads() -> int:
@@ -120,11 +130,18 @@ def drain() -> str:
     backlog: list[str] = []  # candidates fetched in one query, handed out as threads free up
     done = 0
     idle_until = time.monotonic() + linger
+    asked = -HELP_EVERY_SECONDS
     while True:
         # Promise before looking: whatever commits from now on is seen by a later check.
         promise.keep_polling_until(idle_until)
-        started = _start(runner, running, backlog, deadline)
+        # Threads freed first, then filled: a drain is idle only when a look found nothing to start
+        # for free threads (the other way round, it could end with assets left in its backlog).
         done += _collect(running)
+        started = _start(runner, running, backlog, deadline)
+        if backlog and isinstance(runner, Threads) and time.monotonic() - asked >= HELP_EVERY_SECONDS:
+            # Every thread busy and due assets left over: room for another worker process.
+            asked = time.monotonic()
+            _ask_for_help()
         if running or started:
             idle_until = time.monotonic() + linger
             continue
@@ -162,6 +179,17 @@ def _start(runner: Threads | Inline, running: dict[Future, str], backlog: list[s
             running[runner.submit(asset_id)] = asset_id
             started += 1
     return started
+
+
+def _ask_for_help() -> None:
+    """Queue one more drain unless one already waits in the broker (a free process then has it)."""
+    try:
+        waiting = broker().queue_size()
+    except Exception:  # the broker unreachable: this drain goes on alone, the sweeper wakes others
+        log.warning("could not read the broker's queue to ask for another drain", exc_info=True)
+        return
+    if not waiting:
+        wake()
 
 
 def _collect(running: dict[Future, str]) -> int:

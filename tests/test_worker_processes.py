@@ -1,5 +1,6 @@
-"""Real `manage.py qcluster` processes: a worker killed with SIGKILL mid-task, and two workers
-racing for one asset. The database is the test database, committed, shared with the processes."""
+"""Real `manage.py qcluster` processes: a worker killed with SIGKILL mid-task, two workers racing
+for one asset, two clusters sharing a burst; and a drain on its threads asking for help. The
+database is the test database, committed, shared with the processes."""
 
 from __future__ import annotations
 
@@ -7,17 +8,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django_q.models import OrmQ, Schedule
+from pytest_httpserver import HTTPServer
 
-from pimsync import pipeline
+from pimsync import pipeline, worker
+from pimsync.adobe import ims
 from pimsync.models import Event, Status
+from pimsync.wakeups import DRAIN
 from standins.adobe import CLIENT_SECRET
 from standins.pim import PimStub
-from tests.conftest import make_event, product
+from tests.conftest import make_event, make_world, product
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -250,3 +256,112 @@ def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world,
         wait_for(lambda: Event.objects.filter(status=Status.SUCCEEDED).count() == 2, what="the second event")
     finally:
         worker.stop()
+
+
+class SlowPim(PimStub):
+    """The PIM taking HOLD seconds over each answer, counting the calls it holds at once."""
+
+    HOLD = 0.5
+
+    def __init__(self, server) -> None:
+        super().__init__(server)
+        self._lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+
+    def handle(self, request):
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.HOLD)
+            return super().handle(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def slow_world(adobe, settings):
+    """The stand-ins on a server that answers calls at once (the shared one answers one after the
+    other), the PIM slow; no sweeper, so only the drains themselves can wake another worker."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    world = make_world(adobe, server, settings, pim_stub=SlowPim)
+    Schedule.objects.all().delete()
+    yield world
+    server.stop()
+    ims.forget()
+
+
+def burst(client, world, assets: int) -> list[str]:
+    """`assets` new assets (at most a delivery's 20), their products in the PIM, delivered at once."""
+    events = [world.upload(client, n) for n in range(1, assets + 1)]
+    for n in range(1, assets + 1):
+        world.pim.products[f"SKU-{100000 + n}"] = product(f"SKU-{100000 + n}")
+    assert world.adobe.deliver(client, events).status_code == 200
+    return [event["data"]["assetId"] for event in events]
+
+
+def test_a_burst_brings_a_second_cluster_to_work_at_once(client, slow_world, settings):
+    """A burst's deliveries queue one wake-up between them, and a busy cluster's pusher may take
+    the next ones ahead of its free processes. The drain with more due assets than threads asks
+    for another drain, so the second cluster joins the burst (more PIM calls at once than one
+    cluster's two threads make) rather than idling until the sweeper's next minute."""
+    world = slow_world
+    asset_ids = burst(client, world, 20)
+    assert OrmQ.objects.count() == 1
+    clusters = [Worker(world, settings, PIMSYNC_WORKER_THREADS="2") for _ in range(2)]
+    try:
+        wait_for(
+            lambda: Event.objects.filter(status=Status.SUCCEEDED).count() == 20,
+            timeout=60,
+            what="all 20 events to succeed",
+        )
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+    assert world.pim.max_in_flight > 2
+    assert sorted(patch["asset_id"] for patch in world.aem.patches) == sorted(asset_ids)  # each once
+
+
+@pytest.fixture
+def drain_on_threads(settings, monkeypatch):
+    """This process's drain on a pool of two threads, as a worker process runs it."""
+    settings.PIMSYNC_WORKER_THREADS = 2
+    settings.PIMSYNC_READ_AHEAD = False
+    settings.PIMSYNC_DRAIN_LINGER_SECONDS = 0
+    monkeypatch.setattr(worker.Threads, "_pool", None)
+    yield
+    pool = worker.Threads._pool
+    if pool is not None:
+        # Each thread closes its database connection (a barrier makes both threads take one
+        # task), or the test database could not be dropped.
+        together = threading.Barrier(settings.PIMSYNC_WORKER_THREADS)
+
+        def close() -> None:
+            connections.close_all()
+            together.wait(timeout=10)
+
+        for _ in range(settings.PIMSYNC_WORKER_THREADS):
+            pool.submit(close)
+        pool.shutdown()
+
+
+def drains_queued() -> int:
+    return sum(1 for task in OrmQ.objects.all() if task.func() == DRAIN)
+
+
+def test_a_drain_with_more_assets_than_threads_asks_once_while_its_call_waits(client, slow_world, drain_on_threads):
+    """Six rounds of two threads: the drain asks for help once, and not again while the drain task
+    it queued is still waiting in the broker (no worker here takes it)."""
+    burst(client, slow_world, 12)
+    OrmQ.objects.all().delete()  # the delivery's own wake-up: this test runs the drain itself
+    assert worker.drain() == "drained 12 asset(s)"
+    assert drains_queued() == 1
+
+
+def test_a_drain_whose_threads_take_every_due_asset_asks_no_help(client, slow_world, drain_on_threads):
+    burst(client, slow_world, 2)
+    OrmQ.objects.all().delete()
+    assert worker.drain() == "drained 2 asset(s)"
+    assert drains_queued() == 0
