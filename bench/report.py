@@ -10,12 +10,13 @@ from pathlib import Path
 
 HOW_TO_READ = """\
 Everything runs on the one machine at once: PostgreSQL (synchronous commit on), gunicorn
-(gthread, 4 processes x 4 threads), django-q2 workers, the IMS/AEM/PIM stubs (50 ms on every call)
-and the load generator. Each line: figure, value, target, ratio to the target (>= 1 meets it).
-Repeated runs on this machine vary by about 10-20% (the trivial view alone measured 3,600-5,300
-req/s); the single-event ingest is CPU-bound in Django (profile: py-spy on a gunicorn worker), the
-end-to-end run is CPU-bound across all processes (1x32, 2x16 and 4x8 worker shapes all gave
-100-103 assets/s), so the Little's-law ratio says how much of the latency-bound ceiling a 2-core
+(gthread, 4 processes x 4 threads), django-q2 workers (2 processes x 16 threads unless a line says
+otherwise), the IMS/AEM/PIM stand-ins (50 ms on every call unless a line says otherwise) and the
+load generator. Each line: figure, value, target, ratio to the target (>= 1 meets it). Machines of
+the same kind have differed by up to twice in pace, and one run differs from the next by 10-20%:
+compare two commits by alternating them on one machine, as the sections below do. On two cores
+the single-event ingest and the 10,000 assets at 50 ms are bound by the CPU that all these
+processes share, so the Little's-law ratio says how much of the latency-bound ceiling such a
 machine reaches, not how much concurrency is idle.
 """
 
