@@ -33,7 +33,11 @@ from pimsync.wakeups import DrainPromise, broker, wake
 log = logging.getLogger(__name__)
 
 # How often a drain that has more due assets than threads may ask for another drain. It asks only
-# while no drain task waits in the broker, so the tasks it adds stay a handful however long it runs.
+# while no drain task waits in the broker. A task a cluster's pusher has taken no longer waits
+# there, so a busy cluster can hold a few: one per worker process running, django-q2's queue_limit
+# (the number of worker processes squared, unless set) in its queue, and one in the pusher's
+# hands. However long a burst lasts, the tasks asked for stay within that per cluster, plus one in
+# the broker; each that finds nothing due ends at once or after one linger.
 HELP_EVERY_SECONDS = 1.0
 
 
@@ -138,9 +142,11 @@ def drain() -> str:
         # for free threads (the other way round, it could end with assets left in its backlog).
         done += _collect(running)
         started = _start(runner, running, backlog, deadline)
-        if backlog and isinstance(runner, Threads) and time.monotonic() - asked >= HELP_EVERY_SECONDS:
-            # Every thread busy and due assets left over: room for another worker process.
-            asked = time.monotonic()
+        now = time.monotonic()
+        if backlog and isinstance(runner, Threads) and now - asked >= HELP_EVERY_SECONDS and now < deadline:
+            # Every thread busy and due assets left over: room for another worker process. (Past
+            # the deadline the drain hands over with a wake-up of its own when its threads end.)
+            asked = now
             _ask_for_help()
         if running or started:
             idle_until = time.monotonic() + linger

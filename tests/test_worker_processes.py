@@ -261,7 +261,7 @@ def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world,
 class SlowPim(PimStub):
     """The PIM taking HOLD seconds over each answer, counting the calls it holds at once."""
 
-    HOLD = 0.5
+    HOLD = 0.8
 
     def __init__(self, server) -> None:
         super().__init__(server)
