@@ -69,6 +69,18 @@ def wake(times: int = 1) -> int:
     return sent
 
 
+def wake_unless_one_waits() -> None:
+    """Ask for one drain task unless one already waits in the broker (a free process takes that
+    one): a busy drain asking for help."""
+    try:
+        waiting = broker().queue_size()
+    except Exception:  # the broker unreachable: the caller goes on alone, the sweeper wakes others
+        log.warning("could not read the broker's queue to ask for another drain", exc_info=True)
+        return
+    if not waiting:
+        wake()
+
+
 def with_the_commit(send: Callable[[], object]) -> None:
     """Send a task so that the worker finds what the caller's transaction is writing: with the ORM
     broker inside that transaction (both or neither), with Redis after its commit (a wake-up lost

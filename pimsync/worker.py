@@ -6,7 +6,7 @@ AEM's metadata asked for while the PIM answers; PIMSYNC_READ_AHEAD). Exclusivity
 asset, through the lease in `pipeline.process_asset`; several processes draining at once skip
 each other's leased assets.
 
-A drain with more due assets than its threads can take asks for one more drain (`_ask_for_help`),
+A drain with more due assets than its threads can take asks for one more drain,
 so that idle worker processes, of this machine or another, join a burst at once. Deliveries queue
 few wake-ups (a running drain's promise covers them), and a busy cluster's django-q2 pusher takes
 tasks from the broker ahead of its free processes, so without that the first cluster to wake could
@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from pimsync import pipeline, postgresql, read_ahead
 from pimsync.models import PENDING, Asset, Event
-from pimsync.wakeups import DrainPromise, broker, wake
+from pimsync.wakeups import DrainPromise, wake, wake_unless_one_waits
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def drain() -> str:
             # Every thread busy and due assets left over: room for another worker process. (Past
             # the deadline the drain hands over with a wake-up of its own when its threads end.)
             asked = now
-            _ask_for_help()
+            wake_unless_one_waits()
         if running or started:
             idle_until = time.monotonic() + linger
             continue
@@ -185,17 +185,6 @@ def _start(runner: Threads | Inline, running: dict[Future, str], backlog: list[s
             running[runner.submit(asset_id)] = asset_id
             started += 1
     return started
-
-
-def _ask_for_help() -> None:
-    """Queue one more drain unless one already waits in the broker (a free process then has it)."""
-    try:
-        waiting = broker().queue_size()
-    except Exception:  # the broker unreachable: this drain goes on alone, the sweeper wakes others
-        log.warning("could not read the broker's queue to ask for another drain", exc_info=True)
-        return
-    if not waiting:
-        wake()
 
 
 def _collect(running: dict[Future, str]) -> int:
