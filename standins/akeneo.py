@@ -50,7 +50,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 from werkzeug import Request, Response
 
 from standins import akeneo_examples
-from standins.answers import Faults, json_response
+from standins.answers import Faults, InFlight, json_response
 
 IDENTIFIER = "sku"
 START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
@@ -83,8 +83,7 @@ class AkeneoStub:
         self.expires_in = 3600
         self.latency = 0.0
         self.next_base = ""  # where `_links.next` points ("": this server); another host tests the client
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.in_flight = InFlight()
         self.now = START  # the stub's clock: product `updated` times and token expiry
         self.zone = UTC  # the server's time zone: `updated` is written (and filtered) in it
         # Run one each, in order, before a product list is answered: someone editing products
@@ -225,18 +224,15 @@ class AkeneoStub:
             body,
         )
         self.requests.append(entry)
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.latency:
-                time.sleep(self.latency)
+        with self.in_flight.answering(self.latency):
             response = self._answer(request, body)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
         entry[2]["_answered"] = response.status_code
         return response
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls answered at once."""
+        return self.in_flight.most
 
     def _answer(self, request: Request, body) -> Response:
         served = self._take_served(request)

@@ -1,10 +1,14 @@
-"""What every stand-in answers with: JSON bodies, and the injected faults a test or drill queues
-instead of the real answer."""
+"""What every stand-in answers with: JSON bodies, the injected faults a test or drill queues
+instead of the real answer, and a count of the calls answered at once."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from werkzeug import Response
 
@@ -21,6 +25,29 @@ class Faults:
     def take(self, method: str):
         queue = self._queue.get(method)
         return queue.popleft() if queue else None
+
+
+class InFlight:
+    """The calls a stand-in is answering now, and the most it answered at once (`most`): how many
+    calls a client keeps open together."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def answering(self, latency: float = 0) -> Iterator[None]:
+        """One call answered within the block, after `latency` seconds."""
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            if latency:
+                time.sleep(latency)
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
 
 
 def json_response(status: int, body=None, headers: dict | None = None) -> Response:

@@ -1,5 +1,6 @@
 """A loopback REST PIM: GET /products/{key} with a bearer token (pimsync's `rest` connector), with
-fault injection."""
+fault injection, and `latency` seconds on every answer with `max_in_flight` counting the most
+answered at once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import unquote
 
 from werkzeug import Request, Response
 
-from standins.answers import Faults, json_response
+from standins.answers import Faults, InFlight, json_response
 
 
 class PimStub:
@@ -22,14 +23,25 @@ class PimStub:
         self.products: dict[str, dict] = {}
         self.faults = Faults()
         self.calls: list[str] = []
+        self.latency = 0.0
+        self.in_flight = InFlight()
         server.expect_request(re.compile(r"^/products/.+$"), method="GET").respond_with_handler(self.handle)
 
     @property
     def url(self) -> str:
         return self.server.url_for("").rstrip("/")
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls answered at once."""
+        return self.in_flight.most
+
     def handle(self, request: Request) -> Response:
         """The product for a key with the right bearer token; 401 or 404 otherwise."""
+        with self.in_flight.answering(self.latency):
+            return self._answer(request)
+
+    def _answer(self, request: Request) -> Response:
         key = unquote(request.path[len("/products/") :])
         self.calls.append(key)
         fault = self.faults.take("GET")

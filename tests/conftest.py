@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -299,6 +300,21 @@ def make_world(adobe: Adobe, server, settings, pim_stub: type[PimStub] = PimStub
     ims.forget()
     mapping.import_config(STANDARD_MAPPING)
     return World(adobe, ims_stub, aem_stub, pim)
+
+
+@contextmanager
+def threaded_world(adobe: Adobe, settings, pim_stub: type[PimStub] = PimStub):
+    """`make_world` on a server of its own that answers calls at once, as real peers do (the
+    shared one answers one call after the other)."""
+    from pimsync.adobe import ims
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield make_world(adobe, server, settings, pim_stub)
+    finally:
+        server.stop()
+        ims.forget()
 
 
 @pytest.fixture

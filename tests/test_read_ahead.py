@@ -8,15 +8,13 @@ import time
 
 import pytest
 from django.db import OperationalError
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pimsync import read_ahead, worker
-from pimsync.adobe import ims
 from pimsync.models import Event, Status
 from pimsync.outbound.http import HttpError
 from standins.pim import PimStub
-from tests.conftest import make_world, product
+from tests.conftest import product, threaded_world
 
 # The read-ahead thread opens a database connection of its own: it must see what the test wrote.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,15 +55,10 @@ def reading_ahead():
 
 @pytest.fixture
 def world(adobe, settings, reading_ahead):
-    """The stand-ins on a server that answers calls at once, as real peers do (the shared one
-    answers one call after the other)."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    world = make_world(adobe, server, settings, pim_stub=PimAnsweringAfterAem)
-    world.pim.aem = world.aem
-    yield world
-    server.stop()
-    ims.forget()
+    """The stand-ins on a server that answers calls at once, as real peers do."""
+    with threaded_world(adobe, settings, PimAnsweringAfterAem) as world:
+        world.pim.aem = world.aem
+        yield world
 
 
 def enrich_upload(client, world, n: int, sku: str = "SKU-100001", read_ahead_due: bool = True) -> Event:

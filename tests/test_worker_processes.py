@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 from django.db import connection, connections
 from django_q.models import OrmQ, Schedule
-from pytest_httpserver import HTTPServer
 
 from pimsync import pipeline, worker
-from pimsync.adobe import ims
 from pimsync.models import Event, Status
 from pimsync.wakeups import DRAIN
 from standins.adobe import CLIENT_SECRET
 from standins.pim import PimStub
-from tests.conftest import make_event, make_world, product
+from tests.conftest import make_event, product, threaded_world
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -258,45 +256,22 @@ def test_a_drain_keeps_the_promise_of_the_wake_up_that_started_it(client, world,
         worker.stop()
 
 
-class SlowPim(PimStub):
-    """The PIM taking HOLD seconds over each answer, counting the calls it holds at once."""
-
-    HOLD = 0.8
-
-    def __init__(self, server) -> None:
-        super().__init__(server)
-        self._lock = threading.Lock()
-        self.in_flight = self.max_in_flight = 0
-
-    def handle(self, request):
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.HOLD)
-            return super().handle(request)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-
-
 @pytest.fixture
 def slow_world(adobe, settings):
-    """The stand-ins on a server that answers calls at once (the shared one answers one after the
-    other), the PIM slow; no sweeper, so only the drains themselves can wake another worker."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    world = make_world(adobe, server, settings, pim_stub=SlowPim)
-    Schedule.objects.all().delete()
-    yield world
-    server.stop()
-    ims.forget()
+    """The stand-ins answering calls at once, the PIM taking 0.8 s over each; no sweeper, so only
+    the drains themselves can wake another worker."""
+    with threaded_world(adobe, settings) as world:
+        world.pim.latency = 0.8
+        Schedule.objects.all().delete()
+        yield world
 
 
-def burst(client, world, assets: int) -> list[str]:
-    """`assets` new assets (at most a delivery's 20), their products in the PIM, delivered at once."""
-    events = [world.upload(client, n) for n in range(1, assets + 1)]
-    for n in range(1, assets + 1):
+def burst(client, world, assets: int, first: int = 1) -> list[str]:
+    """`assets` new assets (at most a delivery's 20) numbered from `first`, their products in the
+    PIM, delivered at once."""
+    numbers = range(first, first + assets)
+    events = [world.upload(client, n) for n in numbers]
+    for n in numbers:
         world.pim.products[f"SKU-{100000 + n}"] = product(f"SKU-{100000 + n}")
     assert world.adobe.deliver(client, events).status_code == 200
     return [event["data"]["assetId"] for event in events]
@@ -351,17 +326,17 @@ def drains_queued() -> int:
     return sum(1 for task in OrmQ.objects.all() if task.func() == DRAIN)
 
 
-def test_a_drain_with_more_assets_than_threads_asks_once_while_its_call_waits(client, slow_world, drain_on_threads):
-    """Six rounds of two threads: the drain asks for help once, and not again while the drain task
-    it queued is still waiting in the broker (no worker here takes it)."""
-    burst(client, slow_world, 12)
-    OrmQ.objects.all().delete()  # the delivery's own wake-up: this test runs the drain itself
-    assert worker.drain() == "drained 12 asset(s)"
-    assert drains_queued() == 1
-
-
-def test_a_drain_whose_threads_take_every_due_asset_asks_no_help(client, slow_world, drain_on_threads):
+def test_a_drain_asks_for_help_only_with_more_assets_than_threads_and_once_while_its_call_waits(
+    client, slow_world, drain_on_threads
+):
+    """Two assets for two threads: no help asked. Twelve, six rounds of two threads: the drain asks
+    once, and not again while the drain task it queued is still waiting in the broker (no worker
+    here takes it)."""
     burst(client, slow_world, 2)
-    OrmQ.objects.all().delete()
+    OrmQ.objects.all().delete()  # the delivery's own wake-up: this test runs the drain itself
     assert worker.drain() == "drained 2 asset(s)"
     assert drains_queued() == 0
+    burst(client, slow_world, 12, first=3)
+    OrmQ.objects.all().delete()
+    assert worker.drain() == "drained 12 asset(s)"
+    assert drains_queued() == 1
